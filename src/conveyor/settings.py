@@ -1,0 +1,68 @@
+"""The one settings tree (environment prefix ``CONVEYOR_``); the only reader of ``os.environ``."""
+
+from __future__ import annotations
+
+import getpass
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (some containers)
+        return "unknown"
+
+
+class Settings(BaseSettings):
+    """Conveyor configuration. Every field can be set as ``CONVEYOR_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".conveyor",
+        description="Where the SQLite registry and the artifact store live (CONVEYOR_HOME).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the registry database; SQLite under `home` when unset. "
+        "PostgreSQL: postgresql+psycopg://user:pass@host:port/db",
+    )
+    user: str = Field(default_factory=_default_user, description="Recorded as `created_by` on new versions.")
+    url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Default inference endpoint for `conveyor predict` (CONVEYOR_URL).",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024, description="Largest inference request body the server accepts, in bytes."
+    )
+    max_elements: int = Field(
+        default=16 * 1024 * 1024,
+        description="Largest number of tensor elements one request may carry, across all inputs.",
+    )
+    intra_op_threads: int = Field(
+        default=0, description="ONNX Runtime intra-op threads per session; 0 lets ONNX Runtime choose."
+    )
+    parity_tolerance: float = Field(
+        default=1e-4,
+        description="Largest absolute difference allowed between a converted model and its original.",
+    )
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'registry.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process; pass the object down rather than calling this deep inside."""
+    return Settings()

@@ -1,0 +1,7 @@
+"""Shared fixtures live in tests/fixtures/, one module per kind of real component."""
+
+pytest_plugins = [
+    "tests.fixtures.processes",
+    "tests.fixtures.postgres",
+    "tests.fixtures.models",
+]
