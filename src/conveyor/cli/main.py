@@ -1,0 +1,69 @@
+"""Entry point of the ``conveyor`` command: wires the command groups and turns errors into one line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from conveyor import __version__
+from conveyor.cli import models, predict, serve
+from conveyor.cli.output import err_console, exit_code_for
+from conveyor.errors import ConveyorError
+
+app = typer.Typer(
+    name="conveyor",
+    help="Conveyor: register a model, serve it over the Open Inference Protocol, predict with it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(models.app, name="models")
+app.command("serve")(serve.serve)
+app.command("predict")(predict.predict)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the Conveyor version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Run the CLI: a ConveyorError becomes one line on stderr and its exit code, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(prog_name="conveyor", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except ConveyorError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(exit_code_for(exc))
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+                          highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except Exception as exc:  # a bug: still one line; CONVEYOR_DEBUG shows the rest
+        from conveyor.settings import get_settings
+
+        if get_settings().debug:
+            raise
+        err_console.print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc} (set CONVEYOR_DEBUG=1 for details)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""``conveyor models ...``: register, list, show, alias and delete model versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+import conveyor
+from conveyor.cli.output import console, human_size, human_time, print_json, shape_str
+from conveyor.errors import InvalidInput
+
+app = typer.Typer(help="Register model versions and manage them in the registry.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def _parse_tags(tags: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in tags:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"tag {item!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _split_version_ref(ref: str) -> tuple[str, int]:
+    name, sep, version = ref.rpartition(":")
+    if not sep or not name or not version.isdigit():
+        raise InvalidInput(f"{ref!r} is not NAME:VERSION (for example iris:3)")
+    return name, int(version)
+
+
+@app.command("register")
+def register(
+    name: Annotated[str, typer.Argument(help="Model name (letters, digits, '.', '_', '-').")],
+    path: Annotated[Path, typer.Argument(help="Model file: .onnx, .skops, .pt/.pth, or a pickle/joblib.")],
+    framework: Annotated[
+        str, typer.Option(help="Source format: auto, onnx, sklearn or pytorch.", case_sensitive=False)
+    ] = "auto",
+    sample: Annotated[
+        Path | None,
+        typer.Option(help="Sample inputs (.npy, .npz, .csv): check the conversion against the original."),
+    ] = None,
+    alias: Annotated[list[str], typer.Option("--alias", "-a", help="Point this alias at the new version.")] = [],  # noqa: B006
+    tag: Annotated[list[str], typer.Option("--tag", "-t", help="KEY=VALUE tag; repeatable.")] = [],  # noqa: B006
+    description: Annotated[str | None, typer.Option(help="Free-text description.")] = None,
+    parent_version: Annotated[
+        int | None, typer.Option(help="Lineage: the version this one was derived from.")
+    ] = None,
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="Allow loading pickle/joblib files (unpickling runs code).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert a model to ONNX, check it against the original on --sample, and store it as a new version."""
+    if framework.lower() not in {"auto", "onnx", "sklearn", "pytorch"}:
+        raise InvalidInput(f"--framework must be auto, onnx, sklearn or pytorch, not {framework!r}")
+    if not path.exists():
+        raise InvalidInput(f"model file {str(path)!r} does not exist")
+    tags = _parse_tags(tag)
+    with console.status(f"Converting and registering [bold]{path.name}[/]…", spinner="dots"):
+        info = conveyor.register(
+            name,
+            path,
+            sample=sample,
+            framework=framework.lower(),
+            aliases=alias,
+            tags=tags,
+            description=description,
+            parent_version=parent_version,
+            trust_pickle=trust_pickle,
+        )
+    if as_json:
+        print_json(info.to_dict())
+        return
+    console.print(f"[green]Registered[/] [bold]{info.name}:{info.version}[/] ({info.framework})")
+    _print_version(info.to_dict())
+
+
+@app.command("list")
+def list_models(
+    name: Annotated[str | None, typer.Argument(help="List this model's versions instead of all models.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List registered models, or the versions of one model."""
+    with conveyor.open_registry() as registry:
+        if name is not None:
+            versions = [v.to_dict() for v in registry.list_versions(name)]
+            if as_json:
+                print_json(versions)
+            else:
+                _print_versions(name, versions)
+            return
+        models = [m.to_dict() for m in registry.list_models()]
+    if as_json:
+        print_json(models)
+        return
+    if not models:
+        console.print("No models registered yet. Try: conveyor models register NAME FILE")
+        return
+    table = Table(title="Models", title_justify="left")
+    for col in ("name", "latest", "versions", "aliases", "created"):
+        table.add_column(col)
+    for m in models:
+        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(m.get("aliases", {}).items()))
+        table.add_row(m["name"], str(m.get("latest_version", "-")), str(m.get("version_count", "-")),
+                      aliases or "-", human_time(m.get("created_at")))
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME (all versions), NAME:VERSION or NAME@ALIAS.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one version (signature, digest, lineage, parity) or all versions of a model."""
+    with conveyor.open_registry() as registry:
+        if ":" not in ref and "@" not in ref:
+            versions = [v.to_dict() for v in registry.list_versions(ref)]
+            if as_json:
+                print_json({"name": ref, "versions": versions})
+            else:
+                _print_versions(ref, versions)
+            return
+        info = registry.resolve(ref).to_dict()
+    if as_json:
+        print_json(info)
+    else:
+        _print_version(info)
+
+
+@app.command("alias")
+def alias(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version the alias should point at.")],
+    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias, e.g. production or staging.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Point ALIAS at NAME:VERSION (moves it atomically if it pointed elsewhere)."""
+    with conveyor.open_registry() as registry:
+        info = registry.set_alias(name, version, alias_name)
+    if as_json:
+        print_json(info.to_dict())
+    else:
+        console.print(f"[green]{name}@{alias_name}[/] → version {info.version}")
+
+
+@app.command("delete")
+def delete(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION to delete.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete one version (refused while an alias points at it)."""
+    name, version = _split_version_ref(ref)
+    with conveyor.open_registry() as registry:
+        registry.delete_version(name, version)
+    if as_json:
+        print_json({"name": name, "version": version, "deleted": True})
+    else:
+        console.print(f"Deleted [bold]{name}:{version}[/]")
+
+
+def _print_versions(name: str, versions: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{name}: versions", title_justify="left")
+    for col in ("version", "framework", "size", "sha256", "aliases", "parent", "created", "by"):
+        table.add_column(col)
+    for v in versions:
+        table.add_row(str(v["version"]), v.get("framework") or "-", human_size(v["size_bytes"]),
+                      v["sha256"][:12], ", ".join(v.get("aliases", [])) or "-",
+                      str(v["parent_version"]) if v.get("parent_version") else "-",
+                      human_time(v.get("created_at")), v.get("created_by") or "-")
+    console.print(table)
+
+
+def _print_version(v: dict[str, Any]) -> None:
+    console.print(f"[bold]{v['name']}:{v['version']}[/]  {v.get('description') or ''}")
+    console.print(f"  sha256     {v['sha256']}")
+    console.print(f"  size       {human_size(v['size_bytes'])}    framework {v.get('framework')}")
+    console.print(f"  aliases    {', '.join(v.get('aliases', [])) or '-'}")
+    console.print(f"  parent     {v.get('parent_version') or '-'}")
+    console.print(f"  created    {human_time(v.get('created_at'))} by {v.get('created_by') or '-'}")
+    if v.get("tags"):
+        console.print("  tags       " + ", ".join(f"{k}={val}" for k, val in sorted(v["tags"].items())))
+    parity = (v.get("metadata") or {}).get("parity")
+    if parity and "max_abs_diff" in parity:
+        console.print(f"  parity     max |diff| {parity['max_abs_diff']:.3g} (tolerance {parity.get('tolerance')})"
+                      f" on {parity.get('samples', '?')} samples")
+    table = Table(title="signature", title_justify="left")
+    for col in ("", "name", "datatype", "shape"):
+        table.add_column(col)
+    sig = v.get("signature") or {}
+    for kind in ("inputs", "outputs"):
+        for t in sig.get(kind, []):
+            table.add_row(kind[:-1], t["name"], t["datatype"], shape_str(t["shape"]))
+    console.print(table)

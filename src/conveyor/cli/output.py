@@ -1,0 +1,65 @@
+"""How the CLI talks back: Rich tables for people, ``--json`` for scripts, one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from conveyor.errors import ConveyorError
+
+console = Console()
+err_console = Console(stderr=True)
+
+# The CLI's one mapping table: error code -> process exit status.
+EXIT_CODES: dict[str, int] = {
+    "internal": 1,
+    "invalid_argument": 2,
+    "unsupported_media_type": 2,
+    "too_large": 2,
+    "not_found": 3,
+    "conflict": 4,
+    "data_loss": 5,
+    "failed_precondition": 6,
+    "unavailable": 7,
+}
+
+
+def exit_code_for(error: ConveyorError) -> int:
+    return EXIT_CODES.get(error.code, 1)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one error line to stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, for scripts (no colour, no wrapping)."""
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def human_time(iso: str | datetime | None) -> str:
+    if iso is None:
+        return "-"
+    dt = iso if isinstance(iso, datetime) else datetime.fromisoformat(str(iso))
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def shape_str(shape: Any) -> str:
+    return "[" + ", ".join("?" if int(d) < 0 else str(d) for d in shape) + "]"

@@ -1,0 +1,141 @@
+"""``conveyor predict``: send inputs to a served model (``--url``) or run it in-process from the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import orjson
+import typer
+from rich.table import Table
+
+from conveyor.cli.output import console, print_json, shape_str
+from conveyor.errors import InvalidInput
+from conveyor.settings import get_settings
+
+
+def predict(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS (NAME or NAME:VERSION with --url).")],
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", "-d",
+            help="Inputs: inline JSON or a file (.json, .npy, .npz, .csv). JSON is a V2 request "
+            '({"inputs": [...]}), a mapping {"input_name": [[...]]}, or a bare list for a one-input model.',
+        ),
+    ],
+    url: Annotated[
+        str | None,
+        typer.Option(help="Server to send to, e.g. http://127.0.0.1:8080 (default: $CONVEYOR_URL; "
+                     "unset: run in-process)."),
+    ] = None,
+    output: Annotated[list[str], typer.Option("--output", "-o", help="Only return these outputs.")] = [],  # noqa: B006
+    binary: Annotated[bool, typer.Option("--binary", help="Use the binary tensor extension over HTTP.")] = False,
+    timeout: Annotated[float, typer.Option(help="HTTP timeout in seconds.")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the V2 response as JSON.")] = False,
+) -> None:
+    """Run a prediction and print the outputs."""
+    url = url or get_settings().url
+    payload = _read_data(data)
+    if url:
+        from conveyor.cli.remote import remote_predict
+
+        response = remote_predict(url, ref, payload, outputs=output or None, binary=binary, timeout=timeout)
+    else:
+        response = _local_predict(ref, payload, outputs=output or None)
+    if as_json:
+        print_json(response)
+        return
+    _print_response(response)
+
+
+def _read_data(data: str) -> Any:
+    """Inline JSON or a file: returns parsed JSON, an ndarray, or a dict of ndarrays."""
+    text = data.strip()
+    if text[:1] in ("{", "["):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"--data is not valid JSON: {exc}") from None
+    path = Path(data)
+    if not path.exists():
+        raise InvalidInput(f"--data {data!r} is neither JSON nor an existing file")
+    if path.suffix.lower() == ".json":
+        try:
+            return orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"{path} is not valid JSON: {exc}") from None
+    from conveyor.formats import load_sample
+
+    return load_sample(path)
+
+
+def to_named_arrays(payload: Any, signature_inputs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Normalise the accepted --data forms into name -> array using the model's declared inputs."""
+    from conveyor.protocol.datatypes import numpy_dtype
+
+    specs = {t["name"]: t for t in signature_inputs}
+    if isinstance(payload, dict) and "inputs" in payload and isinstance(payload["inputs"], list):
+        arrays: dict[str, Any] = {}
+        for item in payload["inputs"]:
+            if not isinstance(item, dict) or "name" not in item or "data" not in item:
+                raise InvalidInput('each entry of "inputs" needs "name" and "data"')
+            arr = np.asarray(item["data"])
+            if "shape" in item:
+                try:
+                    arr = arr.reshape(item["shape"])
+                except ValueError:
+                    raise InvalidInput(f"input {item['name']!r}: data does not fit shape {item['shape']}") from None
+            arrays[item["name"]] = arr
+        payload = arrays
+    if not isinstance(payload, dict):
+        if len(specs) != 1:
+            raise InvalidInput(f"the model has inputs {', '.join(specs)}; pass a mapping of name -> data")
+        payload = {next(iter(specs)): payload}
+    out: dict[str, np.ndarray] = {}
+    for name, value in payload.items():
+        spec = specs.get(name)
+        if spec is None:
+            raise InvalidInput(f"unknown input {name!r}; the model's inputs are {', '.join(specs)}")
+        if spec["datatype"] == "BYTES":
+            out[name] = np.asarray(value, dtype=np.object_)
+            continue
+        try:
+            out[name] = np.asarray(value, dtype=numpy_dtype(spec["datatype"]))
+        except (ValueError, TypeError):
+            raise InvalidInput(f"input {name!r}: data is not convertible to {spec['datatype']}") from None
+        want = spec["shape"]
+        if out[name].ndim == len(want) - 1 and want and want[0] == -1:
+            out[name] = out[name][None, ...]  # one row given for a batched input
+    return out
+
+
+def _local_predict(ref: str, payload: Any, outputs: list[str] | None) -> dict[str, Any]:
+    import conveyor
+    from conveyor.protocol.datatypes import v2_datatype
+
+    model = conveyor.load(ref)
+    sig_inputs = [t.to_dict() for t in model.signature.inputs]
+    result = model.predict(to_named_arrays(payload, sig_inputs), outputs)
+    return {
+        "model_name": model.name,
+        "model_version": model.version,
+        "outputs": [
+            {"name": k, "datatype": v2_datatype(v.dtype), "shape": list(v.shape), "data": v.ravel().tolist()}
+            for k, v in result.items()
+        ],
+    }
+
+
+def _print_response(response: dict[str, Any]) -> None:
+    title = f"{response.get('model_name')}:{response.get('model_version') or '-'}"
+    table = Table(title=title, title_justify="left")
+    for col in ("output", "datatype", "shape", "values"):
+        table.add_column(col)
+    for out in response.get("outputs", []):
+        values = np.asarray(out["data"]).reshape(out["shape"]) if out["datatype"] != "BYTES" else out["data"]
+        text = np.array2string(np.asarray(values), threshold=40, precision=4) if out["datatype"] != "BYTES" \
+            else str(values)[:400]
+        table.add_row(out["name"], out["datatype"], shape_str(out["shape"]), text)
+    console.print(table)

@@ -1,0 +1,68 @@
+"""Talking to a running Conveyor (or any V2) server over HTTP for ``conveyor predict --url``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+
+from conveyor.errors import ConveyorError, InvalidInput, NotFound, Unavailable
+
+_STATUS_ERRORS: dict[int, type[ConveyorError]] = {404: NotFound, 503: Unavailable}
+
+
+def _model_path(ref: str) -> str:
+    if "@" in ref:
+        raise InvalidInput("aliases are resolved by the registry; with --url use NAME or NAME:VERSION")
+    name, sep, version = ref.partition(":")
+    if sep and not version.isdigit():
+        raise InvalidInput(f"{ref!r} is not NAME or NAME:VERSION")
+    return f"/v2/models/{name}" + (f"/versions/{version}" if sep else "")
+
+
+def _raise_for(resp: httpx.Response, url: str) -> None:
+    if resp.status_code < 400:
+        return
+    try:
+        message = str(orjson.loads(resp.content).get("error", resp.text))
+    except (orjson.JSONDecodeError, AttributeError):
+        message = resp.text.strip() or resp.reason_phrase
+    error = _STATUS_ERRORS.get(resp.status_code, InvalidInput if resp.status_code < 500 else ConveyorError)
+    raise error(f"{url} answered {resp.status_code}: {message}")
+
+
+def remote_predict(
+    url: str, ref: str, payload: Any, *, outputs: list[str] | None, binary: bool, timeout: float
+) -> dict[str, Any]:
+    """Fetch the model's metadata (for input names and datatypes), send the request, decode the answer."""
+    from conveyor.cli.predict import to_named_arrays
+    from conveyor.protocol.codec import decode_infer_response, encode_infer_request
+
+    base = url.rstrip("/") + _model_path(ref)
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            meta = client.get(base)
+            _raise_for(meta, base)
+            arrays = to_named_arrays(payload, meta.json().get("inputs", []))
+            body, header_len = encode_infer_request(arrays, outputs=outputs, binary=binary, binary_outputs=binary)
+            headers = {"Content-Type": "application/json"}
+            if header_len is not None:
+                headers = {"Content-Type": "application/octet-stream",
+                           "Inference-Header-Content-Length": str(header_len)}
+            resp = client.post(base + "/infer", content=body, headers=headers)
+            _raise_for(resp, base + "/infer")
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"cannot reach {url}: {exc}") from None
+    hl = resp.headers.get("Inference-Header-Content-Length")
+    decoded = decode_infer_response(resp.content, int(hl) if hl else None)
+    return {
+        "model_name": decoded.model_name,
+        "model_version": decoded.model_version,
+        "id": decoded.id,
+        "outputs": [
+            {"name": o.name, "datatype": o.datatype, "shape": list(o.shape),
+             "data": [x.decode(errors="replace") if isinstance(x, bytes) else x for x in o.data.ravel().tolist()]}
+            for o in decoded.outputs
+        ],
+    }
