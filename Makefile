@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check clean install system-deps
+.PHONY: demo test lint typecheck check clean install system-deps docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,3 +39,7 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# docs/cli.md is generated from the Typer app, so it always matches the code (a test checks it).
+docs: $(STAMP)
+	$(VENV)/bin/typer conveyor.cli.main utils docs --name conveyor --title "CLI reference" --output docs/cli.md

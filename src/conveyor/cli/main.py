@@ -17,6 +17,7 @@ app = typer.Typer(
     help="Conveyor: register a model, serve it over the Open Inference Protocol, predict with it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -17,7 +17,7 @@ def serve(
     refs: Annotated[
         list[str],
         typer.Argument(
-            metavar="REF...",
+            metavar="REF",
             help="What to serve: NAME, NAME:VERSION, NAME@ALIAS, or a model file path. Several allowed.",
         ),
     ],
