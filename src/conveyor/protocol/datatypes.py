@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from conveyor.errors import InvalidInput
 
 # V2 datatype -> numpy dtype (little-endian, as the binary extension requires). BYTES is object.
-V2_TO_NUMPY: dict[str, np.dtype[object]] = {
+V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype("<u1"),
     "UINT16": np.dtype("<u2"),
@@ -23,7 +25,7 @@ V2_TO_NUMPY: dict[str, np.dtype[object]] = {
     "BYTES": np.dtype(np.object_),
 }
 
-NUMPY_TO_V2: dict[np.dtype[object], str] = {dt: name for name, dt in V2_TO_NUMPY.items()}
+NUMPY_TO_V2: dict[np.dtype[Any], str] = {dt: name for name, dt in V2_TO_NUMPY.items()}
 # numpy unicode / bytes arrays travel as BYTES.
 _KIND_TO_V2 = {"U": "BYTES", "S": "BYTES", "O": "BYTES"}
 
@@ -45,12 +47,10 @@ ORT_TO_V2: dict[str, str] = {
 }
 
 # Size in bytes of one element in the binary extension; BYTES is variable.
-ELEMENT_SIZE: dict[str, int] = {
-    name: dt.itemsize for name, dt in V2_TO_NUMPY.items() if name != "BYTES"
-}
+ELEMENT_SIZE: dict[str, int] = {name: dt.itemsize for name, dt in V2_TO_NUMPY.items() if name != "BYTES"}
 
 
-def numpy_dtype(datatype: str) -> np.dtype[object]:
+def numpy_dtype(datatype: str) -> np.dtype[Any]:
     """The numpy dtype for a V2 datatype name; InvalidInput for an unknown name."""
     try:
         return V2_TO_NUMPY[datatype]
@@ -60,7 +60,7 @@ def numpy_dtype(datatype: str) -> np.dtype[object]:
         ) from None
 
 
-def v2_datatype(dtype: np.dtype[object]) -> str:
+def v2_datatype(dtype: np.dtype[Any]) -> str:
     """The V2 datatype name for a numpy dtype; InvalidInput when there is none."""
     dt = np.dtype(dtype)
     name = NUMPY_TO_V2.get(dt.newbyteorder("<") if dt.byteorder == ">" else dt)

@@ -1,0 +1,143 @@
+"""One tensor between numpy and its two V2 wire forms: JSON ``data`` and the binary tensor data extension.
+
+Callers check shapes and sizes first (``check_shape``, ``binary_size_ok``): a bad claim allocates nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+
+from conveyor.errors import InvalidInput
+
+Array = np.ndarray[Any, Any]
+_MAX_DIM = 2**63 - 1  # the spec: each dimension fits an unsigned 64-bit integer; numpy needs it to fit int64
+_LEN = struct.Struct("<I")
+
+
+def check_shape(where: str, shape: Any) -> tuple[tuple[int, ...], int]:
+    """The shape as a tuple and its element count; InvalidInput unless a list of non-negative integers."""
+    if isinstance(shape, list) and all(type(d) is int and 0 <= d <= _MAX_DIM for d in shape):
+        return tuple(shape), math.prod(shape)
+    raise InvalidInput(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+
+
+def from_json(
+    where: str, datatype: str, dtype: np.dtype[Any], shape: tuple[int, ...], count: int, data: Any
+) -> Array:
+    """A tensor from JSON ``data``, flat or nested, row-major; the element count must match the shape."""
+    if not isinstance(data, list):
+        data = [data]  # a bare scalar; the count check below decides whether the shape allows it
+    # A flat list's length is known before numpy allocates anything.
+    if len(data) != count and not (data and isinstance(data[0], list)):
+        raise InvalidInput(f"{where}: shape {list(shape)} needs {count} elements, data has {len(data)}")
+    if datatype == "BYTES":
+        return _bytes_from_json(where, shape, count, data)
+    try:
+        arr = np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise InvalidInput(f"{where}: data is not a valid {datatype} tensor ({e})") from None
+    if arr.size != count:
+        raise InvalidInput(f"{where}: shape {list(shape)} needs {count} elements, data has {arr.size}")
+    return arr.reshape(shape)
+
+
+def _bytes_from_json(where: str, shape: tuple[int, ...], count: int, data: list[Any]) -> Array:
+    try:
+        flat = np.asarray(data, dtype=object).reshape(-1)
+    except ValueError as e:
+        raise InvalidInput(f"{where}: data is not a valid BYTES tensor ({e})") from None
+    if flat.size != count:
+        raise InvalidInput(f"{where}: shape {list(shape)} needs {count} elements, data has {flat.size}")
+    out = np.empty(count, dtype=object)
+    try:
+        out[:] = [v.encode() for v in flat]
+    except AttributeError:
+        raise InvalidInput(f"{where}: BYTES data must be strings") from None
+    return out.reshape(shape)
+
+
+def binary_size_ok(where: str, datatype: str, itemsize: int, count: int, size: Any) -> int:
+    """``binary_data_size`` checked against what the shape needs, before any allocation."""
+    if type(size) is not int or size < 0:
+        raise InvalidInput(f"{where}: binary_data_size must be a non-negative integer, got {size!r}")
+    if datatype == "BYTES":
+        if size < 4 * count:  # every BYTES element carries at least its 4-byte length
+            raise InvalidInput(f"{where}: binary_data_size {size} is too small for {count} BYTES elements")
+    elif size != count * itemsize:
+        raise InvalidInput(
+            f"{where}: binary_data_size {size} does not match shape of {count} {datatype} elements "
+            f"({count * itemsize} bytes)"
+        )
+    return size
+
+
+def from_binary(
+    where: str,
+    datatype: str,
+    dtype: np.dtype[Any],
+    shape: tuple[int, ...],
+    count: int,
+    body: bytes,
+    offset: int,
+    size: int,
+) -> Array:
+    """A tensor read from ``body[offset:offset+size]``: a zero-copy view unless the offset is misaligned."""
+    if datatype == "BYTES":
+        return _bytes_from_binary(where, shape, count, body, offset, size)
+    if count == 0:
+        return np.empty(shape, dtype=dtype)
+    arr = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
+    if not arr.flags.aligned:
+        arr = arr.copy()  # the JSON header has any length; kernels may assume aligned data
+    return arr.reshape(shape)
+
+
+def _bytes_from_binary(
+    where: str, shape: tuple[int, ...], count: int, body: bytes, offset: int, size: int
+) -> Array:
+    out = np.empty(count, dtype=object)
+    pos, end = offset, offset + size
+    for i in range(count):
+        if pos + 4 > end:
+            raise InvalidInput(f"{where}: binary BYTES data ends before element {i}")
+        (n,) = _LEN.unpack_from(body, pos)
+        pos += 4
+        if pos + n > end:
+            raise InvalidInput(f"{where}: binary BYTES element {i} claims {n} bytes past the end of its data")
+        out[i] = body[pos : pos + n]
+        pos += n
+    if pos != end:
+        raise InvalidInput(
+            f"{where}: binary_data_size {size} but its {count} BYTES elements use {pos - offset}"
+        )
+    return out.reshape(shape)
+
+
+def to_json_data(where: str, arr: Array, datatype: str) -> Any:
+    """Flat row-major JSON data: the array itself (orjson serializes numpy) or, for BYTES, strings."""
+    if datatype == "BYTES":
+        try:
+            return [v if isinstance(v, str) else bytes(v).decode() for v in arr.reshape(-1).tolist()]
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{where}: BYTES data is not UTF-8 text; ask for it as binary data") from None
+    flat = arr.reshape(-1)
+    if flat.dtype.byteorder == ">" or not flat.flags.c_contiguous:
+        flat = np.ascontiguousarray(flat, dtype=flat.dtype.newbyteorder("="))
+    return flat
+
+
+def to_binary(arr: Array, datatype: str) -> bytes | memoryview:
+    """The binary extension's bytes: little-endian row-major, or 4-byte-length-prefixed elements for BYTES."""
+    if datatype == "BYTES":
+        parts: list[bytes] = []
+        for v in arr.reshape(-1).tolist():
+            b = v.encode() if isinstance(v, str) else bytes(v)
+            parts.append(_LEN.pack(len(b)))
+            parts.append(b)
+        return b"".join(parts)
+    a = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    return memoryview(a).cast("B") if a.size else b""  # type: ignore[arg-type]
