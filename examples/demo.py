@@ -55,8 +55,19 @@ def main() -> int:
     print(f"trained {model}; accuracy on the training set {model.score(x, y):.3f}")
 
     step("Register it: convert to ONNX, check parity on a sample, store version 1 as 'production'")
-    run("models", "register", "iris", str(work / "iris.skops"), "--sample", str(work / "sample.npy"),
-        "--alias", "production", "--tag", "dataset=iris", env=env)
+    run(
+        "models",
+        "register",
+        "iris",
+        str(work / "iris.skops"),
+        "--sample",
+        str(work / "sample.npy"),
+        "--alias",
+        "production",
+        "--tag",
+        "dataset=iris",
+        env=env,
+    )
     run("models", "list", env=env)
 
     step("Serve iris@production over the Open Inference Protocol")
@@ -79,9 +90,17 @@ def main() -> int:
 
         step(f"Send real requests to {url}/v2/models/iris/infer")
         rows = x[[0, 60, 120]].astype(np.float32)
-        body = {"id": "demo-1", "inputs": [
-            {"name": "input", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}
-        ]}
+        body = {
+            "id": "demo-1",
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": list(rows.shape),
+                    "datatype": "FP32",
+                    "data": rows.ravel().tolist(),
+                }
+            ],
+        }
         answer = httpx.post(f"{url}/v2/models/iris/infer", json=body, timeout=10).json()
         names = load_iris().target_names
         outputs = {o["name"]: o for o in answer["outputs"]}

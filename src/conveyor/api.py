@@ -129,13 +129,17 @@ def load(
     if isinstance(ref, Path) or (path.suffix and path.exists()):
         from conveyor.formats import import_model
 
-        result = import_model(path, sample=sample, trust_pickle=trust_pickle, tolerance=settings.parity_tolerance)
-        session = OnnxModel(result.onnx_bytes, name=path.stem, version=None,
-                            intra_op_threads=settings.intra_op_threads)
+        result = import_model(
+            path, sample=sample, trust_pickle=trust_pickle, tolerance=settings.parity_tolerance
+        )
+        session = OnnxModel(
+            result.onnx_bytes, name=path.stem, version=None, intra_op_threads=settings.intra_op_threads
+        )
         return Model(path.stem, None, session)
     with open_registry(settings) as registry:
         info = registry.resolve(str(ref))
         data = registry.artifact_bytes(info)
-    session = OnnxModel(data, name=info.name, version=str(info.version),
-                        intra_op_threads=settings.intra_op_threads)
+    session = OnnxModel(
+        data, name=info.name, version=str(info.version), intra_op_threads=settings.intra_op_threads
+    )
     return Model(info.name, str(info.version), session)

@@ -31,9 +31,13 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def cli(cli_env: dict[str, str]) -> CliRunner:
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([conveyor_exe(), *args], env=cli_env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [conveyor_exe(), *args], env=cli_env, capture_output=True, text=True, timeout=120
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"conveyor {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"conveyor {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     return run
@@ -51,5 +55,10 @@ def iris_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "iris.pkl").write_bytes(pickle.dumps(model))
     np.save(d / "sample.npy", x[::3].astype(np.float32))
     np.savetxt(d / "sample.csv", x[:10], delimiter=",", header="a,b,c,d", comments="")
-    return {"skops": d / "iris.skops", "pickle": d / "iris.pkl", "sample": d / "sample.npy",
-            "csv": d / "sample.csv", "x": d / "sample.npy"}
+    return {
+        "skops": d / "iris.skops",
+        "pickle": d / "iris.pkl",
+        "sample": d / "sample.npy",
+        "csv": d / "sample.csv",
+        "x": d / "sample.npy",
+    }

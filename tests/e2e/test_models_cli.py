@@ -8,9 +8,22 @@ from pathlib import Path
 from tests.e2e.conftest import CliRunner
 
 
-def test_register_with_sample_records_signature_and_parity(cli: CliRunner, iris_files: dict[str, Path]) -> None:
-    out = cli("models", "register", "iris", str(iris_files["skops"]), "--sample", str(iris_files["sample"]),
-              "--alias", "production", "--tag", "team=ml", "--json")
+def test_register_with_sample_records_signature_and_parity(
+    cli: CliRunner, iris_files: dict[str, Path]
+) -> None:
+    out = cli(
+        "models",
+        "register",
+        "iris",
+        str(iris_files["skops"]),
+        "--sample",
+        str(iris_files["sample"]),
+        "--alias",
+        "production",
+        "--tag",
+        "team=ml",
+        "--json",
+    )
     v = json.loads(out.stdout)
     for key in ("name", "version", "parent_version", "sha256", "size_bytes", "signature", "aliases"):
         assert key in v, key
@@ -64,7 +77,9 @@ def test_pickle_needs_trust(cli: CliRunner, iris_files: dict[str, Path]) -> None
     assert json.loads(ok.stdout)["version"] == 1
 
 
-def test_bad_input_is_one_line_and_nonzero(cli: CliRunner, iris_files: dict[str, Path], tmp_path: Path) -> None:
+def test_bad_input_is_one_line_and_nonzero(
+    cli: CliRunner, iris_files: dict[str, Path], tmp_path: Path
+) -> None:
     garbage = tmp_path / "model.onnx"
     garbage.write_bytes(b"not a model at all")
     cases = [

@@ -18,8 +18,16 @@ from tests.fixtures.processes import ProcessGroup, conveyor_exe, free_port, wait
 
 @pytest.fixture
 def registered(cli: CliRunner, iris_files: dict[str, Path]) -> None:
-    cli("models", "register", "iris", str(iris_files["skops"]), "--sample", str(iris_files["sample"]),
-        "--alias", "production")
+    cli(
+        "models",
+        "register",
+        "iris",
+        str(iris_files["skops"]),
+        "--sample",
+        str(iris_files["sample"]),
+        "--alias",
+        "production",
+    )
     cli("models", "register", "iris", str(iris_files["skops"]))
 
 
@@ -36,12 +44,16 @@ def test_serve_alias_and_predict_over_http(
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = processes.start([conveyor_exe(), "serve", "iris@production", "iris:2", "--port", str(port)], env=cli_env)
+    proc = processes.start(
+        [conveyor_exe(), "serve", "iris@production", "iris:2", "--port", str(port)], env=cli_env
+    )
     wait_http_ok(f"{url}/v2/health/ready", proc)
 
     x = np.array([[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]], dtype=np.float32)
-    body = {"id": "req-7", "inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32",
-                                      "data": x.ravel().tolist()}]}
+    body = {
+        "id": "req-7",
+        "inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": x.ravel().tolist()}],
+    }
     r = httpx.post(f"{url}/v2/models/iris/versions/1/infer", json=body)
     assert r.status_code == 200, r.text
     answer = r.json()
@@ -62,8 +74,10 @@ def test_serve_alias_and_predict_over_http(
     predicted = json.loads(out.stdout)
     assert next(o for o in predicted["outputs"] if o["datatype"] == "INT64")["data"] == label.tolist()
     binary = cli("predict", "iris", "--url", url, "--data", json.dumps(x.tolist()), "--binary", "--json")
-    assert next(o for o in json.loads(binary.stdout)["outputs"] if o["datatype"] == "INT64")["data"] \
+    assert (
+        next(o for o in json.loads(binary.stdout)["outputs"] if o["datatype"] == "INT64")["data"]
         == label.tolist()
+    )
     human = cli("predict", "iris:1", "--url", url, "--data", json.dumps(x.tolist()))
     assert "iris:1" in human.stdout
 
@@ -73,8 +87,9 @@ def test_serve_alias_and_predict_over_http(
     assert wrong.returncode == 2 and "nope" in wrong.stderr
 
 
-def test_predict_in_process_from_registry(registered: None, cli: CliRunner, cli_env: dict[str, str],
-                                          iris_files: dict[str, Path]) -> None:
+def test_predict_in_process_from_registry(
+    registered: None, cli: CliRunner, cli_env: dict[str, str], iris_files: dict[str, Path]
+) -> None:
     x = np.load(iris_files["sample"])
     label, _ = _reference(cli_env, "iris@production", x)
     out = cli("predict", "iris@production", "--data", str(iris_files["sample"]), "--json")
@@ -84,10 +99,13 @@ def test_predict_in_process_from_registry(registered: None, cli: CliRunner, cli_
     assert len(next(o for o in json.loads(csv.stdout)["outputs"] if o["datatype"] == "INT64")["data"]) == 10
 
 
-def test_serve_a_model_file_directly(iris_files: dict[str, Path], cli_env: dict[str, str],
-                                     processes: ProcessGroup) -> None:
+def test_serve_a_model_file_directly(
+    iris_files: dict[str, Path], cli_env: dict[str, str], processes: ProcessGroup
+) -> None:
     port = free_port()
-    proc = processes.start([conveyor_exe(), "serve", str(iris_files["skops"]), "--port", str(port)], env=cli_env)
+    proc = processes.start(
+        [conveyor_exe(), "serve", str(iris_files["skops"]), "--port", str(port)], env=cli_env
+    )
     wait_http_ok(f"http://127.0.0.1:{port}/v2/models/iris/ready", proc)
 
 
@@ -104,7 +122,9 @@ def test_python_api_register_and_load(tmp_path: Path, iris_files: dict[str, Path
     x, y = load_iris(return_X_y=True)
     settings = Settings(home=tmp_path / "home")
     est = DecisionTreeClassifier(max_depth=3).fit(x, y)
-    info = conveyor.register("tree", est, sample=x[:20].astype(np.float32), aliases=["staging"], settings=settings)
+    info = conveyor.register(
+        "tree", est, sample=x[:20].astype(np.float32), aliases=["staging"], settings=settings
+    )
     assert info.version == 1 and info.aliases == ["staging"]
     model = conveyor.load("tree@staging", settings=settings)
     result = model.predict({"input": x[:5]})  # float64 is cast to the declared FP32

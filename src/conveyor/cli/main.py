@@ -49,8 +49,11 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(exit_code_for(exc))
     except OSError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-                          highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
     except Exception as exc:  # a bug: still one line; CONVEYOR_DEBUG shows the rest
         from conveyor.settings import get_settings

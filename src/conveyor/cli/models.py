@@ -45,7 +45,9 @@ def register(
         Path | None,
         typer.Option(help="Sample inputs (.npy, .npz, .csv): check the conversion against the original."),
     ] = None,
-    alias: Annotated[list[str], typer.Option("--alias", "-a", help="Point this alias at the new version.")] = [],  # noqa: B006
+    alias: Annotated[
+        list[str], typer.Option("--alias", "-a", help="Point this alias at the new version.")
+    ] = [],  # noqa: B006
     tag: Annotated[list[str], typer.Option("--tag", "-t", help="KEY=VALUE tag; repeatable.")] = [],  # noqa: B006
     description: Annotated[str | None, typer.Option(help="Free-text description.")] = None,
     parent_version: Annotated[
@@ -83,7 +85,9 @@ def register(
 
 @app.command("list")
 def list_models(
-    name: Annotated[str | None, typer.Argument(help="List this model's versions instead of all models.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="List this model's versions instead of all models.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List registered models, or the versions of one model."""
@@ -107,8 +111,13 @@ def list_models(
         table.add_column(col)
     for m in models:
         aliases = ", ".join(f"{a}→{v}" for a, v in sorted(m.get("aliases", {}).items()))
-        table.add_row(m["name"], str(m.get("latest_version", "-")), str(m.get("version_count", "-")),
-                      aliases or "-", human_time(m.get("created_at")))
+        table.add_row(
+            m["name"],
+            str(m.get("latest_version", "-")),
+            str(m.get("version_count", "-")),
+            aliases or "-",
+            human_time(m.get("created_at")),
+        )
     console.print(table)
 
 
@@ -169,10 +178,16 @@ def _print_versions(name: str, versions: list[dict[str, Any]]) -> None:
     for col in ("version", "framework", "size", "sha256", "aliases", "parent", "created", "by"):
         table.add_column(col)
     for v in versions:
-        table.add_row(str(v["version"]), v.get("framework") or "-", human_size(v["size_bytes"]),
-                      v["sha256"][:12], ", ".join(v.get("aliases", [])) or "-",
-                      str(v["parent_version"]) if v.get("parent_version") else "-",
-                      human_time(v.get("created_at")), v.get("created_by") or "-")
+        table.add_row(
+            str(v["version"]),
+            v.get("framework") or "-",
+            human_size(v["size_bytes"]),
+            v["sha256"][:12],
+            ", ".join(v.get("aliases", [])) or "-",
+            str(v["parent_version"]) if v.get("parent_version") else "-",
+            human_time(v.get("created_at")),
+            v.get("created_by") or "-",
+        )
     console.print(table)
 
 
@@ -187,8 +202,10 @@ def _print_version(v: dict[str, Any]) -> None:
         console.print("  tags       " + ", ".join(f"{k}={val}" for k, val in sorted(v["tags"].items())))
     parity = (v.get("metadata") or {}).get("parity")
     if parity and "max_abs_diff" in parity:
-        console.print(f"  parity     max |diff| {parity['max_abs_diff']:.3g} (tolerance {parity.get('tolerance')})"
-                      f" on {parity.get('samples', '?')} samples")
+        console.print(
+            f"  parity     max |diff| {parity['max_abs_diff']:.3g} (tolerance {parity.get('tolerance')})"
+            f" on {parity.get('samples', '?')} samples"
+        )
     table = Table(title="signature", title_justify="left")
     for col in ("", "name", "datatype", "shape"):
         table.add_column(col)

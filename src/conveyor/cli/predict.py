@@ -16,22 +16,29 @@ from conveyor.settings import get_settings
 
 
 def predict(
-    ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS (NAME or NAME:VERSION with --url).")],
+    ref: Annotated[
+        str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS (NAME or NAME:VERSION with --url).")
+    ],
     data: Annotated[
         str,
         typer.Option(
-            "--data", "-d",
+            "--data",
+            "-d",
             help="Inputs: inline JSON or a file (.json, .npy, .npz, .csv). JSON is a V2 request "
             '({"inputs": [...]}), a mapping {"input_name": [[...]]}, or a bare list for a one-input model.',
         ),
     ],
     url: Annotated[
         str | None,
-        typer.Option(help="Server to send to, e.g. http://127.0.0.1:8080 (default: $CONVEYOR_URL; "
-                     "unset: run in-process)."),
+        typer.Option(
+            help="Server to send to, e.g. http://127.0.0.1:8080 (default: $CONVEYOR_URL; "
+            "unset: run in-process)."
+        ),
     ] = None,
     output: Annotated[list[str], typer.Option("--output", "-o", help="Only return these outputs.")] = [],  # noqa: B006
-    binary: Annotated[bool, typer.Option("--binary", help="Use the binary tensor extension over HTTP.")] = False,
+    binary: Annotated[
+        bool, typer.Option("--binary", help="Use the binary tensor extension over HTTP.")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="HTTP timeout in seconds.")] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the V2 response as JSON.")] = False,
 ) -> None:
@@ -86,7 +93,9 @@ def to_named_arrays(payload: Any, signature_inputs: list[dict[str, Any]]) -> dic
                 try:
                     arr = arr.reshape(item["shape"])
                 except ValueError:
-                    raise InvalidInput(f"input {item['name']!r}: data does not fit shape {item['shape']}") from None
+                    raise InvalidInput(
+                        f"input {item['name']!r}: data does not fit shape {item['shape']}"
+                    ) from None
             arrays[item["name"]] = arr
         payload = arrays
     if not isinstance(payload, dict):
@@ -135,7 +144,10 @@ def _print_response(response: dict[str, Any]) -> None:
         table.add_column(col)
     for out in response.get("outputs", []):
         values = np.asarray(out["data"]).reshape(out["shape"]) if out["datatype"] != "BYTES" else out["data"]
-        text = np.array2string(np.asarray(values), threshold=40, precision=4) if out["datatype"] != "BYTES" \
+        text = (
+            np.array2string(np.asarray(values), threshold=40, precision=4)
+            if out["datatype"] != "BYTES"
             else str(values)[:400]
+        )
         table.add_row(out["name"], out["datatype"], shape_str(out["shape"]), text)
     console.print(table)

@@ -45,11 +45,15 @@ def remote_predict(
             meta = client.get(base)
             _raise_for(meta, base)
             arrays = to_named_arrays(payload, meta.json().get("inputs", []))
-            body, header_len = encode_infer_request(arrays, outputs=outputs, binary=binary, binary_outputs=binary)
+            body, header_len = encode_infer_request(
+                arrays, outputs=outputs, binary=binary, binary_outputs=binary
+            )
             headers = {"Content-Type": "application/json"}
             if header_len is not None:
-                headers = {"Content-Type": "application/octet-stream",
-                           "Inference-Header-Content-Length": str(header_len)}
+                headers = {
+                    "Content-Type": "application/octet-stream",
+                    "Inference-Header-Content-Length": str(header_len),
+                }
             resp = client.post(base + "/infer", content=body, headers=headers)
             _raise_for(resp, base + "/infer")
     except httpx.HTTPError as exc:
@@ -61,8 +65,14 @@ def remote_predict(
         "model_version": decoded.model_version,
         "id": decoded.id,
         "outputs": [
-            {"name": o.name, "datatype": o.datatype, "shape": list(o.shape),
-             "data": [x.decode(errors="replace") if isinstance(x, bytes) else x for x in o.data.ravel().tolist()]}
+            {
+                "name": o.name,
+                "datatype": o.datatype,
+                "shape": list(o.shape),
+                "data": [
+                    x.decode(errors="replace") if isinstance(x, bytes) else x for x in o.data.ravel().tolist()
+                ],
+            }
             for o in decoded.outputs
         ],
     }
