@@ -1,0 +1,152 @@
+"""One ONNX model in an ONNX Runtime session: its signature decided at load, input checks, prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+from conveyor.errors import InferenceFailed, InvalidInput
+from conveyor.formats.signature import Signature, TensorSpec
+from conveyor.protocol.datatypes import NUMPY_TO_V2, numpy_dtype, ort_to_v2
+
+Array = np.ndarray[Any, Any]
+PLATFORM = "onnxruntime_onnx"
+
+
+def choose_providers(requested: Sequence[str] | None) -> list[str]:
+    """The requested execution providers this onnxruntime build has, in order, always ending with CPU."""
+    available = set(ort.get_available_providers())
+    chosen = [p for p in (requested or []) if p in available and p != "CPUExecutionProvider"]
+    return [*chosen, "CPUExecutionProvider"]
+
+
+class _InputSpec:
+    """What one input accepts, precomputed so each request costs a few comparisons."""
+
+    __slots__ = ("dtype", "fixed", "is_bytes", "rank", "spec")
+
+    def __init__(self, spec: TensorSpec) -> None:
+        self.spec = spec
+        self.is_bytes = spec.datatype == "BYTES"
+        self.dtype = numpy_dtype(spec.datatype)
+        self.rank = len(spec.shape)
+        self.fixed = tuple((i, d) for i, d in enumerate(spec.shape) if d >= 0)
+
+    def check(self, arr: Array) -> None:
+        s = self.spec
+        ok = arr.dtype.kind in "OUS" if self.is_bytes else arr.dtype == self.dtype
+        if not ok:
+            raise InvalidInput(f"input {s.name!r}: expected datatype {s.datatype}, got {_v2_name(arr)}")
+        if arr.ndim != self.rank or any(arr.shape[i] != d for i, d in self.fixed):
+            raise InvalidInput(f"input {s.name!r}: expected shape {list(s.shape)}, got {list(arr.shape)}")
+
+
+def _v2_name(arr: Array) -> str:
+    return NUMPY_TO_V2.get(arr.dtype, f"numpy {arr.dtype}")
+
+
+def _as_ort_strings(arr: Array, name: str) -> Array:
+    """ONNX Runtime reads string tensors as ``str``; the protocol hands over ``bytes``."""
+    if arr.dtype.kind == "U" or (arr.dtype.kind == "O" and all(isinstance(v, str) for v in arr.flat)):
+        return arr
+    try:
+        items = [v.decode() if isinstance(v, bytes) else str(v) for v in arr.flat]
+    except UnicodeDecodeError:
+        raise InvalidInput(f"input {name!r}: BYTES elements must be UTF-8 text for this model") from None
+    out = np.empty(arr.shape, dtype=object)
+    out.reshape(-1)[:] = items
+    return out
+
+
+class OnnxModel:
+    """An ONNX model ready to serve: one InferenceSession, its signature and checks computed once."""
+
+    def __init__(
+        self,
+        onnx_bytes: bytes,
+        *,
+        name: str,
+        version: str | None = None,
+        intra_op_threads: int = 0,
+        providers: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        try:
+            self.session = ort.InferenceSession(
+                onnx_bytes, sess_options=opts, providers=choose_providers(providers)
+            )
+        except Exception as e:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+            raise InvalidInput(f"model {name!r} cannot be loaded by ONNX Runtime: {e}") from None
+        self.providers: list[str] = self.session.get_providers()
+        self.signature = Signature(
+            inputs=tuple(_spec(a) for a in self.session.get_inputs()),
+            outputs=tuple(_spec(a) for a in self.session.get_outputs()),
+        )
+        self.input_specs = {t.name: _InputSpec(t) for t in self.signature.inputs}
+        self.output_names = [t.name for t in self.signature.outputs]
+        self.output_datatypes = {t.name: t.datatype for t in self.signature.outputs}
+        self._bytes_inputs = [t.name for t in self.signature.inputs if t.datatype == "BYTES"]
+
+    def validate(self, inputs: Mapping[str, Array]) -> None:
+        """InvalidInput naming the input that is missing, unexpected, or of the wrong datatype or shape."""
+        specs = self.input_specs
+        if len(inputs) != len(specs) or any(n not in specs for n in inputs):
+            missing = [n for n in specs if n not in inputs]
+            unexpected = [n for n in inputs if n not in specs]
+            parts = []
+            if missing:
+                parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
+            if unexpected:
+                parts.append(f"unexpected input(s) {', '.join(map(repr, unexpected))}")
+            raise InvalidInput(f"{'; '.join(parts)}; model {self.name!r} takes {', '.join(map(repr, specs))}")
+        for name, arr in inputs.items():
+            specs[name].check(arr)
+
+    def check_outputs(self, outputs: Sequence[str] | None) -> list[str]:
+        """The output names to compute; InvalidInput for a name the model does not have."""
+        if outputs is None:
+            return self.output_names
+        for o in outputs:
+            if o not in self.output_datatypes:
+                raise InvalidInput(
+                    f"unknown output {o!r}; model {self.name!r} has {', '.join(map(repr, self.output_names))}"
+                )
+        return list(outputs)
+
+    def predict(self, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None) -> dict[str, Array]:
+        """Run the model (synchronously; ONNX Runtime releases the GIL while it computes)."""
+        self.validate(inputs)
+        names = self.check_outputs(outputs)
+        feeds = dict(inputs)
+        for n in self._bytes_inputs:
+            feeds[n] = _as_ort_strings(feeds[n], n)
+        try:
+            results = self.session.run(names, feeds)
+        except ort_errors.InvalidArgument as e:
+            # Checks only the graph can make (e.g. two inputs whose batch sizes must agree).
+            raise InvalidInput(f"model {self.name!r} rejected the inputs: {e}") from None
+        except Exception as e:
+            raise InferenceFailed(f"model {self.name!r} failed: {e}") from None
+        return dict(zip(names, results, strict=True))
+
+    def metadata(self) -> dict[str, Any]:
+        """Open Inference Protocol model metadata."""
+        return {
+            "name": self.name,
+            "versions": [self.version] if self.version is not None else [],
+            "platform": PLATFORM,
+            "inputs": [t.to_dict() for t in self.signature.inputs],
+            "outputs": [t.to_dict() for t in self.signature.outputs],
+        }
+
+
+def _spec(arg: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or []))
+    return TensorSpec(arg.name, ort_to_v2(arg.type), shape)
