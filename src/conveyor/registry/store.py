@@ -1,0 +1,161 @@
+"""Content-addressed artifact store: blobs named by their SHA-256, written atomically, verified on every load.
+
+``ArtifactStore`` is the interface (an S3-compatible store can implement it later); ``LocalArtifactStore``
+keeps blobs under a folder as ``root/ab/cdef...``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+
+from conveyor import errors
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1024 * 1024
+
+
+def check_digest(sha256: str) -> str:
+    """Return ``sha256`` if it is 64 lowercase hex digits, else raise InvalidInput."""
+    if not isinstance(sha256, str) or not _SHA256.match(sha256):
+        raise errors.InvalidInput(f"invalid artifact digest {sha256!r}: expected 64 lowercase hex digits")
+    return sha256
+
+
+class ArtifactStore(ABC):
+    """Immutable blobs addressed by SHA-256. Every load verifies the digest (IntegrityError on mismatch)."""
+
+    @abstractmethod
+    def put_file(self, path: Path) -> tuple[str, int]:
+        """Store the file's content; return (sha256, size). Idempotent for content already stored."""
+
+    @abstractmethod
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        """Store ``data``; return (sha256, size). Idempotent for content already stored."""
+
+    @abstractmethod
+    def read_bytes(self, sha256: str) -> bytes:
+        """The verified content (NotFound if missing, IntegrityError if corrupt)."""
+
+    @abstractmethod
+    def path(self, sha256: str) -> Path:
+        """A local file holding the verified content (NotFound if missing, IntegrityError if corrupt)."""
+
+    @abstractmethod
+    def exists(self, sha256: str) -> bool:
+        """Whether a blob with this digest is stored (not verified)."""
+
+    @abstractmethod
+    def delete(self, sha256: str) -> None:
+        """Remove the blob; a missing blob is not an error."""
+
+
+class LocalArtifactStore(ArtifactStore):
+    """Blobs in a local folder, sharded by the first two hex digits of their digest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalArtifactStore({str(self.root)!r})"
+
+    def _blob(self, sha256: str) -> Path:
+        check_digest(sha256)
+        return self.root / sha256[:2] / sha256[2:]
+
+    def put_file(self, path: Path) -> tuple[str, int]:
+        try:
+            src = open(path, "rb")  # noqa: SIM115 - closed below, after the copy
+        except FileNotFoundError:
+            raise errors.NotFound(f"artifact file {path} does not exist") from None
+        with src:
+            return self._write(iter(lambda: src.read(_CHUNK), b""))
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        return self._write(iter((bytes(data),)))
+
+    def _write(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        # The temp file lives under root, so os.replace is an atomic rename on one filesystem; readers
+        # see either no blob or the whole blob, never a partial one.
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        tmp = Path(tmp_name)
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            sha256 = digest.hexdigest()
+            final = self._blob(sha256)
+            if final.exists():
+                tmp.unlink()  # content-addressed: the same bytes are already there
+                return sha256, size
+            final.parent.mkdir(exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+            return sha256, size
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+
+    def read_bytes(self, sha256: str) -> bytes:
+        blob = self._blob(sha256)
+        try:
+            data = blob.read_bytes()
+        except FileNotFoundError:
+            raise errors.NotFound(f"artifact {sha256} not found in {self.root}") from None
+        _verify(sha256, hashlib.sha256(data).hexdigest())
+        return data
+
+    def path(self, sha256: str) -> Path:
+        blob = self._blob(sha256)
+        digest = hashlib.sha256()
+        try:
+            with open(blob, "rb") as f:
+                for chunk in iter(lambda: f.read(_CHUNK), b""):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            raise errors.NotFound(f"artifact {sha256} not found in {self.root}") from None
+        _verify(sha256, digest.hexdigest())
+        return blob
+
+    def exists(self, sha256: str) -> bool:
+        return self._blob(sha256).is_file()
+
+    def delete(self, sha256: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._blob(sha256).unlink()
+
+
+def _verify(expected: str, actual: str) -> None:
+    if actual != expected:
+        raise errors.IntegrityError(
+            f"artifact {expected} is corrupt: expected sha256 {expected}, got {actual}",
+            expected=expected,
+            actual=actual,
+        )
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the rename durable; not every platform can open a directory.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
