@@ -1,0 +1,104 @@
+"""The transport-neutral replica data plane: served models by (name, version), health, metadata, inference.
+
+REST (and later gRPC) front ends are thin layers over this; inference runs in a thread pool, off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version as _dist_version
+from typing import Any, TypeVar
+
+from conveyor.errors import Conflict, NotFound
+from conveyor.protocol.types import InferRequest, InferResponse, ResponseOutput
+from conveyor.runtime import OnnxModel
+
+T = TypeVar("T")
+SERVER_NAME = "conveyor"
+EXTENSIONS = ["binary_tensor_data"]
+SERVER_VERSION = _dist_version("conveyor")
+
+
+def _version_key(v: str | None) -> tuple[int, int, str]:
+    """Numeric versions order numerically and above non-numeric ones; a model without a version is lowest."""
+    if v is None:
+        return (0, 0, "")
+    return (2, int(v), v) if v.isdigit() else (1, 0, v)
+
+
+class DataPlane:
+    """The models one replica serves; the default version of a name is the highest one served."""
+
+    def __init__(self, models: Sequence[OnnxModel], *, max_workers: int | None = None) -> None:
+        self._models: dict[tuple[str, str | None], OnnxModel] = {}
+        for m in models:
+            if (m.name, m.version) in self._models:
+                raise Conflict(f"model {m.name!r} version {m.version!r} is served twice")
+            self._models[(m.name, m.version)] = m
+        self._versions: dict[str, list[str | None]] = {}
+        for name, version in sorted(self._models, key=lambda k: _version_key(k[1])):
+            self._versions.setdefault(name, []).append(version)
+        self._default = {name: self._models[(name, vs[-1])] for name, vs in self._versions.items()}
+        workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="conveyor-infer")
+
+    @property
+    def models(self) -> list[OnnxModel]:
+        return list(self._models.values())
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        # Sessions are built before the plane exists, so every served model is ready once it does.
+        return bool(self._models)
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)}
+
+    def model(self, name: str, version: str | None = None) -> OnnxModel:
+        """The served model; NotFound naming what is served instead."""
+        found = self._default.get(name) if version is None else self._models.get((name, version))
+        if found is not None:
+            return found
+        if name not in self._versions:
+            served = ", ".join(sorted(self._versions)) or "none"
+            raise NotFound(f"model {name!r} is not served here (served: {served})")
+        versions = ", ".join(v for v in self._versions[name] if v is not None) or "none"
+        raise NotFound(f"model {name!r} has no version {version!r} here (served versions: {versions})")
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        meta = self.model(name, version).metadata()
+        meta["versions"] = [v for v in self._versions[name] if v is not None]
+        return meta
+
+    def model_ready(self, name: str, version: str | None = None) -> dict[str, Any]:
+        self.model(name, version)
+        return {"name": name, "ready": True}
+
+    def infer_sync(self, model: OnnxModel, request: InferRequest) -> InferResponse:
+        """Run one decoded request on ``model`` in the calling thread."""
+        results = model.predict({i.name: i.data for i in request.inputs}, request.output_names())
+        types = model.output_datatypes
+        return InferResponse(
+            model_name=model.name,
+            model_version=model.version,
+            id=request.id,
+            outputs=[ResponseOutput(n, types[n], a.shape, a) for n, a in results.items()],
+        )
+
+    async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
+        model = self.model(name, version)
+        return await self.run(self.infer_sync, model, request)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in the inference pool; front ends put decode + infer + encode in one hop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

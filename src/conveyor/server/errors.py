@@ -1,0 +1,31 @@
+"""The one mapping from error codes to HTTP statuses, and the ``{"error": ...}`` body of every failure."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.responses import Response
+
+from conveyor.errors import ConveyorError
+
+STATUS_BY_CODE: dict[str, int] = {
+    "invalid_argument": 400,
+    "failed_precondition": 400,
+    "unsupported_media_type": 415,
+    "too_large": 413,
+    "not_found": 404,
+    "conflict": 409,
+    "unavailable": 503,
+    "data_loss": 500,
+    "internal": 500,
+}
+
+
+def status_for(exc: ConveyorError) -> int:
+    return STATUS_BY_CODE.get(exc.code, 500)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    headers = dict(headers or {})
+    if status == 503:
+        headers.setdefault("retry-after", "1")  # overload is backpressure: tell clients when to come back
+    return Response(orjson.dumps({"error": message}), status, headers, media_type="application/json")

@@ -1,0 +1,58 @@
+"""Start a replica from ONNX files, for tests and benchmarks (``conveyor serve`` is the user's command).
+
+python -m conveyor.server.launch --model NAME[:VERSION]=FILE [--model ...] [--port P] [--max-body-bytes N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from conveyor.runtime import OnnxModel
+from conveyor.server.runner import serve
+from conveyor.settings import Settings
+
+
+def _model(spec: str, threads: int) -> OnnxModel:
+    ref, sep, path = spec.partition("=")
+    if not sep or not ref or not path:
+        raise SystemExit(f"--model wants NAME[:VERSION]=FILE, got {spec!r}")
+    name, _, version = ref.partition(":")
+    return OnnxModel(Path(path).read_bytes(), name=name, version=version or None, intra_op_threads=threads)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m conveyor.server.launch", description=__doc__)
+    ap.add_argument("--model", action="append", required=True, metavar="NAME[:VERSION]=FILE")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--max-body-bytes", type=int)
+    ap.add_argument("--max-elements", type=int)
+    ap.add_argument("--intra-op-threads", type=int)
+    ap.add_argument("--log-level", default="warning")
+    args = ap.parse_args(argv)
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("max_body_bytes", args.max_body_bytes),
+            ("max_elements", args.max_elements),
+            ("intra_op_threads", args.intra_op_threads),
+        )
+        if v is not None
+    }
+    settings = Settings(**overrides)
+    models = [_model(spec, settings.intra_op_threads) for spec in args.model]
+
+    def on_ready(url: str) -> None:
+        print(f"conveyor replica listening on {url}", flush=True)
+
+    serve(
+        models, host=args.host, port=args.port, settings=settings, on_ready=on_ready, log_level=args.log_level
+    )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

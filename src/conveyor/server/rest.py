@@ -1,0 +1,177 @@
+"""The V2 REST front end: Starlette routes over the DataPlane, the body limits, and the HTTP error mapping."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from conveyor.errors import ConveyorError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from conveyor.protocol.codec import binary_outputs_of, decode_infer_request, encode_infer_response
+from conveyor.runtime import OnnxModel
+from conveyor.server.dataplane import DataPlane
+from conveyor.server.errors import error_response, status_for
+from conveyor.settings import Settings
+
+log = logging.getLogger("conveyor.server")
+JSON = "application/json"
+OCTET = "application/octet-stream"
+_ACCEPTED_TYPES = {JSON, OCTET}
+HEADER_LENGTH = "inference-header-content-length"
+REQUEST_ID = "x-request-id"
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status, media_type=JSON)
+
+
+def _check_content_type(request: Request) -> None:
+    ctype = request.headers.get("content-type")
+    if ctype and ctype.split(";", 1)[0].strip().lower() not in _ACCEPTED_TYPES:
+        raise UnsupportedMediaType(f"content type {ctype!r} is not supported; send {JSON} or {OCTET}")
+
+
+def _header_length(request: Request) -> int | None:
+    raw = request.headers.get(HEADER_LENGTH)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(f"Inference-Header-Content-Length must be an integer, got {raw!r}") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 from Content-Length or as soon as the stream passes ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidInput(f"Content-Length must be an integer, got {declared!r}")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)  # one chunk comes back as is, no copy
+
+
+def _infer_in_pool(
+    plane: DataPlane, model: OnnxModel, body: bytes, header_len: int | None, req_id: str, max_elements: int
+) -> tuple[bytes, int | None, str]:
+    """Decode, run and encode in one worker-thread hop so big JSON bodies never stall the event loop."""
+    req = decode_infer_request(body, header_len, max_elements=max_elements)
+    if req.id is None:
+        req.id = req_id
+    resp = plane.infer_sync(model, req)
+    out, json_len = encode_infer_response(resp, binary_outputs=binary_outputs_of(req))
+    return out, json_len, req.id
+
+
+def create_routes(plane: DataPlane, settings: Settings) -> list[Route]:
+    max_body, max_elements = settings.max_body_bytes, settings.max_elements
+
+    async def live(request: Request) -> Response:
+        return _json({"live": plane.live()})
+
+    async def ready(request: Request) -> Response:
+        ok = plane.ready()
+        return _json({"ready": ok}, 200 if ok else 503)
+
+    async def server_metadata(request: Request) -> Response:
+        return _json(plane.server_metadata())
+
+    async def model_metadata(request: Request) -> Response:
+        p = request.path_params
+        return _json(plane.model_metadata(p["name"], p.get("version")))
+
+    async def model_ready(request: Request) -> Response:
+        p = request.path_params
+        return _json(plane.model_ready(p["name"], p.get("version")))
+
+    async def infer(request: Request) -> Response:
+        p = request.path_params
+        model = plane.model(p["name"], p.get("version"))
+        _check_content_type(request)
+        header_len = _header_length(request)
+        body = await _read_body(request, max_body)
+        req_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+        out, json_len, body_id = await plane.run(
+            _infer_in_pool, plane, model, body, header_len, req_id, max_elements
+        )
+        headers = {REQUEST_ID: req_id if REQUEST_ID in request.headers else body_id}
+        if json_len is None:
+            return Response(out, headers=headers, media_type=JSON)
+        headers[HEADER_LENGTH] = str(json_len)
+        return Response(out, headers=headers, media_type=OCTET)
+
+    model_paths = ["/v2/models/{name}", "/v2/models/{name}/versions/{version}"]
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+    ]
+    for base in model_paths:
+        routes.append(Route(base, model_metadata))
+        routes.append(Route(base + "/ready", model_ready))
+        routes.append(Route(base + "/infer", infer, methods=["POST"]))
+    return routes
+
+
+def _id_header(request: Request) -> dict[str, str]:
+    rid = request.headers.get(REQUEST_ID)
+    return {REQUEST_ID: rid} if rid else {}
+
+
+async def _conveyor_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ConveyorError)
+    status = status_for(exc)
+    if status >= 500:
+        log.error("request %s failed: %s", request.url.path, exc)
+    return error_response(status, exc.message, _id_header(request))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), {**(exc.headers or {}), **_id_header(request)})
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path)
+    return error_response(500, f"internal error: {type(exc).__name__}", _id_header(request))
+
+
+def create_app(models: Sequence[OnnxModel], settings: Settings) -> Starlette:
+    """A Starlette app serving ``models`` over the V2 REST API; the inference pool closes on shutdown."""
+    plane = DataPlane(models)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            plane.close()
+
+    app = Starlette(
+        routes=create_routes(plane, settings),
+        exception_handlers={
+            ConveyorError: _conveyor_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.dataplane = plane
+    return app
