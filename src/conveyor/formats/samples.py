@@ -1,0 +1,117 @@
+"""Sample data for parity checks: load it from .npy / .npz / .csv files and normalize what callers pass."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from conveyor.errors import InvalidInput
+
+Array: TypeAlias = npt.NDArray[Any]
+Sample: TypeAlias = Array | dict[str, Array]
+SAMPLE_SUFFIXES = (".npy", ".npz", ".csv")
+
+
+def load_sample(path: str | Path) -> Sample:
+    """Read a sample file: ``.npy`` (one array), ``.npz`` (one array per input name) or ``.csv`` (numeric)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SAMPLE_SUFFIXES:
+        raise InvalidInput(
+            f"cannot read sample {path}: unsupported format {suffix or '(no extension)'!r}; "
+            f"use {', '.join(SAMPLE_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise InvalidInput(f"cannot read sample {path}: no such file")
+    try:
+        if suffix == ".npy":
+            return _numeric(np.load(path, allow_pickle=False), path)
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {key: _numeric(npz[key], path, key) for key in npz.files}
+            if not arrays:
+                raise InvalidInput(f"cannot read sample {path}: the archive holds no arrays")
+            return arrays
+        return _load_csv(path)
+    except InvalidInput:
+        raise
+    # numpy reports a corrupt file as ValueError / OSError / BadZipFile; pickled objects as ValueError.
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise InvalidInput(f"cannot read sample {path}: {_first_line(e)}") from e
+
+
+def as_sample(sample: Any) -> Sample | None:
+    """Normalize a caller's sample: None, an array, a mapping name -> array, or a path to a sample file."""
+    if sample is None:
+        return None
+    if isinstance(sample, str | Path):
+        return load_sample(sample)
+    if isinstance(sample, Mapping):
+        if not sample:
+            raise InvalidInput("sample is an empty mapping; give at least one input")
+        return {str(k): _numeric(np.asarray(v), None, str(k)) for k, v in sample.items()}
+    if isinstance(sample, np.ndarray | Sequence):
+        return _numeric(np.asarray(sample), None)
+    raise InvalidInput(
+        f"sample must be a numpy array, a mapping of input name to array, or a path to "
+        f"{'/'.join(SAMPLE_SUFFIXES)}; got {type(sample).__name__}"
+    )
+
+
+def rows(sample: Sample) -> int:
+    """Number of samples (the batch dimension)."""
+    first = next(iter(sample.values())) if isinstance(sample, dict) else sample
+    return int(first.shape[0]) if first.ndim else 1
+
+
+def _numeric(arr: Array, path: Path | None, key: str | None = None) -> Array:
+    where = f"sample {path}" if path else "sample"
+    if key is not None:
+        where += f" (array {key!r})"
+    if arr.dtype.kind not in "biuf":
+        raise InvalidInput(f"{where} is not numeric: dtype {arr.dtype}")
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise InvalidInput(f"{where} holds no rows: shape {arr.shape}")
+    return arr
+
+
+def _load_csv(path: Path) -> Array:
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        lines = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    if not lines:
+        raise InvalidInput(f"cannot read sample {path}: the file is empty")
+    if not all(_is_number(cell) for cell in lines[0][1]):
+        lines = lines[1:]  # a header row: column names, not data
+        if not lines:
+            raise InvalidInput(f"cannot read sample {path}: only a header row, no data")
+    table = [row for _, row in lines]
+    width = len(table[0])
+    for line, row in lines:
+        if len(row) != width:
+            raise InvalidInput(
+                f"cannot read sample {path}: line {line} has {len(row)} columns, expected {width}"
+            )
+        for cell in row:
+            if not _is_number(cell):
+                raise InvalidInput(f"cannot read sample {path}: line {line} has a non-numeric value {cell!r}")
+    return np.array([[float(cell) for cell in row] for row in table], dtype=np.float64)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
