@@ -93,6 +93,7 @@ class OnnxModel:
         self.output_names = [t.name for t in self.signature.outputs]
         self.output_datatypes = {t.name: t.datatype for t in self.signature.outputs}
         self._bytes_inputs = [t.name for t in self.signature.inputs if t.datatype == "BYTES"]
+        self._shared_dims = _shared_symbolic_dims(self.session.get_inputs())
 
     def validate(self, inputs: Mapping[str, Array]) -> None:
         """InvalidInput naming the input that is missing, unexpected, or of the wrong datatype or shape."""
@@ -108,6 +109,11 @@ class OnnxModel:
             raise InvalidInput(f"{'; '.join(parts)}; model {self.name!r} takes {', '.join(map(repr, specs))}")
         for name, arr in inputs.items():
             specs[name].check(arr)
+        for dim, uses in self._shared_dims:
+            sizes = {(n, axis): inputs[n].shape[axis] for n, axis in uses}
+            if len(set(sizes.values())) > 1:
+                got = ", ".join(f"{n!r} dim {axis} = {size}" for (n, axis), size in sizes.items())
+                raise InvalidInput(f"inputs must agree on dimension {dim!r}: {got}")
 
     def check_outputs(self, outputs: Sequence[str] | None) -> list[str]:
         """The output names to compute; InvalidInput for a name the model does not have."""
@@ -145,6 +151,16 @@ class OnnxModel:
             "inputs": [t.to_dict() for t in self.signature.inputs],
             "outputs": [t.to_dict() for t in self.signature.outputs],
         }
+
+
+def _shared_symbolic_dims(args: Sequence[Any]) -> list[tuple[str, list[tuple[str, int]]]]:
+    """Named dynamic dimensions (``batch``) used by several inputs: the graph needs them equal."""
+    uses: dict[str, list[tuple[str, int]]] = {}
+    for arg in args:
+        for axis, d in enumerate(arg.shape or []):
+            if isinstance(d, str) and d:
+                uses.setdefault(d, []).append((arg.name, axis))
+    return [(d, u) for d, u in uses.items() if len(u) > 1]
 
 
 def _spec(arg: Any) -> TensorSpec:

@@ -1,0 +1,96 @@
+"""DataPlane: versions and defaults, NotFound messages, metadata, inference in the pool; the HTTP table."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conveyor.errors import (
+    Conflict,
+    ConveyorError,
+    InferenceFailed,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from conveyor.protocol.types import InferRequest, RequestInput
+from conveyor.runtime import OnnxModel
+from conveyor.server.dataplane import DataPlane
+from conveyor.server.errors import status_for
+
+
+@pytest.fixture(scope="module")
+def plane(logreg_onnx: Path) -> DataPlane:
+    data = logreg_onnx.read_bytes()
+    models = [OnnxModel(data, name="lr", version=v) for v in ("2", "10", "9")]
+    return DataPlane([*models, OnnxModel(data, name="plain")], max_workers=2)
+
+
+def _request(n: int = 2) -> InferRequest:
+    x = np.ones((n, 4), np.float32)
+    return InferRequest(inputs=[RequestInput("input", "FP32", x.shape, x)], id="abc")
+
+
+def test_default_version_is_the_highest_numerically(plane: DataPlane) -> None:
+    assert plane.model("lr").version == "10"
+    assert plane.model("lr", "9").version == "9"
+    assert plane.model_metadata("lr")["versions"] == ["2", "9", "10"]
+    assert plane.model("plain").version is None
+
+
+def test_unknown_model_and_version_name_what_is_served(plane: DataPlane) -> None:
+    with pytest.raises(NotFound, match=r"model 'nope' is not served here \(served: lr, plain\)"):
+        plane.model("nope")
+    with pytest.raises(NotFound, match=r"model 'lr' has no version '3' here \(served versions: 2, 9, 10\)"):
+        plane.model_ready("lr", "3")
+
+
+def test_same_version_twice_is_a_conflict(logreg_onnx: Path) -> None:
+    m = OnnxModel(logreg_onnx.read_bytes(), name="lr", version="1")
+    with pytest.raises(Conflict):
+        DataPlane([m, m])
+
+
+def test_server_metadata_advertises_binary_tensor_data(plane: DataPlane) -> None:
+    meta = plane.server_metadata()
+    assert meta["name"] == "conveyor"
+    assert "binary_tensor_data" in meta["extensions"]
+    assert plane.live() and plane.ready()
+
+
+def test_infer_runs_in_the_pool_and_echoes_id_and_version(plane: DataPlane) -> None:
+    threads: list[str] = []
+
+    def spy(model: OnnxModel, req: InferRequest) -> object:
+        threads.append(threading.current_thread().name)
+        return plane.infer_sync(model, req)
+
+    resp = asyncio.run(plane.infer("lr", "9", _request()))
+    assert (resp.model_name, resp.model_version, resp.id) == ("lr", "9", "abc")
+    assert [o.name for o in resp.outputs] == ["label", "probabilities"]
+    assert resp.outputs[1].datatype == "FP32" and resp.outputs[1].shape == (2, 3)
+    asyncio.run(plane.run(spy, plane.model("lr"), _request()))
+    assert threads[0].startswith("conveyor-infer")
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (InvalidInput, 400),
+        (UnsupportedMediaType, 415),
+        (PayloadTooLarge, 413),
+        (NotFound, 404),
+        (Conflict, 409),
+        (Unavailable, 503),
+        (InferenceFailed, 500),
+        (ConveyorError, 500),
+    ],
+)
+def test_every_error_code_has_one_http_status(error: type[ConveyorError], status: int) -> None:
+    assert status_for(error("x")) == status
