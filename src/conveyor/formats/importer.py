@@ -93,9 +93,7 @@ def _load_file(path: Path, framework: str, trust_pickle: bool) -> tuple[Any, str
     wanted = detect.KIND_FRAMEWORK.get(kind)
     if framework == "auto":
         framework = wanted or "auto"
-    elif (
-        wanted is not None and wanted != framework and not (framework == "pytorch" and kind == detect.PICKLE)
-    ):
+    elif wanted is not None and wanted != framework:
         raise ConversionError(f"{path.name} holds a {wanted} model, not {framework}")
     if kind == detect.ONNX:
         return path, "onnx"
@@ -103,7 +101,7 @@ def _load_file(path: Path, framework: str, trust_pickle: bool) -> tuple[Any, str
         from conveyor.formats.sklearn import load_skops
 
         return load_skops(path, trust_pickle=trust_pickle), "sklearn"
-    if kind in (detect.TORCHSCRIPT, detect.TORCH_SAVE) or framework == "pytorch":
+    if kind in (detect.TORCHSCRIPT, detect.TORCH_SAVE):
         from conveyor.formats.torch import load_torch_file
 
         torchscript = kind == detect.TORCHSCRIPT
