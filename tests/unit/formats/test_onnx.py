@@ -66,3 +66,12 @@ def test_garbage_named_onnx_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\x00\x01garbage" * 10)
     with pytest.raises(ConversionError, match=r"model\.onnx is not an ONNX model"):
         import_model(path)
+
+
+def test_opset_converts_the_graph(regressor: Any) -> None:
+    model, x = regressor
+    original = import_model(model, opset=17).onnx_bytes
+    result = import_model(original, opset=18, sample=x[:3])
+    assert result.source.startswith("onnx model (skl2onnx") and "opset 18" in result.source
+    with pytest.raises(ConversionError, match="cannot convert the ONNX model from opset 17 to 999"):
+        import_model(original, opset=999)
