@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 import uvicorn
 
@@ -28,6 +29,12 @@ class _Server(uvicorn.Server):
             host = f"[{host}]" if ":" in host else host
             self._on_ready(f"http://{host}:{port}")
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after a graceful stop; serve() returns instead, so the CLI and
+        # supervisors see a clean exit (and no KeyboardInterrupt traceback on Ctrl-C).
+        self._captured_signals.clear()
+
 
 def serve(
     models: Sequence[OnnxModel],
@@ -39,7 +46,7 @@ def serve(
     log_level: str = "warning",
     access_log: bool = False,
 ) -> None:
-    """Serve ``models`` until SIGINT / SIGTERM; in-flight requests finish before it returns."""
+    """Serve ``models`` until SIGINT / SIGTERM, then return once in-flight requests have finished."""
     app = create_app(models, settings or get_settings())
     config = uvicorn.Config(
         app,
