@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -28,6 +29,9 @@ OCTET = "application/octet-stream"
 _ACCEPTED_TYPES = {JSON, OCTET}
 HEADER_LENGTH = "inference-header-content-length"
 REQUEST_ID = "x-request-id"
+# Generated ids: a random per-process prefix and a counter, unique without a syscall per request.
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_id_counter = itertools.count(1)
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -107,7 +111,7 @@ def create_routes(plane: DataPlane, settings: Settings) -> list[Route]:
         _check_content_type(request)
         header_len = _header_length(request)
         body = await _read_body(request, max_body)
-        req_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+        req_id = request.headers.get(REQUEST_ID) or f"{_ID_PREFIX}-{next(_id_counter)}"
         out, json_len, body_id = await plane.run(
             _infer_in_pool, plane, model, body, header_len, req_id, max_elements
         )
@@ -118,7 +122,9 @@ def create_routes(plane: DataPlane, settings: Settings) -> list[Route]:
         return Response(out, headers=headers, media_type=OCTET)
 
     model_paths = ["/v2/models/{name}", "/v2/models/{name}/versions/{version}"]
-    routes = [
+    # Starlette tries routes in order: inference, the hot path, first.
+    routes = [Route(base + "/infer", infer, methods=["POST"]) for base in model_paths]
+    routes += [
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),
@@ -126,7 +132,6 @@ def create_routes(plane: DataPlane, settings: Settings) -> list[Route]:
     for base in model_paths:
         routes.append(Route(base, model_metadata))
         routes.append(Route(base + "/ready", model_ready))
-        routes.append(Route(base + "/infer", infer, methods=["POST"]))
     return routes
 
 
