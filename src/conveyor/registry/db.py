@@ -35,6 +35,10 @@ class Database:
         self.url = _normalize(url)
         self.display_url = self.url.render_as_string(hide_password=True)
         self.dialect = self.url.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise errors.InvalidInput(
+                f"unsupported registry database URL {self.display_url}: use sqlite:/// or postgresql://"
+            )
         try:
             if self.dialect == "sqlite":
                 self.engine = create_engine(self.url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})

@@ -320,13 +320,13 @@ class Registry:
             return self._store.put_file(Path(artifact))
         raise errors.InvalidInput(f"artifact must be bytes or a file path, not {type(artifact).__name__}")
 
-    def _insert(self, s: Session) -> Any:
+    def _insert(self) -> Any:
         return postgresql.insert if self._db.is_postgres else sqlite.insert
 
     def _lock_or_create_model(self, s: Session, name: str, description: str | None, by: str | None) -> Model:
         # ON CONFLICT DO NOTHING settles the race of two first registrations; FOR UPDATE then
         # serializes version allocation per model on PostgreSQL (SQLite's BEGIN IMMEDIATE already did).
-        insert = self._insert(s)
+        insert = self._insert()
         s.execute(
             insert(Model)
             .values(name=name, description=description, last_version=0, created_at=utcnow(), created_by=by)
@@ -335,7 +335,7 @@ class Registry:
         return self._model(s, name, lock=True)
 
     def _upsert_alias(self, s: Session, model_id: int, alias: str, version: int) -> None:
-        insert = self._insert(s)
+        insert = self._insert()
         stmt = insert(Alias).values(model_id=model_id, alias=alias, version=version)
         s.execute(stmt.on_conflict_do_update(index_elements=["model_id", "alias"], set_={"version": version}))
 
