@@ -107,7 +107,7 @@ def main() -> int:
         label_out = next(o for o in answer["outputs"] if o["datatype"] == "INT64")
         print(f"response id={answer['id']} model={answer['model_name']}:{answer['model_version']}")
         for row, label in zip(rows.tolist(), label_out["data"], strict=True):
-            print(f"  {row} -> {names[label]}")
+            print(f"  {[round(v, 2) for v in row]} -> {names[label]}")
         print("outputs:", ", ".join(f"{n} {o['shape']}" for n, o in outputs.items()))
 
         step("The same through the CLI client")

@@ -40,13 +40,13 @@ def serve(
             loaded.append(conveyor.load(ref, settings=settings, trust_pickle=trust_pickle, sample=sample))
 
     table = Table(title="Serving", title_justify="left")
-    for col in ("model", "version", "endpoint"):
+    for col in ("model", "version", "inference endpoint (POST)"):
         table.add_column(col)
 
     def on_ready(url: str) -> None:
         for m in loaded:
             path = f"/v2/models/{m.name}" + (f"/versions/{m.version}" if m.version else "")
-            table.add_row(m.name, m.version or "-", f"POST {url}{path}/infer")
+            table.add_row(m.name, m.version or "-", f"{url}{path}/infer")
         console.print(table)
         console.print(f"Conveyor listening on [bold]{url}[/] (Ctrl-C to stop)", highlight=False)
 
