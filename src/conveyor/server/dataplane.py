@@ -14,8 +14,10 @@ from importlib.metadata import version as _dist_version
 from typing import Any, TypeVar
 
 from conveyor.errors import Conflict, NotFound
+from conveyor.protocol.codec import binary_outputs_of, decode_infer_request, encode_infer_response
 from conveyor.protocol.types import InferRequest, InferResponse, ResponseOutput
 from conveyor.runtime import OnnxModel
+from conveyor.server.service import EncodedRequest, EncodedResponse
 
 T = TypeVar("T")
 SERVER_NAME = "conveyor"
@@ -33,7 +35,14 @@ def _version_key(v: str | None) -> tuple[int, int, str]:
 class DataPlane:
     """The models one replica serves; the default version of a name is the highest one served."""
 
-    def __init__(self, models: Sequence[OnnxModel], *, max_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        models: Sequence[OnnxModel],
+        *,
+        max_elements: int = 16 * 1024 * 1024,
+        max_workers: int | None = None,
+    ) -> None:
+        self.max_elements = max_elements
         self._models: dict[tuple[str, str | None], OnnxModel] = {}
         for m in models:
             if (m.name, m.version) in self._models:
@@ -71,14 +80,27 @@ class DataPlane:
         versions = ", ".join(v for v in self._versions[name] if v is not None) or "none"
         raise NotFound(f"model {name!r} has no version {version!r} here (served versions: {versions})")
 
-    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+    async def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         meta = self.model(name, version).metadata()
         meta["versions"] = [v for v in self._versions[name] if v is not None]
         return meta
 
-    def model_ready(self, name: str, version: str | None = None) -> dict[str, Any]:
+    async def model_ready(self, name: str, version: str | None = None) -> dict[str, Any]:
         self.model(name, version)
         return {"name": name, "ready": True}
+
+    async def infer(self, request: EncodedRequest) -> EncodedResponse:
+        """Decode, run and encode in one worker-thread hop so big JSON bodies never stall the event loop."""
+        model = self.model(request.model, request.version)
+        return await self.run(self.infer_encoded, model, request)
+
+    def infer_encoded(self, model: OnnxModel, request: EncodedRequest) -> EncodedResponse:
+        req = decode_infer_request(request.body, request.json_length, max_elements=self.max_elements)
+        if req.id is None:
+            req.id = request.request_id
+        resp = self.infer_sync(model, req)
+        out, json_len = encode_infer_response(resp, binary_outputs=binary_outputs_of(req))
+        return EncodedResponse(out, json_len, req.id, model.version)
 
     def infer_sync(self, model: OnnxModel, request: InferRequest) -> InferResponse:
         """Run one decoded request on ``model`` in the calling thread."""
@@ -90,10 +112,6 @@ class DataPlane:
             id=request.id,
             outputs=[ResponseOutput(n, types[n], a.shape, a) for n, a in results.items()],
         )
-
-    async def infer(self, name: str, version: str | None, request: InferRequest) -> InferResponse:
-        model = self.model(name, version)
-        return await self.run(self.infer_sync, model, request)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in the inference pool; front ends put decode + infer + encode in one hop."""

@@ -17,10 +17,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from conveyor.errors import ConveyorError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from conveyor.protocol.codec import binary_outputs_of, decode_infer_request, encode_infer_response
 from conveyor.runtime import OnnxModel
 from conveyor.server.dataplane import DataPlane
 from conveyor.server.errors import error_response, status_for
+from conveyor.server.service import EncodedRequest, InferenceService
 from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.server")
@@ -72,20 +72,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)  # one chunk comes back as is, no copy
 
 
-def _infer_in_pool(
-    plane: DataPlane, model: OnnxModel, body: bytes, header_len: int | None, req_id: str, max_elements: int
-) -> tuple[bytes, int | None, str]:
-    """Decode, run and encode in one worker-thread hop so big JSON bodies never stall the event loop."""
-    req = decode_infer_request(body, header_len, max_elements=max_elements)
-    if req.id is None:
-        req.id = req_id
-    resp = plane.infer_sync(model, req)
-    out, json_len = encode_infer_response(resp, binary_outputs=binary_outputs_of(req))
-    return out, json_len, req.id
-
-
-def create_routes(plane: DataPlane, settings: Settings) -> list[Route]:
-    max_body, max_elements = settings.max_body_bytes, settings.max_elements
+def create_routes(plane: InferenceService, settings: Settings) -> list[Route]:
+    max_body = settings.max_body_bytes
 
     async def live(request: Request) -> Response:
         return _json({"live": plane.live()})
@@ -99,27 +87,24 @@ def create_routes(plane: DataPlane, settings: Settings) -> list[Route]:
 
     async def model_metadata(request: Request) -> Response:
         p = request.path_params
-        return _json(plane.model_metadata(p["name"], p.get("version")))
+        return _json(await plane.model_metadata(p["name"], p.get("version")))
 
     async def model_ready(request: Request) -> Response:
         p = request.path_params
-        return _json(plane.model_ready(p["name"], p.get("version")))
+        return _json(await plane.model_ready(p["name"], p.get("version")))
 
     async def infer(request: Request) -> Response:
         p = request.path_params
-        model = plane.model(p["name"], p.get("version"))
         _check_content_type(request)
         header_len = _header_length(request)
         body = await _read_body(request, max_body)
         req_id = request.headers.get(REQUEST_ID) or f"{_ID_PREFIX}-{next(_id_counter)}"
-        out, json_len, body_id = await plane.run(
-            _infer_in_pool, plane, model, body, header_len, req_id, max_elements
-        )
-        headers = {REQUEST_ID: req_id if REQUEST_ID in request.headers else body_id}
-        if json_len is None:
-            return Response(out, headers=headers, media_type=JSON)
-        headers[HEADER_LENGTH] = str(json_len)
-        return Response(out, headers=headers, media_type=OCTET)
+        resp = await plane.infer(EncodedRequest(p["name"], p.get("version"), body, header_len, req_id))
+        headers = {REQUEST_ID: req_id if REQUEST_ID in request.headers else resp.request_id}
+        if resp.json_length is None:
+            return Response(resp.body, headers=headers, media_type=JSON)
+        headers[HEADER_LENGTH] = str(resp.json_length)
+        return Response(resp.body, headers=headers, media_type=OCTET)
 
     model_paths = ["/v2/models/{name}", "/v2/models/{name}/versions/{version}"]
     # Starlette tries routes in order: inference, the hot path, first.
@@ -160,7 +145,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def create_app(models: Sequence[OnnxModel], settings: Settings) -> Starlette:
     """A Starlette app serving ``models`` over the V2 REST API; the inference pool closes on shutdown."""
-    plane = DataPlane(models)
+    plane = DataPlane(models, max_elements=settings.max_elements)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

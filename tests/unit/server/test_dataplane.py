@@ -40,7 +40,7 @@ def _request(n: int = 2) -> InferRequest:
 def test_default_version_is_the_highest_numerically(plane: DataPlane) -> None:
     assert plane.model("lr").version == "10"
     assert plane.model("lr", "9").version == "9"
-    assert plane.model_metadata("lr")["versions"] == ["2", "9", "10"]
+    assert asyncio.run(plane.model_metadata("lr"))["versions"] == ["2", "9", "10"]
     assert plane.model("plain").version is None
 
 
@@ -48,7 +48,7 @@ def test_unknown_model_and_version_name_what_is_served(plane: DataPlane) -> None
     with pytest.raises(NotFound, match=r"model 'nope' is not served here \(served: lr, plain\)"):
         plane.model("nope")
     with pytest.raises(NotFound, match=r"model 'lr' has no version '3' here \(served versions: 2, 9, 10\)"):
-        plane.model_ready("lr", "3")
+        asyncio.run(plane.model_ready("lr", "3"))
 
 
 def test_same_version_twice_is_a_conflict(logreg_onnx: Path) -> None:
@@ -71,12 +71,23 @@ def test_infer_runs_in_the_pool_and_echoes_id_and_version(plane: DataPlane) -> N
         threads.append(threading.current_thread().name)
         return plane.infer_sync(model, req)
 
-    resp = asyncio.run(plane.infer("lr", "9", _request()))
+    resp = plane.infer_sync(plane.model("lr", "9"), _request())
     assert (resp.model_name, resp.model_version, resp.id) == ("lr", "9", "abc")
     assert [o.name for o in resp.outputs] == ["label", "probabilities"]
     assert resp.outputs[1].datatype == "FP32" and resp.outputs[1].shape == (2, 3)
     asyncio.run(plane.run(spy, plane.model("lr"), _request()))
     assert threads[0].startswith("conveyor-infer")
+
+
+def test_encoded_infer_decodes_runs_and_encodes_once(plane: DataPlane) -> None:
+    from conveyor.protocol.codec import decode_infer_response, encode_infer_request
+    from conveyor.server.service import EncodedRequest
+
+    body, json_len = encode_infer_request({"input": np.ones((3, 4), np.float32)}, binary=True)
+    resp = asyncio.run(plane.infer(EncodedRequest("lr", None, body, json_len, "gen-1")))
+    assert resp.request_id == "gen-1" and resp.model_version == "10"
+    decoded = decode_infer_response(resp.body, resp.json_length)
+    assert decoded.id == "gen-1" and decoded.outputs[0].shape == (3,)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,45 @@
+"""The one interface both front ends (REST, gRPC) serve: a replica's DataPlane and the gateway implement it.
+
+Inference travels as V2 REST bodies (JSON, or JSON + binary tensor data) so that a gateway can forward a
+request to a replica without decoding or re-encoding tensors; each side decodes at most once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRequest:
+    """An inference request as V2 REST body bytes; ``json_length`` is set when binary data follows."""
+
+    model: str
+    version: str | None
+    body: bytes
+    json_length: int | None
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedResponse:
+    body: bytes
+    json_length: int | None
+    request_id: str
+    model_version: str | None = None
+
+
+class InferenceService(Protocol):
+    """What a V2 front end needs. Errors are ``conveyor.errors`` exceptions (NotFound, InvalidInput, ...)."""
+
+    def live(self) -> bool: ...
+
+    def ready(self) -> bool: ...
+
+    def server_metadata(self) -> dict[str, Any]: ...
+
+    async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]: ...
+
+    async def model_ready(self, name: str, version: str | None) -> dict[str, Any]: ...
+
+    async def infer(self, request: EncodedRequest) -> EncodedResponse: ...
