@@ -12,6 +12,8 @@ Every error carries a transport-neutral ``code``; each transport maps codes in e
     ├── IntegrityError                 code="data_loss"          artifact digest mismatch
     ├── ConversionError                code="failed_precondition" a format cannot be imported / parity failed
     ├── Unavailable                    code="unavailable"        a server or database cannot be reached
+    ├── Overloaded                     code="resource_exhausted" a bounded queue is full: retry later
+    ├── DeadlineExceeded               code="deadline_exceeded"  a request outlived its timeout
     └── InferenceFailed                code="internal"           the runtime failed on valid input
 """
 
@@ -64,6 +66,20 @@ class ConversionError(ConveyorError):
 
 class Unavailable(ConveyorError):
     code = "unavailable"
+
+
+class Overloaded(ConveyorError):
+    """Backpressure: the work was refused before it started, so retrying later is safe."""
+
+    code = "resource_exhausted"
+
+    def __init__(self, message: str, retry_after_s: float = 1.0, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(ConveyorError):
+    code = "deadline_exceeded"
 
 
 class InferenceFailed(ConveyorError):

@@ -53,6 +53,30 @@ class Settings(BaseSettings):
         description="Largest absolute difference allowed between a converted model and its original.",
     )
 
+    # -- dynamic batching (per replica; a deployment may override each) --
+    max_batch_size: int = Field(
+        default=32,
+        description="Most requests the batcher merges into one ONNX Runtime call; 1 turns batching off.",
+    )
+    max_queue_delay_us: int = Field(
+        default=500,
+        description="Longest a request waits for others to join its batch, in microseconds.",
+    )
+    max_queue_size: int = Field(
+        default=256,
+        description="Requests a model version may hold waiting; beyond it: 429 / RESOURCE_EXHAUSTED.",
+    )
+    request_timeout_ms: int = Field(
+        default=30_000,
+        description="A request still unanswered after this long fails with 504 / DEADLINE_EXCEEDED.",
+    )
+    # -- gateway --
+    health_interval_s: float = Field(default=1.0, description="How often the gateway probes each replica.")
+    eject_after_failures: int = Field(
+        default=3, description="Consecutive failures (probes or requests) after which a replica is ejected."
+    )
+    grpc_port: int | None = Field(default=None, description="Port of the V2 gRPC service; unset: no gRPC.")
+
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"

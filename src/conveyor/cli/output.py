@@ -25,6 +25,8 @@ EXIT_CODES: dict[str, int] = {
     "data_loss": 5,
     "failed_precondition": 6,
     "unavailable": 7,
+    "resource_exhausted": 8,
+    "deadline_exceeded": 9,
 }
 
 

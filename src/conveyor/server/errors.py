@@ -15,6 +15,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_found": 404,
     "conflict": 409,
     "unavailable": 503,
+    "resource_exhausted": 429,
+    "deadline_exceeded": 504,
     "data_loss": 500,
     "internal": 500,
 }
@@ -26,6 +28,6 @@ def status_for(exc: ConveyorError) -> int:
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     headers = dict(headers or {})
-    if status == 503:
+    if status in (429, 503):
         headers.setdefault("retry-after", "1")  # overload is backpressure: tell clients when to come back
     return Response(orjson.dumps({"error": message}), status, headers, media_type="application/json")
