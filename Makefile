@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check clean install system-deps docs
+.PHONY: demo test lint typecheck check clean install system-deps docs proto
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,8 @@ clean:
 # docs/cli.md is generated from the Typer app, so it always matches the code (a test checks it).
 docs: $(STAMP)
 	$(VENV)/bin/typer conveyor.cli.main utils docs --name conveyor --title "CLI reference" --output docs/cli.md
+
+# The gRPC messages and stubs are generated from the vendored .proto and committed; regenerate after editing it.
+PROTO := src/conveyor/protocol/grpc/inference.proto
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src $(PROTO)
