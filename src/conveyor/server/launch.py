@@ -1,6 +1,7 @@
 """Start a replica from ONNX files, for tests and benchmarks (``conveyor serve`` is the user's command).
 
 python -m conveyor.server.launch --model NAME[:VERSION]=FILE [--model ...] [--port P] [--max-body-bytes N]
+    [--grpc-port P]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", action="append", required=True, metavar="NAME[:VERSION]=FILE")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--grpc-port", type=int, help="also serve V2 gRPC on this port (0: any free port)")
     ap.add_argument("--max-body-bytes", type=int)
     ap.add_argument("--max-elements", type=int)
     ap.add_argument("--intra-op-threads", type=int)
@@ -48,8 +50,18 @@ def main(argv: list[str] | None = None) -> None:
     def on_ready(url: str) -> None:
         print(f"conveyor replica listening on {url}", flush=True)
 
+    def on_grpc_ready(address: str) -> None:
+        print(f"conveyor replica gRPC listening on {address}", flush=True)
+
     serve(
-        models, host=args.host, port=args.port, settings=settings, on_ready=on_ready, log_level=args.log_level
+        models,
+        host=args.host,
+        port=args.port,
+        settings=settings,
+        on_ready=on_ready,
+        log_level=args.log_level,
+        grpc_port=args.grpc_port,
+        on_grpc_ready=on_grpc_ready,
     )
     sys.stdout.flush()
 

@@ -1,33 +1,65 @@
-"""Run the REST front end under uvicorn (uvloop + httptools), with graceful shutdown on SIGINT / SIGTERM."""
+"""Run the REST front end under uvicorn (uvloop + httptools), and gRPC in the same loop when asked for.
+
+Both stop gracefully on SIGINT / SIGTERM.
+"""
 
 from __future__ import annotations
 
+import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import FrameType
 
 import uvicorn
 
+from conveyor.errors import Unavailable
 from conveyor.runtime import OnnxModel
+from conveyor.server.grpc import RunningGrpcServer, start_grpc_server
 from conveyor.server.rest import create_app
 from conveyor.settings import Settings, get_settings
 
 GRACEFUL_SHUTDOWN_S = 30
+log = logging.getLogger("conveyor.server")
 
 
 class _Server(uvicorn.Server):
     """uvicorn's server, telling ``on_ready`` the URL once the socket listens."""
 
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[str], None] | None) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        on_ready: Callable[[str], None] | None,
+        start_grpc: Callable[[], Awaitable[RunningGrpcServer]] | None = None,
+        on_grpc_ready: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self._on_ready = on_ready
+        self._start_grpc = start_grpc
+        self._on_grpc_ready = on_grpc_ready
+        self.grpc: RunningGrpcServer | None = None
+        self.failed = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.started and self._start_grpc is not None:
+            # After the app's lifespan startup, so gRPC never serves a plane that is not started yet.
+            try:
+                self.grpc = await self._start_grpc()
+            except Unavailable as e:
+                log.error("%s", e)
+                self.failed = self.should_exit = True  # uvicorn then shuts REST down gracefully
+                return
+            if self._on_grpc_ready is not None:
+                self._on_grpc_ready(self.grpc.address)
         if self.started and self._on_ready is not None:
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             host = f"[{host}]" if ":" in host else host
             self._on_ready(f"http://{host}:{port}")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.grpc is not None:  # drain gRPC first: the REST lifespan shutdown closes the shared plane
+            await self.grpc.stop(GRACEFUL_SHUTDOWN_S)
+        await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -45,9 +77,17 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     log_level: str = "warning",
     access_log: bool = False,
+    grpc_port: int | None = None,
+    on_grpc_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve ``models`` until SIGINT / SIGTERM, then return once in-flight requests have finished."""
-    app = create_app(models, settings or get_settings())
+    """Serve ``models`` until SIGINT / SIGTERM, then return once in-flight requests have finished.
+
+    With ``grpc_port`` (0: any free port) the V2 gRPC service runs on ``host`` too, in the same event loop
+    and over the same data plane; ``on_grpc_ready`` gets its ``host:port``. Exits with status 1 if either
+    port cannot be bound.
+    """
+    settings = settings or get_settings()
+    app = create_app(models, settings)
     config = uvicorn.Config(
         app,
         host=host,
@@ -60,4 +100,16 @@ def serve(
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         server_header=False,
     )
-    _Server(config, on_ready).run()
+    start_grpc = None
+    if grpc_port is not None:
+        plane = app.state.dataplane
+
+        async def start_grpc() -> RunningGrpcServer:
+            return await start_grpc_server(
+                plane, host=host, port=grpc_port, max_message_bytes=settings.max_body_bytes
+            )
+
+    server = _Server(config, on_ready, start_grpc, on_grpc_ready)
+    server.run()
+    if server.failed:
+        raise SystemExit(1)
