@@ -1,0 +1,47 @@
+"""The channel's frames: calls, replies and errors round-trip; a stream split anywhere reassembles."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor.errors import InvalidInput, NotFound, Overloaded
+from conveyor.protocol import frames
+
+
+@pytest.mark.parametrize("version", [None, "", "7"])
+@pytest.mark.parametrize("json_length", [None, 0, 12])
+def test_call_round_trip(version: str | None, json_length: int | None) -> None:
+    body = b'{"inputs": []}\x00\x01binary'
+    call = frames.decode_call(frames.encode_call("mödel", version, "req-ü", json_length) + body)
+    assert (call.model, call.version, call.request_id, call.json_length, call.body) == (
+        "mödel", version, "req-ü", json_length, body
+    )  # fmt: skip
+
+
+def test_reply_round_trip() -> None:
+    payload = frames.encode_reply(5, "r1", "3") + b"abcde\x00"
+    assert frames.decode_reply(payload) == (b"abcde\x00", 5, "r1", "3")
+    assert frames.decode_reply(frames.encode_reply(None, "r", None) + b"{}") == (b"{}", None, "r", None)
+
+
+def test_errors_come_back_as_the_same_class() -> None:
+    err = frames.decode_error(frames.encode_error(NotFound("no model")))
+    assert type(err) is NotFound and err.message == "no model"
+    over = frames.decode_error(frames.encode_error(Overloaded("full", retry_after_s=2.5)))
+    assert isinstance(over, Overloaded) and over.retry_after_s == 2.5
+    assert type(frames.decode_error(b'{"type": "os", "message": "m"}')).__name__ == "ConveyorError"
+
+
+def test_frames_reassemble_from_any_split() -> None:
+    wire = b"".join(b"".join(frames.frame(i, frames.INFER, b"x" * i, b"y")) for i in range(1, 6))
+    for cut in range(len(wire)):
+        reader = frames.FrameReader()
+        got = reader.feed(wire[:cut]) + reader.feed(wire[cut:])
+        assert [(s, k, p) for s, k, p in got] == [(i, frames.INFER, b"x" * i + b"y") for i in range(1, 6)]
+
+
+def test_addresses_parse_or_are_refused() -> None:
+    assert frames.parse_address("unix:/tmp/a.sock") == ("unix", "/tmp/a.sock", 0)
+    assert frames.parse_address("tcp:127.0.0.1:9000") == ("tcp", "127.0.0.1", 9000)
+    with pytest.raises(InvalidInput):
+        frames.parse_address("http://x")
