@@ -1,0 +1,27 @@
+"""A replica in the gateway's routing table: its upstream, its outlier state and its in-flight count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from conveyor.gateway.outlier import OutlierState
+from conveyor.gateway.upstream import Upstream
+
+
+@dataclass(eq=False, slots=True)
+class Replica:
+    upstream: Upstream
+    health: OutlierState
+    inflight: int = 0
+    name: str = field(default="")
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.upstream.address
+
+    @property
+    def admitted(self) -> bool:
+        return self.health.admitted
+
+
+def inflight_of(replica: Replica) -> int:
+    return replica.inflight

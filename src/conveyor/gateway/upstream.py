@@ -1,0 +1,52 @@
+"""Gateway upstreams: one interface, whether the replica is in this process or behind the channel."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from conveyor.errors import ConveyorError, Unavailable
+from conveyor.server.dataplane import DataPlane
+from conveyor.server.service import EncodedRequest, EncodedResponse
+
+
+class ConnectionFailed(Unavailable):
+    """The replica was unreachable or its connection broke before it answered: safe to retry elsewhere."""
+
+
+class Upstream(Protocol):
+    """A replica as the gateway sees it. Errors are ``conveyor.errors`` exceptions, as a DataPlane raises."""
+
+    address: str
+
+    async def infer(self, request: EncodedRequest) -> EncodedResponse: ...
+
+    async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]: ...
+
+    async def model_ready(self, name: str, version: str | None) -> dict[str, Any]: ...
+
+    async def probe(self) -> bool:
+        """True when the replica is ready to serve; never raises."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class InProcessUpstream:
+    """A DataPlane in the gateway's own process: no hop, no copy (what Triton does)."""
+
+    def __init__(self, plane: DataPlane, address: str = "inprocess") -> None:
+        self.plane = plane
+        self.address = address
+        # Bound once: the hot path then skips an attribute lookup per request.
+        self.infer = plane.infer
+        self.model_metadata = plane.model_metadata
+        self.model_ready = plane.model_ready
+
+    async def probe(self) -> bool:
+        try:
+            return self.plane.ready()
+        except ConveyorError:
+            return False
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,143 @@
+"""The gateway over fake upstreams: routing, retry once elsewhere, ejection and return, metadata cache."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from conveyor.errors import InvalidInput, Unavailable
+from conveyor.gateway import ConnectionFailed, Gateway, OutlierState, Replica, Route, RoutingTable
+from conveyor.server.service import EncodedRequest, EncodedResponse
+
+
+class FakeUpstream:
+    """Answers with its own address; ``fail_with`` makes every call raise; ``healthy`` drives probes."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.fail_with: Exception | None = None
+        self.healthy = True
+        self.seen: list[EncodedRequest] = []
+        self.metadata_calls = 0
+
+    async def infer(self, request: EncodedRequest) -> EncodedResponse:
+        self.seen.append(request)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return EncodedResponse(self.address.encode(), None, request.request_id, request.version)
+
+    async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        self.metadata_calls += 1
+        return {"name": name, "versions": ["only-mine"]}
+
+    async def model_ready(self, name: str, version: str | None) -> dict[str, Any]:
+        return {"name": name, "ready": True}
+
+    async def probe(self) -> bool:
+        return self.healthy
+
+    async def close(self) -> None:
+        return None
+
+
+def _stack(n: int = 2, eject_after: int = 3) -> tuple[Gateway, list[FakeUpstream]]:
+    ups = [FakeUpstream(f"r{i}") for i in range(n)]
+    replicas = [Replica(u, OutlierState(eject_after)) for u in ups]
+    routes = [Route("lr", "1", replicas), Route("lr", "2", replicas)]
+    gw = Gateway(RoutingTable(routes, {("lr", "prod"): "1"}), rng=random.Random(0))
+    asyncio.run(gw.check_health())
+    return gw, ups
+
+
+def _infer(gw: Gateway, version: str | None = None, rid: str = "req-1") -> EncodedResponse:
+    return asyncio.run(gw.infer(EncodedRequest("lr", version, b"{}", None, rid)))
+
+
+def test_forwards_the_resolved_version_and_the_request_id() -> None:
+    gw, ups = _stack()
+    assert _infer(gw, None, "abc").request_id == "abc"
+    assert _infer(gw, "prod").model_version == "1"
+    seen = [r for u in ups for r in u.seen]
+    assert sorted((r.version, r.request_id) for r in seen) == [("1", "req-1"), ("2", "abc")]
+
+
+def test_a_connection_failure_is_retried_once_on_another_replica() -> None:
+    gw, (r0, _) = _stack()
+    r0.fail_with = ConnectionFailed("refused")
+    answers = {_infer(gw).body for _ in range(20)}
+    assert answers == {b"r1"}
+    assert len(r0.seen) > 0  # it was tried, and every such request still succeeded
+
+
+def test_no_retry_for_errors_that_are_not_connection_failures() -> None:
+    gw, (r0, r1) = _stack()
+    r0.fail_with = r1.fail_with = InvalidInput("bad input")
+    with pytest.raises(InvalidInput):
+        _infer(gw)
+    assert len(r0.seen) + len(r1.seen) == 1
+
+
+def test_at_most_one_retry() -> None:
+    gw, ups = _stack(3)
+    for u in ups:
+        u.fail_with = ConnectionFailed("down")
+    with pytest.raises(ConnectionFailed):
+        _infer(gw)
+    assert sum(len(u.seen) for u in ups) == 2
+
+
+def test_no_healthy_replica_is_unavailable() -> None:
+    gw, ups = _stack()
+    for u in ups:
+        u.healthy = False
+    for _ in range(3):
+        asyncio.run(gw.check_health())
+    assert not gw.ready()
+    with pytest.raises(Unavailable, match="no healthy replica of lr:2"):
+        _infer(gw)
+    with pytest.raises(Unavailable):
+        asyncio.run(gw.model_ready("lr", None))
+
+
+def test_a_failing_replica_is_ejected_then_readmitted_by_its_probe() -> None:
+    gw, (r0, _) = _stack(eject_after=2)
+    r0.fail_with = Unavailable("replica broken")
+    failures = 0
+    for _ in range(30):
+        try:
+            _infer(gw)
+        except Unavailable:
+            failures += 1
+    assert failures == 2  # two faults eject it; after that only r1 is chosen
+    assert not gw.replicas[0].admitted
+    r0.fail_with = None
+    asyncio.run(gw.check_health())
+    assert gw.replicas[0].admitted
+    assert b"r0" in {_infer(gw).body for _ in range(30)}
+
+
+def test_eject_by_address_removes_a_replica_at_once() -> None:
+    gw, _ = _stack()
+    gw.eject("r0")
+    assert {_infer(gw).body for _ in range(10)} == {b"r1"}
+
+
+def test_model_metadata_is_fetched_once_and_lists_the_gateways_versions() -> None:
+    gw, ups = _stack()
+    for _ in range(3):
+        meta = asyncio.run(gw.model_metadata("lr", "prod"))
+    assert meta["versions"] == ["1", "2"]
+    assert sum(u.metadata_calls for u in ups) == 1
+
+
+def test_in_flight_counts_return_to_zero() -> None:
+    gw, _ = _stack()
+
+    async def burst() -> None:
+        await asyncio.gather(*(gw.infer(EncodedRequest("lr", "1", b"{}", None, str(i))) for i in range(50)))
+
+    asyncio.run(burst())
+    assert [r.inflight for r in gw.replicas] == [0, 0]
