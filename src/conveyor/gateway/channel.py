@@ -1,0 +1,133 @@
+"""The gateway side of the internal channel: a few persistent connections, many requests in flight on each.
+
+V2 bodies are forwarded as received (no JSON re-encoding); a broken connection fails its pending requests with
+``ConnectionFailed`` so the gateway can retry them on another replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any, cast
+
+import orjson
+
+from conveyor.errors import ConveyorError
+from conveyor.gateway.upstream import ConnectionFailed
+from conveyor.protocol import frames
+from conveyor.server.service import EncodedRequest, EncodedResponse
+
+PROBE_TIMEOUT_S = 2.0
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self._reader = frames.FrameReader()
+        self._ids = itertools.count(1)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        pending, self.pending = self.pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionFailed(f"connection to replica {self.address} was lost"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            received = self._reader.feed(data)
+        except ValueError:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for stream, kind, payload in received:
+            fut = self.pending.pop(stream, None)
+            if fut is not None and not fut.done():
+                fut.set_result((kind, payload))
+
+    def send(self, kind: int, parts: tuple[bytes, ...]) -> asyncio.Future[tuple[int, bytes]]:
+        if self.transport is None:
+            raise ConnectionFailed(f"connection to replica {self.address} is closed")
+        stream = next(self._ids) & 0xFFFFFFFF
+        fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self.pending[stream] = fut
+        self.transport.writelines(frames.frame(stream, kind, *parts))
+        return fut
+
+
+class ChannelUpstream:
+    """A replica in another process, reached over ``unix:PATH`` or ``tcp:HOST:PORT``."""
+
+    def __init__(self, address: str, connections: int = 2) -> None:
+        self.address = address
+        self._where = frames.parse_address(address)
+        self._conns: list[_Connection | None] = [None] * connections
+        self._next = itertools.cycle(range(connections))
+        self._connecting: dict[int, asyncio.Future[_Connection]] = {}
+
+    async def _connection(self) -> _Connection:
+        i = next(self._next)
+        conn = self._conns[i]
+        if conn is not None and conn.transport is not None:
+            return conn
+        if i not in self._connecting:  # one dial per slot, however many requests are waiting for it
+            self._connecting[i] = asyncio.ensure_future(self._dial(i))
+        try:
+            return await asyncio.shield(self._connecting[i])
+        finally:
+            self._connecting.pop(i, None)
+
+    async def _dial(self, i: int) -> _Connection:
+        loop = asyncio.get_running_loop()
+        scheme, where, port = self._where
+        try:
+            if scheme == "unix":
+                _, conn = await loop.create_unix_connection(lambda: _Connection(self.address), where)
+            else:
+                _, conn = await loop.create_connection(lambda: _Connection(self.address), where, port)
+        except OSError as exc:
+            raise ConnectionFailed(
+                f"cannot connect to replica {self.address}: {exc.strerror or exc}"
+            ) from None
+        self._conns[i] = conn
+        return conn
+
+    async def _call(self, kind: int, *parts: bytes) -> bytes:
+        conn = await self._connection()
+        rkind, payload = await conn.send(kind, parts)
+        if rkind == frames.ERROR:
+            raise frames.decode_error(payload)
+        return payload
+
+    async def infer(self, request: EncodedRequest) -> EncodedResponse:
+        meta = frames.encode_call(request.model, request.version, request.request_id, request.json_length)
+        payload = await self._call(frames.INFER, meta, request.body)
+        body, json_length, request_id, version = frames.decode_reply(payload)
+        return EncodedResponse(body, json_length, request_id, version)
+
+    async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        meta = frames.encode_call(name, version, "", None)
+        doc: dict[str, Any] = orjson.loads(await self._call(frames.METADATA, meta))
+        return doc
+
+    async def model_ready(self, name: str, version: str | None) -> dict[str, Any]:
+        meta = frames.encode_call(name, version, "", None)
+        doc: dict[str, Any] = orjson.loads(await self._call(frames.MODEL_READY, meta))
+        return doc
+
+    async def probe(self) -> bool:
+        try:
+            return await asyncio.wait_for(self._call(frames.HEALTH), PROBE_TIMEOUT_S) == b"1"
+        except (ConveyorError, TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        for conn in self._conns:
+            if conn is not None and conn.transport is not None:
+                conn.transport.close()
+        self._conns = [None] * len(self._conns)

@@ -1,0 +1,158 @@
+"""The replica side of the internal channel: serves an InferenceService over length-prefixed frames.
+
+Each connection carries many requests at once; SIGTERM stops accepting, finishes in-flight work, then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import cast
+
+import orjson
+import uvloop
+
+from conveyor.errors import ConveyorError
+from conveyor.protocol import frames
+from conveyor.runtime import OnnxModel
+from conveyor.server.rest import create_app
+from conveyor.server.service import EncodedRequest, InferenceService
+from conveyor.settings import Settings
+
+log = logging.getLogger("conveyor.server.channel")
+_PR_SET_PDEATHSIG = 1
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, service: InferenceService, inflight: set[asyncio.Task[None]]) -> None:
+        self._service = service
+        self._inflight = inflight
+        self._reader = frames.FrameReader()
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            received = self._reader.feed(data)
+        except ValueError:
+            log.warning("closing a channel connection that sent a malformed frame")
+            if self._transport is not None:
+                self._transport.close()
+            return
+        for stream, kind, payload in received:
+            task = asyncio.get_running_loop().create_task(self._handle(stream, kind, payload))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _handle(self, stream: int, kind: int, payload: bytes) -> None:
+        try:
+            parts = await self._answer(kind, payload)
+            out = frames.frame(stream, frames.OK, *parts)
+        except ConveyorError as exc:
+            out = frames.frame(stream, frames.ERROR, frames.encode_error(exc))
+        except Exception as exc:  # a bug must not take the connection (and its other requests) down
+            log.exception("channel request failed")
+            err = ConveyorError(f"internal error: {type(exc).__name__}")
+            out = frames.frame(stream, frames.ERROR, frames.encode_error(err))
+        if self._transport is not None:
+            self._transport.writelines(out)
+
+    async def _answer(self, kind: int, payload: bytes) -> tuple[bytes, ...]:
+        svc = self._service
+        if kind == frames.HEALTH:
+            return (b"1" if svc.ready() else b"0",)
+        call = frames.decode_call(payload)
+        if kind == frames.INFER:
+            req = EncodedRequest(call.model, call.version, call.body, call.json_length, call.request_id)
+            resp = await svc.infer(req)
+            return frames.encode_reply(resp.json_length, resp.request_id, resp.model_version), resp.body
+        if kind == frames.METADATA:
+            return (orjson.dumps(await svc.model_metadata(call.model, call.version)),)
+        if kind == frames.MODEL_READY:
+            return (orjson.dumps(await svc.model_ready(call.model, call.version)),)
+        raise ConveyorError(f"unknown channel request kind {kind}")
+
+
+async def serve_channel(
+    service: InferenceService,
+    address: str,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    parent_pid: int | None = None,
+) -> None:
+    """Serve until SIGINT / SIGTERM (or the parent process is gone), then drain in-flight requests."""
+    loop = asyncio.get_running_loop()
+    inflight: set[asyncio.Task[None]] = set()
+    scheme, where, port = frames.parse_address(address)
+    if scheme == "unix":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(where)  # a socket left by a crashed predecessor in this slot
+        server = await loop.create_unix_server(lambda: _Connection(service, inflight), where)
+    else:
+        server = await loop.create_server(lambda: _Connection(service, inflight), where, port)
+        address = "tcp:{}:{}".format(*server.sockets[0].getsockname()[:2])
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watchdog = loop.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
+    if on_ready is not None:
+        on_ready(address)
+    await stop.wait()
+    server.close()  # stop accepting; open connections keep delivering replies until drained
+    while inflight:  # requests still arriving on open connections join the drain
+        await asyncio.wait(set(inflight))
+    if watchdog is not None:
+        watchdog.cancel()
+    if scheme == "unix":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(where)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGTERM this process when its parent dies; exit now if the parent is already gone."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        raise SystemExit(f"parent process {parent_pid} is gone")
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    # Backstop for PR_SET_PDEATHSIG (Linux only, and racy at startup): a re-parented replica exits.
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(1.0)
+    log.warning("parent process %d is gone: stopping", parent_pid)
+    stop.set()
+
+
+def run_channel_replica(
+    models: Sequence[OnnxModel],
+    settings: Settings,
+    address: str,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    parent_pid: int | None = None,
+) -> None:
+    """Serve ``models`` on the channel only (no HTTP port) until signalled: the launcher's ``--channel``."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+    # The REST app's lifespan owns the DataPlane's start and stop (batchers, pools): reuse it as is.
+    app = create_app(models, settings)
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            await serve_channel(app.state.dataplane, address, on_ready=on_ready, parent_pid=parent_pid)
+
+    uvloop.run(main())
