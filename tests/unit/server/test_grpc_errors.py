@@ -1,0 +1,33 @@
+"""The gRPC error table agrees with the HTTP one and tells overloaded clients when to come back."""
+
+from __future__ import annotations
+
+import grpc
+
+from conveyor.errors import InvalidInput, NotFound, Overloaded, PayloadTooLarge, Unavailable
+from conveyor.server.errors import STATUS_BY_CODE as HTTP
+from conveyor.server.grpc_errors import STATUS_BY_CODE as GRPC
+from conveyor.server.grpc_errors import grpc_status_for, retry_metadata
+
+
+def test_every_error_code_has_a_grpc_status() -> None:
+    assert set(GRPC) == set(HTTP)
+
+
+def test_client_errors_are_client_statuses_on_both_transports() -> None:
+    server_side = {grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS, grpc.StatusCode.UNAVAILABLE}
+    for code, http in HTTP.items():
+        assert (http >= 500 and http != 504) == (GRPC[code] in server_side), code
+
+
+def test_bad_input_is_invalid_argument_and_unknown_model_not_found() -> None:
+    assert grpc_status_for(InvalidInput("x")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert grpc_status_for(PayloadTooLarge("x")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert grpc_status_for(NotFound("x")) == grpc.StatusCode.NOT_FOUND
+
+
+def test_backpressure_carries_retry_after_in_whole_seconds() -> None:
+    assert grpc_status_for(Overloaded("full", retry_after_s=2.2)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert retry_metadata(Overloaded("full", retry_after_s=2.2)) == (("retry-after", "3"),)
+    assert retry_metadata(Unavailable("down")) == (("retry-after", "1"),)
+    assert retry_metadata(InvalidInput("bad")) == ()
