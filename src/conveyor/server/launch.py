@@ -1,7 +1,7 @@
 """Start a replica from ONNX files, for tests and benchmarks (``conveyor serve`` is the user's command).
 
 python -m conveyor.server.launch --model NAME[:VERSION]=FILE [--model ...] [--port P] [--max-body-bytes N]
-    [--grpc-port P]
+    [--grpc-port P] [--channel unix:PATH|tcp:HOST:PORT] [--parent-pid PID]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.runtime import OnnxModel
+from conveyor.server.channel import run_channel_replica
 from conveyor.server.runner import serve
 from conveyor.settings import Settings
 
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-elements", type=int)
     ap.add_argument("--intra-op-threads", type=int)
     ap.add_argument("--log-level", default="warning")
+    ap.add_argument("--channel", metavar="unix:PATH|tcp:HOST:PORT", help="serve the channel, not HTTP")
+    ap.add_argument("--parent-pid", type=int, help="exit when this process (the supervisor) is gone")
     args = ap.parse_args(argv)
     overrides: dict[str, Any] = {
         k: v
@@ -49,6 +52,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def on_ready(url: str) -> None:
         print(f"conveyor replica listening on {url}", flush=True)
+
+    if args.channel:
+        run_channel_replica(models, settings, args.channel, on_ready=on_ready, parent_pid=args.parent_pid)
+        return
 
     def on_grpc_ready(address: str) -> None:
         print(f"conveyor replica gRPC listening on {address}", flush=True)
