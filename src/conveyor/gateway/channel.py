@@ -17,8 +17,6 @@ from conveyor.gateway.upstream import ConnectionFailed
 from conveyor.protocol import frames
 from conveyor.server.service import EncodedRequest, EncodedResponse
 
-PROBE_TIMEOUT_S = 2.0
-
 
 class _Connection(asyncio.Protocol):
     def __init__(self, address: str) -> None:
@@ -63,8 +61,9 @@ class _Connection(asyncio.Protocol):
 class ChannelUpstream:
     """A replica in another process, reached over ``unix:PATH`` or ``tcp:HOST:PORT``."""
 
-    def __init__(self, address: str, connections: int = 2) -> None:
+    def __init__(self, address: str, connections: int = 2, probe_timeout_s: float = 2.0) -> None:
         self.address = address
+        self.probe_timeout_s = probe_timeout_s  # a probe slower than this counts as failed (a hung replica)
         self._where = frames.parse_address(address)
         self._conns: list[_Connection | None] = [None] * connections
         self._next = itertools.cycle(range(connections))
@@ -122,7 +121,7 @@ class ChannelUpstream:
 
     async def probe(self) -> bool:
         try:
-            return await asyncio.wait_for(self._call(frames.HEALTH), PROBE_TIMEOUT_S) == b"1"
+            return await asyncio.wait_for(self._call(frames.HEALTH), self.probe_timeout_s) == b"1"
         except (ConveyorError, TimeoutError):
             return False
 
