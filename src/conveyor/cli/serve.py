@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-import conveyor
 from conveyor.cli.output import console
 from conveyor.settings import get_settings
+
+_BATCHING = "Batching (per replica)"
 
 
 def serve(
@@ -23,6 +24,32 @@ def serve(
     ],
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port.", min=0, max=65535)] = 8080,
+    grpc_port: Annotated[
+        int | None, typer.Option(help="Also serve V2 gRPC on this port (0: any free port).", min=0, max=65535)
+    ] = None,
+    replicas: Annotated[
+        int, typer.Option(help="Replicas of every served version, behind one gateway.", min=1)
+    ] = 1,
+    placement: Annotated[
+        str,
+        typer.Option(
+            help="Where replicas run: inprocess (inside the gateway: fastest), process (one process each: "
+            "isolated, restarted on crash), auto (inprocess for 1 replica, else process).",
+        ),
+    ] = "auto",
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(help="Most requests merged into one model call; 1: off.", rich_help_panel=_BATCHING),
+    ] = None,
+    max_queue_delay_us: Annotated[
+        int | None, typer.Option(help="Longest wait for a batch to fill (µs).", rich_help_panel=_BATCHING)
+    ] = None,
+    max_queue_size: Annotated[
+        int | None, typer.Option(help="Requests waiting per version before 429.", rich_help_panel=_BATCHING)
+    ] = None,
+    request_timeout_ms: Annotated[
+        int | None, typer.Option(help="Unanswered after this long: 504.", rich_help_panel=_BATCHING)
+    ] = None,
     trust_pickle: Annotated[
         bool, typer.Option("--trust-pickle", help="Allow pickle/joblib model files (unpickling runs code).")
     ] = False,
@@ -30,24 +57,59 @@ def serve(
         Path | None, typer.Option(help="Sample inputs for a model file that needs one (PyTorch).")
     ] = None,
 ) -> None:
-    """Serve model versions over the V2 REST API until Ctrl-C (then finish in-flight requests and exit)."""
-    from conveyor.server import serve as run_server
+    """Serve model versions over V2 REST (and gRPC) until Ctrl-C, then finish in-flight requests and exit."""
+    from conveyor.errors import InvalidInput
+    from conveyor.targets.stack import Served, serve_local
 
-    settings = get_settings()
-    loaded = []
-    with console.status("Loading models…", spinner="dots"):
-        for ref in refs:
-            loaded.append(conveyor.load(ref, settings=settings, trust_pickle=trust_pickle, sample=sample))
+    if placement not in ("auto", "inprocess", "process"):
+        raise InvalidInput(f"--placement must be auto, inprocess or process, got {placement!r}")
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("max_batch_size", max_batch_size),
+            ("max_queue_delay_us", max_queue_delay_us),
+            ("max_queue_size", max_queue_size),
+            ("request_timeout_ms", request_timeout_ms),
+        )
+        if v is not None
+    }
+    settings = get_settings().model_copy(update=overrides)
+    served: list[Served] = []
+    status = console.status("Loading models…", spinner="dots")
+    status.start()
 
-    table = Table(title="Serving", title_justify="left")
-    for col in ("model", "version", "inference endpoint (POST)"):
-        table.add_column(col)
+    def on_loaded(models: list[Served]) -> None:
+        served.extend(models)
+        status.update(f"Starting {replicas} replica(s)…" if replicas > 1 else "Starting…")
 
     def on_ready(url: str) -> None:
-        for m in loaded:
+        status.stop()
+        table = Table(title="Serving", title_justify="left")
+        for col in ("model", "version", "inference endpoint (POST)"):
+            table.add_column(col)
+        for m in served:
             path = f"/v2/models/{m.name}" + (f"/versions/{m.version}" if m.version else "")
             table.add_row(m.name, m.version or "-", f"{url}{path}/infer")
         console.print(table)
         console.print(f"Conveyor listening on [bold]{url}[/] (Ctrl-C to stop)", highlight=False)
 
-    run_server([m.session for m in loaded], host=host, port=port, settings=settings, on_ready=on_ready)
+    def on_grpc_ready(address: str) -> None:
+        console.print(f"V2 gRPC on [bold]{address}[/]", highlight=False)
+
+    try:
+        serve_local(
+            refs,
+            settings,
+            replicas=replicas,
+            placement=placement,  # type: ignore[arg-type]
+            host=host,
+            port=port,
+            grpc_port=grpc_port,
+            trust_pickle=trust_pickle,
+            sample=sample,
+            on_loaded=on_loaded,
+            on_ready=on_ready,
+            on_grpc_ready=on_grpc_ready,
+        )
+    finally:
+        status.stop()
