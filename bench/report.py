@@ -1,0 +1,144 @@
+"""The results: the machine they came from, one table (terminal and Markdown), JSON + Markdown files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+COLUMNS = [
+    ("model", "model"),
+    ("server", "server"),
+    ("protocol", "protocol"),
+    ("concurrency", "c"),
+    ("rps", "req/s"),
+    ("p50_ms", "p50 ms"),
+    ("p99_ms", "p99 ms"),
+    ("errors", "errors"),
+    ("wrong", "wrong"),
+    ("peak_rss_mb", "peak RSS MB"),
+    ("cold_start_s", "cold start s"),
+    ("note", "note"),
+]
+
+
+def _run(*argv: str) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine() -> dict[str, Any]:
+    import numpy
+    import onnxruntime
+
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = next(
+        int(ln.split()[1])
+        for ln in Path("/proc/meminfo").read_text().splitlines()
+        if ln.startswith("MemTotal")
+    )
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": numpy.__version__,
+        "hey": _run("dpkg-query", "-W", "-f=${Version}", "hey"),
+        "conveyor_commit": _run("git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if key == "rps":
+        return f"{value:,.0f}"
+    if key in ("p50_ms", "p99_ms"):
+        return f"{value:.2f}"
+    if key in ("peak_rss_mb",):
+        return f"{value:.0f}"
+    if key == "cold_start_s":
+        return f"{value:.1f}"
+    return str(value)
+
+
+def cells(row: dict[str, Any]) -> list[str]:
+    return [_cell(key, row.get(key)) for key, _ in COLUMNS]
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
+    rule = (
+        "|"
+        + "|".join("---:" if k in ("concurrency", "rps", "p50_ms", "p99_ms") else "---" for k, _ in COLUMNS)
+        + "|"
+    )
+    body = ["| " + " | ".join(c.replace("|", "/") for c in cells(r)) + " |" for r in rows]
+    return "\n".join([head, rule, *body])
+
+
+def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    m = meta["machine"]
+    lines = [
+        f"# Benchmark results, {m['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Linux {m['kernel']}; "
+        f"Python {m['python']}, ONNX Runtime {m['onnxruntime']}, hey {m['hey']}; "
+        f"Conveyor {m['conveyor_commit']}.",
+        "Peers: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["peer_versions"].items()) if v) + ".",
+        f"Load: hey, {meta['duration_s']:g} s per run after a {meta['warmup_s']:g} s warmup, "
+        f"batch-1 requests; load average at start {m['load_average_at_start']}, "
+        f"at end {meta['load_average_at_end']}. Total bench time {meta['total_s'] / 60:.1f} min.",
+        "",
+        "ORT in-process rows are the ceiling: one session called in a loop, inferences/s in the req/s column "
+        "(c = batch size).",
+        "",
+        markdown_table(rows),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Conveyor vs peers (same machine, same models, same load generator)")
+    for key, title in COLUMNS:
+        table.add_column(
+            title, justify="right" if key in ("concurrency", "rps", "p50_ms", "p99_ms") else "left"
+        )
+    for r in rows:
+        table.add_row(*cells(r))
+    Console(width=220).print(table)
+
+
+def write(results_dir: Path, meta: dict[str, Any], rows: list[dict[str, Any]], partial: bool) -> list[Path]:
+    """latest.{json,md} plus history/<date>.json for a full run; partial.{json,md} for a subset."""
+    doc = json.dumps({**meta, "partial": partial, "rows": rows}, indent=2) + "\n"
+    stem = "partial" if partial else "latest"
+    paths = [results_dir / f"{stem}.json", results_dir / f"{stem}.md"]
+    if not partial:
+        stamp = meta["machine"]["date"].replace(":", "").replace("+0000", "Z")
+        paths.append(results_dir / "history" / f"{stamp}.json")
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(markdown(meta, rows) if path.suffix == ".md" else doc)
+    return paths

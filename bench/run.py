@@ -1,0 +1,194 @@
+"""``make bench``: Conveyor against its peers on this machine, same models, same load generator, same body.
+
+    python bench/run.py [--models tiny,mlp] [--servers conveyor,lean] [--duration 5] [--concurrency 1,32]
+
+Each option also reads BENCH_MODELS, BENCH_SERVERS, BENCH_DURATION, BENCH_WARMUP, BENCH_CONCURRENCY.
+A full run writes bench/results/latest.{json,md} and a timestamped copy under bench/results/history/;
+a partial one (some models or servers) writes bench/results/partial.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ceiling
+import check
+import config
+import load
+import report
+import venvs
+import wire
+from models import BenchModel, build
+from procs import MemorySampler
+
+BENCH = Path(__file__).resolve().parent
+WORK = BENCH / ".work"
+
+
+def say(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ.get
+    ap = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__)
+    ap.add_argument("--models", default=env("BENCH_MODELS"), help=f"comma list of {config.MODELS}")
+    ap.add_argument("--servers", default=env("BENCH_SERVERS"), help="comma list of rows or row prefixes")
+    ap.add_argument("--duration", type=float, default=float(env("BENCH_DURATION", config.DURATION_S)))
+    ap.add_argument("--warmup", type=float, default=float(env("BENCH_WARMUP", config.WARMUP_S)))
+    ap.add_argument("--concurrency", default=env("BENCH_CONCURRENCY", ",".join(map(str, config.CONCURRENCY))))
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the in-process ONNX Runtime ceiling rows")
+    ap.add_argument("--results-dir", type=Path, default=BENCH / "results")
+    return ap.parse_args(argv)
+
+
+def bench_row(
+    row: config.Row, model: BenchModel, args: argparse.Namespace, body: Path
+) -> list[dict[str, Any]]:
+    """Start the row's server for one model, check it, load it at each concurrency, check again, stop it."""
+    server = row.server
+    base: dict[str, Any] = {
+        "model": model.name,
+        "server": row.name,
+        "protocol": row.protocol,
+        "note": server.note,
+    }
+    if reason := server.unavailable():
+        say(f"{model.name} × {row.name}: skipped, {reason}")
+        return [{**base, "status": "skipped", "note": f"skipped: {reason}"}]
+    workdir = WORK / "run" / f"{row.name}-{model.name}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    rows: list[dict[str, Any]] = []
+    try:
+        server.start(model, workdir, WORK / "logs" / f"{row.name}-{model.name}.log")
+        assert server.proc is not None
+        with MemorySampler(server.proc.pid) as memory:
+            cold = server.ready(model)
+            url = server.url(model)
+            before = check.check(url, server.wire_format, model)
+            say(f"{model.name} × {row.name}: ready in {cold:.1f} s at {url}; check {_check_text(before)}")
+            for c in args.concurrency:
+                load.run(url, body, c, args.warmup)
+                memory.reset()
+                result = load.run(url, body, c, args.duration)
+                memory.sample()
+                after = check.check(url, server.wire_format, model)
+                checks = check.CheckResult()
+                if not rows:
+                    checks.add(before)
+                checks.add(after)
+                say(
+                    f"{model.name} × {row.name} c={c}: {result.rps:,.0f} req/s, p50 {_ms(result.p50_ms)}, "
+                    f"p99 {_ms(result.p99_ms)}, {result.errors} errors, peak RSS {memory.peak_mb:.0f} MB; "
+                    f"check {_check_text(after)}"
+                )
+                rows.append(
+                    {
+                        **base,
+                        "status": "ok",
+                        "concurrency": c,
+                        "rps": result.rps,
+                        "p50_ms": result.p50_ms,
+                        "p99_ms": result.p99_ms,
+                        "requests": result.requests,
+                        "errors": result.errors + checks.errors,
+                        "wrong": checks.wrong,
+                        "load_status": result.status,
+                        "load_error_sample": result.error_sample,
+                        "checks_sent": checks.sent,
+                        "check_problem": checks.first_problem,
+                        "peak_rss_mb": round(memory.peak_mb, 1),
+                        "processes": len(memory.seen),
+                        "cold_start_s": round(cold, 2) if not rows else None,
+                    }
+                )
+    except Exception as exc:  # one failing server must not stop the bench: record why and go on
+        say(f"{model.name} × {row.name}: FAILED: {exc}")
+        rows.append({**base, "status": "failed", "note": f"failed: {str(exc)[:300]}"})
+    finally:
+        killed = server.stop()
+        if killed:
+            say(f"{model.name} × {row.name}: killed leftover pids {killed}")
+    return rows
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def _check_text(result: check.CheckResult) -> str:
+    text = f"{result.sent} sent, {result.errors} errors, {result.wrong} wrong"
+    return text + (f" ({result.first_problem})" if result.first_problem else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
+    args = parse_args(argv)
+    args.concurrency = [int(c) for c in _csv(args.concurrency) or []]
+    model_names = _csv(args.models) or config.MODELS
+    rows = config.select(_csv(args.servers))
+    partial = set(model_names) != set(config.MODELS) or len(rows) != len(config.ROWS)
+    if shutil.which("hey") is None:
+        raise SystemExit("hey is not installed: apt-get install -y hey (make bench does it)")
+
+    meta: dict[str, Any] = {"machine": report.machine(), "duration_s": args.duration, "warmup_s": args.warmup}
+    say(
+        f"models {model_names}; servers {[r.name for r in rows]}; "
+        f"c={args.concurrency}; {args.duration:g} s runs"
+    )
+    peers = sorted({r.server.peer for r in rows if r.server.peer and not r.server.unavailable()})
+    for peer in peers:
+        venvs.ensure(peer)
+    meta["peer_versions"] = {
+        k: v for r in rows if r.server.peer in peers for k, v in r.server.versions().items()
+    }
+
+    results: list[dict[str, Any]] = []
+    for name in model_names:
+        say(f"model {name}: building")
+        model = build(name, WORK / "models")
+        bodies = {}
+        for fmt in {r.server.wire_format for r in rows}:
+            bodies[fmt] = WORK / "bodies" / f"{name}.{fmt}.json"
+            bodies[fmt].parent.mkdir(parents=True, exist_ok=True)
+            bodies[fmt].write_bytes(wire.encode(fmt, model.input_name, model.load_input))
+        if not args.no_ceiling:
+            for batch in (1, 32):
+                rate = ceiling.inferences_per_s(model, batch)
+                say(f"{name}: ONNX Runtime in-process, batch {batch}: {rate:,.0f} inferences/s")
+                results.append(
+                    {
+                        "model": name,
+                        "server": "ORT in-process",
+                        "protocol": "-",
+                        "concurrency": f"b{batch}",
+                        "rps": rate,
+                        "status": "ok",
+                        "note": f"ceiling: one session, batch {batch}, inferences/s",
+                    }
+                )
+        for row in rows:
+            results.extend(bench_row(row, model, args, bodies[row.server.wire_format]))
+
+    meta["total_s"] = round(time.monotonic() - started, 1)
+    meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    report.print_table(results)
+    paths = report.write(args.results_dir, meta, results, partial=partial)
+    say(f"total {meta['total_s'] / 60:.1f} min; wrote {', '.join(str(p) for p in paths)}")
+    bad = [r for r in results if r.get("errors") or r.get("wrong")]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Request bodies and response parsing for the two wire formats the bench speaks.
+
+``v2``: the Open Inference Protocol JSON body (flat ``data`` + ``shape``), for Conveyor, MLServer, the lean
+app and Ray Serve. ``named-json``: BentoML's own JSON API, one key per API parameter holding a nested list,
+answered with ``{output name: nested list}``; the same numbers, a different layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+V2 = "v2"
+NAMED_JSON = "named-json"
+BENTOML_PARAM = "x"  # the name of the BentoML API's one parameter (bench/peers/bentoml/service.py)
+
+
+def encode(wire: str, input_name: str, array: np.ndarray) -> bytes:
+    if wire == V2:
+        tensor = {
+            "name": input_name,
+            "shape": list(array.shape),
+            "datatype": "FP32",
+            "data": array.ravel().tolist(),
+        }
+        return orjson.dumps({"inputs": [tensor]})
+    if wire == NAMED_JSON:
+        return orjson.dumps({BENTOML_PARAM: array.tolist()})
+    raise ValueError(f"unknown wire format {wire!r}")
+
+
+def decode(wire: str, body: bytes) -> dict[str, np.ndarray]:
+    doc: Any = orjson.loads(body)
+    if wire == V2:
+        return {o["name"]: np.asarray(o["data"]).reshape(o["shape"]) for o in doc["outputs"]}
+    if wire == NAMED_JSON:
+        return {name: np.asarray(value) for name, value in doc.items()}
+    raise ValueError(f"unknown wire format {wire!r}")
