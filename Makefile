@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check clean install system-deps docs proto
+.PHONY: demo test lint typecheck check clean install system-deps docs bench proto
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,11 @@ docs: $(STAMP)
 PROTO := src/conveyor/protocol/grpc/inference.proto
 proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src $(PROTO)
+
+# Conveyor against its peers (MLServer, BentoML, Ray Serve, a lean Starlette app) on this machine, ~15 min.
+# Peer venvs go to bench/.venvs (reused); results to bench/results. Quick runs: make bench BENCH_ARGS="--models
+# tiny --servers conveyor,lean --duration 5" (see python bench/run.py --help).
+bench: $(STAMP)
+	@command -v hey >/dev/null 2>&1 || { echo "installing hey (Debian)"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; }
+	$(PY) bench/run.py $(BENCH_ARGS)
