@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from conveyor.errors import DeadlineExceeded
 from conveyor.gateway import Gateway, OutlierState, Replica, Route, RoutingTable
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.protocol.codec import decode_infer_response, encode_infer_request
@@ -134,3 +135,24 @@ def test_a_hung_replica_is_ejected_and_comes_back_when_its_probe_passes(
             await gw.stop()
 
     asyncio.run(run())
+
+
+def test_a_request_to_a_hung_replica_fails_at_the_deadline_instead_of_waiting_forever(
+    replicas: list[Path], processes: ProcessGroup
+) -> None:
+    upstream = ChannelUpstream(f"unix:{replicas[0]}", request_timeout_s=0.3)
+    x = np.ones((1, 4), np.float32)
+
+    async def run() -> float:
+        await upstream.infer(_request(x, True, "warm"))
+        processes.procs[0].send_signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(DeadlineExceeded, match=r"did not answer within 0\.3s"):
+                await upstream.infer(_request(x, True, "late"))
+            return time.monotonic() - t0
+        finally:
+            processes.procs[0].send_signal(signal.SIGCONT)
+            await upstream.close()
+
+    assert asyncio.run(run()) < 2

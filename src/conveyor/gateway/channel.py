@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import orjson
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, DeadlineExceeded
 from conveyor.gateway.upstream import ConnectionFailed
 from conveyor.protocol import frames
 from conveyor.server.service import EncodedRequest, EncodedResponse
@@ -22,7 +22,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, address: str) -> None:
         self.address = address
         self.transport: asyncio.Transport | None = None
-        self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self.pending: dict[int, tuple[asyncio.Future[tuple[int, bytes]], asyncio.TimerHandle | None]] = {}
         self._reader = frames.FrameReader()
         self._ids = itertools.count(1)
 
@@ -32,7 +32,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         pending, self.pending = self.pending, {}
-        for fut in pending.values():
+        for fut, timer in pending.values():
+            if timer is not None:
+                timer.cancel()
             if not fut.done():
                 fut.set_exception(ConnectionFailed(f"connection to replica {self.address} was lost"))
 
@@ -44,25 +46,49 @@ class _Connection(asyncio.Protocol):
                 self.transport.close()
             return
         for stream, kind, payload in received:
-            fut = self.pending.pop(stream, None)
-            if fut is not None and not fut.done():
+            entry = self.pending.pop(stream, None)
+            if entry is None:
+                continue  # it expired: the answer came too late
+            fut, timer = entry
+            if timer is not None:
+                timer.cancel()
+            if not fut.done():
                 fut.set_result((kind, payload))
 
-    def send(self, kind: int, parts: tuple[bytes, ...]) -> asyncio.Future[tuple[int, bytes]]:
+    def send(
+        self, kind: int, parts: tuple[bytes, ...], timeout_s: float | None
+    ) -> asyncio.Future[tuple[int, bytes]]:
         if self.transport is None:
             raise ConnectionFailed(f"connection to replica {self.address} is closed")
         stream = next(self._ids) & 0xFFFFFFFF
-        fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
-        self.pending[stream] = fut
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+        # A timer handle, not asyncio.wait_for: no extra task per request on the hot path.
+        timer = None if timeout_s is None else loop.call_later(timeout_s, self._expire, stream, timeout_s)
+        self.pending[stream] = (fut, timer)
         self.transport.writelines(frames.frame(stream, kind, *parts))
         return fut
+
+    def _expire(self, stream: int, timeout_s: float) -> None:
+        entry = self.pending.pop(stream, None)
+        if entry is not None and not entry[0].done():
+            msg = f"replica {self.address} did not answer within {timeout_s:g}s"
+            entry[0].set_exception(DeadlineExceeded(msg))
 
 
 class ChannelUpstream:
     """A replica in another process, reached over ``unix:PATH`` or ``tcp:HOST:PORT``."""
 
-    def __init__(self, address: str, connections: int = 2, probe_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        connections: int = 2,
+        probe_timeout_s: float = 2.0,
+        request_timeout_s: float | None = None,
+    ) -> None:
+        """``request_timeout_s`` bounds every call: a backstop for a replica that hangs without closing."""
         self.address = address
+        self.request_timeout_s = request_timeout_s
         self.probe_timeout_s = probe_timeout_s  # a probe slower than this counts as failed (a hung replica)
         self._where = frames.parse_address(address)
         self._conns: list[_Connection | None] = [None] * connections
@@ -98,7 +124,7 @@ class ChannelUpstream:
 
     async def _call(self, kind: int, *parts: bytes) -> bytes:
         conn = await self._connection()
-        rkind, payload = await conn.send(kind, parts)
+        rkind, payload = await conn.send(kind, parts, self.request_timeout_s)
         if rkind == frames.ERROR:
             raise frames.decode_error(payload)
         return payload
