@@ -200,8 +200,9 @@ def wait_until_children(pid: int, count: int, exclude: set[int], timeout: float 
     return False
 
 
-def test_sigterm_drains_in_flight_requests_and_leaves_no_process(
-    processes: ProcessGroup, home: dict[str, Path]
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_stop_drains_in_flight_requests_and_leaves_no_process(
+    processes: ProcessGroup, home: dict[str, Path], sig: signal.Signals
 ) -> None:
     # Batches wait up to 0.5 s to fill: requests are still in flight when SIGTERM arrives.
     gateway, url = _start(processes, home, "--max-batch-size", "64", "--max-queue-delay-us", "500000")
@@ -213,7 +214,7 @@ def test_sigterm_drains_in_flight_requests_and_leaves_no_process(
                 asyncio.create_task(client.post(f"{url}/v2/models/lr/infer", json=BODY)) for _ in range(8)
             ]
             await asyncio.sleep(0.2)
-            gateway.send_signal(signal.SIGTERM)
+            gateway.send_signal(sig)
             return [(await t).status_code for t in sent]
 
     assert asyncio.run(run()) == [200] * 8
