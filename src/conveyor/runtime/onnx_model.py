@@ -12,6 +12,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 from conveyor.errors import InferenceFailed, InvalidInput
 from conveyor.formats.signature import Signature, TensorSpec
 from conveyor.protocol.datatypes import NUMPY_TO_V2, numpy_dtype, ort_to_v2
+from conveyor.runtime.batching import BatchingConfig
 
 Array = np.ndarray[Any, Any]
 PLATFORM = "onnxruntime_onnx"
@@ -73,11 +74,18 @@ class OnnxModel:
         version: str | None = None,
         intra_op_threads: int = 0,
         providers: list[str] | None = None,
+        batching: BatchingConfig | None = None,
+        allow_spinning: bool = False,
     ) -> None:
         self.name = name
         self.version = version
+        self.batching = batching  # None: the serving DataPlane's default
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
+        if not allow_spinning:
+            # Idle intra-op threads spin by default, burning the cores the server's event loop needs:
+            # measured on 2 cores (docs/batching.md), server CPU per MLP request about halves without it.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 onnx_bytes, sess_options=opts, providers=choose_providers(providers)
@@ -94,6 +102,11 @@ class OnnxModel:
         self.output_datatypes = {t.name: t.datatype for t in self.signature.outputs}
         self._bytes_inputs = [t.name for t in self.signature.inputs if t.datatype == "BYTES"]
         self._shared_dims = _shared_symbolic_dims(self.session.get_inputs())
+        # Rows of several requests can share one run only if every input and output has a dynamic first
+        # dimension; a fixed batch size (or a scalar) means the model runs one request at a time.
+        self.batchable = all(
+            len(t.shape) >= 1 and t.shape[0] == -1 for t in (*self.signature.inputs, *self.signature.outputs)
+        )
 
     def validate(self, inputs: Mapping[str, Array]) -> None:
         """InvalidInput naming the input that is missing, unexpected, or of the wrong datatype or shape."""
@@ -128,19 +141,30 @@ class OnnxModel:
 
     def predict(self, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None) -> dict[str, Array]:
         """Run the model (synchronously; ONNX Runtime releases the GIL while it computes)."""
+        feeds, names = self.prepare(inputs, outputs)
+        return dict(zip(names, self.run(feeds, names), strict=True))
+
+    def prepare(
+        self, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None
+    ) -> tuple[dict[str, Array], list[str]]:
+        """Checked feeds and output names for ``run``; InvalidInput for anything wrong with this request."""
         self.validate(inputs)
         names = self.check_outputs(outputs)
         feeds = dict(inputs)
         for n in self._bytes_inputs:
             feeds[n] = _as_ort_strings(feeds[n], n)
+        return feeds, names
+
+    def run(self, feeds: Mapping[str, Array], names: list[str]) -> list[Array]:
+        """One ONNX Runtime call on prepared feeds, its errors translated to Conveyor's."""
         try:
-            results = self.session.run(names, feeds)
+            results: list[Array] = self.session.run(names, feeds)
         except ort_errors.InvalidArgument as e:
             # Checks only the graph can make (e.g. two inputs whose batch sizes must agree).
             raise InvalidInput(f"model {self.name!r} rejected the inputs: {e}") from None
         except Exception as e:
             raise InferenceFailed(f"model {self.name!r} failed: {e}") from None
-        return dict(zip(names, results, strict=True))
+        return results
 
     def metadata(self) -> dict[str, Any]:
         """Open Inference Protocol model metadata."""
