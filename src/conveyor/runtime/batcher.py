@@ -1,0 +1,281 @@
+"""The dynamic batcher of one model version: a bounded queue and one worker thread that merges requests.
+
+Callers await on their event loop; the worker blocks on the queue (no polling), runs ONNX Runtime (which
+releases the GIL) and hands results back with one ``call_soon_threadsafe`` per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
+
+from conveyor.errors import ConveyorError, DeadlineExceeded, InferenceFailed, Overloaded, Unavailable
+from conveyor.runtime.batching import Array, BatchingConfig, batch_key, merge, split
+from conveyor.runtime.onnx_model import OnnxModel
+
+log = logging.getLogger("conveyor.runtime")
+_QUEUED, _STARTED, _DROPPED = 0, 1, 2
+Result = list[Array] | ConveyorError
+
+
+class _Job:
+    """One request on its way through the queue; ``state`` changes under the batcher's lock."""
+
+    __slots__ = ("feeds", "future", "key", "loop", "names", "rows", "state")
+
+    def __init__(
+        self,
+        feeds: dict[str, Array],
+        names: list[str],
+        rows: int,
+        key: Hashable | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.feeds, self.names, self.rows, self.key, self.loop = feeds, names, rows, key, loop
+        self.future: asyncio.Future[list[Array]] = loop.create_future()
+        self.state = _QUEUED
+
+
+@dataclass(slots=True)
+class BatcherStats:
+    """What the batcher did, for tests, logs and metrics."""
+
+    requests: int = 0  # requests run, merged or alone
+    runs: int = 0  # ONNX Runtime calls
+    largest_batch: int = 0  # most rows in one merged call
+    batch_rows: Counter[int] = field(default_factory=Counter)  # rows of a merged call -> how many calls
+    rejected: int = 0  # refused with Overloaded
+    expired: int = 0  # failed with DeadlineExceeded
+    fallbacks: int = 0  # merged calls that failed and were rerun one request at a time
+
+
+def _resolve(jobs: Sequence[_Job], results: Sequence[Result]) -> None:
+    for job, result in zip(jobs, results, strict=True):
+        if job.future.done():  # timed out or cancelled meanwhile
+            continue
+        if isinstance(result, ConveyorError):
+            job.future.set_exception(result)
+        else:
+            job.future.set_result(result)
+
+
+class Batcher:
+    """Queues requests for ``model`` and runs them, merged when the model and the requests allow it."""
+
+    def __init__(self, model: OnnxModel, config: BatchingConfig) -> None:
+        self.model = model
+        self.config = config
+        self.stats = BatcherStats()
+        self._merging = model.batchable and config.max_batch_size > 1
+        self._delay_s = config.max_queue_delay_us / 1e6
+        self._timeout_s = config.request_timeout_ms / 1000
+        self._inputs = [t.name for t in model.signature.inputs]
+        self._queue: SimpleQueue[_Job | None] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._waiting = 0  # queued and neither started nor dropped: what max_queue_size bounds
+        self._busy = 0  # started, results not yet handed back
+        self._closed = False
+        self._last_rows = 0
+        label = model.name if model.version is None else f"{model.name}:{model.version}"
+        self._label = label
+        self._thread = threading.Thread(target=self._work, name=f"conveyor-batcher-{label}", daemon=True)
+        self._thread.start()
+
+    async def submit(
+        self, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None
+    ) -> dict[str, Array]:
+        """The requested outputs (all by default) for one request, run alone or merged with others."""
+        # Checked before queueing, so a bad request fails alone (InvalidInput) and never spoils a batch.
+        feeds, names = self.model.prepare(inputs, outputs)
+        keyed = batch_key(feeds, self._inputs, names) if self._merging else None
+        rows, key = keyed if keyed is not None else (0, None)
+        with self._lock:
+            if self._closed:
+                raise Unavailable(f"model {self._label!r} is shutting down")
+            if self._waiting >= self.config.max_queue_size:
+                self.stats.rejected += 1
+                raise Overloaded(
+                    f"model {self._label!r} has {self._waiting} requests waiting, its max_queue_size; "
+                    "retry later"
+                )
+            self._waiting += 1
+        loop = asyncio.get_running_loop()
+        job = _Job(feeds, names, rows, key, loop)
+        timer = loop.call_later(self._timeout_s, self._expire, job)
+        self._queue.put(job)
+        try:
+            results = await job.future
+        finally:
+            timer.cancel()
+            if job.future.cancelled():
+                self._drop(job)
+        return dict(zip(names, results, strict=True))
+
+    def _drop(self, job: _Job) -> None:
+        with self._lock:
+            if job.state == _QUEUED:
+                job.state = _DROPPED
+                self._waiting -= 1
+
+    def _expire(self, job: _Job) -> None:
+        self._drop(job)
+        if not job.future.done():
+            self.stats.expired += 1
+            job.future.set_exception(
+                DeadlineExceeded(
+                    f"model {self._label!r} did not answer within {self.config.request_timeout_ms} ms"
+                )
+            )
+
+    async def drain(self) -> None:
+        """Return once every queued request has been run and answered."""
+        while True:
+            with self._lock:
+                if self._waiting == 0 and self._busy == 0:
+                    return
+            await asyncio.sleep(0.005)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Refuse new requests, run the queued ones, stop the worker thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        log.info("batcher for %s stopped: %s", self._label, self.stats)
+
+    # -- the worker thread --
+
+    def _work(self) -> None:
+        pending: deque[_Job] = deque()
+        stopping = False
+        while pending or not stopping:
+            if not pending:
+                job = self._queue.get()
+                if job is None:
+                    break
+                pending.append(job)
+            if self._merging:
+                stopping = self._gather(pending) or stopping
+            batch = self._take(pending)
+            if batch:
+                self._run(batch)
+
+    def _gather(self, pending: deque[_Job]) -> bool:
+        """Move queued requests into ``pending``; True once the stop sentinel is seen."""
+        cap = self.config.max_batch_size
+        rows = sum(j.rows for j in pending)
+        get = self._queue.get_nowait
+        while rows < cap:
+            try:
+                job = get()
+            except Empty:
+                break
+            if job is None:
+                return True
+            pending.append(job)
+            rows += job.rows
+        # Wait only while the last batch says more requests are on their way: a lone request under light
+        # load runs at once instead of paying max_queue_delay for a batch that cannot grow.
+        target = min(cap, self._last_rows)
+        if rows >= target or self._delay_s <= 0:
+            return False
+        deadline = time.monotonic() + self._delay_s
+        while rows < target:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                job = self._queue.get(timeout=remaining)
+            except Empty:
+                break
+            if job is None:
+                return True
+            pending.append(job)
+            rows += job.rows
+        return False
+
+    def _take(self, pending: deque[_Job]) -> list[_Job]:
+        """The next run: the oldest live request plus later ones with its key, up to max_batch_size rows."""
+        cap = self.config.max_batch_size
+        batch: list[_Job] = []
+        keep: list[_Job] = []
+        rows = 0
+        with self._lock:
+            while pending:
+                job = pending.popleft()
+                if job.state == _DROPPED or job.future.done():
+                    if job.state == _QUEUED:
+                        job.state = _DROPPED
+                        self._waiting -= 1
+                    continue
+                if not batch:
+                    batch.append(job)
+                    rows = job.rows
+                    if job.key is None:
+                        break
+                elif job.key == batch[0].key and rows + job.rows <= cap:
+                    batch.append(job)
+                    rows += job.rows
+                else:
+                    keep.append(job)
+                if rows >= cap:
+                    break
+            pending.extendleft(reversed(keep))
+            for job in batch:
+                job.state = _STARTED
+            self._waiting -= len(batch)
+            self._busy += len(batch)
+        return batch
+
+    def _run(self, batch: list[_Job]) -> None:
+        results: Sequence[Result] | None = None
+        if len(batch) > 1:
+            try:
+                outputs = self.model.run(merge([j.feeds for j in batch]), batch[0].names)
+                results = split(outputs, [j.rows for j in batch])
+            except Exception:  # rerun alone below, so only the request at fault fails
+                results = None
+            if results is None:
+                self.stats.fallbacks += 1
+            else:
+                rows = sum(j.rows for j in batch)
+                self.stats.runs += 1
+                self.stats.batch_rows[rows] += 1
+                self.stats.largest_batch = max(self.stats.largest_batch, rows)
+                self._last_rows = rows
+        if results is None:
+            results = [self._run_alone(j) for j in batch]
+            self._last_rows = sum(j.rows for j in batch)
+        self.stats.requests += len(batch)
+        self._deliver(batch, results)
+
+    def _run_alone(self, job: _Job) -> Result:
+        self.stats.runs += 1
+        try:
+            return self.model.run(job.feeds, job.names)
+        except ConveyorError as e:
+            return e
+        except Exception as e:  # never let one request's failure stop the worker
+            return InferenceFailed(f"model {self._label!r} failed: {e}")
+
+    def _deliver(self, batch: list[_Job], results: Sequence[Result]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, tuple[list[_Job], list[Result]]] = {}
+        for job, result in zip(batch, results, strict=True):
+            jobs, res = by_loop.setdefault(job.loop, ([], []))
+            jobs.append(job)
+            res.append(result)
+        for loop, (jobs, res) in by_loop.items():
+            # A closed loop (RuntimeError) means nobody is waiting for these any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, jobs, res)
+        with self._lock:
+            self._busy -= len(batch)
