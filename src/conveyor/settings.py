@@ -56,11 +56,13 @@ class Settings(BaseSettings):
     # -- dynamic batching (per replica; a deployment may override each) --
     max_batch_size: int = Field(
         default=32,
-        description="Most requests the batcher merges into one ONNX Runtime call; 1 turns batching off.",
+        description="Most rows (first dimension, summed over requests) the batcher merges into one ONNX "
+        "Runtime call; 1 turns merging off (requests still pass the bounded queue). See docs/batching.md.",
     )
     max_queue_delay_us: int = Field(
         default=500,
-        description="Longest a request waits for others to join its batch, in microseconds.",
+        description="Longest a request waits for others to join its batch, in microseconds; the batcher "
+        "waits only while recent batches say more requests are coming, so a lone request never waits.",
     )
     max_queue_size: int = Field(
         default=256,

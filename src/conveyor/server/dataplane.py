@@ -1,6 +1,7 @@
 """The transport-neutral replica data plane: served models by (name, version), health, metadata, inference.
 
-REST (and later gRPC) front ends are thin layers over this; inference runs in a thread pool, off the loop.
+REST and gRPC front ends are thin layers over this. Each served version has a dynamic batcher (its own worker
+thread); small bodies are decoded and encoded on the event loop, big ones in a thread pool.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from typing import Any, TypeVar
 from conveyor.errors import Conflict, NotFound
 from conveyor.protocol.codec import binary_outputs_of, decode_infer_request, encode_infer_response
 from conveyor.protocol.types import InferRequest, InferResponse, ResponseOutput
-from conveyor.runtime import OnnxModel
+from conveyor.runtime import Batcher, BatchingConfig, OnnxModel
 from conveyor.server.service import EncodedRequest, EncodedResponse
 
 T = TypeVar("T")
 SERVER_NAME = "conveyor"
 EXTENSIONS = ["binary_tensor_data"]
 SERVER_VERSION = _dist_version("conveyor")
+# Bodies and outputs up to this size are decoded / encoded on the event loop: cheaper than a thread hop
+# (measured in docs/batching.md); bigger ones go to the pool so the loop keeps serving other requests.
+INLINE_CODEC_BYTES = 64 * 1024
 
 
 def _version_key(v: str | None) -> tuple[int, int, str]:
@@ -41,7 +45,9 @@ class DataPlane:
         *,
         max_elements: int = 16 * 1024 * 1024,
         max_workers: int | None = None,
+        batching: BatchingConfig | None = None,
     ) -> None:
+        """``batching`` applies to models whose own ``batching`` is None (default: BatchingConfig())."""
         self.max_elements = max_elements
         self._models: dict[tuple[str, str | None], OnnxModel] = {}
         for m in models:
@@ -54,6 +60,8 @@ class DataPlane:
         self._default = {name: self._models[(name, vs[-1])] for name, vs in self._versions.items()}
         workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="conveyor-infer")
+        default = batching or BatchingConfig()
+        self._batchers = {key: Batcher(m, m.batching or default) for key, m in self._models.items()}
 
     @property
     def models(self) -> list[OnnxModel]:
@@ -80,6 +88,11 @@ class DataPlane:
         versions = ", ".join(v for v in self._versions[name] if v is not None) or "none"
         raise NotFound(f"model {name!r} has no version {version!r} here (served versions: {versions})")
 
+    def batcher(self, name: str, version: str | None = None) -> Batcher:
+        """The batcher of a served model (its config, stats and queue)."""
+        m = self.model(name, version)
+        return self._batchers[(m.name, m.version)]
+
     async def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         meta = self.model(name, version).metadata()
         meta["versions"] = [v for v in self._versions[name] if v is not None]
@@ -90,17 +103,44 @@ class DataPlane:
         return {"name": name, "ready": True}
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
-        """Decode, run and encode in one worker-thread hop so big JSON bodies never stall the event loop."""
+        """Decode, queue for the model's batcher, encode; the event loop never waits on ONNX Runtime."""
         model = self.model(request.model, request.version)
-        return await self.run(self.infer_encoded, model, request)
+        batcher = self._batchers[(model.name, model.version)]
+        if len(request.body) <= INLINE_CODEC_BYTES:
+            req = self._decode(request)
+        else:
+            req = await self.run(self._decode, request)
+        results = await batcher.submit({i.name: i.data for i in req.inputs}, req.output_names())
+        types = model.output_datatypes
+        resp = InferResponse(
+            model_name=model.name,
+            model_version=model.version,
+            id=req.id,
+            outputs=[ResponseOutput(n, types[n], a.shape, a) for n, a in results.items()],
+        )
+        if sum(a.nbytes for a in results.values()) <= INLINE_CODEC_BYTES:
+            out, json_len = encode_infer_response(resp, binary_outputs=binary_outputs_of(req))
+        else:
+            out, json_len = await self.run(encode_infer_response, resp, binary_outputs=binary_outputs_of(req))
+        return EncodedResponse(out, json_len, resp.id or request.request_id, model.version)
 
-    def infer_encoded(self, model: OnnxModel, request: EncodedRequest) -> EncodedResponse:
+    async def drain(self) -> None:
+        """Wait until every accepted request has been answered (for a graceful stop)."""
+        for b in self._batchers.values():
+            await b.drain()
+
+    def _decode(self, request: EncodedRequest) -> InferRequest:
         req = decode_infer_request(request.body, request.json_length, max_elements=self.max_elements)
         if req.id is None:
             req.id = request.request_id
+        return req
+
+    def infer_encoded(self, model: OnnxModel, request: EncodedRequest) -> EncodedResponse:
+        """Decode, run and encode in the calling thread, bypassing the batcher (tools and tests)."""
+        req = self._decode(request)
         resp = self.infer_sync(model, req)
         out, json_len = encode_infer_response(resp, binary_outputs=binary_outputs_of(req))
-        return EncodedResponse(out, json_len, req.id, model.version)
+        return EncodedResponse(out, json_len, req.id or request.request_id, model.version)
 
     def infer_sync(self, model: OnnxModel, request: InferRequest) -> InferResponse:
         """Run one decoded request on ``model`` in the calling thread."""
@@ -113,10 +153,13 @@ class DataPlane:
             outputs=[ResponseOutput(n, types[n], a.shape, a) for n, a in results.items()],
         )
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` in the inference pool; front ends put decode + infer + encode in one hop."""
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` in the codec pool (big bodies), off the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     def close(self) -> None:
+        """Run what is queued, then stop the batcher threads and the pool."""
+        for b in self._batchers.values():
+            b.close()
         self._pool.shutdown(wait=True)

@@ -2,6 +2,7 @@
 
 python -m conveyor.server.launch --model NAME[:VERSION]=FILE [--model ...] [--port P] [--max-body-bytes N]
     [--grpc-port P] [--channel unix:PATH|tcp:HOST:PORT] [--parent-pid PID]
+    [--max-batch-size N] [--max-queue-delay-us N] [--max-queue-size N] [--request-timeout-ms N]
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-body-bytes", type=int)
     ap.add_argument("--max-elements", type=int)
     ap.add_argument("--intra-op-threads", type=int)
+    ap.add_argument("--max-batch-size", type=int, help="rows per merged ONNX Runtime call; 1: no merging")
+    ap.add_argument("--max-queue-delay-us", type=int, help="longest wait for a batch to fill")
+    ap.add_argument("--max-queue-size", type=int, help="waiting requests per model before 429")
+    ap.add_argument("--request-timeout-ms", type=int, help="unanswered after this: 504")
     ap.add_argument("--log-level", default="warning")
     ap.add_argument("--channel", metavar="unix:PATH|tcp:HOST:PORT", help="serve the channel, not HTTP")
     ap.add_argument("--parent-pid", type=int, help="exit when this process (the supervisor) is gone")
@@ -44,6 +49,10 @@ def main(argv: list[str] | None = None) -> None:
             ("max_body_bytes", args.max_body_bytes),
             ("max_elements", args.max_elements),
             ("intra_op_threads", args.intra_op_threads),
+            ("max_batch_size", args.max_batch_size),
+            ("max_queue_delay_us", args.max_queue_delay_us),
+            ("max_queue_size", args.max_queue_size),
+            ("request_timeout_ms", args.request_timeout_ms),
         )
         if v is not None
     }

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from conveyor.errors import ConveyorError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from conveyor.runtime import OnnxModel
+from conveyor.runtime import BatchingConfig, OnnxModel
 from conveyor.server.dataplane import DataPlane
 from conveyor.server.errors import error_response, status_for
 from conveyor.server.service import EncodedRequest, InferenceService
@@ -145,7 +145,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def create_app(models: Sequence[OnnxModel], settings: Settings) -> Starlette:
     """A Starlette app serving ``models`` over the V2 REST API; the inference pool closes on shutdown."""
-    plane = DataPlane(models, max_elements=settings.max_elements)
+    batching = BatchingConfig.from_settings(settings)
+    plane = DataPlane(models, max_elements=settings.max_elements, batching=batching)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
