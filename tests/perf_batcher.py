@@ -119,7 +119,11 @@ def main() -> None:
                 wait_http_ok(f"{base}/v2/health/ready", proc, timeout=30)
                 url = f"{base}/v2/models/{name}/infer"
                 for conc in map(int, args.conc.split(",")):
-                    hey(url, payload, conc, 1.0)  # warm up
+                    subprocess.run(
+                        ["hey", "-z", "1s", "-c", str(conc), "-m", "POST", "-D", str(payload), url],
+                        capture_output=True,
+                        check=False,
+                    )  # warm up
                     cpu0 = cpu_s(proc.pid)
                     rps, p50, p99, codes = hey(url, payload, conc, args.seconds)
                     cpu_us = (cpu_s(proc.pid) - cpu0) / (rps * args.seconds) * 1e6
