@@ -228,3 +228,18 @@ def test_replicas_exit_when_the_gateway_is_killed(processes: ProcessGroup, home:
     gateway.kill()
     gateway.wait()
     assert _gone(replicas, timeout=10), "replicas outlived their gateway"
+
+
+def test_one_replica_runs_in_the_gateway_process_and_stops_cleanly(
+    processes: ProcessGroup, home: dict[str, Path]
+) -> None:
+    port = free_port()
+    env = {"CONVEYOR_HOME": str(home["home"])}
+    proc = processes.start([conveyor_exe(), "serve", "lr@production", "--port", str(port)], env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_http_ok(f"{url}/v2/health/ready", proc, timeout=60)
+    assert children(proc.pid) == {}  # in-process placement: no replica process
+    r = httpx.post(f"{url}/v2/models/lr/versions/production/infer", json=BODY, headers={"x-request-id": "q"})
+    assert r.status_code == 200 and r.json()["model_version"] == "1" and r.headers["x-request-id"] == "q"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
