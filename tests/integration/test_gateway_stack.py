@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+import tritonclient.grpc as tg
 import tritonclient.http as triton
 
 import conveyor
@@ -85,10 +86,15 @@ def _state(pid: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(home: dict[str, Path]) -> Iterator[str]:
+def grpc_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def stack(home: dict[str, Path], grpc_port: int) -> Iterator[str]:
     group = ProcessGroup()
     try:
-        _, url = _start(group, home)
+        _, url = _start(group, home, "--grpc-port", str(grpc_port))
         yield url
     finally:
         group.stop_all()
@@ -116,6 +122,24 @@ def test_tritonclient_through_the_gateway_routes_by_version_and_equals_onnxrunti
         assert result.get_response()["model_version"] == served and result.get_response()["id"] == "t-1"
         assert client.is_server_ready() and client.is_model_ready("lr", version)
         assert client.get_model_metadata("lr", version)["versions"] == ["1", "2"]
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(("version", "served"), [("", "2"), ("production", "1")])
+def test_tritonclient_grpc_through_the_gateway(
+    stack: str, grpc_port: int, home: dict[str, Path], version: str, served: str
+) -> None:
+    client = tg.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    try:
+        inp = tg.InferInput("input", list(X.shape), "FP32")
+        inp.set_data_from_numpy(X)
+        result = client.infer("lr", [inp], model_version=version, request_id="g-1")
+        label, proba = _want(home[served])
+        np.testing.assert_array_equal(result.as_numpy("label"), label)
+        np.testing.assert_allclose(result.as_numpy("probabilities"), proba, rtol=1e-6)
+        assert result.get_response().model_version == served and result.get_response().id == "g-1"
+        assert client.is_model_ready("lr", version)
     finally:
         client.close()
 
