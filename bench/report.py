@@ -61,8 +61,21 @@ def machine() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "hey": _run("dpkg-query", "-W", "-f=${Version}", "hey"),
         "conveyor_commit": _run("git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"),
+        # uncommitted changes under src/ measured along with the commit (others land work concurrently)
+        "conveyor_src_dirty": bool(
+            _run("git", "-C", str(Path(__file__).parent), "status", "--porcelain", "--", "../src")
+        ),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def conveyor_settings() -> dict[str, Any]:
+    """The Conveyor serving defaults the direct and gateway rows ran with."""
+    from conveyor.settings import Settings
+
+    fields = ("max_batch_size", "max_queue_delay_us", "max_queue_size", "intra_op_threads")
+    defaults = Settings()
+    return {f: getattr(defaults, f) for f in fields if hasattr(defaults, f)}
 
 
 def _cell(key: str, value: Any) -> str:
@@ -96,19 +109,21 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     m = meta["machine"]
+    dirty = " + uncommitted src/ changes" if m.get("conveyor_src_dirty") else ""
+    settings = ", ".join(f"{k}={v}" for k, v in meta.get("conveyor_settings", {}).items())
+    peers = ", ".join(f"{k} {v}" for k, v in sorted(meta["peer_versions"].items()) if v)
     lines = [
         f"# Benchmark results, {m['date']}",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Linux {m['kernel']}; "
-        f"Python {m['python']}, ONNX Runtime {m['onnxruntime']}, hey {m['hey']}; "
-        f"Conveyor {m['conveyor_commit']}.",
-        "Peers: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["peer_versions"].items()) if v) + ".",
-        f"Load: hey, {meta['duration_s']:g} s per run after a {meta['warmup_s']:g} s warmup, "
-        f"batch-1 requests; load average at start {m['load_average_at_start']}, "
-        f"at end {meta['load_average_at_end']}. Total bench time {meta['total_s'] / 60:.1f} min.",
-        "",
-        "ORT in-process rows are the ceiling: one session called in a loop, inferences/s in the req/s column "
-        "(c = batch size).",
+        f"- Run: {m['date']}, {meta['total_s'] / 60:.1f} min in all.",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Linux {m['kernel']}; "
+        f"load average at start {m['load_average_at_start']}, at end {meta.get('load_average_at_end')}.",
+        f"- Software: Python {m['python']}, ONNX Runtime {m['onnxruntime']}, hey {m['hey']}; "
+        f"Conveyor {m['conveyor_commit']}{dirty}" + (f" ({settings})" if settings else "") + f"; {peers}.",
+        f"- Load: hey, {meta['duration_s']:g} s per run after a {meta['warmup_s']:g} s warmup, "
+        "batch-1 requests.",
+        "- ORT in-process rows are the ceiling: one session called in a loop, inferences/s in the req/s "
+        "column (c = batch size).",
         "",
         markdown_table(rows),
         "",
@@ -128,6 +143,24 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         table.add_row(*cells(r))
     Console(width=220).print(table)
+
+
+DOCS_START = "<!-- bench:latest:start (written by bench/run.py) -->"
+DOCS_END = "<!-- bench:latest:end -->"
+
+
+def update_docs(doc: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
+    """Replace the text between the markers in ``doc`` with the results; False when there are no markers."""
+    if not doc.exists():
+        return False
+    text = doc.read_text()
+    head, start, rest = text.partition(DOCS_START)
+    _, end, tail = rest.partition(DOCS_END)
+    if not start or not end:
+        return False
+    body = markdown(meta, rows).split("\n", 2)[2]  # without the title line
+    doc.write_text(f"{head}{start}\n{body.strip()}\n{end}{tail}")
+    return True
 
 
 def write(results_dir: Path, meta: dict[str, Any], rows: list[dict[str, Any]], partial: bool) -> list[Path]:

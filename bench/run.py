@@ -29,6 +29,7 @@ from procs import MemorySampler
 
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / ".work"
+DOCS = BENCH.parent / "docs" / "benchmarks.md"
 
 
 def say(msg: str) -> None:
@@ -110,6 +111,9 @@ def bench_row(
                         "check_problem": checks.first_problem,
                         "peak_rss_mb": round(memory.peak_mb, 1),
                         "processes": len(memory.seen),
+                        "load_average_1m": round(
+                            os.getloadavg()[0], 2
+                        ),  # other work on the machine shows here
                         "cold_start_s": round(cold, 2) if not rows else None,
                     }
                 )
@@ -142,7 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("hey") is None:
         raise SystemExit("hey is not installed: apt-get install -y hey (make bench does it)")
 
-    meta: dict[str, Any] = {"machine": report.machine(), "duration_s": args.duration, "warmup_s": args.warmup}
+    meta: dict[str, Any] = {
+        "machine": report.machine(),
+        "conveyor_settings": report.conveyor_settings(),
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+    }
     say(
         f"models {model_names}; servers {[r.name for r in rows]}; "
         f"c={args.concurrency}; {args.duration:g} s runs"
@@ -185,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report.print_table(results)
     paths = report.write(args.results_dir, meta, results, partial=partial)
+    if not partial and report.update_docs(DOCS, meta, results):
+        paths.append(DOCS)
     say(f"total {meta['total_s'] / 60:.1f} min; wrote {', '.join(str(p) for p in paths)}")
     bad = [r for r in results if r.get("errors") or r.get("wrong")]
     return 1 if bad else 0
