@@ -23,9 +23,21 @@ ROWS = [
     Row(
         "conveyor-nobatch", ConveyorReplica(max_batch_size=1, note="direct replica, batching off"), "V2 JSON"
     ),
-    Row("conveyor-gw-r1", ConveyorGateway(replicas=1, placement="process"), "V2 JSON"),
-    Row("conveyor-gw-r2", ConveyorGateway(replicas=2, placement="process"), "V2 JSON"),
-    Row("conveyor-gw-inproc", ConveyorGateway(replicas=1, placement="inprocess"), "V2 JSON"),
+    Row(
+        "conveyor-gw-r1",
+        ConveyorGateway(replicas=1, placement="process", note="gateway + 1 replica process"),
+        "V2 JSON",
+    ),
+    Row(
+        "conveyor-gw-r2",
+        ConveyorGateway(replicas=2, placement="process", note="gateway + 2 replica processes"),
+        "V2 JSON",
+    ),
+    Row(
+        "conveyor-gw-inproc",
+        ConveyorGateway(replicas=1, placement="inprocess", note="replica inside the gateway"),
+        "V2 JSON",
+    ),
     Row("mlserver", MLServer(note="parallel_workers=0, no batching"), "V2 JSON"),
     Row(
         "mlserver-batch",
