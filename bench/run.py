@@ -42,7 +42,9 @@ def _csv(value: str | None) -> list[str] | None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ.get
-    ap = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--models", default=env("BENCH_MODELS"), help=f"comma list of {config.MODELS}")
     ap.add_argument("--servers", default=env("BENCH_SERVERS"), help="comma list of rows or row prefixes")
     ap.add_argument("--duration", type=float, default=float(env("BENCH_DURATION", config.DURATION_S)))
