@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from conveyor.errors import ConveyorError, Unavailable
 from conveyor.gateway.gateway import Gateway
 from conveyor.server import rest
+from conveyor.server.gc_tuning import freeze_startup_heap
 from conveyor.server.grpc import RunningGrpcServer, start_grpc_server
 from conveyor.server.runner import GRACEFUL_SHUTDOWN_S, _Server
 from conveyor.settings import Settings
@@ -95,6 +96,7 @@ def serve_gateway(
             )
 
     server = _Server(config, on_ready, start_grpc, on_grpc_ready)
+    freeze_startup_heap()
     server.run()
     error = getattr(app.state, "startup_error", None)
     if error is not None:

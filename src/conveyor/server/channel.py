@@ -21,6 +21,7 @@ import uvloop
 from conveyor.errors import ConveyorError
 from conveyor.protocol import frames
 from conveyor.runtime import OnnxModel
+from conveyor.server.gc_tuning import freeze_startup_heap
 from conveyor.server.rest import create_app
 from conveyor.server.service import EncodedRequest, InferenceService
 from conveyor.settings import Settings
@@ -155,4 +156,5 @@ def run_channel_replica(
         async with app.router.lifespan_context(app):
             await serve_channel(app.state.dataplane, address, on_ready=on_ready, parent_pid=parent_pid)
 
+    freeze_startup_heap()
     uvloop.run(main())

@@ -14,6 +14,7 @@ import uvicorn
 
 from conveyor.errors import Unavailable
 from conveyor.runtime import OnnxModel
+from conveyor.server.gc_tuning import freeze_startup_heap
 from conveyor.server.grpc import RunningGrpcServer, start_grpc_server
 from conveyor.server.rest import create_app
 from conveyor.settings import Settings, get_settings
@@ -110,6 +111,7 @@ def serve(
             )
 
     server = _Server(config, on_ready, start_grpc, on_grpc_ready)
+    freeze_startup_heap()
     server.run()
     if server.failed:
         raise SystemExit(1)
