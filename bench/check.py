@@ -48,7 +48,7 @@ def check_one(client: httpx.Client, url: str, wire_format: str, model: BenchMode
     """Send sample ``i``; empty string when the answer is right, else 'error: …' or 'wrong: …'."""
     body = wire.encode(wire_format, model.input_name, model.samples[i])
     try:
-        resp = client.post(url, content=body, headers={"content-type": "application/json"})
+        resp = client.post(url, content=body, headers=wire.headers(wire_format, body))
     except httpx.HTTPError as exc:
         return f"error: {type(exc).__name__}: {exc}"
     if resp.status_code != 200:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import wire
 from servers import BentoML, ConveyorGateway, ConveyorReplica, Lean, MLServer, RayServe, Server
 
 
@@ -16,6 +17,11 @@ class Row:
     name: str
     server: Server
     protocol: str  # what the load and checks speak to it
+    wire_format: str | None = None  # overrides the server's own wire format (e.g. V2 binary)
+
+    def __post_init__(self) -> None:
+        if self.wire_format is not None:
+            self.server.wire_format = self.wire_format
 
 
 ROWS = [
@@ -37,6 +43,14 @@ ROWS = [
         "conveyor-gw-inproc",
         ConveyorGateway(replicas=1, placement="inprocess", note="replica inside the gateway"),
         "V2 JSON",
+    ),
+    Row(
+        "conveyor-gw-inproc-bin",
+        ConveyorGateway(
+            replicas=1, placement="inprocess", note="default `conveyor serve`, binary tensor request"
+        ),
+        "V2 binary",
+        wire.V2_BINARY,
     ),
     Row("mlserver", MLServer(note="parallel_workers=0, no batching"), "V2 JSON"),
     Row(

@@ -46,8 +46,18 @@ def parse(text: str) -> LoadResult:
     return result
 
 
-def run(url: str, body: Path, concurrency: int, duration_s: float, timeout_s: float = 20.0) -> LoadResult:
+def run(
+    url: str,
+    body: Path,
+    concurrency: int,
+    duration_s: float,
+    timeout_s: float = 20.0,
+    headers: dict[str, str] | None = None,
+) -> LoadResult:
     """POST ``body`` to ``url`` from ``concurrency`` workers for ``duration_s``; bounded by a hard timeout."""
+    headers = dict(headers or {"content-type": "application/json"})
+    content_type = headers.pop("content-type")
+    extra = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
     argv = [
         "hey",
         "-z",
@@ -59,7 +69,8 @@ def run(url: str, body: Path, concurrency: int, duration_s: float, timeout_s: fl
         "-m",
         "POST",
         "-T",
-        "application/json",
+        content_type,
+        *extra,
         "-D",
         str(body),
         url,

@@ -81,10 +81,11 @@ def bench_row(
             url = server.url(model)
             before = check.check(url, server.wire_format, model)
             say(f"{model.name} × {row.name}: ready in {cold:.1f} s at {url}; check {_check_text(before)}")
+            headers = wire.headers(server.wire_format, body.read_bytes())
             for c in args.concurrency:
-                load.run(url, body, c, args.warmup)
+                load.run(url, body, c, args.warmup, headers=headers)
                 memory.reset()
-                result = load.run(url, body, c, args.duration)
+                result = load.run(url, body, c, args.duration, headers=headers)
                 memory.sample()
                 after = check.check(url, server.wire_format, model)
                 checks = check.CheckResult()
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         model = build(name, WORK / "models")
         bodies = {}
         for fmt in {r.server.wire_format for r in rows}:
-            bodies[fmt] = WORK / "bodies" / f"{name}.{fmt}.json"
+            bodies[fmt] = WORK / "bodies" / f"{name}.{fmt}.{'bin' if fmt == wire.V2_BINARY else 'json'}"
             bodies[fmt].parent.mkdir(parents=True, exist_ok=True)
             bodies[fmt].write_bytes(wire.encode(fmt, model.input_name, model.load_input))
         if not args.no_ceiling:
