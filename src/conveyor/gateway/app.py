@@ -7,14 +7,13 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 
 from conveyor.errors import ConveyorError, Unavailable
 from conveyor.gateway.gateway import Gateway
 from conveyor.server import rest
 from conveyor.server.gc_tuning import freeze_startup_heap
 from conveyor.server.grpc import RunningGrpcServer, start_grpc_server
-from conveyor.server.runner import GRACEFUL_SHUTDOWN_S, _Server
+from conveyor.server.runner import GRACEFUL_SHUTDOWN_S, UvicornServer
 from conveyor.settings import Settings
 
 Hook = Callable[[], Awaitable[None]]
@@ -44,14 +43,10 @@ def create_gateway_app(
             if shutdown is not None:
                 await shutdown()
 
-    # The same handlers as a replica's app (rest.py keeps them private), so errors look the same.
+    # The same routes and handlers as a replica's app, so requests and errors look the same.
     app = Starlette(
         routes=rest.create_routes(gateway, settings),
-        exception_handlers={
-            ConveyorError: rest._conveyor_error,
-            HTTPException: rest._http_error,
-            Exception: rest._unexpected,
-        },
+        exception_handlers=rest.exception_handlers(),
         lifespan=lifespan,
     )
     app.state.gateway = gateway
@@ -95,7 +90,7 @@ def serve_gateway(
                 gateway, host=host, port=grpc_port, max_message_bytes=max_message_bytes
             )
 
-    server = _Server(config, on_ready, start_grpc, on_grpc_ready)
+    server = UvicornServer(config, on_ready, start_grpc, on_grpc_ready)
     freeze_startup_heap()
     server.run()
     error = getattr(app.state, "startup_error", None)

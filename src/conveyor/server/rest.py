@@ -143,6 +143,11 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, f"internal error: {type(exc).__name__}", _id_header(request))
 
 
+def exception_handlers() -> dict[Any, Any]:
+    """Error responses of every V2 REST app, replica or gateway: `{"error": ...}` with the mapped status."""
+    return {ConveyorError: _conveyor_error, HTTPException: _http_error, Exception: _unexpected}
+
+
 def create_app(models: Sequence[OnnxModel], settings: Settings) -> Starlette:
     """A Starlette app serving ``models`` over the V2 REST API; the inference pool closes on shutdown."""
     batching = BatchingConfig.from_settings(settings)
@@ -157,11 +162,7 @@ def create_app(models: Sequence[OnnxModel], settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=create_routes(plane, settings),
-        exception_handlers={
-            ConveyorError: _conveyor_error,
-            HTTPException: _http_error,
-            Exception: _unexpected,
-        },
+        exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
     app.state.dataplane = plane

@@ -23,7 +23,7 @@ GRACEFUL_SHUTDOWN_S = 30
 log = logging.getLogger("conveyor.server")
 
 
-class _Server(uvicorn.Server):
+class UvicornServer(uvicorn.Server):
     """uvicorn's server, telling ``on_ready`` the URL once the socket listens."""
 
     def __init__(
@@ -110,7 +110,7 @@ def serve(
                 plane, host=host, port=grpc_port, max_message_bytes=settings.max_body_bytes
             )
 
-    server = _Server(config, on_ready, start_grpc, on_grpc_ready)
+    server = UvicornServer(config, on_ready, start_grpc, on_grpc_ready)
     freeze_startup_heap()
     server.run()
     if server.failed:
