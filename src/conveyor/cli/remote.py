@@ -7,9 +7,28 @@ from typing import Any
 import httpx
 import orjson
 
-from conveyor.errors import ConveyorError, InvalidInput, NotFound, Unavailable
+from conveyor.errors import (
+    Conflict,
+    ConveyorError,
+    DeadlineExceeded,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
 
-_STATUS_ERRORS: dict[int, type[ConveyorError]] = {404: NotFound, 503: Unavailable}
+# The server's HTTP status back to the error it stands for, so the CLI's exit code says the same thing.
+_STATUS_ERRORS: dict[int, type[ConveyorError]] = {
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    429: Overloaded,
+    503: Unavailable,
+    504: DeadlineExceeded,
+}
 
 
 def _model_path(ref: str) -> str:
