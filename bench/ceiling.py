@@ -21,3 +21,30 @@ def inferences_per_s(model: BenchModel, batch: int, duration_s: float = 2.0) -> 
         session.run(None, feeds)
         calls += 1
     return calls * batch / elapsed
+
+
+_RSS_PROBE = """
+import sys, numpy as np, onnxruntime as ort
+s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+x = np.zeros([32, *map(int, sys.argv[3].split(","))], dtype=np.float32)
+for _ in range(3):
+    s.run(None, {sys.argv[2]: x})
+print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
+"""
+
+
+def session_rss_mb(model: BenchModel) -> float:
+    """Peak RSS of a bare Python process holding one session after batch-32 runs: the replica memory
+    target is measured against this (a replica may use at most this + 80 MB)."""
+    import subprocess
+    import sys
+
+    shape = ",".join(str(d) for d in model.input_shape)
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, str(model.path), model.input_name, shape],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return int(out.stdout.strip()) / 1024

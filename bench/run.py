@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             bodies[fmt].parent.mkdir(parents=True, exist_ok=True)
             bodies[fmt].write_bytes(wire.encode(fmt, model.input_name, model.load_input))
         if not args.no_ceiling:
+            session_mb = ceiling.session_rss_mb(model)
+            say(f"{name}: a bare process holding one ONNX Runtime session peaks at {session_mb:.0f} MB RSS")
             for batch in (1, 32):
                 rate = ceiling.inferences_per_s(model, batch)
                 say(f"{name}: ONNX Runtime in-process, batch {batch}: {rate:,.0f} inferences/s")
@@ -187,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                         "concurrency": f"b{batch}",
                         "rps": rate,
                         "status": "ok",
-                        "note": f"ceiling: one session, batch {batch}, inferences/s",
+                        "peak_rss_mb": round(session_mb, 1),
+                        "note": f"ceiling: one session, batch {batch}, inferences/s; RSS: process + session",
                     }
                 )
         for row in rows:
