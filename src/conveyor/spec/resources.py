@@ -1,0 +1,279 @@
+"""The resources of a spec file as pydantic models: ``Deployment`` and the policies inside it.
+
+Field names are snake_case in Python and camelCase in YAML (the aliases); unknown fields are errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from itertools import pairwise
+from typing import Annotated, Any, ClassVar, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from conveyor import errors
+from conveyor.registry.refs import parse_ref
+from conveyor.settings import Settings
+
+API_VERSION: Final = "conveyor.dev/v1"
+DEFAULT_HOLD_TIMEOUT_SECONDS: Final = 30.0
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def invalid(message: str) -> PydanticCustomError:
+    """A validation error whose text is ``message`` as written (braces would be template fields)."""
+    return PydanticCustomError("conveyor", message.replace("{", "(").replace("}", ")"))
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``500ms``, ``30s``, ``5m`` or ``1h``; ValueError otherwise."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"invalid duration {text!r}: use a number and a unit: ms, s, m or h (e.g. 30s)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+class SpecModel(BaseModel):
+    """Base of every spec object: camelCase aliases, no unknown fields, no silent coercion, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        allow_inf_nan=False,
+    )
+
+
+class Metadata(SpecModel):
+    name: str = Field(description="DNS label: lowercase letters, digits and '-', at most 63 characters.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Free-form key/value labels.")
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, name: str) -> str:
+        if not _DNS_LABEL.match(name):
+            raise invalid(
+                f"invalid name {name!r}: use at most 63 lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return name
+
+    @field_validator("labels")
+    @classmethod
+    def _label_syntax(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not _LABEL_KEY.match(key):
+                raise invalid(f"invalid label key {key!r}: use [prefix/]name, name at most 63 characters")
+            if not _LABEL_VALUE.match(value):
+                raise invalid(f"invalid label value {value!r} for {key!r}: at most 63 letters, digits, '-_.'")
+        return labels
+
+
+class Autoscaling(SpecModel):
+    min_replicas: int = Field(default=1, ge=0, description="Fewest replicas kept running.")
+    max_replicas: int = Field(ge=1, description="Most replicas; >= minReplicas.")
+    target_in_flight: float = Field(
+        default=2.0, gt=0, description="Requests in flight per replica to aim at."
+    )
+    window_seconds: float = Field(default=10.0, gt=0, description="Averaging window of the in-flight load.")
+    scale_up_stabilization_seconds: float = Field(default=0.0, ge=0)
+    scale_down_stabilization_seconds: float = Field(default=60.0, ge=0)
+    scale_to_zero: bool = Field(
+        default=False, description="Stop every replica when idle; needs minReplicas 0."
+    )
+    hold_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="With scaleToZero: how long a request waits for the first replica (default 30).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_hold(cls, data: Any) -> Any:
+        # Set only with scaleToZero, so the canonical form has it exactly when it means something.
+        if not isinstance(data, dict) or data.get("scaleToZero", data.get("scale_to_zero")) is not True:
+            return data
+        if data.get("holdTimeoutSeconds", data.get("hold_timeout_seconds")) is None:
+            return {**data, "holdTimeoutSeconds": DEFAULT_HOLD_TIMEOUT_SECONDS}
+        return data
+
+    # Field validators (not a model validator) so each error carries its own field's path and line;
+    # info.data holds the fields declared above, when they were valid.
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_at_least_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_replicas")
+        if low is not None and value < low:
+            raise invalid(f"must be >= minReplicas ({value} < {low})")
+        return value
+
+    @field_validator("scale_to_zero")
+    @classmethod
+    def _zero_needs_min_zero(cls, value: bool, info: ValidationInfo) -> bool:
+        low = info.data.get("min_replicas")
+        if value and low is not None and low != 0:
+            raise invalid(f"needs minReplicas: 0 (minReplicas is {low})")
+        return value
+
+    @field_validator("hold_timeout_seconds")
+    @classmethod
+    def _hold_needs_zero(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("scale_to_zero") is False:
+            raise invalid("applies only with scaleToZero: true")
+        return value
+
+
+class Batching(SpecModel):
+    """Per-replica dynamic batching; a field left out takes the server's Settings value when used."""
+
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_queue_delay_microseconds: int | None = Field(default=None, ge=0)
+    max_queue_size: int | None = Field(default=None, ge=1)
+    request_timeout_milliseconds: int | None = Field(default=None, ge=1)
+
+    def resolve(self, settings: Settings) -> Batching:
+        """Every field set: this spec's value, else the one in ``settings``."""
+        return Batching(
+            max_batch_size=_first(self.max_batch_size, settings.max_batch_size),
+            max_queue_delay_microseconds=_first(
+                self.max_queue_delay_microseconds, settings.max_queue_delay_us
+            ),
+            max_queue_size=_first(self.max_queue_size, settings.max_queue_size),
+            request_timeout_milliseconds=_first(
+                self.request_timeout_milliseconds, settings.request_timeout_ms
+            ),
+        )
+
+
+class Resources(SpecModel):
+    threads: int | None = Field(
+        default=None, ge=0, description="ONNX Runtime intra-op threads per replica; 0 lets it choose."
+    )
+
+    def resolve(self, settings: Settings) -> Resources:
+        return Resources(threads=_first(self.threads, settings.intra_op_threads))
+
+
+class Traffic(SpecModel):
+    """How a new revision takes traffic; a placeholder that the rollout controller will act on."""
+
+    strategy: Literal["replace", "canary"] = "replace"
+    steps: list[Annotated[int, Field(ge=1, le=100)]] | None = Field(
+        default=None, description="Canary traffic percentages (1..100), increasing."
+    )
+    interval: str = Field(default="30s", description="Time between canary steps: 500ms, 30s, 5m, 1h.")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if steps is None:
+            return None
+        if info.data.get("strategy") == "replace":
+            raise invalid("steps apply only to strategy: canary")
+        if not steps:
+            raise invalid("give at least one step")
+        for before, after in pairwise(steps):
+            if after <= before:
+                raise invalid(f"steps must increase ({before} then {after})")
+        return steps
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, interval: str) -> str:
+        try:
+            seconds = parse_duration(interval)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        if seconds <= 0:
+            raise invalid("interval must be > 0")
+        return interval
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+
+class DeploymentSpec(SpecModel):
+    model: str = Field(description="The model version to serve: NAME:VERSION or NAME@ALIAS.")
+    replicas: int | None = Field(
+        default=None, ge=0, description="Fixed replica count; 1 when no autoscaling."
+    )
+    autoscaling: Autoscaling | None = None
+    batching: Batching = Field(default_factory=Batching)
+    resources: Resources = Field(default_factory=Resources)
+    traffic: Traffic = Field(default_factory=Traffic)
+    target: Literal["local", "ray", "kubernetes"] = "local"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_replicas(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("replicas") is None and data.get("autoscaling") is None:
+            return {**data, "replicas": 1}
+        return data
+
+    @field_validator("model")
+    @classmethod
+    def _model_ref(cls, model: str) -> str:
+        try:
+            ref = parse_ref(model)
+        except errors.InvalidInput as exc:
+            raise invalid(exc.message) from None
+        if ref.version is None and ref.alias is None:
+            raise invalid(f"{model!r} names no version: use NAME:VERSION or NAME@ALIAS (e.g. {model}:1)")
+        return model
+
+    # mode="before": reported even when the autoscaling block has errors of its own.
+    @field_validator("autoscaling", mode="before")
+    @classmethod
+    def _one_of_replicas_autoscaling(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("replicas") is not None:
+            raise invalid("give either replicas or autoscaling, not both")
+        return value
+
+
+class Resource(SpecModel):
+    """One document of a spec file: ``apiVersion``, ``kind``, ``metadata`` and ``spec``."""
+
+    kind_name: ClassVar[str]
+
+    api_version: Literal["conveyor.dev/v1"] = "conveyor.dev/v1"
+    metadata: Metadata
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical JSON-able form: YAML names, defaults filled in, absent options left out."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return {"apiVersion": data.pop("apiVersion"), "kind": data.pop("kind"), **data}
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON: equal for equal resources, whatever the YAML's layout."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Deployment(Resource):
+    """A model version served by a set of replicas on a target."""
+
+    kind_name: ClassVar[str] = "Deployment"
+
+    kind: Literal["Deployment"] = "Deployment"
+    spec: DeploymentSpec
+
+
+KINDS: dict[str, type[Resource]] = {Deployment.kind_name: Deployment}
+
+
+def _first(value: int | None, default: int) -> int:
+    return default if value is None else value
