@@ -1,0 +1,1 @@
+"""The control plane: reconciler, rollouts, supervisor and the autoscaler policy."""
