@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import errors
-from conveyor.spec import Deployment, load_documents, load_file
+from conveyor.spec import Deployment, Resource, load_documents, load_file
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
 
@@ -17,6 +17,11 @@ kind: Deployment
 metadata: {name: tiny}
 spec: {model: tiny:1, replicas: 2}
 """
+
+
+def deployments(resources: list[Resource]) -> list[Deployment]:
+    assert all(isinstance(r, Deployment) for r in resources)
+    return [r for r in resources if isinstance(r, Deployment)]
 
 
 def problems(text: str, source: str = "f.yaml") -> list[str]:
@@ -33,7 +38,7 @@ def deployment(spec: str, metadata: str = "{name: d}") -> str:
 
 
 def test_the_smallest_spec_loads_with_defaults() -> None:
-    [d] = load_documents(TINY)
+    [d] = deployments(load_documents(TINY))
     assert isinstance(d, Deployment)
     assert d.metadata.name == "tiny"
     assert d.spec.model == "tiny:1"
@@ -45,7 +50,7 @@ def test_the_smallest_spec_loads_with_defaults() -> None:
 
 
 def test_replicas_default_to_one_without_autoscaling() -> None:
-    [d] = load_documents(deployment("  model: m@production\n"))
+    [d] = deployments(load_documents(deployment("  model: m@production\n")))
     assert d.spec.replicas == 1
 
 
@@ -60,7 +65,7 @@ def test_the_examples_load(name: str) -> None:
 
 
 def test_autoscaling_example_fields() -> None:
-    iris, always_on = load_file(EXAMPLES / "autoscaling.yaml")
+    iris, always_on = deployments(load_file(EXAMPLES / "autoscaling.yaml"))
     auto = iris.spec.autoscaling
     assert auto is not None and auto.scale_to_zero and auto.hold_timeout_seconds == 20.0
     assert iris.spec.replicas is None
@@ -265,7 +270,7 @@ def test_recursive_aliases_are_refused() -> None:
 
 def test_anchors_and_merge_keys_work() -> None:
     text = TINY + "---\n" + deployment("  <<: {model: m:1}\n  replicas: 3\n", metadata="{name: b}")
-    assert load_documents(text)[1].spec.model == "m:1"
+    assert deployments(load_documents(text))[1].spec.model == "m:1"
 
 
 def test_a_missing_file_is_invalid_input(tmp_path: Path) -> None:

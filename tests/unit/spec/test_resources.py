@@ -11,6 +11,7 @@ from conveyor.settings import Settings
 from conveyor.spec import (
     Batching,
     Deployment,
+    Resource,
     Resources,
     dump_yaml,
     load_documents,
@@ -46,8 +47,13 @@ apiVersion: conveyor.dev/v1
 """
 
 
+def deployments(resources: list[Resource]) -> list[Deployment]:
+    assert all(isinstance(r, Deployment) for r in resources)
+    return [r for r in resources if isinstance(r, Deployment)]
+
+
 def test_equal_specs_written_differently_are_equal_with_one_fingerprint() -> None:
-    [a], [b] = load_documents(BLOCK), load_documents(SHUFFLED)
+    [a], [b] = deployments(load_documents(BLOCK)), deployments(load_documents(SHUFFLED))
     assert a == b
     assert a.to_dict() == b.to_dict()
     assert a.fingerprint() == b.fingerprint()
@@ -56,7 +62,7 @@ def test_equal_specs_written_differently_are_equal_with_one_fingerprint() -> Non
 
 def test_any_change_changes_the_fingerprint() -> None:
     [a] = load_documents(BLOCK)
-    [b] = load_documents(BLOCK.replace("maxBatchSize: 64", "maxBatchSize: 65"))
+    [b] = deployments(load_documents(BLOCK.replace("maxBatchSize: 64", "maxBatchSize: 65")))
     assert a != b
     assert a.fingerprint() != b.fingerprint()
 
@@ -91,7 +97,7 @@ def test_dump_then_load_gives_equal_resources(name: str) -> None:
 
 
 def test_to_dict_uses_yaml_names_and_leaves_out_unset_options() -> None:
-    [d] = load_documents(BLOCK)
+    [d] = deployments(load_documents(BLOCK))
     spec = d.to_dict()["spec"]
     assert "replicas" not in spec
     assert spec["autoscaling"]["scaleDownStabilizationSeconds"] == 60.0
@@ -100,9 +106,8 @@ def test_to_dict_uses_yaml_names_and_leaves_out_unset_options() -> None:
 
 
 def test_scale_to_zero_gets_a_hold_timeout() -> None:
-    [d] = load_documents(
-        BLOCK.replace("maxReplicas: 4", "maxReplicas: 4\n    minReplicas: 0\n    scaleToZero: true")
-    )
+    text = BLOCK.replace("maxReplicas: 4", "maxReplicas: 4\n    minReplicas: 0\n    scaleToZero: true")
+    [d] = deployments(load_documents(text))
     assert d.spec.autoscaling is not None
     assert d.spec.autoscaling.hold_timeout_seconds == 30.0
 
@@ -116,9 +121,9 @@ def test_python_code_may_use_field_names() -> None:
 
 
 def test_resources_are_immutable() -> None:
-    [d] = load_documents(BLOCK)
+    [d] = deployments(load_documents(BLOCK))
     with pytest.raises(ValidationError):
-        d.spec.target = "ray"  # type: ignore[misc]
+        d.spec.target = "ray"
 
 
 def test_batching_left_out_takes_settings_at_use_time() -> None:
