@@ -49,11 +49,11 @@ def load_documents(text: str, source: str = "<string>") -> list[Resource]:
     try:
         documents = read_documents(text)
     except YamlSyntaxError as exc:
-        raise errors.InvalidInput(
-            f"{source}:{exc.line}:{exc.column}: invalid YAML: {exc.message}", source=source
-        ) from None
+        message = f"{source}:{exc.line}:{exc.column}: invalid YAML: {exc.message}"
+        raise errors.InvalidInput(message, source=source, problems=[message]) from None
     if not documents:
-        raise errors.InvalidInput(f"{source}:1: the file holds no document", source=source)
+        message = f"{source}:1: the file holds no document"
+        raise errors.InvalidInput(message, source=source, problems=[message])
 
     problems: list[tuple[int, str]] = []
     resources: list[Resource] = []
@@ -123,7 +123,9 @@ def _message(model: type[BaseModel], error: Any) -> str:
         return "required field missing"
     if kind == "extra_forbidden":
         allowed = _fields_at(model, tuple(error["loc"])[:-1])
-        close = difflib.get_close_matches(str(error["loc"][-1]), allowed, n=1)
+        typo = str(error["loc"][-1])
+        close = [name for name in allowed if name.lower().startswith(typo.lower())]
+        close = close if len(close) == 1 else difflib.get_close_matches(typo, allowed, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         return f"unknown field; {hint}allowed: {', '.join(allowed)}"
     if kind in _TYPE_NAMES:
@@ -132,7 +134,9 @@ def _message(model: type[BaseModel], error: Any) -> str:
         return f"{value!r} is not one of {error['ctx']['expected']}"
     if kind in _BOUNDS:
         op, key = _BOUNDS[kind]
-        return f"must be {op} {error['ctx'][key]}, got {value!r}"
+        bound = error["ctx"][key]
+        bound = int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+        return f"must be {op} {bound}, got {value!r}"
     message = str(error["msg"])
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
