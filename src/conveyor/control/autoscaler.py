@@ -169,7 +169,10 @@ def decide(policy: AutoscalingPolicy, state: AutoscalerState, now: float, curren
     avg = sum(s.in_flight for s in samples) / len(samples)
     floor = max(lo, 1)  # 0 only through the idle rule above
     rec = min(max(_ceil(avg / policy.target_in_flight), floor), hi)
-    state = replace(state, recommendations=(*state.recommendations, (now, rec)))
+    # No history (a fresh state, or metrics missing for longer than both windows): count the current size
+    # as recommended now, so a restarted controller's first move still waits one stabilization window.
+    history = state.recommendations or ((now, current),)
+    state = replace(state, recommendations=(*history, (now, rec)))
     load = (
         f"avg in-flight {_n(avg)} over {_n(policy.window_s)}s / target {_n(policy.target_in_flight)} "
         f"-> {rec} replicas"
