@@ -286,3 +286,13 @@ def test_invalid_samples_are_rejected() -> None:
         observe(state, 11, -1, 1)
     with pytest.raises(InvalidInput, match="current_replicas"):
         decide(STEP, state, 11, -1)
+
+
+def test_the_worked_example_in_the_docs() -> None:
+    # docs/autoscaling.md, "Worked example": keep the table true.
+    steps = simulate(STEP, lambda t: 1 if t < 100 else 32 if t < 200 else 0, until=400)
+    moves = [(s.time, s.before, s.decision.desired) for s in steps if s.scaled]
+    assert moves == [(109, 1, 2), (119, 2, 8), (260, 8, 7), (320, 7, 1)]
+    reasons = {s.time: s.decision.reason for s in steps}
+    assert reasons[105].endswith("holding at 1: up-stabilization until t+4s")
+    assert reasons[230].endswith("holding at 8: down-stabilization until t+30s")
