@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, replace
 
 from conveyor.errors import InvalidInput
+from conveyor.spec import Autoscaling
 
 # ceil() of a ratio that is an integer up to float noise (12.000000001 / 4) must not round up.
 _EPSILON = 1e-9
@@ -22,15 +23,15 @@ class AutoscalingPolicy:
     max_replicas: int = 10
     target_in_flight: float = 2.0
     """In-flight requests one replica should carry on average."""
-    window_s: float = 30.0
+    window_s: float = 10.0
     """In-flight samples are averaged over the last ``window_s`` seconds."""
-    scale_up_stabilization_s: float = 30.0
+    scale_up_stabilization_s: float = 0.0
     """Scale up to the lowest recommendation of this window; at most one scale-up per window."""
-    scale_down_stabilization_s: float = 300.0
+    scale_down_stabilization_s: float = 60.0
     """Scale down to the highest recommendation of this window; at most one scale-down per window."""
     scale_to_zero: bool = False
     """Allow 0 replicas after ``idle_to_zero_s`` without traffic (requires ``min_replicas == 0``)."""
-    idle_to_zero_s: float = 300.0
+    idle_to_zero_s: float = 60.0
     """Seconds of zero in-flight requests before scaling to 0."""
 
     def __post_init__(self) -> None:
@@ -98,6 +99,22 @@ class Decision:
     desired: int
     reason: str
     state: AutoscalerState
+
+
+def policy_from_spec(spec: Autoscaling) -> AutoscalingPolicy:
+    """The policy a Deployment's ``spec.autoscaling`` block asks for; idle time to zero is the down window."""
+    if spec.min_replicas == 0 and not spec.scale_to_zero:
+        raise InvalidInput("spec.autoscaling: minReplicas 0 needs scaleToZero: true")
+    return AutoscalingPolicy(
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        target_in_flight=spec.target_in_flight,
+        window_s=spec.window_seconds,
+        scale_up_stabilization_s=spec.scale_up_stabilization_seconds,
+        scale_down_stabilization_s=spec.scale_down_stabilization_seconds,
+        scale_to_zero=spec.scale_to_zero,
+        idle_to_zero_s=spec.scale_down_stabilization_seconds,
+    )
 
 
 def observe(

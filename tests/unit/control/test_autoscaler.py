@@ -296,3 +296,29 @@ def test_the_worked_example_in_the_docs() -> None:
     reasons = {s.time: s.decision.reason for s in steps}
     assert reasons[105].endswith("holding at 1: up-stabilization until t+4s")
     assert reasons[230].endswith("holding at 8: down-stabilization until t+30s")
+
+
+def test_a_deployment_specs_autoscaling_block_becomes_the_policy() -> None:
+    from conveyor.control.autoscaler import policy_from_spec
+    from conveyor.spec import load_documents
+
+    text = """apiVersion: conveyor.dev/v1
+kind: Deployment
+metadata: {name: tiny}
+spec:
+  model: tiny:1
+  autoscaling: {minReplicas: 0, maxReplicas: 4, targetInFlight: 3, scaleToZero: true}
+"""
+    (deployment,) = load_documents(text)
+    policy = policy_from_spec(deployment.spec.autoscaling)
+    assert (policy.min_replicas, policy.max_replicas, policy.target_in_flight) == (0, 4, 3.0)
+    assert policy.scale_to_zero and policy.idle_to_zero_s == policy.scale_down_stabilization_s == 60.0
+    assert policy == policy_from_spec(load_documents(text)[0].spec.autoscaling)
+
+
+def test_min_zero_without_scale_to_zero_is_refused_when_applied() -> None:
+    from conveyor.control.autoscaler import policy_from_spec
+    from conveyor.spec import Autoscaling
+
+    with pytest.raises(InvalidInput, match="minReplicas 0 needs scaleToZero"):
+        policy_from_spec(Autoscaling(min_replicas=0, max_replicas=2))
