@@ -1,4 +1,4 @@
-"""What the registry returns: immutable records of model versions and models, JSON-able via ``to_dict``."""
+"""What the registry returns: immutable records (models, versions, deployments), JSON-able via ``to_dict``."""
 
 from __future__ import annotations
 
@@ -69,3 +69,76 @@ class ModelInfo:
             "created_at": self.created_at.isoformat(),
             "created_by": self.created_by,
         }
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The outcome of ``apply`` or ``rollback``: ``changed`` is False when the spec was already current."""
+
+    name: str
+    revision: int
+    changed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "revision": self.revision, "changed": self.changed}
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    """One immutable revision of a deployment: the canonical spec as applied, and why."""
+
+    name: str
+    revision: int
+    spec: dict[str, Any]
+    fingerprint: str
+    created_at: datetime  # aware, UTC
+    created_by: str | None
+    change_cause: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "revision": self.revision,
+            "spec": self.spec,
+            "fingerprint": self.fingerprint,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+            "change_cause": self.change_cause,
+        }
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """A deployment and its current revision's spec."""
+
+    name: str
+    revision: int
+    spec: dict[str, Any]
+    fingerprint: str
+    created_at: datetime  # aware, UTC
+    updated_at: datetime  # aware, UTC: when the current revision was made
+    created_by: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "revision": self.revision,
+            "spec": self.spec,
+            "fingerprint": self.fingerprint,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "created_by": self.created_by,
+        }
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """One event of a deployment, as ``describe`` shows it."""
+
+    name: str
+    time: datetime  # aware, UTC
+    kind: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "time": self.time.isoformat(), "kind": self.kind, "message": self.message}
