@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from conveyor import errors
 from conveyor.registry.db import Database
+from conveyor.registry.deployments import DeploymentStore
 from conveyor.registry.orm import Alias, Model, ModelVersion, utcnow
 from conveyor.registry.records import ModelInfo, VersionInfo
 from conveyor.registry.refs import check_alias, check_name, check_version, parse_ref
@@ -54,6 +55,11 @@ class Registry:
     @property
     def store(self) -> ArtifactStore:
         return self._store
+
+    @property
+    def deployments(self) -> DeploymentStore:
+        """Deployments and their revisions, on this registry's database (one engine, one migration)."""
+        return DeploymentStore(self._db, user=self._user)
 
     @property
     def url(self) -> str:

@@ -8,9 +8,11 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from conveyor import errors
 from conveyor.registry import LocalArtifactStore, Registry
+from conveyor.registry.db import MIGRATIONS_DIR
 from conveyor.settings import Settings
 from tests.unit.registry.conftest import SIG
 
@@ -236,9 +238,10 @@ def test_reopening_keeps_data_and_uses_wal(tmp_path: Path, store: LocalArtifactS
         r.register("iris", b"m", signature=SIG, framework="onnx")
     with Registry(url, store) as r:
         assert [v.version for v in r.list_versions("iris")] == [1]
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     with sqlite3.connect(tmp_path / "r.db") as c:
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert c.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+        assert c.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head
 
 
 def test_from_settings_creates_home(tmp_path: Path) -> None:
