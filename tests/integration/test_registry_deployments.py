@@ -1,0 +1,144 @@
+"""Deployment revisions from real processes, and migration 0002 over a 0001 database (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.orm import Session
+
+from conveyor.registry import LocalArtifactStore, Registry
+from conveyor.registry.db import MIGRATIONS_DIR, Database
+from conveyor.registry.orm import Model, ModelVersion, utcnow
+from conveyor.spec import Deployment
+
+WORKERS = 4
+PER_WORKER = 5
+SIG: dict[str, Any] = {"inputs": [], "outputs": []}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.db'}"
+    else:
+        yield request.getfixturevalue("postgres_db_url")
+
+
+def _spec(replicas: int) -> tuple[dict[str, Any], str]:
+    d = Deployment.model_validate(
+        {"metadata": {"name": "racy"}, "spec": {"model": "m:1", "replicas": replicas}}
+    )
+    return d.to_dict(), d.fingerprint()
+
+
+def _apply_many(url: str, root: str, worker: int, start: Any, results: Any) -> None:
+    start.wait(timeout=60)  # every worker opens the fresh database (and migrates it) at once
+    out: list[tuple[int, bool, str]] = []
+    with Registry(url, LocalArtifactStore(Path(root))) as registry:
+        for i in range(PER_WORKER):
+            body, fp = _spec(100 * worker + i + 1)  # distinct specs: every apply is a change
+            r = registry.deployments.apply(body, fp, created_by=f"w{worker}")
+            out.append((r.revision, r.changed, fp))
+    results.put(out)
+
+
+def _next_result(results: Any, procs: list[Any], timeout: float = 60.0) -> list[tuple[int, bool, str]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return results.get(timeout=0.2)  # type: ignore[no-any-return]
+        except queue.Empty:
+            failed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            assert not failed, (
+                f"an applying worker failed with exit code {failed[0]} (see its traceback above)"
+            )
+    raise AssertionError(f"workers produced no result within {timeout}s")
+
+
+def test_concurrent_applies_get_distinct_revisions_and_lose_nothing(fresh_url: str, tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    start, results = ctx.Barrier(WORKERS), ctx.Queue()
+    root = tmp_path / "artifacts"
+    procs = [
+        ctx.Process(target=_apply_many, args=(fresh_url, str(root), w, start, results))
+        for w in range(WORKERS)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        claimed: dict[int, str] = {}
+        for _ in range(WORKERS):
+            for revision, changed, fp in _next_result(results, procs):
+                assert changed
+                assert revision not in claimed, f"revision {revision} handed out twice"
+                claimed[revision] = fp
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    assert [p.exitcode for p in procs] == [0] * WORKERS
+
+    total = WORKERS * PER_WORKER
+    assert sorted(claimed) == list(range(1, total + 1))
+    with Registry(fresh_url, LocalArtifactStore(root)) as registry:
+        history = registry.deployments.history("racy")
+        assert [(r.revision, r.fingerprint) for r in history] == sorted(claimed.items())
+        assert registry.deployments.get("racy").revision == total
+        assert registry.deployments.apply(*_spec(99_999)).revision == total + 1
+
+
+def test_migration_0002_upgrades_a_0001_registry_in_place(fresh_url: str, tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    sha256, size = store.put_bytes(b"model from the 0001 days")
+    db = Database(fresh_url)
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+        assert "deployments" not in inspect(db.engine).get_table_names()
+        with Session(db.engine) as s, s.begin():
+            model = Model(name="iris", last_version=1, created_at=utcnow(), created_by="old")
+            s.add(model)
+            s.flush()
+            s.add(
+                ModelVersion(
+                    model_id=model.id,
+                    version=1,
+                    sha256=sha256,
+                    size_bytes=size,
+                    framework="onnx",
+                    signature=SIG,
+                    tags={"stage": "old"},
+                    created_at=utcnow(),
+                    meta={},
+                )
+            )
+    finally:
+        db.dispose()
+
+    with Registry(fresh_url, store) as registry:
+        (v1,) = registry.list_versions("iris")
+        assert (v1.version, v1.tags, v1.created_by) == (1, {"stage": "old"}, None)
+        assert registry.artifact_bytes(v1) == b"model from the 0001 days"
+        assert registry.register("iris", b"new", signature=SIG, framework="onnx").version == 2
+        assert registry.deployments.apply(*_spec(2)).revision == 1
+    db = Database(fresh_url)
+    try:
+        with db.engine.connect() as conn:
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        assert version == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0002"
+    finally:
+        db.dispose()
