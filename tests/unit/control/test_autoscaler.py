@@ -300,7 +300,7 @@ def test_the_worked_example_in_the_docs() -> None:
 
 def test_a_deployment_specs_autoscaling_block_becomes_the_policy() -> None:
     from conveyor.control.autoscaler import policy_from_spec
-    from conveyor.spec import load_documents
+    from conveyor.spec import Deployment, load_documents
 
     text = """apiVersion: conveyor.dev/v1
 kind: Deployment
@@ -310,10 +310,11 @@ spec:
   autoscaling: {minReplicas: 0, maxReplicas: 4, targetInFlight: 3, scaleToZero: true}
 """
     (deployment,) = load_documents(text)
+    assert isinstance(deployment, Deployment) and deployment.spec.autoscaling is not None
     policy = policy_from_spec(deployment.spec.autoscaling)
     assert (policy.min_replicas, policy.max_replicas, policy.target_in_flight) == (0, 4, 3.0)
     assert policy.scale_to_zero and policy.idle_to_zero_s == policy.scale_down_stabilization_s == 60.0
-    assert policy == policy_from_spec(load_documents(text)[0].spec.autoscaling)
+    assert policy == policy_from_spec(deployment.spec.autoscaling)  # pure: same input, same policy
 
 
 def test_min_zero_without_scale_to_zero_is_refused_when_applied() -> None:

@@ -29,7 +29,7 @@ def test_csv_without_header(tmp_path: Path) -> None:
     (tmp_path / "s.csv").write_text("1,2,3\n4.5,5,-6e-1\n")
     loaded = load_sample(tmp_path / "s.csv")
     assert isinstance(loaded, np.ndarray)
-    np.testing.assert_allclose(loaded, [[1, 2, 3], [4.5, 5, -0.6]])
+    np.testing.assert_allclose(loaded, np.array([[1, 2, 3], [4.5, 5, -0.6]]))
 
 
 def test_csv_header_row_is_skipped(tmp_path: Path) -> None:
