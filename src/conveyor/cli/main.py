@@ -8,7 +8,7 @@ import click
 import typer
 
 from conveyor import __version__
-from conveyor.cli import models, predict, serve
+from conveyor.cli import backup, models, predict, serve
 from conveyor.cli.output import err_console, exit_code_for
 from conveyor.errors import ConveyorError
 
@@ -24,6 +24,8 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.command("serve")(serve.serve)
 app.command("predict")(predict.predict)
+app.command("backup")(backup.backup)
+app.command("restore")(backup.restore)
 
 
 @app.command("version")

@@ -1,0 +1,53 @@
+"""``conveyor backup`` / ``conveyor restore``: the registry and its artifacts in one verified archive."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+import conveyor
+from conveyor.cli.output import console, human_size, print_json
+from conveyor.registry import backup as backups
+
+FileArg = Annotated[Path, typer.Argument(help="Backup archive: .tar.gz, .tgz or .tar.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def backup(path: FileArg, as_json: JsonOpt = False) -> None:
+    """Write the registry (models, versions, aliases, deployments) and every artifact to FILE, verified."""
+    _run(backups.backup, path, "Backing up", as_json)
+
+
+def restore(path: FileArg, as_json: JsonOpt = False) -> None:
+    """Restore FILE into an empty registry; every artifact is verified before anything is written."""
+    _run(backups.restore, path, "Verifying and restoring", as_json)
+
+
+def _run(action: Callable[..., backups.BackupSummary], path: Path, label: str, as_json: bool) -> None:
+    with conveyor.open_registry() as registry:
+        if as_json:
+            summary = action(registry, path)
+        else:
+            columns = (TextColumn(label), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=console, transient=True) as bar:
+                task = bar.add_task(label, total=None)
+                summary = action(
+                    registry, path, lambda done, total: bar.update(task, completed=done, total=total)
+                )
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    verb = "Backed up to" if action is backups.backup else "Restored from"
+    table = Table(title=f"{verb} {path.name}", title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key in ("models", "versions", "aliases", "deployments", "revisions", "events", "artifacts"):
+        table.add_row(key, str(getattr(summary, key)))
+    table.add_row("artifact bytes", human_size(summary.artifact_bytes))
+    table.add_row("schema revision", summary.schema_revision)
+    console.print(table)
