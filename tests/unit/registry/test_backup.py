@@ -169,3 +169,19 @@ def test_manifest_describes_the_archive(registry: Registry, tmp_path: Path) -> N
     assert manifest["format_version"] == 1 and manifest["schema_revision"] == "0002"
     assert {a["sha256"] for a in manifest["artifacts"]} == {n.removeprefix("artifacts/") for n in names[2:]}
     assert not list(tmp_path.glob(".b.tar.gz.tmp-*"))
+
+
+@pytest.mark.postgres
+def test_sqlite_to_postgresql_and_back(registry: Registry, postgres_db_url: str, tmp_path: Path) -> None:
+    populate(registry)
+    backup(registry, tmp_path / "lite.tar.gz")
+    with Registry(postgres_db_url, LocalArtifactStore(tmp_path / "pg-artifacts")) as pg:
+        restore(pg, tmp_path / "lite.tar.gz")
+        assert snapshot(pg) == snapshot(registry)
+        assert pg.register("iris", b"iris-4", signature=SIG, framework="onnx").version == 4  # sequences ok
+        backup(pg, tmp_path / "pg.tar")
+        expected = snapshot(pg)
+    with Registry(f"sqlite:///{tmp_path / 'back.db'}", LocalArtifactStore(tmp_path / "back")) as back:
+        restore(back, tmp_path / "pg.tar")
+        assert snapshot(back) == expected
+        assert back.artifact_bytes(back.resolve("iris:4")) == b"iris-4"
