@@ -18,10 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from conveyor import errors
+from conveyor.registry.db import MIGRATIONS_DIR
 from conveyor.registry.orm import (
     Alias,
     DeploymentEvent,
@@ -174,11 +177,9 @@ def _artifacts_of(rows: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
 def _manifest(
     revision: str, rows: dict[str, list[dict[str, Any]]], artifacts: dict[str, int]
 ) -> dict[str, Any]:
-    from conveyor import __version__
-
     return {
         "format_version": FORMAT_VERSION,
-        "conveyor_version": __version__,
+        "conveyor_version": _version(),
         "created_at": _iso(datetime.now(UTC)),
         "schema_revision": revision,
         "counts": {t: len(rows[t]) for t in _TABLES},
@@ -292,6 +293,12 @@ def _verify_archive(path: Path, progress: Progress | None) -> tuple[dict[str, An
         raise errors.InvalidInput(
             f"backup {path} has format version {manifest.get('format_version')!r}; "
             f"this Conveyor reads version {FORMAT_VERSION}"
+        )
+    schema, writer = manifest.get("schema_revision"), manifest.get("conveyor_version")
+    if str(schema) not in _known_revisions():
+        raise errors.InvalidInput(
+            f"backup {path} has schema revision {schema!r}, unknown to this Conveyor {_version()}: "
+            f"restore it with the Conveyor that wrote it ({writer})"
         )
     if hashlib.sha256(texts[ROWS]).hexdigest() != manifest.get("registry_sha256"):
         raise errors.IntegrityError(f"backup {path} is corrupt: {ROWS} does not match the manifest")
@@ -422,6 +429,18 @@ def _stamp(obj: Any, r: dict[str, Any]) -> Any:
 
 
 # -- shared ----------------------------------------------------------------------------------------------
+
+
+def _known_revisions() -> set[str]:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return {r.revision for r in ScriptDirectory.from_config(cfg).walk_revisions()}
+
+
+def _version() -> str:
+    from conveyor import __version__
+
+    return __version__
 
 
 def _is_gzip(path: Path) -> bool:

@@ -150,6 +150,18 @@ def test_not_a_backup_is_refused(fresh: Registry, tmp_path: Path) -> None:
         restore(fresh, tmp_path / "missing.tar.gz")
 
 
+def test_a_backup_from_an_unknown_schema_is_refused(
+    registry: Registry, fresh: Registry, tmp_path: Path
+) -> None:
+    backup(registry, tmp_path / "b.tar")
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    manifest["schema_revision"] = "9999"
+    rewrite(tmp_path / "b.tar", tmp_path / "new.tar.gz", {"manifest.json": json.dumps(manifest).encode()})
+    with pytest.raises(errors.InvalidInput, match="schema revision '9999', unknown"):
+        restore(fresh, tmp_path / "new.tar.gz")
+
+
 def test_restore_into_a_used_registry_is_a_conflict(registry: Registry, tmp_path: Path) -> None:
     populate(registry)
     backup(registry, tmp_path / "b.tar.gz")
