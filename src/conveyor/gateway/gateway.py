@@ -18,7 +18,7 @@ from conveyor.gateway.outlier import is_replica_fault
 from conveyor.gateway.replica import Replica, inflight_of
 from conveyor.gateway.routes import Route, RoutingTable
 from conveyor.gateway.upstream import ConnectionFailed
-from conveyor.server.dataplane import EXTENSIONS, SERVER_NAME, SERVER_VERSION
+from conveyor.server.dataplane import server_metadata
 from conveyor.server.service import EncodedRequest, EncodedResponse
 
 log = logging.getLogger("conveyor.gateway")
@@ -43,7 +43,7 @@ class Gateway:
         return all(any(r.admitted for r in route.replicas) for route in self.table.routes)
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)}
+        return server_metadata()
 
     async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         route = self.table.resolve(name, version)

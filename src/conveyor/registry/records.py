@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 
+class Record:
+    """``to_dict``: the dataclass fields in order, deep-copied, timestamps as ISO 8601 strings."""
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = asdict(self)  # type: ignore[call-overload]
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()}
+
+
 @dataclass(frozen=True)
-class VersionInfo:
+class VersionInfo(Record):
     """One registered model version. Content (digest, signature) never changes; tags and aliases may."""
 
     name: str
@@ -29,26 +37,9 @@ class VersionInfo:
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "sha256": self.sha256,
-            "size_bytes": self.size_bytes,
-            "framework": self.framework,
-            "signature": self.signature,
-            "description": self.description,
-            "tags": dict(self.tags),
-            "aliases": list(self.aliases),
-            "parent_version": self.parent_version,
-            "created_at": self.created_at.isoformat(),
-            "created_by": self.created_by,
-            "metadata": self.metadata,
-        }
-
 
 @dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(Record):
     """A model and a summary of its versions; ``latest_version`` is None once every version is deleted."""
 
     name: str
@@ -59,32 +50,18 @@ class ModelInfo:
     created_at: datetime  # aware, UTC
     created_by: str | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "latest_version": self.latest_version,
-            "version_count": self.version_count,
-            "aliases": dict(self.aliases),
-            "created_at": self.created_at.isoformat(),
-            "created_by": self.created_by,
-        }
-
 
 @dataclass(frozen=True)
-class ApplyResult:
+class ApplyResult(Record):
     """The outcome of ``apply`` or ``rollback``: ``changed`` is False when the spec was already current."""
 
     name: str
     revision: int
     changed: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "revision": self.revision, "changed": self.changed}
-
 
 @dataclass(frozen=True)
-class RevisionInfo:
+class RevisionInfo(Record):
     """One immutable revision of a deployment: the canonical spec as applied, and why."""
 
     name: str
@@ -95,20 +72,9 @@ class RevisionInfo:
     created_by: str | None
     change_cause: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "revision": self.revision,
-            "spec": self.spec,
-            "fingerprint": self.fingerprint,
-            "created_at": self.created_at.isoformat(),
-            "created_by": self.created_by,
-            "change_cause": self.change_cause,
-        }
-
 
 @dataclass(frozen=True)
-class DeploymentInfo:
+class DeploymentInfo(Record):
     """A deployment and its current revision's spec."""
 
     name: str
@@ -119,26 +85,12 @@ class DeploymentInfo:
     updated_at: datetime  # aware, UTC: when the current revision was made
     created_by: str | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "revision": self.revision,
-            "spec": self.spec,
-            "fingerprint": self.fingerprint,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "created_by": self.created_by,
-        }
-
 
 @dataclass(frozen=True)
-class EventInfo:
+class EventInfo(Record):
     """One event of a deployment, as ``describe`` shows it."""
 
     name: str
     time: datetime  # aware, UTC
     kind: str
     message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "time": self.time.isoformat(), "kind": self.kind, "message": self.message}

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version as _dist_version
 from typing import Any, TypeVar
 
-from conveyor.errors import Conflict, NotFound
 from conveyor.protocol.codec import binary_outputs_of, decode_infer_request, encode_infer_response
 from conveyor.protocol.types import InferRequest, InferResponse, ResponseOutput
 from conveyor.runtime import Batcher, BatchingConfig, OnnxModel
 from conveyor.server.service import EncodedRequest, EncodedResponse
+from conveyor.server.versions import VersionIndex
 
 T = TypeVar("T")
 SERVER_NAME = "conveyor"
@@ -30,11 +30,9 @@ SERVER_VERSION = _dist_version("conveyor")
 INLINE_CODEC_BYTES = 1024 * 1024
 
 
-def _version_key(v: str | None) -> tuple[int, int, str]:
-    """Numeric versions order numerically and above non-numeric ones; a model without a version is lowest."""
-    if v is None:
-        return (0, 0, "")
-    return (2, int(v), v) if v.isdigit() else (1, 0, v)
+def server_metadata() -> dict[str, Any]:
+    """V2 server metadata, the same from a replica and from the gateway."""
+    return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)}
 
 
 class DataPlane:
@@ -50,15 +48,8 @@ class DataPlane:
     ) -> None:
         """``batching`` applies to models whose own ``batching`` is None (default: BatchingConfig())."""
         self.max_elements = max_elements
-        self._models: dict[tuple[str, str | None], OnnxModel] = {}
-        for m in models:
-            if (m.name, m.version) in self._models:
-                raise Conflict(f"model {m.name!r} version {m.version!r} is served twice")
-            self._models[(m.name, m.version)] = m
-        self._versions: dict[str, list[str | None]] = {}
-        for name, version in sorted(self._models, key=lambda k: _version_key(k[1])):
-            self._versions.setdefault(name, []).append(version)
-        self._default = {name: self._models[(name, vs[-1])] for name, vs in self._versions.items()}
+        self._index: VersionIndex[OnnxModel] = VersionIndex((m.name, m.version, m) for m in models)
+        self._models = self._index.items()
         workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="conveyor-infer")
         default = batching or BatchingConfig()
@@ -76,18 +67,11 @@ class DataPlane:
         return bool(self._models)
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)}
+        return server_metadata()
 
     def model(self, name: str, version: str | None = None) -> OnnxModel:
         """The served model; NotFound naming what is served instead."""
-        found = self._default.get(name) if version is None else self._models.get((name, version))
-        if found is not None:
-            return found
-        if name not in self._versions:
-            served = ", ".join(sorted(self._versions)) or "none"
-            raise NotFound(f"model {name!r} is not served here (served: {served})")
-        versions = ", ".join(v for v in self._versions[name] if v is not None) or "none"
-        raise NotFound(f"model {name!r} has no version {version!r} here (served versions: {versions})")
+        return self._index.get(name, version)
 
     def batcher(self, name: str, version: str | None = None) -> Batcher:
         """The batcher of a served model (its config, stats and queue)."""
@@ -96,7 +80,7 @@ class DataPlane:
 
     async def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         meta = self.model(name, version).metadata()
-        meta["versions"] = [v for v in self._versions[name] if v is not None]
+        meta["versions"] = self._index.versions(name)
         return meta
 
     async def model_ready(self, name: str, version: str | None = None) -> dict[str, Any]:
