@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import uvicorn
 from starlette.applications import Starlette
 
 from conveyor.errors import ConveyorError, Unavailable
 from conveyor.gateway.gateway import Gateway
 from conveyor.server import rest
-from conveyor.server.gc_tuning import freeze_startup_heap
-from conveyor.server.grpc import RunningGrpcServer, start_grpc_server
-from conveyor.server.runner import GRACEFUL_SHUTDOWN_S, UvicornServer
+from conveyor.server.runner import run_app
 from conveyor.settings import Settings
 
 Hook = Callable[[], Awaitable[None]]
@@ -69,30 +66,17 @@ def serve_gateway(
     With ``grpc_port`` the V2 gRPC front end serves the same gateway in the same loop. A startup that failed
     (replicas never ready, a port in use) raises instead of returning quietly.
     """
-    config = uvicorn.Config(
+    server = run_app(
         app,
+        app.state.gateway,
         host=host,
         port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
+        on_ready=on_ready,
         log_level=log_level,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        server_header=False,
+        grpc_port=grpc_port,
+        on_grpc_ready=on_grpc_ready,
+        max_message_bytes=max_message_bytes,
     )
-    start_grpc = None
-    if grpc_port is not None:
-        gateway = app.state.gateway
-
-        async def start_grpc() -> RunningGrpcServer:
-            return await start_grpc_server(
-                gateway, host=host, port=grpc_port, max_message_bytes=max_message_bytes
-            )
-
-    server = UvicornServer(config, on_ready, start_grpc, on_grpc_ready)
-    freeze_startup_heap()
-    server.run()
     error = getattr(app.state, "startup_error", None)
     if error is not None:
         raise error

@@ -11,12 +11,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import FrameType
 
 import uvicorn
+from starlette.applications import Starlette
 
 from conveyor.errors import Unavailable
 from conveyor.runtime import OnnxModel
 from conveyor.server.gc_tuning import freeze_startup_heap
 from conveyor.server.grpc import RunningGrpcServer, start_grpc_server
 from conveyor.server.rest import create_app
+from conveyor.server.service import InferenceService
 from conveyor.settings import Settings, get_settings
 
 GRACEFUL_SHUTDOWN_S = 30
@@ -69,6 +71,47 @@ class UvicornServer(uvicorn.Server):
         self._captured_signals.clear()
 
 
+def run_app(
+    app: Starlette,
+    service: InferenceService,
+    *,
+    host: str,
+    port: int,
+    on_ready: Callable[[str], None] | None = None,
+    log_level: str = "warning",
+    access_log: bool = False,
+    grpc_port: int | None = None,
+    on_grpc_ready: Callable[[str], None] | None = None,
+    max_message_bytes: int = 64 * 1024 * 1024,
+) -> UvicornServer:
+    """Serve ``app`` (and gRPC over ``service`` when ``grpc_port`` is set) until signalled; the finished
+    server tells whether it started and whether gRPC failed."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=access_log,
+        log_level=log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        server_header=False,
+    )
+    start_grpc = None
+    if grpc_port is not None:
+
+        async def start_grpc() -> RunningGrpcServer:
+            return await start_grpc_server(
+                service, host=host, port=grpc_port, max_message_bytes=max_message_bytes
+            )
+
+    server = UvicornServer(config, on_ready, start_grpc, on_grpc_ready)
+    freeze_startup_heap()
+    server.run()
+    return server
+
+
 def serve(
     models: Sequence[OnnxModel],
     *,
@@ -89,29 +132,17 @@ def serve(
     """
     settings = settings or get_settings()
     app = create_app(models, settings)
-    config = uvicorn.Config(
+    server = run_app(
         app,
+        app.state.dataplane,
         host=host,
         port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=access_log,
+        on_ready=on_ready,
         log_level=log_level,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        server_header=False,
+        access_log=access_log,
+        grpc_port=grpc_port,
+        on_grpc_ready=on_grpc_ready,
+        max_message_bytes=settings.max_body_bytes,
     )
-    start_grpc = None
-    if grpc_port is not None:
-        plane = app.state.dataplane
-
-        async def start_grpc() -> RunningGrpcServer:
-            return await start_grpc_server(
-                plane, host=host, port=grpc_port, max_message_bytes=settings.max_body_bytes
-            )
-
-    server = UvicornServer(config, on_ready, start_grpc, on_grpc_ready)
-    freeze_startup_heap()
-    server.run()
     if server.failed:
         raise SystemExit(1)
