@@ -123,7 +123,9 @@ class FrameReader:
             start = at + HEADER.size
             if end - start < length:
                 break
-            frames.append((stream, kind, bytes(buf[start : start + length])))
+            # One copy out of the buffer (a bytearray slice would be a second one); the view is a temporary,
+            # released before ``del buf[...]`` resizes the buffer.
+            frames.append((stream, kind, bytes(memoryview(buf)[start : start + length])))
             at = start + length
         if at:
             del buf[:at]

@@ -14,12 +14,18 @@ Parameters = dict[str, Any]
 
 
 @dataclass(slots=True)
-class RequestInput:
+class Tensor:
+    """A named tensor on the wire: a request's input or a response's output (shaped alike)."""
+
     name: str
     datatype: str
     shape: tuple[int, ...]
     data: np.ndarray[Any, Any]
     parameters: Parameters = field(default_factory=dict)
+
+
+RequestInput = Tensor
+ResponseOutput = Tensor
 
 
 @dataclass(slots=True)
@@ -38,15 +44,6 @@ class InferRequest:
 
     def output_names(self) -> list[str] | None:
         return None if self.outputs is None else [o.name for o in self.outputs]
-
-
-@dataclass(slots=True)
-class ResponseOutput:
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-    data: np.ndarray[Any, Any]
-    parameters: Parameters = field(default_factory=dict)
 
 
 @dataclass(slots=True)
