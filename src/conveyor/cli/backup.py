@@ -12,7 +12,9 @@ from rich.table import Table
 
 import conveyor
 from conveyor.cli.output import console, human_size, print_json
-from conveyor.registry import backup as backups
+from conveyor.registry.archive import BackupSummary
+from conveyor.registry.backup import backup as write_backup
+from conveyor.registry.restore import restore as read_backup
 
 FileArg = Annotated[Path, typer.Argument(help="Backup archive: .tar.gz, .tgz or .tar.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
@@ -20,15 +22,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 
 def backup(path: FileArg, as_json: JsonOpt = False) -> None:
     """Write the registry (models, versions, aliases, deployments) and every artifact to FILE, verified."""
-    _run(backups.backup, path, "Backing up", as_json)
+    _run(write_backup, path, "Backing up", as_json)
 
 
 def restore(path: FileArg, as_json: JsonOpt = False) -> None:
     """Restore FILE into an empty registry; every artifact is verified before anything is written."""
-    _run(backups.restore, path, "Verifying and restoring", as_json)
+    _run(read_backup, path, "Verifying and restoring", as_json)
 
 
-def _run(action: Callable[..., backups.BackupSummary], path: Path, label: str, as_json: bool) -> None:
+def _run(action: Callable[..., BackupSummary], path: Path, label: str, as_json: bool) -> None:
     with conveyor.open_registry() as registry:
         if as_json:
             summary = action(registry, path)
@@ -42,7 +44,7 @@ def _run(action: Callable[..., backups.BackupSummary], path: Path, label: str, a
     if as_json:
         print_json(summary.to_dict())
         return
-    verb = "Backed up to" if action is backups.backup else "Restored from"
+    verb = "Backed up to" if action is write_backup else "Restored from"
     table = Table(title=f"{verb} {path.name}", title_justify="left")
     table.add_column("what")
     table.add_column("count", justify="right")

@@ -62,6 +62,11 @@ class Registry:
         return DeploymentStore(self._db, user=self._user)
 
     @property
+    def database(self) -> Database:
+        """The migrated database under this registry, for whole-registry work (backup, restore)."""
+        return self._db
+
+    @property
     def url(self) -> str:
         """The database URL with any password masked."""
         return self._db.display_url

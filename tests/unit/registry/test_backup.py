@@ -13,7 +13,9 @@ import pytest
 
 from conveyor import errors
 from conveyor.registry import LocalArtifactStore, Registry
-from conveyor.registry.backup import BackupSummary, backup, restore
+from conveyor.registry.archive import BackupSummary
+from conveyor.registry.backup import backup
+from conveyor.registry.restore import restore
 from conveyor.spec import Deployment
 from tests.unit.registry.conftest import SIG
 

@@ -1,0 +1,245 @@
+"""Restore a backup into an empty registry: verify the whole archive first, then store the blobs, then one
+transaction for the rows, so a bad archive changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from conveyor import errors
+from conveyor.registry.archive import (
+    ARTIFACTS,
+    CHUNK,
+    FORMAT_VERSION,
+    MANIFEST,
+    ROWS,
+    TABLES,
+    BackupSummary,
+    Progress,
+    conveyor_version,
+    known_revisions,
+    parse_json,
+    parse_time,
+    summary,
+)
+from conveyor.registry.orm import (
+    Alias,
+    DeploymentEvent,
+    DeploymentRevision,
+    DeploymentRow,
+    Model,
+    ModelVersion,
+)
+from conveyor.registry.service import Registry
+from conveyor.registry.store import check_digest
+
+
+def restore(registry: Registry, path: Path, progress: Progress | None = None) -> BackupSummary:
+    """Restore into an EMPTY registry: verify the whole archive, store the blobs, then one transaction."""
+    path = Path(path)
+    if not path.is_file():
+        raise errors.NotFound(f"backup file {path} does not exist")
+    with _reading(path):
+        manifest, rows = _verify_archive(path, progress)
+    registry.database.transaction(_check_empty)  # again inside the write below: this one spares orphan blobs
+    total = sum(int(a["size"]) for a in manifest["artifacts"])
+    done = total
+    # Blobs first: content-addressed, so blobs left by a failed transaction below are harmless.
+    with _reading(path):
+        _store_blobs(registry, path, done, total, progress)
+    registry.database.transaction(lambda s: _load_rows(s, rows), write=True)
+    return summary(path, manifest)
+
+
+def _store_blobs(registry: Registry, path: Path, done: int, total: int, progress: Progress | None) -> None:
+    for sha256, member in _members(path):
+        with tempfile.TemporaryDirectory(prefix="conveyor-restore-") as d:
+            tmp = Path(d) / "blob"
+            with tmp.open("wb") as out:
+                _copy(member, out)
+            got, size = registry.store.put_file(tmp)
+        if got != sha256:
+            raise errors.IntegrityError(f"backup {path} changed during the restore: artifact {sha256}")
+        done += size
+        if progress:
+            progress(done, 2 * total)
+
+
+def _verify_archive(path: Path, progress: Progress | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read everything once; check manifest, row counts and every blob's size and digest. Writes nothing."""
+    texts: dict[str, bytes] = {}
+    blobs: dict[str, int] = {}
+    done = 0
+    total = 0
+    for name, member in _entries(path):
+        if name in (MANIFEST, ROWS):
+            texts[name] = member.read()
+            if name == MANIFEST:
+                total = sum(int(a.get("size", 0)) for a in parse_json(texts[name], name).get("artifacts", []))
+            continue
+        digest, size = hashlib.sha256(), 0
+        for chunk in iter(lambda: member.read(CHUNK), b""):  # noqa: B023 - consumed in this iteration
+            digest.update(chunk)
+            size += len(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, 2 * total)
+        if digest.hexdigest() != name:
+            raise errors.IntegrityError(
+                f"backup {path} is corrupt: artifact {name} has sha256 {digest.hexdigest()}; nothing restored"
+            )
+        blobs[name] = size
+    for name in (MANIFEST, ROWS):
+        if name not in texts:
+            raise errors.InvalidInput(f"{path} is not a Conveyor backup: {name} is missing")
+    manifest = parse_json(texts[MANIFEST], MANIFEST)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise errors.InvalidInput(
+            f"backup {path} has format version {manifest.get('format_version')!r}; "
+            f"this Conveyor reads version {FORMAT_VERSION}"
+        )
+    schema, writer = manifest.get("schema_revision"), manifest.get("conveyor_version")
+    if str(schema) not in known_revisions():
+        raise errors.InvalidInput(
+            f"backup {path} has schema revision {schema!r}, unknown to this Conveyor {conveyor_version()}: "
+            f"restore it with the Conveyor that wrote it ({writer})"
+        )
+    if hashlib.sha256(texts[ROWS]).hexdigest() != manifest.get("registry_sha256"):
+        raise errors.IntegrityError(f"backup {path} is corrupt: {ROWS} does not match the manifest")
+    expected = {str(a["sha256"]): int(a["size"]) for a in manifest.get("artifacts", [])}
+    if blobs != expected:
+        missing = sorted(set(expected) - set(blobs)) or sorted(set(blobs) - set(expected))
+        raise errors.IntegrityError(
+            f"backup {path} is incomplete or corrupt: artifacts differ from the manifest ({missing[:1]})"
+        )
+    rows = parse_json(texts[ROWS], ROWS)
+    counts = {t: len(rows.get(t, [])) for t in TABLES}
+    if counts != manifest.get("counts"):
+        raise errors.IntegrityError(f"backup {path} is corrupt: row counts {counts} differ from the manifest")
+    if any(v["sha256"] not in expected for v in rows["versions"]):
+        raise errors.IntegrityError(f"backup {path} is incomplete: a version's artifact is not in it")
+    return manifest, rows
+
+
+def _entries(path: Path) -> Iterator[tuple[str, IO[bytes]]]:
+    """(name, file) for each member; anything but manifest, rows and artifacts/<sha256> is refused."""
+    seen: set[str] = set()
+    with tarfile.open(path, "r:*") as tar:
+        for m in tar:
+            name = m.name.removeprefix(ARTIFACTS) if m.name.startswith(ARTIFACTS) else m.name
+            if m.name.startswith(ARTIFACTS):
+                check_digest(name)
+            elif name not in (MANIFEST, ROWS):
+                raise errors.InvalidInput(f"{path} is not a Conveyor backup: unexpected entry {m.name!r}")
+            if not m.isfile() or name in seen:
+                raise errors.InvalidInput(f"{path} is not a Conveyor backup: bad entry {m.name!r}")
+            seen.add(name)
+            f = tar.extractfile(m)
+            assert f is not None  # a regular file
+            yield name, f
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A damaged archive (bad gzip, short tar) becomes one IntegrityError."""
+    try:
+        yield
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise errors.IntegrityError(
+            f"backup {path} is truncated or corrupt ({e}); nothing restored"
+        ) from None
+
+
+def _members(path: Path) -> Iterator[tuple[str, IO[bytes]]]:
+    return ((n, f) for n, f in _entries(path) if n not in (MANIFEST, ROWS))
+
+
+def _copy(src: IO[bytes], dst: IO[bytes]) -> None:
+    for chunk in iter(lambda: src.read(CHUNK), b""):
+        dst.write(chunk)
+
+
+def _check_empty(s: Session) -> None:
+    present = {
+        "models": s.scalar(select(func.count()).select_from(Model)),
+        "deployments": s.scalar(select(func.count()).select_from(DeploymentRow)),
+    }
+    if any(present.values()):
+        what = ", ".join(f"{n} {t}" for t, n in present.items() if n)
+        raise errors.Conflict(
+            f"restore needs an empty registry, but this one holds {what}; restore into a new CONVEYOR_HOME "
+            "or database (merging into a used registry is not supported)"
+        )
+
+
+def _load_rows(s: Session, rows: dict[str, Any]) -> None:
+    _check_empty(s)
+    try:
+        _insert_rows(s, rows)
+    except (KeyError, TypeError, ValueError) as e:
+        raise errors.InvalidInput(f"backup {ROWS} is malformed: {type(e).__name__}: {e}") from None
+
+
+def _insert_rows(s: Session, rows: dict[str, Any]) -> None:
+    models: dict[str, Model] = {}
+    for r in rows["models"]:
+        models[r["name"]] = m = Model(
+            name=r["name"], description=r["description"], last_version=r["last_version"]
+        )
+        _stamp(m, r)
+    deps: dict[str, DeploymentRow] = {}
+    for r in rows["deployments"]:
+        deps[r["name"]] = d = DeploymentRow(
+            name=r["name"], current_revision=r["current_revision"], updated_at=parse_time(r["updated_at"])
+        )
+        _stamp(d, r)
+    s.add_all([*models.values(), *deps.values()])
+    s.flush()  # ids for the rows below
+    for r in rows["versions"]:
+        v = ModelVersion(
+            model_id=models[r["model"]].id,
+            **{k: r[k] for k in ("version", "sha256", "size_bytes", "framework", "signature", "description")},
+            tags=r["tags"],
+            parent_version=r["parent_version"],
+            meta=r["metadata"],
+        )
+        s.add(_stamp(v, r))
+    s.flush()  # aliases reference (model_id, version)
+    s.add_all(
+        Alias(model_id=models[r["model"]].id, alias=r["alias"], version=r["version"]) for r in rows["aliases"]
+    )
+    for r in rows["revisions"]:
+        rev = DeploymentRevision(
+            deployment_id=deps[r["deployment"]].id,
+            revision=r["revision"],
+            spec=r["spec"],
+            fingerprint=r["fingerprint"],
+            change_cause=r["change_cause"],
+        )
+        s.add(_stamp(rev, r))
+    s.add_all(
+        DeploymentEvent(
+            deployment_id=deps[r["deployment"]].id,
+            time=parse_time(r["time"]),
+            kind=r["kind"],
+            message=r["message"],
+        )
+        for r in rows["events"]
+    )
+    s.flush()
+
+
+def _stamp(obj: Any, r: dict[str, Any]) -> Any:
+    obj.created_at = parse_time(r["created_at"])
+    obj.created_by = r["created_by"]
+    return obj
