@@ -173,30 +173,24 @@ class Batcher:
         """Move queued requests into ``pending``; True once the stop sentinel is seen."""
         cap = self.config.max_batch_size
         rows = sum(j.rows for j in pending)
-        get = self._queue.get_nowait
-        while rows < cap:
+        # First take what is already queued, up to the cap. Then wait (up to max_queue_delay) only while the
+        # last batch says more requests are on their way: a lone request under light load runs at once
+        # instead of paying the delay for a batch that cannot grow.
+        limit, deadline = cap, None
+        while rows < limit:
             try:
-                job = get()
+                if deadline is None:
+                    job = self._queue.get_nowait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    job = self._queue.get(timeout=remaining)
             except Empty:
-                break
-            if job is None:
-                return True
-            pending.append(job)
-            rows += job.rows
-        # Wait only while the last batch says more requests are on their way: a lone request under light
-        # load runs at once instead of paying max_queue_delay for a batch that cannot grow.
-        target = min(cap, self._last_rows)
-        if rows >= target or self._delay_s <= 0:
-            return False
-        deadline = time.monotonic() + self._delay_s
-        while rows < target:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                job = self._queue.get(timeout=remaining)
-            except Empty:
-                break
+                if deadline is not None or self._delay_s <= 0:
+                    break
+                limit, deadline = min(cap, self._last_rows), time.monotonic() + self._delay_s
+                continue
             if job is None:
                 return True
             pending.append(job)
