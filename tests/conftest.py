@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.processes",
     "tests.fixtures.postgres",
+    "tests.fixtures.racing",
     "tests.fixtures.models",
 ]

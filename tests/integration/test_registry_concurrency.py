@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import queue
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from conveyor.registry import LocalArtifactStore, Registry
+from tests.fixtures.racing import race
 
 WORKERS = 4
 PER_WORKER = 5
 SIG: dict[str, Any] = {"inputs": [], "outputs": []}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'registry.db'}"
-    else:
-        yield request.getfixturevalue("postgres_db_url")
 
 
 def _register_many(url: str, root: str, worker: int, start: Any, results: Any) -> None:
@@ -39,44 +26,15 @@ def _register_many(url: str, root: str, worker: int, start: Any, results: Any) -
     results.put(out)
 
 
-def _next_result(results: Any, procs: list[Any], timeout: float = 60.0) -> list[tuple[int, bytes]]:
-    # Fail as soon as a worker dies instead of waiting out the timeout.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return results.get(timeout=0.2)  # type: ignore[no-any-return]
-        except queue.Empty:
-            failed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-            assert not failed, (
-                f"a registering worker failed with exit code {failed[0]} (see its traceback above)"
-            )
-    raise AssertionError(f"workers produced no result within {timeout}s")
-
-
 def test_concurrent_registrations_get_distinct_numbers_and_lose_nothing(
     fresh_url: str, tmp_path: Path
 ) -> None:
-    ctx = mp.get_context("spawn")
-    start, results = ctx.Barrier(WORKERS), ctx.Queue()
     root = tmp_path / "artifacts"
-    procs = [
-        ctx.Process(target=_register_many, args=(fresh_url, str(root), w, start, results))
-        for w in range(WORKERS)
-    ]
-    for p in procs:
-        p.start()
-    try:
-        claimed: dict[int, bytes] = {}
-        for _ in range(WORKERS):
-            for version, payload in _next_result(results, procs):
-                assert version not in claimed, f"version {version} handed out twice"
-                claimed[version] = payload
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    assert [p.exitcode for p in procs] == [0] * WORKERS
+    claimed: dict[int, bytes] = {}
+    for batch in race(_register_many, (fresh_url, str(root)), WORKERS):
+        for version, payload in batch:
+            assert version not in claimed, f"version {version} handed out twice"
+            claimed[version] = payload
 
     total = WORKERS * PER_WORKER
     assert sorted(claimed) == list(range(1, total + 1))
