@@ -1,0 +1,42 @@
+"""What the management API asks of the running control plane (reconciler, routing, load reports).
+
+The API module depends on this interface only; ``conveyor.control.reconciler.Reconciler`` implements it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+
+class ControlRuntime(Protocol):
+    epoch: str
+    """Changes every time a control plane starts; part of every routing table."""
+
+    def replicas(self, deployment: str | None = None) -> list[dict[str, Any]]:
+        """ReplicaStatus dicts (docs/control-plane.md), optionally of one deployment."""
+        ...
+
+    def replica_counts(self, deployment: str) -> dict[str, int]:
+        """``{"desired", "ready", "total"}`` for a deployment (zeros when the reconciler has not seen it)."""
+        ...
+
+    def gateways(self) -> list[dict[str, Any]]:
+        """Gateways that reported in the last few seconds: ``{"id", "url", "grpcUrl", "lastSeen", ...}``."""
+        ...
+
+    def routing(self) -> dict[str, Any]:
+        """The current routing table."""
+        ...
+
+    def watch(self) -> AsyncIterator[dict[str, Any]]:
+        """The current routing table, then every new one, until the caller stops iterating."""
+        ...
+
+    def report(self, report: dict[str, Any]) -> None:
+        """A gateway's load report (validated by the API)."""
+        ...
+
+    def changed(self, deployment: str | None = None) -> None:
+        """Desired state changed (apply, scale, rollback, delete): reconcile now rather than at the next tick."""
+        ...
