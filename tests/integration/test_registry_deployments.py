@@ -1,7 +1,8 @@
-"""Deployment revisions from real processes, and migration 0002 over a 0001 database (SQLite, PostgreSQL)."""
+"""Deployment revisions from real processes; migrations 0002 and 0003 over older databases (SQLite, PG)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +59,22 @@ def test_concurrent_applies_get_distinct_revisions_and_lose_nothing(fresh_url: s
         assert registry.deployments.apply(*_spec(99_999)).revision == total + 1
 
 
+def _database_at(url: str, revision: str) -> Database:
+    """The database at ``url`` migrated only up to ``revision``, as an older Conveyor left it."""
+    db = Database(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return db
+
+
 def test_migration_0002_upgrades_a_0001_registry_in_place(fresh_url: str, tmp_path: Path) -> None:
     store = LocalArtifactStore(tmp_path / "artifacts")
     sha256, size = store.put_bytes(b"model from the 0001 days")
-    db = Database(fresh_url)
+    db = _database_at(fresh_url, "0001")
     try:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0001")
         assert "deployments" not in inspect(db.engine).get_table_names()
         with Session(db.engine) as s, s.begin():
             model = Model(name="iris", last_version=1, created_at=utcnow(), created_by="old")
@@ -99,6 +106,42 @@ def test_migration_0002_upgrades_a_0001_registry_in_place(fresh_url: str, tmp_pa
     try:
         with db.engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-        assert version == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0002"
+        assert version == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0003"
     finally:
         db.dispose()
+
+
+def test_migration_0003_keeps_old_revisions_with_no_resolved_model(fresh_url: str, tmp_path: Path) -> None:
+    db = _database_at(fresh_url, "0002")
+    try:
+        columns = {c["name"] for c in inspect(db.engine).get_columns("deployment_revisions")}
+        assert "model" not in columns
+        body, fp = _spec(2)
+        with db.engine.begin() as conn:
+            now = utcnow()
+            conn.execute(
+                text(
+                    "INSERT INTO deployments (name, current_revision, created_at, updated_at) "
+                    "VALUES ('racy', 1, :now, :now)"
+                ),
+                {"now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO deployment_revisions (deployment_id, revision, spec, fingerprint, "
+                    "created_at, change_cause) SELECT id, 1, :spec, :fp, :now, 'apply' FROM deployments"
+                ),
+                {"spec": json.dumps(body), "fp": fp, "now": now},
+            )
+    finally:
+        db.dispose()
+
+    with Registry(fresh_url, LocalArtifactStore(tmp_path / "artifacts")) as registry:
+        deps = registry.deployments
+        assert (deps.get("racy").spec, deps.get("racy").model) == (body, None)
+        # Applying the same spec now that the model is resolved records it as a new revision.
+        result = deps.apply(body, fp, model="m:1")
+        assert (result.revision, result.changed) == (2, True)
+        assert [r.model for r in deps.history("racy")] == [None, "m:1"]
+        assert deps.rollback("racy").changed is True
+        assert deps.get("racy").model is None

@@ -120,6 +120,7 @@ def _dump_rows(s: Session) -> tuple[str, dict[str, list[dict[str, Any]]]]:
                 revision=r.revision,
                 spec=r.spec,
                 fingerprint=r.fingerprint,
+                model=r.model,
                 change_cause=r.change_cause,
             )
             for r in s.scalars(

@@ -25,6 +25,7 @@ _NAME = re.compile(rf"^{NAME_PATTERN}$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 _KIND = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _APPLY_RETRIES = 8
+_MODEL_MAX = 300
 
 
 class DeploymentStore:
@@ -41,14 +42,21 @@ class DeploymentStore:
         spec: dict[str, Any],
         fingerprint: str,
         *,
+        model: str | None = None,
         created_by: str | None = None,
         change_cause: str = "apply",
     ) -> ApplyResult:
-        """Store ``spec`` (canonical ``to_dict()``) as a new revision unless its fingerprint is current."""
+        """Store ``spec`` (canonical ``to_dict()``) as a new revision unless it is current.
+
+        ``model`` is the resolved ``name:version`` the revision runs. Current means the same fingerprint AND
+        the same model, so re-applying a spec whose alias has moved since makes a new revision.
+        """
         name = _spec_name(spec)
         spec = _check_json(spec)
         if not isinstance(fingerprint, str) or not _FINGERPRINT.match(fingerprint):
             raise errors.InvalidInput(f"invalid fingerprint {fingerprint!r}: use 64 lowercase hex digits")
+        if model is not None and (not isinstance(model, str) or not 0 < len(model) <= _MODEL_MAX):
+            raise errors.InvalidInput(f"invalid model {model!r}: use NAME:VERSION (at most {_MODEL_MAX})")
         cause = _check_text("change_cause", change_cause)
         by = created_by if created_by is not None else self._user
 
@@ -56,19 +64,21 @@ class DeploymentStore:
             row = self._lock_or_create(s, name, by)
             if row.current_revision:
                 current = _revision_row(s, row, row.current_revision)
-                if current.fingerprint == fingerprint:
+                if (current.fingerprint, current.model) == (fingerprint, model):
                     return ApplyResult(name, row.current_revision, changed=False)
-            return ApplyResult(name, _add_revision(s, row, spec, fingerprint, by, cause), changed=True)
+            revision = _add_revision(s, row, spec, fingerprint, model, by, cause)
+            return ApplyResult(name, revision, changed=True)
 
         return self._db.transaction(txn, write=True, retries=_APPLY_RETRIES)
 
     def rollback(
         self, name: str, to_revision: int | None = None, *, created_by: str | None = None
     ) -> ApplyResult:
-        """Apply an earlier revision's spec as a new revision (default: the one before current).
+        """Apply an earlier revision's spec and model as a new revision (default: the one before current).
 
-        A target whose spec equals the current one is a no-op (``changed=False``). The default target is
-        ``current - 1``, so rolling back twice returns to where it started, like ``kubectl rollout undo``.
+        A target whose spec and model equal the current ones is a no-op (``changed=False``). The default
+        target is ``current - 1``, so rolling back twice returns to where it started, like ``kubectl rollout
+        undo``.
         """
         _check_name(name)
         if to_revision is not None:
@@ -82,10 +92,11 @@ class DeploymentStore:
                 raise errors.Conflict(f"deployment {name!r} has no earlier revision to roll back to")
             target = _revision_row(s, row, target_number)
             current = _revision_row(s, row, row.current_revision)
-            if target.fingerprint == current.fingerprint:
+            if (target.fingerprint, target.model) == (current.fingerprint, current.model):
                 return ApplyResult(name, row.current_revision, changed=False)
             cause = f"rollback to {target_number}"
-            return ApplyResult(name, _add_revision(s, row, target.spec, target.fingerprint, by, cause), True)
+            revision = _add_revision(s, row, target.spec, target.fingerprint, target.model, by, cause)
+            return ApplyResult(name, revision, changed=True)
 
         return self._db.transaction(txn, write=True, retries=_APPLY_RETRIES)
 
@@ -198,7 +209,13 @@ class DeploymentStore:
 
 
 def _add_revision(
-    s: Session, row: DeploymentRow, spec: dict[str, Any], fingerprint: str, by: str | None, cause: str
+    s: Session,
+    row: DeploymentRow,
+    spec: dict[str, Any],
+    fingerprint: str,
+    model: str | None,
+    by: str | None,
+    cause: str,
 ) -> int:
     row.current_revision += 1
     row.updated_at = utcnow()
@@ -208,6 +225,7 @@ def _add_revision(
             revision=row.current_revision,
             spec=spec,
             fingerprint=fingerprint,
+            model=model,
             created_at=row.updated_at,
             created_by=by,
             change_cause=cause,
@@ -251,6 +269,7 @@ def _deployment_info(row: DeploymentRow, current: DeploymentRevision) -> Deploym
         revision=row.current_revision,
         spec=current.spec,
         fingerprint=current.fingerprint,
+        model=current.model,
         created_at=row.created_at,
         updated_at=row.updated_at,
         created_by=row.created_by,
@@ -263,6 +282,7 @@ def _revision_info(name: str, r: DeploymentRevision) -> RevisionInfo:
         revision=r.revision,
         spec=r.spec,
         fingerprint=r.fingerprint,
+        model=r.model,
         created_at=r.created_at,
         created_by=r.created_by,
         change_cause=r.change_cause,

@@ -127,6 +127,8 @@ class DeploymentRevision(Base):
     revision: Mapped[int] = mapped_column(Integer, nullable=False)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The resolved ``name:version`` the revision runs (an alias in the spec is pinned when it is created).
+    model: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(256))
     change_cause: Mapped[str] = mapped_column(Text, nullable=False)

@@ -68,6 +68,7 @@ class RevisionInfo(Record):
     revision: int
     spec: dict[str, Any]
     fingerprint: str
+    model: str | None  # the resolved name:version; None for revisions made before it was recorded
     created_at: datetime  # aware, UTC
     created_by: str | None
     change_cause: str
@@ -81,6 +82,7 @@ class DeploymentInfo(Record):
     revision: int
     spec: dict[str, Any]
     fingerprint: str
+    model: str | None  # the current revision's resolved name:version
     created_at: datetime  # aware, UTC
     updated_at: datetime  # aware, UTC: when the current revision was made
     created_by: str | None

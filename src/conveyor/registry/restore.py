@@ -224,6 +224,7 @@ def _insert_rows(s: Session, rows: dict[str, Any]) -> None:
             revision=r["revision"],
             spec=r["spec"],
             fingerprint=r["fingerprint"],
+            model=r.get("model"),  # absent in backups of schema 0002
             change_cause=r["change_cause"],
         )
         s.add(_stamp(rev, r))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -37,7 +38,7 @@ def populate(reg: Registry) -> None:
     reg.register("wine", b"iris-1", signature=SIG, framework="sklearn", created_by="bob")  # shared blob
     deps = reg.deployments
     for replicas in (1, 3):
-        deps.apply(*spec(replicas), change_cause=f"scale to {replicas}")
+        deps.apply(*spec(replicas), model=f"iris:{replicas}", change_cause=f"scale to {replicas}")
     deps.rollback("web")
     deps.record_event("web", "scaled", "replicas 1 -> 3")
 
@@ -79,6 +80,29 @@ def test_round_trip_restores_everything_and_keeps_counters(
     assert fresh.get_version("wine", 1).created_by == "bob"
     assert fresh.register("iris", b"iris-4", signature=SIG, framework="onnx").version == 4
     assert fresh.deployments.apply(*spec(5)).revision == 4
+    assert [r.model for r in fresh.deployments.history("web")] == ["iris:1", "iris:3", "iris:1", None]
+
+
+def test_a_backup_of_schema_0002_restores_with_no_resolved_models(
+    registry: Registry, fresh: Registry, tmp_path: Path
+) -> None:
+    populate(registry)
+    backup(registry, tmp_path / "b.tar")
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        rows = json.loads(tar.extractfile("registry.json").read())  # type: ignore[union-attr]
+    for r in rows["revisions"]:
+        del r["model"]  # what a Conveyor before migration 0003 wrote
+    old_rows = json.dumps(rows).encode()
+    manifest.update(schema_revision="0002", registry_sha256=hashlib.sha256(old_rows).hexdigest())
+    members: dict[str, bytes | None] = {
+        "manifest.json": json.dumps(manifest).encode(),
+        "registry.json": old_rows,
+    }
+    rewrite(tmp_path / "b.tar", tmp_path / "old.tar.gz", members)
+    restore(fresh, tmp_path / "old.tar.gz")
+    assert [r.model for r in fresh.deployments.history("web")] == [None, None, None]
+    assert fresh.deployments.get("web").spec == registry.deployments.get("web").spec
 
 
 def test_plain_tar_works_and_other_suffixes_are_refused(
@@ -180,7 +204,7 @@ def test_manifest_describes_the_archive(registry: Registry, tmp_path: Path) -> N
         names = tar.getnames()
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
     assert names[:2] == ["manifest.json", "registry.json"]
-    assert manifest["format_version"] == 1 and manifest["schema_revision"] == "0002"
+    assert manifest["format_version"] == 1 and manifest["schema_revision"] == "0003"
     assert {a["sha256"] for a in manifest["artifacts"]} == {n.removeprefix("artifacts/") for n in names[2:]}
     assert not list(tmp_path.glob(".b.tar.gz.tmp-*"))
 

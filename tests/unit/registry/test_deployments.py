@@ -91,6 +91,29 @@ def test_rollback_to_a_revision_equal_to_current_is_a_no_op(deployments: Deploym
     assert len(deployments.history("web")) == 3
 
 
+def test_apply_records_the_resolved_model_and_a_moved_alias_makes_a_new_revision(
+    deployments: DeploymentStore,
+) -> None:
+    body, fp = spec(model="iris@production")
+    assert deployments.apply(body, fp, model="iris:1").revision == 1
+    assert deployments.apply(body, fp, model="iris:1").changed is False
+    moved = deployments.apply(body, fp, model="iris:2")  # same spec, the alias now points at 2
+    assert (moved.revision, moved.changed) == (2, True)
+    assert deployments.get("web").model == "iris:2"
+    assert deployments.get("web").to_dict()["model"] == "iris:2"
+    assert [r.model for r in deployments.history("web")] == ["iris:1", "iris:2"]
+
+
+def test_rollback_returns_to_exactly_the_model_that_revision_ran(deployments: DeploymentStore) -> None:
+    body, fp = spec(model="iris@production")
+    deployments.apply(body, fp, model="iris:1")
+    deployments.apply(body, fp, model="iris:2")
+    result = deployments.rollback("web")
+    assert (result.revision, result.changed) == (3, True)
+    assert deployments.revision("web", 3).model == "iris:1"
+    assert deployments.rollback("web", 3).changed is False  # same spec and model as current
+
+
 def test_rollback_without_an_earlier_revision_conflicts(deployments: DeploymentStore) -> None:
     deployments.apply(*spec())
     with pytest.raises(errors.Conflict, match="no earlier revision"):
@@ -171,6 +194,8 @@ def test_unknown_deployments_and_revisions_are_not_found(deployments: Deployment
         lambda d: d.apply({"metadata": {"name": "w"}}, "not-hex"),
         lambda d: d.apply({"metadata": {"name": "w"}, "x": float("nan")}, "0" * 64),
         lambda d: d.apply({"metadata": {"name": "w"}}, "0" * 64, change_cause=""),
+        lambda d: d.apply({"metadata": {"name": "w"}}, "0" * 64, model=""),
+        lambda d: d.apply({"metadata": {"name": "w"}}, "0" * 64, model="m:" + "1" * 300),
     ],
 )
 def test_bad_arguments_are_invalid_input(deployments: DeploymentStore, call: Any) -> None:
