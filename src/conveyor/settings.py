@@ -78,6 +78,15 @@ class Settings(BaseSettings):
         default=3, description="Consecutive failures (probes or requests) after which a replica is ejected."
     )
     grpc_port: int | None = Field(default=None, description="Port of the V2 gRPC service; unset: no gRPC.")
+    # -- control plane (docs/control-plane.md) --
+    replica_orphan_timeout_s: float = Field(
+        default=300.0,
+        description="A control-plane replica whose lease has not been refreshed for this long (no control "
+        "plane came back) drains and exits.",
+    )
+    replica_start_timeout_s: float = Field(
+        default=120.0, description="A replica not ready this long after its start is killed and replaced."
+    )
 
     @property
     def artifacts_dir(self) -> Path:

@@ -38,5 +38,5 @@ class ControlRuntime(Protocol):
         ...
 
     def changed(self, deployment: str | None = None) -> None:
-        """Desired state changed (apply, scale, rollback, delete): reconcile now rather than at the next tick."""
+        """Desired state changed (apply, scale, rollback, delete): reconcile now, not at the next tick."""
         ...

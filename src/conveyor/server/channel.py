@@ -1,6 +1,8 @@
 """The replica side of the internal channel: serves an InferenceService over length-prefixed frames.
 
 Each connection carries many requests at once; SIGTERM stops accepting, finishes in-flight work, then exits.
+A replica also stops when its supervisor is gone: ``--parent-pid`` (``conveyor serve``) or a stale lease
+file (replicas of the control plane, which outlive a control-plane restart).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import orjson
@@ -91,8 +96,9 @@ async def serve_channel(
     *,
     on_ready: Callable[[str], None] | None = None,
     parent_pid: int | None = None,
+    lease: Lease | None = None,
 ) -> None:
-    """Serve until SIGINT / SIGTERM (or the parent process is gone), then drain in-flight requests."""
+    """Serve until SIGINT / SIGTERM (or the parent or the lease is gone), then drain in-flight requests."""
     loop = asyncio.get_running_loop()
     inflight: set[asyncio.Task[None]] = set()
     scheme, where, port = frames.parse_address(address)
@@ -106,15 +112,17 @@ async def serve_channel(
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    watchdog = loop.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
+    watchdogs = [loop.create_task(_watch_parent(parent_pid, stop))] if parent_pid else []
+    if lease is not None:
+        watchdogs.append(loop.create_task(_watch_lease(lease, stop)))
     if on_ready is not None:
         on_ready(address)
     await stop.wait()
     server.close()  # stop accepting; open connections keep delivering replies until drained
     while inflight:  # requests still arriving on open connections join the drain
         await asyncio.wait(set(inflight))
-    if watchdog is not None:
-        watchdog.cancel()
+    for task in watchdogs:
+        task.cancel()
     if scheme == "unix":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(where)
@@ -138,6 +146,29 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A file its owner (the control plane) touches every second; stale for ``orphan_after_s``: exit."""
+
+    path: Path
+    orphan_after_s: float
+
+
+async def _watch_lease(lease: Lease, stop: asyncio.Event) -> None:
+    # The control plane may be down for a restart (it adopts running replicas): only a lease left
+    # unrefreshed for orphan_after_s means nobody will come back for this replica.
+    while True:
+        await asyncio.sleep(min(1.0, lease.orphan_after_s / 4))
+        try:
+            age = time.time() - lease.path.stat().st_mtime
+        except OSError:
+            age = float("inf")
+        if age > lease.orphan_after_s:
+            log.warning("control plane lease %s not refreshed for %.0fs: stopping", lease.path, age)
+            stop.set()
+            return
+
+
 def run_channel_replica(
     models: Sequence[OnnxModel],
     settings: Settings,
@@ -145,6 +176,7 @@ def run_channel_replica(
     *,
     on_ready: Callable[[str], None] | None = None,
     parent_pid: int | None = None,
+    lease: Lease | None = None,
 ) -> None:
     """Serve ``models`` on the channel only (no HTTP port) until signalled: the launcher's ``--channel``."""
     if parent_pid is not None:
@@ -154,7 +186,9 @@ def run_channel_replica(
 
     async def main() -> None:
         async with app.router.lifespan_context(app):
-            await serve_channel(app.state.dataplane, address, on_ready=on_ready, parent_pid=parent_pid)
+            await serve_channel(
+                app.state.dataplane, address, on_ready=on_ready, parent_pid=parent_pid, lease=lease
+            )
 
     freeze_startup_heap()
     uvloop.run(main())

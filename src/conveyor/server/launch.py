@@ -1,7 +1,7 @@
 """Start a replica from ONNX files, for tests and benchmarks (``conveyor serve`` is the user's command).
 
 python -m conveyor.server.launch --model NAME[:VERSION]=FILE [--model ...] [--port P] [--max-body-bytes N]
-    [--grpc-port P] [--channel unix:PATH|tcp:HOST:PORT] [--parent-pid PID]
+    [--grpc-port P] [--channel unix:PATH|tcp:HOST:PORT] [--parent-pid PID] [--lease FILE --orphan-after S]
     [--max-batch-size N] [--max-queue-delay-us N] [--max-queue-size N] [--request-timeout-ms N]
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.runtime import OnnxModel
-from conveyor.server.channel import run_channel_replica
+from conveyor.server.channel import Lease, run_channel_replica
 from conveyor.server.runner import serve
 from conveyor.settings import Settings
 
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--log-level", default="warning")
     ap.add_argument("--channel", metavar="unix:PATH|tcp:HOST:PORT", help="serve the channel, not HTTP")
     ap.add_argument("--parent-pid", type=int, help="exit when this process (the supervisor) is gone")
+    ap.add_argument("--lease", type=Path, help="exit when this file is not refreshed for --orphan-after")
+    ap.add_argument("--orphan-after", type=float, default=300.0, help="seconds (with --lease)")
     args = ap.parse_args(argv)
     overrides: dict[str, Any] = {
         k: v
@@ -63,7 +65,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"conveyor replica listening on {url}", flush=True)
 
     if args.channel:
-        run_channel_replica(models, settings, args.channel, on_ready=on_ready, parent_pid=args.parent_pid)
+        lease = None if args.lease is None else Lease(args.lease, args.orphan_after)
+        run_channel_replica(
+            models, settings, args.channel, on_ready=on_ready, parent_pid=args.parent_pid, lease=lease
+        )
         return
 
     def on_grpc_ready(address: str) -> None:

@@ -1,0 +1,454 @@
+"""The reconciler: deployments in the registry (desired) → replica processes on this machine (actual).
+
+One asyncio loop, woken by changes (apply, scale, a gateway holding a request) and every ``TICK_S``:
+
+1. replicas that exited are removed (and replaced after a backoff); starting ones are probed until ready;
+   ready ones that keep failing probes are killed and replaced;
+2. per deployment: start the replicas its current template lacks, drain extras, and once the new template's
+   replicas are all ready drain the old ones (zero-downtime version change);
+3. the routing table is rebuilt from ready replicas and pushed to gateways; a draining replica gets SIGTERM
+   only after every live gateway acknowledged a table without it, then finishes its in-flight requests.
+
+Implements ``ControlRuntime`` for the management API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor import errors
+from conveyor.control.autoscaler import AutoscalerState, decide, observe
+from conveyor.control.desired import Desired, DesiredLoader
+from conveyor.control.routing import RoutingState, build_routes
+from conveyor.gateway.channel import ChannelUpstream
+from conveyor.registry import Registry
+from conveyor.settings import Settings
+from conveyor.targets.backoff import Backoff
+from conveyor.targets.processes import LocalProcesses, ReplicaRecord
+
+log = logging.getLogger("conveyor.control")
+TICK_S = 0.25
+RELOAD_S = 2.0
+READY_PROBE_S = 1.0
+UNHEALTHY_AFTER = 3
+ACK_TIMEOUT_S = 5.0
+SCALE_SAMPLE_S = 0.5
+
+
+@dataclass(eq=False, slots=True)
+class Replica:
+    record: ReplicaRecord
+    probe: ChannelUpstream
+    state: str = "starting"  # starting -> ready -> draining -> stopping
+    since: float = field(default_factory=time.monotonic)
+    failures: int = 0
+    last_probe: float = 0.0
+    drain_generation: int | None = None
+
+    def status(self, admitted_by: int) -> dict[str, Any]:
+        r = self.record
+        return {
+            "id": r.id,
+            "deployment": r.deployment,
+            "revision": r.revision,
+            "model": r.model,
+            "version": r.version,
+            "template": r.template,
+            "address": r.address,
+            "pid": r.pid,
+            "state": self.state,
+            "started_at": r.started_at,
+            "gateways": admitted_by,
+        }
+
+
+@dataclass(slots=True)
+class DeploymentRun:
+    """Bookkeeping per deployment: restart backoff, autoscaler state, the replica count decided."""
+
+    streak: int = 0
+    next_start: float = 0.0
+    restarts: int = 0
+    target: int | None = None
+    scaler: AutoscalerState | None = None
+    scaler_template: str | None = None
+    last_sample: float = 0.0
+    problem: str | None = None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        registry: Registry,
+        settings: Settings,
+        processes: LocalProcesses,
+        *,
+        backoff: Backoff | None = None,
+        drain_timeout_s: float | None = None,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.processes = processes
+        self.backoff = backoff or Backoff()
+        self.drain_timeout_s = drain_timeout_s or settings.request_timeout_ms / 1000 + 5.0
+        self.tables = RoutingState()
+        self.epoch = self.tables.epoch
+        self._loader = DesiredLoader(registry, settings)
+        self._desired: dict[str, Desired] = {}
+        self._replicas: dict[str, Replica] = {}
+        self._runs: dict[str, DeploymentRun] = {}
+        self._wake = asyncio.Event()
+        self._reload = True
+        self._last_reload = 0.0
+        self._dirty = False
+        self._task: asyncio.Task[None] | None = None
+        self._events: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+        self._event_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- ControlRuntime -------------------------------------------------------------------------------
+
+    def replicas(self, deployment: str | None = None) -> list[dict[str, Any]]:
+        rows = [
+            r.status(self.tables.admitted_by(r.record.address))
+            for r in list(self._replicas.values())
+            if deployment is None or r.record.deployment == deployment
+        ]
+        for row in rows:
+            row["restarts"] = self._runs.get(row["deployment"], DeploymentRun()).restarts
+        return sorted(rows, key=lambda x: (x["deployment"], x["started_at"]))
+
+    def replica_counts(self, deployment: str) -> dict[str, int]:
+        mine = [r for r in list(self._replicas.values()) if r.record.deployment == deployment]
+        desired = self._desired.get(deployment)
+        wanted = 0 if desired is None else self._count(desired, self._runs.get(deployment, DeploymentRun()))
+        return {
+            "desired": wanted,
+            "ready": sum(
+                r.state == "ready" and desired is not None and r.record.template == desired.template
+                for r in mine
+            ),
+            "total": len(mine),
+        }
+
+    def gateways(self) -> list[dict[str, Any]]:
+        return self.tables.gateways()
+
+    def routing(self) -> dict[str, Any]:
+        return self.tables.table()
+
+    def watch(self) -> AsyncIterator[dict[str, Any]]:
+        return self.tables.watch()
+
+    def report(self, report: dict[str, Any]) -> None:
+        self.tables.report(report)
+        if any(route.get("held") for route in report.get("routes", ())):
+            self.changed()  # a request waits for a replica: scale from zero now, not at the next tick
+
+    def changed(self, deployment: str | None = None) -> None:
+        self._reload = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Adopt the replicas a previous control plane left running, converge once, then keep going."""
+        self._loop = asyncio.get_running_loop()
+        self._touch_lease()
+        await self._adopt()
+        self._event_task = self._loop.create_task(self._write_events())
+        await self._step()
+        self._task = self._loop.create_task(self._run())
+
+    async def stop(self, *, stop_replicas: bool) -> None:
+        """Stop reconciling; with ``stop_replicas`` drain and stop every replica, else leave them serving."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if stop_replicas:
+            self.tables.publish([])
+            for r in self._replicas.values():
+                self.processes.signal(r.record, signal.SIGTERM)
+            deadline = time.monotonic() + self.drain_timeout_s
+            while time.monotonic() < deadline and any(
+                self.processes.alive(r.record) for r in self._replicas.values()
+            ):
+                await asyncio.sleep(0.05)
+            for r in self._replicas.values():
+                self.processes.signal(r.record, signal.SIGKILL)
+                self.processes.forget(r.record)
+            for r in self._replicas.values():
+                await r.probe.close()
+            self._replicas.clear()
+            self.processes.save([])
+            with contextlib.suppress(OSError):
+                self.processes.lease.unlink()
+        else:
+            self._save()
+            for r in self._replicas.values():
+                await r.probe.close()
+        await self._flush_events()
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_S)
+            self._wake.clear()
+            try:
+                self._touch_lease()
+                await self._step()
+            except Exception:  # the loop must outlive any one failure (a registry hiccup, a bug)
+                log.exception("reconcile step failed")
+
+    async def _step(self) -> None:
+        now = time.monotonic()
+        if self._reload or now - self._last_reload >= RELOAD_S:
+            self._reload = False
+            self._last_reload = now
+            await self._load_desired()
+        await self._check_processes()
+        for desired in self._desired.values():
+            self._converge(desired, time.monotonic())
+        for r in list(self._replicas.values()):
+            if r.record.deployment not in self._desired and r.state in ("starting", "ready"):
+                self._drain(r, "deployment deleted")
+        self._publish()
+        self._stop_drained()
+        if self._dirty:
+            self._save()
+
+    async def _load_desired(self) -> None:
+        before = dict(self._loader.problems)
+        self._desired = await asyncio.to_thread(self._loader.load)
+        for name, problem in self._loader.problems.items():
+            if before.get(name) != problem:
+                log.warning("deployment %s cannot run: %s", name, problem)
+                self._event(name, "InvalidDeployment", problem)
+        for name in list(self._runs):
+            if name not in self._desired and name not in self._loader.problems:
+                self._runs.pop(name)
+
+    async def _check_processes(self) -> None:
+        now = time.monotonic()
+        probing = [
+            r
+            for r in self._replicas.values()
+            if r.state == "starting" or (r.state == "ready" and now - r.last_probe >= READY_PROBE_S)
+        ]
+        results = await asyncio.gather(*(r.probe.probe() for r in probing))
+        for r, passed in zip(probing, results, strict=True):
+            r.last_probe = now
+            if r.state == "starting" and passed:
+                r.state, r.since = "ready", now
+                log.info("replica %s ready", r.record.id)
+            elif r.state == "ready":
+                r.failures = 0 if passed else r.failures + 1
+                if r.failures >= UNHEALTHY_AFTER:
+                    self._event(
+                        r.record.deployment,
+                        "ReplicaUnhealthy",
+                        f"replica {r.record.id} failed {r.failures} health probes: replacing it",
+                    )
+                    self.processes.signal(r.record, signal.SIGKILL)
+        for r in list(self._replicas.values()):
+            if not self.processes.alive(r.record):
+                self._exited(r, now)
+            elif r.state == "starting" and now - r.since > self.settings.replica_start_timeout_s:
+                self._event(
+                    r.record.deployment,
+                    "ReplicaFailed",
+                    f"replica {r.record.id} not ready "
+                    f"within {self.settings.replica_start_timeout_s:g}s: killing it",
+                )
+                self.processes.signal(r.record, signal.SIGKILL)
+
+    def _exited(self, r: Replica, now: float) -> None:
+        self._replicas.pop(r.record.id, None)
+        self._dirty = True
+        asyncio.get_running_loop().create_task(r.probe.close())
+        code = self.processes.exit_code(r.record)
+        self.processes.forget(r.record)
+        if r.state in ("draining", "stopping"):
+            log.info("replica %s stopped", r.record.id)
+            return
+        run = self._runs.setdefault(r.record.deployment, DeploymentRun())
+        run.streak = self.backoff.next_streak(run.streak, time.time() - r.record.started_at)
+        delay = self.backoff.delay(run.streak)
+        run.next_start = now + delay
+        run.restarts += 1
+        how = "was killed" if code is None or code < 0 else f"exited with code {code}"
+        tail = self.processes.log_tail(r.record)
+        self._event(
+            r.record.deployment,
+            "ReplicaFailed",
+            f"replica {r.record.id} (pid {r.record.pid}) {how} while {r.state}; replacing it in {delay:.1f}s"
+            + (f"; log: {tail}" if tail else ""),
+        )
+
+    def _converge(self, d: Desired, now: float) -> None:
+        run = self._runs.setdefault(d.name, DeploymentRun())
+        mine = [r for r in self._replicas.values() if r.record.deployment == d.name]
+        live = [r for r in mine if r.state in ("starting", "ready")]
+        current = [r for r in live if r.record.template == d.template]
+        old = [r for r in live if r.record.template != d.template]
+        self._autoscale(d, run, current, now)
+        want = self._count(d, run)
+        if len(current) < want and now >= run.next_start:
+            for _ in range(want - len(current)):
+                self._start(d)
+        elif len(current) > want:
+            # Starting ones first, then the newest ready ones: the longest-running keep their warm caches.
+            extras = sorted(current, key=lambda r: (r.state == "ready", -r.record.started_at))
+            for r in extras[: len(current) - want]:
+                self._drain(r, f"scaled to {want}")
+        ready = [r for r in current if r.state == "ready"]
+        if old and len(ready) >= want:
+            for r in old:
+                self._drain(r, f"replaced by revision {d.revision}")
+
+    def _count(self, d: Desired, run: DeploymentRun) -> int:
+        if d.replicas is not None:
+            return d.replicas
+        assert d.policy is not None
+        if run.target is None:
+            return max(d.policy.min_replicas, 1)
+        return run.target
+
+    def _autoscale(self, d: Desired, run: DeploymentRun, current: list[Replica], now: float) -> None:
+        if d.policy is None:
+            run.target, run.scaler = None, None
+            return
+        if run.scaler is None or run.scaler_template != d.template:
+            run.scaler, run.scaler_template = AutoscalerState.for_policy(d.policy), d.template
+            run.target = run.target if run.target is not None else max(d.policy.min_replicas, 1)
+        load = self.tables.load(d.name, d.version)
+        held = load is not None and load > 0 and self._count(d, run) == 0
+        if now - run.last_sample < SCALE_SAMPLE_S and not held:
+            return
+        run.last_sample = now
+        if load is not None:
+            ready = sum(r.state == "ready" for r in current)
+            run.scaler = observe(run.scaler, now, load, ready)
+        decision = decide(d.policy, run.scaler, now, self._count(d, run))
+        run.scaler = decision.state
+        if decision.desired != self._count(d, run):
+            kind = "ScaledUp" if decision.desired > self._count(d, run) else "ScaledDown"
+            self._event(d.name, kind, f"{self._count(d, run)} -> {decision.desired}: {decision.reason}")
+            run.target = decision.desired
+
+    def _start(self, d: Desired) -> None:
+        record = self.processes.spawn(
+            deployment=d.name,
+            revision=d.revision,
+            template=d.template,
+            model=d.model,
+            version=d.version,
+            model_file=d.model_file,
+            options=d.options,
+        )
+        self._replicas[record.id] = Replica(record, self._probe_for(record.address))
+        self._dirty = True
+
+    def _drain(self, r: Replica, why: str) -> None:
+        log.info("draining replica %s: %s", r.record.id, why)
+        if r.state == "starting":  # never routed to: stop it at once
+            self.processes.signal(r.record, signal.SIGTERM)
+            r.state, r.since = "stopping", time.monotonic()
+            return
+        r.state, r.since, r.drain_generation = "draining", time.monotonic(), None
+
+    def _publish(self) -> None:
+        deployments = [(d.name, d.revision, d.version, d.hold) for d in self._desired.values()]
+        ready = [
+            (r.record.deployment, r.record.version, r.record.revision, r.record.id, r.record.address)
+            for r in self._replicas.values()
+            if r.state == "ready"
+        ]
+        self.tables.publish(build_routes(deployments, ready))
+        for r in self._replicas.values():
+            if r.state == "draining" and r.drain_generation is None:
+                r.drain_generation = self.tables.generation
+
+    def _stop_drained(self) -> None:
+        now = time.monotonic()
+        for r in self._replicas.values():
+            if r.state == "draining" and r.drain_generation is not None:
+                if self.tables.acknowledged(r.drain_generation) or now - r.since > ACK_TIMEOUT_S:
+                    self.processes.signal(r.record, signal.SIGTERM)  # it finishes in-flight work, then exits
+                    r.state, r.since = "stopping", now
+            elif r.state == "stopping" and now - r.since > self.drain_timeout_s:
+                log.warning(
+                    "replica %s did not stop within %.0fs: killing it", r.record.id, self.drain_timeout_s
+                )
+                self.processes.signal(r.record, signal.SIGKILL)
+
+    # -- adoption, state file, lease, events ----------------------------------------------------------
+
+    async def _adopt(self) -> None:
+        records = self.processes.load()
+        for record in records:
+            if not self.processes.alive(record):
+                self.processes.forget(record)
+                continue
+            probe = self._probe_for(record.address)
+            ok = False
+            for _ in range(3):
+                if await probe.probe():
+                    ok = True
+                    break
+                await asyncio.sleep(0.2)
+            if ok:
+                self._replicas[record.id] = Replica(record, probe, state="ready")
+                log.info("adopted replica %s (pid %d)", record.id, record.pid)
+            else:
+                log.warning("replica %s (pid %d) does not answer: killing it", record.id, record.pid)
+                await probe.close()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(record.pid, signal.SIGKILL)
+                self.processes.forget(record)
+        self._save()
+
+    def _probe_for(self, address: str) -> ChannelUpstream:
+        return ChannelUpstream(address, connections=1, probe_timeout_s=2.0)
+
+    def _save(self) -> None:
+        self.processes.save([r.record for r in self._replicas.values()])
+        self._dirty = False
+
+    def _touch_lease(self) -> None:
+        lease = self.processes.lease
+        try:
+            os.utime(lease)
+        except FileNotFoundError:
+            lease.touch()
+
+    def _event(self, deployment: str, kind: str, message: str) -> None:
+        log.info("%s %s: %s", deployment, kind, message)
+        self._events.put_nowait((deployment, kind, message))
+
+    async def _write_events(self) -> None:
+        while True:
+            item = await self._events.get()
+            await asyncio.to_thread(self._record, *item)
+
+    def _record(self, deployment: str, kind: str, message: str) -> None:
+        with contextlib.suppress(errors.NotFound):  # deleted meanwhile
+            self.registry.deployments.record_event(deployment, kind, message[:2000])
+
+    async def _flush_events(self) -> None:
+        if self._event_task is not None:
+            self._event_task.cancel()
+        while not self._events.empty():
+            await asyncio.to_thread(self._record, *self._events.get_nowait())

@@ -1,0 +1,142 @@
+"""The routing table the control plane pushes to gateways, and what gateways report back.
+
+``RoutingState`` keeps the current table (``epoch`` + ``generation``), wakes every watcher when it changes,
+and remembers each gateway's last load report: the acknowledged table and in-flight requests per version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from conveyor.server.versions import version_order
+
+GATEWAY_LIVE_S = 3.0
+"""A gateway that has not reported for this long is not waited for (acks) nor counted (load)."""
+
+
+class RoutingState:
+    def __init__(self) -> None:
+        self.epoch = secrets.token_hex(4)
+        self.generation = 0
+        self._routes: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+        self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    # -- the table ------------------------------------------------------------------------------------
+
+    def table(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "generation": self.generation, "routes": self._routes}
+
+    def publish(self, routes: list[dict[str, Any]]) -> bool:
+        """Make ``routes`` current; True (and watchers woken) when they differ from the current ones."""
+        if routes == self._routes:
+            return False
+        self._routes = routes
+        self.generation += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        return True
+
+    async def watch(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            changed = self._changed
+            yield self.table()
+            await changed.wait()
+
+    # -- gateways -------------------------------------------------------------------------------------
+
+    def report(self, report: dict[str, Any]) -> None:
+        self._reports[str(report["gateway"])] = (time.monotonic(), report)
+
+    def live_reports(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        for gid, (at, _) in list(self._reports.items()):
+            if now - at > 10 * GATEWAY_LIVE_S:
+                self._reports.pop(gid, None)
+        return [r for at, r in list(self._reports.values()) if now - at <= GATEWAY_LIVE_S]
+
+    def acknowledged(self, generation: int) -> bool:
+        """Every live gateway applied this epoch's table ``generation`` or a later one."""
+        return all(
+            r.get("epoch") == self.epoch and int(r.get("generation", 0)) >= generation
+            for r in self.live_reports()
+        )
+
+    def load(self, name: str, version: str) -> float | None:
+        """In-flight plus held requests for ``name:version`` over live gateways; None without a report."""
+        reports = self.live_reports()
+        if not reports:
+            return None
+        total = 0.0
+        for r in reports:
+            for route in r.get("routes", ()):
+                if route.get("name") == name and str(route.get("version")) == version:
+                    total += float(route.get("inFlight", 0)) + float(route.get("held", 0))
+        return total
+
+    def admitted_by(self, address: str) -> int:
+        """How many live gateways admit the replica at ``address``."""
+        count = 0
+        for r in self.live_reports():
+            for route in r.get("routes", ()):
+                if any(x.get("address") == address and x.get("admitted") for x in route.get("replicas", ())):
+                    count += 1
+                    break
+        return count
+
+    def gateways(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [
+            {
+                "id": r["gateway"],
+                "url": r.get("url"),
+                "grpcUrl": r.get("grpcUrl"),
+                "lastSeenSecondsAgo": round(now - at, 2),
+                "epoch": r.get("epoch"),
+                "generation": r.get("generation"),
+            }
+            for at, r in list(self._reports.values())
+            if now - at <= GATEWAY_LIVE_S
+        ]
+
+
+def build_routes(
+    deployments: Iterable[tuple[str, int, str, dict[str, Any] | None]],
+    ready: Iterable[tuple[str, str, int, str, str]],
+) -> list[dict[str, Any]]:
+    """Routes from desired deployments ``(name, revision, version, hold)`` and ready replicas
+    ``(deployment, version, revision, id, address)``.
+
+    The current version of a deployment always has a route (empty: 503, or held with scale to zero) and is the
+    default while it has a ready replica; during a rollout whose new replicas are not ready yet, the old
+    version with ready replicas stays the default, so a bare name never answers 503 mid-update.
+    """
+    by_version: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    for deployment, version, revision, rid, address in ready:
+        by_version.setdefault((deployment, version), []).append((revision, rid, address))
+    routes: list[dict[str, Any]] = []
+    for name, revision, version, hold in sorted(deployments):
+        versions = {v for d, v in by_version if d == name} | {version}
+        default = version
+        if not by_version.get((name, version)):
+            serving = [v for v in versions if by_version.get((name, v))]
+            if serving:  # the newest revision among those still serving
+                default = max(serving, key=lambda v: max(r for r, _, _ in by_version[(name, v)]))
+        for v in sorted(versions, key=version_order):
+            members = sorted(by_version.get((name, v), []), key=lambda m: m[1])
+            routes.append(
+                {
+                    "name": name,
+                    "version": v,
+                    "deployment": name,
+                    "revision": max((m[0] for m in members), default=revision),
+                    "default": v == default,
+                    "replicas": [{"id": rid, "address": address} for _, rid, address in members],
+                    "hold": hold if v == version else None,
+                }
+            )
+    return routes

@@ -1,0 +1,182 @@
+"""The reconciler with real replica processes and a real SQLite registry (no API, no gateway).
+
+Every test stops the replicas it caused, by pid, even when it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import conveyor
+from conveyor.control.reconciler import Reconciler
+from conveyor.registry import Registry
+from conveyor.settings import Settings
+from conveyor.spec import load_documents
+from conveyor.targets.backoff import Backoff
+from conveyor.targets.processes import LocalProcesses, pid_start_time, socket_dir
+from tests.fixtures.models import build_logreg
+
+SPEC = """
+apiVersion: conveyor.dev/v1
+kind: Deployment
+metadata:
+  name: clf
+spec:
+  model: {model}
+  replicas: {replicas}
+"""
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", replica_start_timeout_s=60.0)
+
+
+@pytest.fixture
+def registry(settings: Settings, tmp_path: Path) -> Registry:
+    for seed in (0, 1):
+        conveyor.register("clf", build_logreg(tmp_path / f"clf{seed}.onnx", seed=seed), settings=settings)
+    return Registry.from_settings(settings)
+
+
+def apply(registry: Registry, model: str, replicas: int) -> int:
+    (doc,) = load_documents(SPEC.format(model=model, replicas=replicas))
+    version = registry.resolve(model)
+    return registry.deployments.apply(doc.to_dict(), doc.fingerprint(), model=version.ref).revision
+
+
+def make_processes(settings: Settings) -> LocalProcesses:
+    run = settings.home / "run"
+    return LocalProcesses(run, socket_dir(settings.home), lease=run / "controlplane.lease", orphan_after_s=30)
+
+
+def run_with_reconciler(
+    registry: Registry, settings: Settings, scenario: Callable[[Reconciler], Awaitable[None]]
+) -> None:
+    """Run ``scenario`` in a fresh loop; stop the reconciler's replicas afterwards, whatever happened."""
+
+    async def main() -> None:
+        rec = Reconciler(registry, settings, make_processes(settings), backoff=Backoff(initial_s=0.1))
+        try:
+            await scenario(rec)
+        finally:
+            await rec.stop(stop_replicas=True)
+
+    try:
+        asyncio.run(main())
+    finally:
+        _kill_leftovers(settings)
+
+
+def _kill_leftovers(settings: Settings) -> None:
+    for record in make_processes(settings).load():
+        if pid_start_time(record.pid) == record.pid_start:
+            os.kill(record.pid, signal.SIGKILL)
+
+
+async def until(check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def routed(rec: Reconciler) -> dict[str, list[str]]:
+    return {
+        f"{r['version']}{'*' if r['default'] else ''}": [x["id"] for x in r["replicas"]]
+        for r in rec.routing()["routes"]
+    }
+
+
+def test_starts_replicas_routes_only_ready_ones_and_replaces_a_killed_one(
+    registry: Registry, settings: Settings
+) -> None:
+    apply(registry, "clf:1", 2)
+    run_with_reconciler(registry, settings, lambda rec: _replaces_killed(rec, registry))
+
+
+async def _replaces_killed(reconciler: Reconciler, registry: Registry) -> None:
+    await reconciler.start()
+    await until(lambda: reconciler.replica_counts("clf") == {"desired": 2, "ready": 2, "total": 2})
+    table = reconciler.routing()
+    (route,) = table["routes"]
+    assert route["name"] == "clf" and route["version"] == "1" and route["default"] is True
+    assert len(route["replicas"]) == 2
+    victim = reconciler.replicas("clf")[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    await until(lambda: victim["id"] not in {r["id"] for r in reconciler.replicas()})
+    await until(lambda: reconciler.replica_counts("clf")["ready"] == 2)
+    events = [e.kind for e in registry.deployments.events("clf")]
+    await until(lambda: "ReplicaFailed" in [e.kind for e in registry.deployments.events("clf")], 5)
+    assert events[0] == "RevisionCreated"
+
+
+def test_version_change_starts_new_replicas_before_draining_old_ones(
+    registry: Registry, settings: Settings
+) -> None:
+    apply(registry, "clf:1", 1)
+    run_with_reconciler(registry, settings, lambda rec: _version_change(rec, registry))
+
+
+async def _version_change(reconciler: Reconciler, registry: Registry) -> None:
+    await reconciler.start()
+    await until(lambda: reconciler.replica_counts("clf")["ready"] == 1)
+    seen: list[dict[str, list[str]]] = []
+
+    async def record_tables() -> None:
+        async for table in reconciler.watch():
+            seen.append(routed(reconciler) if table else {})
+
+    watcher = asyncio.create_task(record_tables())
+    apply(registry, "clf:2", 1)
+    reconciler.changed("clf")
+    await until(
+        lambda: (
+            [r["version"] for r in reconciler.replicas()] == ["2"]
+            and reconciler.replica_counts("clf")["ready"] == 1
+        )
+    )
+    watcher.cancel()
+    # Every table had a ready default route: never an empty one mid-update.
+    for table in seen:
+        defaults = [v for k, v in table.items() if k.endswith("*")]
+        assert defaults and defaults[0], table
+    assert any("2*" in t for t in seen)
+
+
+def test_a_restarted_control_plane_adopts_running_replicas(registry: Registry, settings: Settings) -> None:
+    apply(registry, "clf:1", 1)
+    try:
+        asyncio.run(_adopts(registry, settings))
+    finally:
+        _kill_leftovers(settings)
+
+
+async def _adopts(registry: Registry, settings: Settings) -> None:
+    first = Reconciler(registry, settings, make_processes(settings))
+    try:
+        await first.start()
+        await until(lambda: first.replica_counts("clf")["ready"] == 1)
+        (before,) = first.replicas()
+        await first.stop(stop_replicas=False)
+        second = Reconciler(registry, settings, make_processes(settings))
+        await second.start()
+        try:
+            (after,) = second.replicas()
+            assert (after["id"], after["pid"], after["state"]) == (before["id"], before["pid"], "ready")
+            assert second.routing()["routes"][0]["replicas"][0]["id"] == before["id"]
+        finally:
+            await second.stop(stop_replicas=True)
+    finally:
+        await first.stop(stop_replicas=True)
