@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check clean install system-deps docs bench proto
+.PHONY: demo test lint typecheck check clean install system-deps hey docs bench proto
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,11 +16,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the tests use: PostgreSQL 15 for the registry tests.
-system-deps:
+# Debian packages the tests use: PostgreSQL 15 for the registry tests, hey as the load generator of the
+# deployment tests (zero failed requests under load).
+system-deps: hey
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	fi
+
+hey:
+	@command -v hey >/dev/null 2>&1 || { echo "installing hey (Debian)"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; }
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
@@ -52,7 +57,5 @@ proto: $(STAMP)
 # Conveyor against its peers (MLServer, BentoML, Ray Serve, a lean Starlette app) on this machine, ~15 min.
 # Peer venvs go to bench/.venvs (reused); results to bench/results. Quick runs: make bench BENCH_ARGS="--models
 # tiny --servers conveyor,lean --duration 5" (see python bench/run.py --help).
-bench: $(STAMP)
-	@command -v hey >/dev/null 2>&1 || { echo "installing hey (Debian)"; apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; }
+bench: $(STAMP) hey
 	$(PY) bench/run.py $(BENCH_ARGS)
