@@ -1,0 +1,90 @@
+"""The routing table the control plane builds from desired deployments and ready replicas."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conveyor.control.routing import RoutingState, build_routes
+
+
+def test_the_current_version_is_default_and_listed_even_without_replicas() -> None:
+    routes = build_routes([("clf", 2, "3", None)], [])
+    assert routes == [
+        {
+            "name": "clf",
+            "version": "3",
+            "deployment": "clf",
+            "revision": 2,
+            "default": True,
+            "replicas": [],
+            "hold": None,
+        }
+    ]
+
+
+def test_mid_rollout_the_old_version_stays_default_until_the_new_one_has_a_ready_replica() -> None:
+    old = [("clf", "1", 1, "clf-a", "unix:/a")]
+    routes = build_routes([("clf", 2, "2", None)], old)
+    assert [(r["version"], r["default"], len(r["replicas"])) for r in routes] == [
+        ("1", True, 1),
+        ("2", False, 0),
+    ]
+    routes = build_routes([("clf", 2, "2", None)], [*old, ("clf", "2", 2, "clf-b", "unix:/b")])
+    assert [(r["version"], r["default"]) for r in routes] == [("1", False), ("2", True)]
+
+
+def test_after_a_rollback_the_lower_version_is_the_default() -> None:
+    ready = [("clf", "2", 2, "b", "unix:/b"), ("clf", "1", 3, "a", "unix:/a")]
+    routes = build_routes([("clf", 3, "1", None)], ready)
+    assert {r["version"]: r["default"] for r in routes} == {"1": True, "2": False}
+
+
+def test_hold_is_set_only_on_the_current_version() -> None:
+    hold = {"timeoutSeconds": 30.0, "maxRequests": 1000}
+    routes = build_routes([("clf", 2, "2", hold)], [("clf", "1", 1, "a", "unix:/a")])
+    assert {r["version"]: r["hold"] for r in routes} == {"1": None, "2": hold}
+
+
+def test_publish_bumps_the_generation_only_on_change_and_wakes_watchers() -> None:
+    async def scenario() -> list[int]:
+        state = RoutingState()
+        seen: list[int] = []
+
+        async def watch() -> None:
+            async for table in state.watch():
+                seen.append(table["generation"])
+                if len(seen) == 3:
+                    return
+
+        task = asyncio.create_task(watch())
+        await asyncio.sleep(0)
+        routes = build_routes([("clf", 1, "1", None)], [])
+        assert state.publish(routes) is True
+        await asyncio.sleep(0)
+        assert state.publish(list(routes)) is False  # equal content: no new generation
+        assert state.publish([]) is True
+        await asyncio.wait_for(task, 1)
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 1, 2]
+
+
+def test_acknowledged_waits_for_every_live_gateway_of_this_epoch() -> None:
+    state = RoutingState()
+    state.publish(build_routes([("clf", 1, "1", None)], []))
+    assert state.acknowledged(1)  # no gateway: nobody to wait for
+    state.report({"gateway": "a", "epoch": state.epoch, "generation": 1, "routes": []})
+    state.report({"gateway": "b", "epoch": "other", "generation": 9, "routes": []})
+    assert not state.acknowledged(1)
+    state.report({"gateway": "b", "epoch": state.epoch, "generation": 1, "routes": []})
+    assert state.acknowledged(1) and not state.acknowledged(2)
+
+
+def test_load_sums_in_flight_and_held_over_gateways() -> None:
+    state = RoutingState()
+    assert state.load("clf", "1") is None
+    for gid, (inflight, held) in {"a": (3, 0), "b": (1, 2)}.items():
+        route = {"name": "clf", "version": "1", "inFlight": inflight, "held": held, "replicas": []}
+        state.report({"gateway": gid, "epoch": state.epoch, "generation": 0, "routes": [route]})
+    assert state.load("clf", "1") == 6
+    assert state.load("clf", "2") == 0
