@@ -1,7 +1,9 @@
 """The gateway: one entry point implementing InferenceService over replicas, wherever they run.
 
 Routes by model version, balances with power of two choices, retries once on another replica when a connection
-failed before an answer (inference is idempotent), ejects failing replicas and probes them back in.
+failed before an answer (inference is idempotent), ejects failing replicas and probes them back in. The table
+is fixed (``conveyor serve``) or replaced whole by the control plane's (``apply_table``); a scale-to-zero
+route with no replica holds requests until one is admitted.
 """
 
 from __future__ import annotations
@@ -10,14 +12,18 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
-from conveyor.errors import Unavailable
+from conveyor.errors import NotFound, Unavailable
 from conveyor.gateway.balance import power_of_two
-from conveyor.gateway.outlier import is_replica_fault
+from conveyor.gateway.channel import ChannelUpstream
+from conveyor.gateway.hold import HeldRequests
+from conveyor.gateway.outlier import OutlierState, is_replica_fault
 from conveyor.gateway.replica import Replica, inflight_of
 from conveyor.gateway.routes import Route, RoutingTable
-from conveyor.gateway.upstream import ConnectionFailed
+from conveyor.gateway.snapshot import ReplicaSpec, parse_table
+from conveyor.gateway.upstream import ConnectionFailed, Upstream
 from conveyor.server.dataplane import server_metadata
 from conveyor.server.service import EncodedRequest, EncodedResponse
 
@@ -26,34 +32,57 @@ log = logging.getLogger("conveyor.gateway")
 
 class Gateway:
     def __init__(
-        self, table: RoutingTable, *, health_interval_s: float = 1.0, rng: random.Random | None = None
+        self,
+        table: RoutingTable | None = None,
+        *,
+        health_interval_s: float = 1.0,
+        rng: random.Random | None = None,
+        connect: Callable[[str], Upstream] = ChannelUpstream,
+        eject_after: int = 3,
     ) -> None:
-        self.table = table
-        self.replicas: list[Replica] = list({id(r): r for t in table.routes for r in t.replicas}.values())
+        """A fixed ``table``, or None: empty (not ready) until the control plane's first ``apply_table``,
+        whose new replicas are reached through ``connect(address)``."""
+        self.controlled = table is None
+        self.table = table if table is not None else RoutingTable([])
+        routed = {id(r): r for route in self.table.routes for r in route.replicas}
+        self.replicas: list[Replica] = list(routed.values())
         self.health_interval_s = health_interval_s
+        self.held = HeldRequests()
+        self.epoch: str | None = None
+        self.generation: int | None = None
+        """The applied (acknowledged) table's epoch and generation; None before the first."""
+        self._connect = connect
+        self._eject_after = eject_after
+        self._retiring: dict[str, Replica] = {}  # out of the table, requests still in flight
+        self._closing: set[asyncio.Task[None]] = set()
         self._rng = rng or random.Random()
-        self._metadata: dict[tuple[str, str | None], dict[str, Any]] = {}
+        self._metadata: dict[tuple[str, str | None, int | None], dict[str, Any]] = {}
         self._health_task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     # -- InferenceService --
     def live(self) -> bool:
         return True
 
     def ready(self) -> bool:
-        return all(any(r.admitted for r in route.replicas) for route in self.table.routes)
+        """Every route with replicas has one admitted (a scale-to-zero route at zero has none to wait for)."""
+        if self.controlled and self.epoch is None:
+            return False
+        return all(any(r.admitted for r in route.replicas) for route in self.table.routes if route.replicas)
 
     def server_metadata(self) -> dict[str, Any]:
         return server_metadata()
 
     async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
-        route = self.table.resolve(name, version)
-        key = (route.name, route.version)
+        table = self.table
+        route = table.resolve(name, version)
+        key = (route.name, route.version, route.revision)
         meta = self._metadata.get(key)
         if meta is None:  # versions are immutable: ask a replica once
             meta = await self._pick(route, None).upstream.model_metadata(route.name, route.version)
-            meta["versions"] = self.table.versions(route.name)
-            self._metadata[key] = meta
-        return dict(meta)
+            if self.table is table:  # a table that came meanwhile may no longer route this version
+                self._metadata[key] = meta
+        return {**meta, "versions": table.versions(route.name)}
 
     async def model_ready(self, name: str, version: str | None) -> dict[str, Any]:
         route = self.table.resolve(name, version)
@@ -62,25 +91,41 @@ class Gateway:
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         route = self.table.resolve(request.model, request.version)
-        if request.version != route.version:  # default version or an alias: replicas see the real one
-            request = EncodedRequest(
-                route.name, route.version, request.body, request.json_length, request.request_id
-            )
-        first = self._pick(route, None)
+        first = self._choose(route, None)
+        if first is None:
+            route, first = await self._hold(route, request)
         try:
-            return await self._send(first, request)
+            return await self._send(first, _for_route(route, request))
         except ConnectionFailed as exc:
             log.warning("request %s: %s; retrying on another replica", request.request_id, exc)
-        return await self._send(self._pick(route, first), request)
+        with contextlib.suppress(NotFound):  # a table that came meanwhile knows better, if it routes it
+            route = self.table.resolve(request.model, request.version)
+        return await self._send(self._pick(route, first), _for_route(route, request))
 
     # -- internals --
-    def _pick(self, route: Route, exclude: Replica | None) -> Replica:
+    def _choose(self, route: Route, exclude: Replica | None) -> Replica | None:
         ready = [r for r in route.replicas if r.health.admitted and r is not exclude]
-        if not ready:
-            what = route.name + (f":{route.version}" if route.version else "")
-            extra = "other " if exclude is not None else ""
-            raise Unavailable(f"no {extra}healthy replica of {what} is available")
-        return power_of_two(ready, inflight_of, self._rng)
+        return power_of_two(ready, inflight_of, self._rng) if ready else None
+
+    def _pick(self, route: Route, exclude: Replica | None) -> Replica:
+        chosen = self._choose(route, exclude)
+        if chosen is None:
+            raise _no_replica(route, exclude)
+        return chosen
+
+    async def _hold(self, route: Route, request: EncodedRequest) -> tuple[Route, Replica]:
+        """Wait, if the route holds, for a table or an admission that brings a replica."""
+        if route.hold is None:
+            raise _no_replica(route, None)
+
+        def check() -> tuple[Route, Replica] | None:
+            current = self.table.resolve(request.model, request.version)
+            chosen = self._choose(current, None)
+            if chosen is None and current.hold is None:  # no longer scaled to zero: answer now
+                raise _no_replica(current, None)
+            return None if chosen is None else (current, chosen)
+
+        return await self.held.wait((route.name, route.version), route.hold, _label(route), check)
 
     async def _send(self, replica: Replica, request: EncodedRequest) -> EncodedResponse:
         replica.inflight += 1
@@ -92,19 +137,87 @@ class Gateway:
             raise
         finally:
             replica.inflight -= 1
+            if replica.retired and replica.inflight == 0:
+                self._close(replica)
         replica.health.success()
         return response
+
+    # -- the control plane's table --
+    def apply_table(self, doc: Any) -> None:
+        """Replace the table with the control plane's ``doc`` (docs/control-plane.md) in one step.
+
+        Replicas are matched by address and keep their connections, in-flight counts and health; new ones
+        start admitted (the control plane lists only replicas it saw ready); removed ones finish what they
+        have in flight, then close. A malformed table raises InvalidInput and changes nothing; an older
+        generation of the applied epoch is ignored.
+        """
+        snap = parse_table(doc)
+        if self._stopped:
+            return
+        if snap.epoch == self.epoch and self.generation is not None and snap.generation < self.generation:
+            log.warning("ignoring table %s/%d: %d is applied", snap.epoch, snap.generation, self.generation)
+            return
+        current = {r.upstream.address: r for r in self.replicas}
+        members: dict[str, Replica] = {}
+        for spec in snap.routes:
+            for rs in spec.replicas:
+                if rs.address not in members:
+                    found = current.get(rs.address) or self._retiring.get(rs.address)
+                    members[rs.address] = found or self._new_replica(rs)
+        routes = [
+            Route(s.name, s.version, [members[r.address] for r in s.replicas], s.default, s.hold, s.revision)
+            for s in snap.routes
+        ]
+        table = RoutingTable(routes)
+        # Nothing below can fail: the table is applied whole or not at all.
+        for address, replica in members.items():
+            replica.retired = False
+            self._retiring.pop(address, None)
+        for address, replica in current.items():
+            if address not in members:
+                self._retire(replica)
+        self.table, self.replicas = table, list(members.values())
+        self.epoch, self.generation = snap.epoch, snap.generation
+        routed = {(r.name, r.version, r.revision) for r in routes}
+        self._metadata = {k: v for k, v in self._metadata.items() if k in routed}
+        self.held.wake()
+
+    def _new_replica(self, spec: ReplicaSpec) -> Replica:
+        health = OutlierState(self._eject_after, admitted=True)
+        return Replica(self._connect(spec.address), health, name=spec.id)
+
+    def _retire(self, replica: Replica) -> None:
+        replica.retired = True
+        if replica.inflight == 0:
+            self._close(replica)
+        else:
+            self._retiring[replica.upstream.address] = replica
+
+    def _close(self, replica: Replica) -> None:
+        self._retiring.pop(replica.upstream.address, None)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # outside a loop no connection was ever opened
+            return
+        task = loop.create_task(replica.upstream.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     # -- health --
     async def check_health(self) -> None:
         """Probe every replica once (concurrently) and admit or eject accordingly."""
-        results = await asyncio.gather(*(r.upstream.probe() for r in self.replicas))
-        for replica, passed in zip(self.replicas, results, strict=True):
+        replicas = self.replicas
+        results = await asyncio.gather(*(r.upstream.probe() for r in replicas))
+        admitted = False
+        for replica, passed in zip(replicas, results, strict=True):
             was = replica.health.admitted
             if replica.health.probe(passed):
                 log.info("replica %s admitted", replica.name)
+                admitted = True
             elif was and not replica.health.admitted:
                 log.warning("replica %s ejected: health probes failing", replica.name)
+        if admitted:
+            self.held.wake()
 
     def eject(self, address: str) -> None:
         """Take a replica out of rotation at once (its process is known to have exited)."""
@@ -125,12 +238,16 @@ class Gateway:
         self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
 
     async def stop(self) -> None:
+        self._stopped = True  # a table arriving from now on is not applied
         if self._health_task is not None:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
-        for r in self.replicas:
+        for r in [*self.replicas, *self._retiring.values()]:
             await r.upstream.close()
+        self._retiring.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def wait_ready(self, timeout_s: float) -> bool:
         """Probe until every model version has an admitted replica or ``timeout_s`` passes."""
@@ -140,3 +257,19 @@ class Gateway:
             await asyncio.sleep(0.05)
             await self.check_health()
         return self.ready()
+
+
+def _label(route: Route) -> str:
+    return route.name + (f":{route.version}" if route.version else "")
+
+
+def _no_replica(route: Route, excluded: Replica | None) -> Unavailable:
+    extra = "other " if excluded is not None else ""
+    return Unavailable(f"no {extra}healthy replica of {_label(route)} is available")
+
+
+def _for_route(route: Route, request: EncodedRequest) -> EncodedRequest:
+    """Replicas see the real version, never the default's absence or an alias."""
+    if request.version == route.version:
+        return request
+    return EncodedRequest(route.name, route.version, request.body, request.json_length, request.request_id)

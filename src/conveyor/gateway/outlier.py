@@ -17,16 +17,17 @@ def is_replica_fault(exc: BaseException) -> bool:
 
 
 class OutlierState:
-    """Starts not admitted: a replica serves only once a readiness probe has passed."""
+    """Starts not admitted (a replica serves once a readiness probe has passed) unless told it is ready:
+    the control plane lists only replicas it has seen ready."""
 
     __slots__ = ("admitted", "eject_after", "failures")
 
-    def __init__(self, eject_after: int) -> None:
+    def __init__(self, eject_after: int, *, admitted: bool = False) -> None:
         if eject_after < 1:
             raise ValueError("eject_after must be at least 1")
         self.eject_after = eject_after
         self.failures = 0
-        self.admitted = False
+        self.admitted = admitted
 
     def success(self) -> None:
         self.failures = 0

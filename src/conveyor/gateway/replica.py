@@ -1,4 +1,7 @@
-"""A replica in the gateway's routing table: its upstream, its outlier state and its in-flight count."""
+"""A replica in the gateway's routing table: its upstream, its outlier state and its in-flight count.
+
+``retired``: a newer table no longer lists it; it finishes what it has in flight, then its upstream closes.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ class Replica:
     health: OutlierState
     inflight: int = 0
     name: str = field(default="")
+    retired: bool = False
 
     def __post_init__(self) -> None:
         self.name = self.name or self.upstream.address

@@ -1,11 +1,17 @@
-"""The routing table: model name and version (or an alias, resolved when the stack starts) → replicas."""
+"""The routing table: model name and version (or an alias, resolved when the stack starts) → replicas.
+
+A bare name reaches the route marked ``default`` (the deployment's current version, which after a rollback is
+not the highest), or the highest version when none of that name is marked.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from conveyor.errors import Conflict
 from conveyor.gateway.replica import Replica
+from conveyor.gateway.snapshot import Hold
 from conveyor.server.versions import VersionIndex
 
 
@@ -16,15 +22,22 @@ class Route:
     name: str
     version: str | None
     replicas: list[Replica] = field(default_factory=list)
+    default: bool = False
+    hold: Hold | None = None
+    revision: int | None = None
 
 
 class RoutingTable:
-    """(name, version-or-alias) → Route with dict lookups; a name alone means its highest version."""
+    """(name, version-or-alias) → Route with dict lookups; a name alone means its default version."""
 
     def __init__(self, routes: Sequence[Route], aliases: Mapping[tuple[str, str], str] | None = None) -> None:
         self._index: VersionIndex[Route] = VersionIndex((r.name, r.version, r) for r in routes)
         for (name, alias), version in (aliases or {}).items():
             self._index.add_alias(name, alias, version)
+        self._defaults: dict[str, Route] = {}
+        for r in routes:
+            if r.default and self._defaults.setdefault(r.name, r) is not r:
+                raise Conflict(f"more than one version of {r.name!r} is marked default")
 
     @property
     def routes(self) -> list[Route]:
@@ -34,4 +47,6 @@ class RoutingTable:
         return self._index.versions(name)
 
     def resolve(self, name: str, version: str | None) -> Route:
+        if version is None and (route := self._defaults.get(name)) is not None:
+            return route
         return self._index.get(name, version)

@@ -4,43 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
 
 import pytest
 
 from conveyor.errors import InvalidInput, Unavailable
 from conveyor.gateway import ConnectionFailed, Gateway, OutlierState, Replica, Route, RoutingTable
 from conveyor.server.service import EncodedRequest, EncodedResponse
-
-
-class FakeUpstream:
-    """Answers with its own address; ``fail_with`` makes every call raise; ``healthy`` drives probes."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.fail_with: Exception | None = None
-        self.healthy = True
-        self.seen: list[EncodedRequest] = []
-        self.metadata_calls = 0
-
-    async def infer(self, request: EncodedRequest) -> EncodedResponse:
-        self.seen.append(request)
-        if self.fail_with is not None:
-            raise self.fail_with
-        return EncodedResponse(self.address.encode(), None, request.request_id, request.version)
-
-    async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
-        self.metadata_calls += 1
-        return {"name": name, "versions": ["only-mine"]}
-
-    async def model_ready(self, name: str, version: str | None) -> dict[str, Any]:
-        return {"name": name, "ready": True}
-
-    async def probe(self) -> bool:
-        return self.healthy
-
-    async def close(self) -> None:
-        return None
+from tests.unit.gateway.fakes import FakeUpstream
 
 
 def _stack(n: int = 2, eject_after: int = 3) -> tuple[Gateway, list[FakeUpstream]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.errors import NotFound
+from conveyor.errors import Conflict, NotFound
 from conveyor.gateway.routes import Route, RoutingTable
 
 
@@ -38,3 +38,14 @@ def test_unknown_model_or_version_is_not_found_naming_what_is_served() -> None:
 def test_an_alias_to_a_version_not_served_is_refused() -> None:
     with pytest.raises(NotFound, match="production"):
         RoutingTable([Route("lr", "1")], {("lr", "production"): "2"})
+
+
+def test_a_route_marked_default_is_what_a_bare_name_reaches() -> None:
+    t = RoutingTable([Route("lr", "1", default=True), Route("lr", "2")])
+    assert t.resolve("lr", None).version == "1"
+    assert t.resolve("lr", "2").version == "2"
+
+
+def test_two_defaults_of_one_name_are_refused() -> None:
+    with pytest.raises(Conflict, match="more than one version of 'lr'"):
+        RoutingTable([Route("lr", "1", default=True), Route("lr", "2", default=True)])

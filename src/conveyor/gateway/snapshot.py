@@ -1,0 +1,122 @@
+"""The routing table the control plane pushes (docs/control-plane.md), parsed and checked before use.
+
+A malformed table raises ``InvalidInput`` naming what is wrong, so the gateway can refuse it and keep serving
+with the table it has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Scale to zero: with no admitted replica, hold up to ``max_requests`` for up to ``timeout_s``."""
+
+    timeout_s: float
+    max_requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSpec:
+    id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    name: str
+    version: str
+    deployment: str
+    revision: int | None
+    default: bool
+    replicas: tuple[ReplicaSpec, ...]
+    hold: Hold | None
+
+
+@dataclass(frozen=True, slots=True)
+class TableSnapshot:
+    epoch: str
+    generation: int
+    routes: tuple[RouteSpec, ...]
+
+
+def parse_table(doc: Any) -> TableSnapshot:
+    """Check and convert a routing table document; ``InvalidInput`` says what is wrong with it."""
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"routing table must be an object, got {type(doc).__name__}")
+    epoch = _field(doc, "epoch", str, "table")
+    generation = _field(doc, "generation", int, "table")
+    if generation < 0:
+        raise InvalidInput(f"routing table generation must not be negative, got {generation}")
+    raw_routes = _field(doc, "routes", list, "table")
+    routes = tuple(_route(r, i) for i, r in enumerate(raw_routes))
+    seen: set[tuple[str, str]] = set()
+    defaults: set[str] = set()
+    for r in routes:
+        if (r.name, r.version) in seen:
+            raise InvalidInput(f"routing table lists {r.name}:{r.version} twice")
+        seen.add((r.name, r.version))
+        if r.default:
+            if r.name in defaults:
+                raise InvalidInput(f"routing table marks more than one version of {r.name!r} as default")
+            defaults.add(r.name)
+    return TableSnapshot(epoch, generation, routes)
+
+
+def _route(doc: Any, i: int) -> RouteSpec:
+    where = f"routes[{i}]"
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"routing table {where} must be an object")
+    name = _field(doc, "name", str, where)
+    version = _field(doc, "version", str, where)
+    if not name or not version:
+        raise InvalidInput(f"routing table {where} needs a non-empty name and version")
+    deployment = _field(doc, "deployment", str, where, default=name)
+    revision = _field(doc, "revision", int, where, default=None)
+    default = _field(doc, "default", bool, where, default=False)
+    raw_replicas = _field(doc, "replicas", list, where, default=[])
+    replicas = tuple(_replica(r, f"{where}.replicas[{j}]") for j, r in enumerate(raw_replicas))
+    raw_hold = doc.get("hold")
+    hold = None if raw_hold is None else _hold(raw_hold, f"{where}.hold")
+    return RouteSpec(name, version, deployment, revision, default, replicas, hold)
+
+
+def _replica(doc: Any, where: str) -> ReplicaSpec:
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"routing table {where} must be an object")
+    address = _field(doc, "address", str, where)
+    if not address:
+        raise InvalidInput(f"routing table {where} has an empty address")
+    return ReplicaSpec(_field(doc, "id", str, where, default=address), address)
+
+
+def _hold(doc: Any, where: str) -> Hold:
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"routing table {where} must be an object or null")
+    timeout = _field(doc, "timeoutSeconds", float, where)
+    max_requests = _field(doc, "maxRequests", int, where)
+    if timeout <= 0 or max_requests < 0:
+        raise InvalidInput(f"routing table {where} needs timeoutSeconds > 0 and maxRequests >= 0")
+    return Hold(float(timeout), max_requests)
+
+
+_MISSING = object()
+
+
+def _field(doc: dict[str, Any], key: str, kind: type[Any], where: str, default: Any = _MISSING) -> Any:
+    value = doc.get(key, _MISSING)
+    if value is _MISSING or (value is None and default is not _MISSING):
+        if default is _MISSING:
+            raise InvalidInput(f"routing table {where} has no {key!r}")
+        return default
+    # bool is an int to Python, not to JSON; an integral number is a fine float.
+    ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
+    if isinstance(value, bool) and kind is not bool:
+        ok = False
+    if not ok:
+        raise InvalidInput(f"routing table {where}.{key} must be {kind.__name__}, got {value!r}")
+    return value
