@@ -1,0 +1,254 @@
+"""The management API (``/api/v1``, docs/control-plane.md): FastAPI routes over the registry and the running
+control plane (``ControlRuntime``). Registry work runs in a worker thread, runtime calls on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from conveyor import __version__
+from conveyor.control import api_ops as ops
+from conveyor.control.api_bodies import ApplyBody, GatewayReport, RollbackBody, ScaleBody
+from conveyor.control.runtime import ControlRuntime
+from conveyor.errors import ConveyorError
+from conveyor.registry import Registry
+from conveyor.server.errors import error_response, status_for
+from conveyor.settings import Settings
+
+log = logging.getLogger("conveyor.control")
+KEEPALIVE_S = 5.0
+"""A blank line on the routing watch after this long without a table, so both ends see a dead peer."""
+NDJSON = "application/x-ndjson"
+T = TypeVar("T")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {"application/json": {"example": {"error": "message"}}}}
+    for status, text in (
+        (400, "Invalid input"),
+        (404, "Not found"),
+        (409, "Conflict"),
+        (503, "Unavailable"),
+    )
+}
+
+
+def create_api(registry: Registry, runtime: ControlRuntime, settings: Settings) -> FastAPI:
+    """The management API app; ``settings.user`` is recorded as ``created_by`` of the revisions it makes."""
+    app = FastAPI(
+        title="Conveyor management API",
+        version=__version__,
+        description="Deployments, their revisions and replicas; the routing table for gateways.",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    _install_error_handlers(app)
+    app.include_router(_routes(registry, runtime, settings), prefix="/api/v1", responses=_ERRORS)
+    return app
+
+
+def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> APIRouter:
+    api = APIRouter()
+
+    async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    @api.get("/health", tags=["control plane"])
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "epoch": runtime.epoch}
+
+    @api.get("/models", tags=["models"])
+    async def list_models() -> dict[str, Any]:
+        models = await in_thread(registry.list_models)
+        return {"models": [m.to_dict() for m in models]}
+
+    @api.get("/models/{name}", tags=["models"])
+    async def get_model(name: str) -> dict[str, Any]:
+        return await in_thread(ops.model_detail, registry, name)
+
+    @api.post("/apply", tags=["deployments"])
+    async def apply(body: ApplyBody) -> dict[str, Any]:
+        """Validate every document, resolve every model reference, then apply each (or only report)."""
+        results = await in_thread(
+            ops.apply_documents, registry, body.documents, dry_run=body.dry_run, user=settings.user
+        )
+        for r in results:
+            if r["changed"] and not body.dry_run:
+                runtime.changed(r["name"])
+        return {"results": results}
+
+    @api.get("/deployments", tags=["deployments"])
+    async def list_deployments() -> dict[str, Any]:
+        infos = await in_thread(lambda: registry.deployments.list())
+        return {"deployments": [ops.status(i, runtime.replica_counts(i.name)) for i in infos]}
+
+    @api.get("/deployments/{name}", tags=["deployments"])
+    async def get_deployment(name: str) -> dict[str, Any]:
+        """DeploymentStatus plus its ``revisions``, its replicas (``instances``) and its recent ``events``."""
+        info, extra = await in_thread(ops.describe, registry, name)
+        # The replica list is "instances": "replicas" is already the DeploymentStatus counts.
+        return {
+            **ops.status(info, runtime.replica_counts(name)),
+            "revisions": extra["revisions"],
+            "instances": runtime.replicas(name),
+            "events": extra["events"],
+        }
+
+    @api.delete("/deployments/{name}", tags=["deployments"])
+    async def delete_deployment(name: str) -> dict[str, Any]:
+        """Delete the deployment and its revisions; its replicas drain and stop."""
+        await in_thread(lambda: registry.deployments.delete(name))
+        runtime.changed(name)
+        return {"name": name, "deleted": True}
+
+    @api.post("/deployments/{name}/scale", tags=["deployments"])
+    async def scale(name: str, body: ScaleBody) -> dict[str, Any]:
+        """A new revision with ``spec.replicas``; 409 for an autoscaled deployment."""
+        result = await in_thread(ops.scale, registry, name, body.replicas, user=settings.user)
+        if result.changed:
+            runtime.changed(name)
+        return result.to_dict()
+
+    @api.post("/deployments/{name}/rollback", tags=["deployments"])
+    async def rollback(name: str, body: RollbackBody | None = None) -> dict[str, Any]:
+        """A new revision with an earlier revision's spec and model (default: the one before current)."""
+        to_revision = body.to_revision if body is not None else None
+        result = await in_thread(
+            lambda: registry.deployments.rollback(name, to_revision, created_by=settings.user)
+        )
+        if result.changed:
+            runtime.changed(name)
+        return result.to_dict()
+
+    @api.get("/deployments/{name}/revisions", tags=["deployments"])
+    async def revisions(name: str) -> dict[str, Any]:
+        history = await in_thread(lambda: registry.deployments.history(name))
+        return {"revisions": [r.to_dict() for r in history]}
+
+    @api.get("/deployments/{name}/events", tags=["deployments"])
+    async def events(name: str, limit: int = ops.RECENT_EVENTS) -> dict[str, Any]:
+        found = await in_thread(lambda: registry.deployments.events(name, limit))
+        return {"events": [e.to_dict() for e in found]}
+
+    @api.get("/replicas", tags=["control plane"])
+    async def replicas() -> dict[str, Any]:
+        return {"replicas": runtime.replicas()}
+
+    @api.get("/endpoints", tags=["control plane"])
+    async def endpoints() -> dict[str, Any]:
+        """Where to send inference requests: the live gateways, and each deployment's URL and replicas."""
+        infos = await in_thread(lambda: registry.deployments.list())
+        gateways = runtime.gateways()
+        base = next((str(g["url"]).rstrip("/") for g in gateways if g.get("url")), None)
+        return {
+            "gateways": gateways,
+            "endpoints": [
+                {
+                    "name": i.name,
+                    "model": i.model,
+                    "url": base + ops.endpoint_path(i.name) if base else None,
+                    "replicas": runtime.replica_counts(i.name),
+                    "instances": [
+                        {k: r.get(k) for k in ("id", "version", "state", "address")}
+                        for r in runtime.replicas(i.name)
+                    ],
+                }
+                for i in infos
+            ],
+        }
+
+    @api.get("/routing", tags=["gateways"])
+    async def routing() -> dict[str, Any]:
+        return runtime.routing()
+
+    @api.get("/routing/watch", tags=["gateways"], response_class=StreamingResponse)
+    async def routing_watch() -> StreamingResponse:
+        """NDJSON: the current table at once, then every new one; a blank keep-alive line every 5 s."""
+        return StreamingResponse(_ndjson(runtime.watch()), media_type=NDJSON)
+
+    @api.post("/gateways/report", tags=["gateways"])
+    async def report(body: GatewayReport) -> dict[str, Any]:
+        runtime.report(body.model_dump(by_alias=True))
+        return {"ok": True}
+
+    return api
+
+
+async def _ndjson(tables: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """One orjson line per table; a blank line after ``KEEPALIVE_S`` of silence. The pending ``anext`` lives
+    across keep-alives (cancelling it would end the watch); it is cancelled when the client goes away."""
+    pending: asyncio.Task[dict[str, Any]] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(tables))
+            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+            if not done:
+                yield b"\n"
+                continue
+            try:
+                table = pending.result()
+            except StopAsyncIteration:
+                return
+            pending = None
+            yield orjson.dumps(table) + b"\n"
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        aclose = getattr(tables, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def conveyor_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ConveyorError)
+        return error_response(status_for(exc), exc.message)
+
+    async def invalid_request(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        lines = [
+            f"body: invalid JSON ({e.get('ctx', {}).get('error', 'decode error')})"
+            if e["type"] == "json_invalid"
+            else f"{_field(e['loc'])}: {ops.error_text(e)}"
+            for e in exc.errors()
+        ]
+        return error_response(400, "\n".join(lines) or "invalid request")
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            message = f"no such path: {request.method} {request.url.path} (see /docs)"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return error_response(exc.status_code, message, dict(exc.headers or {}))
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+
+    app.add_exception_handler(ConveyorError, conveyor_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+    return ops.field_path(parts) or (str(loc[0]) if loc else "request")

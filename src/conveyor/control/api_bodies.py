@@ -1,0 +1,61 @@
+"""Request bodies of the management API (docs/control-plane.md): pydantic models, camelCase on the wire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class Body(BaseModel):
+    """camelCase on the wire; unknown fields refused so a typo (``dry_run``) is an error, not a no-op."""
+
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", strict=True)
+
+
+class ApplyBody(Body):
+    documents: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="Resources (apiVersion, kind, metadata, spec), each validated before any applies.",
+    )
+    dry_run: bool = Field(default=False, description="Validate and report what would change; store nothing.")
+
+
+class ScaleBody(Body):
+    replicas: int = Field(ge=0, description="The fixed replica count of a deployment without autoscaling.")
+
+
+class RollbackBody(Body):
+    to_revision: int | None = Field(
+        default=None, ge=1, description="The revision to return to (default: the one before current)."
+    )
+
+
+class Report(BaseModel):
+    """Gateway reports are read leniently (extra fields kept), so a newer gateway can report more."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class ReplicaLoad(Report):
+    address: str
+    admitted: bool
+    in_flight: int = Field(ge=0)
+
+
+class RouteLoad(Report):
+    name: str
+    version: str
+    in_flight: int = Field(ge=0)
+    held: int = Field(default=0, ge=0)
+    replicas: list[ReplicaLoad] = Field(default_factory=list)
+
+
+class GatewayReport(Report):
+    gateway: str = Field(min_length=1, description="The gateway's id, stable while it runs.")
+    url: str | None = None
+    grpc_url: str | None = None
+    epoch: str | None = Field(default=None, description="Epoch of the routing table the gateway applied.")
+    generation: int = Field(default=0, ge=0, description="Generation of that table.")
+    routes: list[RouteLoad] = Field(default_factory=list)

@@ -1,0 +1,155 @@
+"""What the management API does with the registry: apply, scale, describe. Synchronous (run in a thread);
+the routes in ``api.py`` add the live state from the ``ControlRuntime`` on the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from conveyor import errors
+from conveyor.registry import Registry
+from conveyor.registry.records import ApplyResult, DeploymentInfo
+from conveyor.spec import KINDS, Deployment
+
+RECENT_EVENTS = 20
+
+
+def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
+    """Every document as a Deployment; InvalidInput lists every problem as ``documents[i].path: message``."""
+    problems: list[str] = []
+    out: list[Deployment] = []
+    seen: dict[str, int] = {}
+    for i, doc in enumerate(documents):
+        kind = doc.get("kind")
+        if not isinstance(kind, str) or KINDS.get(kind) is not Deployment:
+            problems.append(
+                f"documents[{i}].kind: unsupported {kind!r}; supported: {', '.join(sorted(KINDS))}"
+            )
+            continue
+        try:
+            resource = Deployment.model_validate(doc)
+        except ValidationError as exc:
+            where = [
+                f"documents[{i}]" + (f".{field_path(e['loc'])}" if e["loc"] else "") for e in exc.errors()
+            ]
+            problems += [f"{w}: {error_text(e)}" for w, e in zip(where, exc.errors(), strict=True)]
+            continue
+        name = resource.metadata.name
+        if name in seen:
+            problems.append(
+                f"documents[{i}].metadata.name: duplicate Deployment {name!r} (documents[{seen[name]}])"
+            )
+        seen.setdefault(name, i)
+        out.append(resource)
+    if problems:
+        raise errors.InvalidInput("\n".join(problems), problems=problems)
+    return out
+
+
+def resolve_models(registry: Registry, resources: list[Deployment]) -> list[str]:
+    """Each resource's ``spec.model`` resolved to ``name:version`` now; NotFound names the deployment too."""
+    resolved = []
+    for r in resources:
+        try:
+            resolved.append(registry.resolve(r.spec.model).ref)
+        except errors.NotFound as exc:
+            raise errors.NotFound(f"deployment {r.metadata.name!r}: {exc.message}") from None
+    return resolved
+
+
+def apply_documents(
+    registry: Registry, documents: list[dict[str, Any]], *, dry_run: bool, user: str
+) -> list[dict[str, Any]]:
+    """Validate all, resolve all, then apply each (or, with ``dry_run``, say what applying would do)."""
+    resources = validate_documents(documents)
+    models = resolve_models(registry, resources)
+    results = []
+    for resource, model in zip(resources, models, strict=True):
+        if dry_run:
+            result = _preview(registry, resource, model)
+        else:
+            result = registry.deployments.apply(
+                resource.to_dict(), resource.fingerprint(), model=model, created_by=user
+            )
+        results.append({"kind": resource.kind, **result.to_dict(), "model": model})
+    return results
+
+
+def scale(registry: Registry, name: str, replicas: int, *, user: str) -> ApplyResult:
+    """A new revision of ``name`` with ``spec.replicas`` set, running the same model version."""
+    deployments = registry.deployments
+    current = deployments.get(name)
+    resource = Deployment.model_validate(current.spec)
+    if resource.spec.autoscaling is not None:
+        bounds = resource.spec.autoscaling
+        raise errors.Conflict(
+            f"deployment {name!r} is autoscaled ({bounds.min_replicas}..{bounds.max_replicas} replicas): "
+            "change spec.autoscaling and apply it instead"
+        )
+    spec = current.spec
+    scaled = Deployment.model_validate({**spec, "spec": {**spec["spec"], "replicas": replicas}})
+    return deployments.apply(
+        scaled.to_dict(),
+        scaled.fingerprint(),
+        model=current.model,
+        created_by=user,
+        change_cause=f"scale to {replicas}",
+    )
+
+
+def describe(registry: Registry, name: str) -> tuple[DeploymentInfo, dict[str, Any]]:
+    """The deployment and its ``revisions`` and recent ``events``, read in one go."""
+    deployments = registry.deployments
+    info = deployments.get(name)
+    extra = {
+        "revisions": [r.to_dict() for r in deployments.history(name)],
+        "events": [e.to_dict() for e in deployments.events(name, RECENT_EVENTS)],
+    }
+    return info, extra
+
+
+def model_detail(registry: Registry, name: str) -> dict[str, Any]:
+    versions = registry.list_versions(name)  # NotFound for an unknown model
+    model = next((m for m in registry.list_models() if m.name == name), None)
+    if model is None:
+        raise errors.NotFound(f"model {name!r} not found")
+    return {"model": model.to_dict(), "versions": [v.to_dict() for v in versions]}
+
+
+def status(info: DeploymentInfo, counts: dict[str, int]) -> dict[str, Any]:
+    """A DeploymentStatus (docs/control-plane.md)."""
+    return {**info.to_dict(), "replicas": counts, "endpoint": endpoint_path(info.name)}
+
+
+def endpoint_path(name: str) -> str:
+    return f"/v2/models/{name}"
+
+
+def _preview(registry: Registry, resource: Deployment, model: str) -> ApplyResult:
+    name = resource.metadata.name
+    try:
+        current = registry.deployments.get(name)
+    except errors.NotFound:
+        return ApplyResult(name, 1, changed=True)
+    if (current.fingerprint, current.model) == (resource.fingerprint(), model):
+        return ApplyResult(name, current.revision, changed=False)
+    return ApplyResult(name, current.revision + 1, changed=True)
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as the wire spells it: ``routes[0].inFlight``."""
+    text = ""
+    for p in loc:
+        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+    return text
+
+
+def error_text(error: Any) -> str:
+    """A pydantic error's message, in the words the spec loader uses for the common kinds."""
+    if error["type"] == "missing":
+        return "required field missing"
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    return str(error["msg"]).removeprefix("Value error, ")
