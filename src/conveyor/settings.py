@@ -32,10 +32,15 @@ class Settings(BaseSettings):
         "PostgreSQL: postgresql+psycopg://user:pass@host:port/db",
     )
     user: str = Field(default_factory=_default_user, description="Recorded as `created_by` on new versions.")
-    url: str | None = Field(
+    url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Management API of the control plane that `conveyor apply`, `get`, `describe`, ... use "
+        "when --url is not given (CONVEYOR_URL).",
+    )
+    gateway_url: str | None = Field(
         default=None,
-        description="Inference endpoint `conveyor predict` sends to when --url is not given (CONVEYOR_URL); "
-        "unset means predict in-process from the registry.",
+        description="Inference endpoint `conveyor predict` sends to when --url is not given "
+        "(CONVEYOR_GATEWAY_URL); unset means predict in-process from the registry.",
     )
     debug: bool = Field(default=False, description="Show full tracebacks from the CLI (CONVEYOR_DEBUG=1).")
     max_body_bytes: int = Field(

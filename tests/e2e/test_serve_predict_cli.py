@@ -80,6 +80,11 @@ def test_serve_alias_and_predict_over_http(
     )
     human = cli("predict", "iris:1", "--url", url, "--data", json.dumps(x.tolist()))
     assert "iris:1" in human.stdout
+    cli_env["CONVEYOR_URL"] = "http://127.0.0.1:1"  # the management API: predict does not use it
+    cli_env["CONVEYOR_GATEWAY_URL"] = url
+    via_env = cli("predict", "iris:1", "--data", json.dumps(x.tolist()), "--json")
+    assert json.loads(via_env.stdout)["outputs"] == predicted["outputs"]
+    del cli_env["CONVEYOR_URL"], cli_env["CONVEYOR_GATEWAY_URL"]
 
     missing = cli("predict", "nosuch", "--url", url, "--data", "[[1,2,3,4]]", check=False)
     assert missing.returncode == 3 and "Traceback" not in missing.stderr

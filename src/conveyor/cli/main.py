@@ -8,7 +8,7 @@ import click
 import typer
 
 from conveyor import __version__
-from conveyor.cli import backup, models, predict, serve
+from conveyor.cli import backup, deployments, inspect, models, predict, serve
 from conveyor.cli.output import err_console, exit_code_for
 from conveyor.errors import ConveyorError
 
@@ -26,6 +26,16 @@ app.command("serve")(serve.serve)
 app.command("predict")(predict.predict)
 app.command("backup")(backup.backup)
 app.command("restore")(backup.restore)
+# Deployments, through the management API of a running control plane (CONVEYOR_URL).
+app.command("apply")(deployments.apply)
+app.command("diff")(deployments.diff)
+app.add_typer(inspect.get_app, name="get")
+app.add_typer(inspect.describe_app, name="describe")
+app.add_typer(deployments.delete_app, name="delete")
+app.command("scale")(deployments.scale)
+app.command("rollback")(deployments.rollback)
+app.command("history")(deployments.history)
+app.command("endpoints")(inspect.endpoints)
 
 
 @app.command("version")

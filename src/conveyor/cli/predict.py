@@ -31,7 +31,7 @@ def predict(
     url: Annotated[
         str | None,
         typer.Option(
-            help="Server to send to, e.g. http://127.0.0.1:8080 (default: $CONVEYOR_URL; "
+            help="Server to send to, e.g. http://127.0.0.1:8080 (default: $CONVEYOR_GATEWAY_URL; "
             "unset: run in-process)."
         ),
     ] = None,
@@ -43,7 +43,7 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print the V2 response as JSON.")] = False,
 ) -> None:
     """Run a prediction and print the outputs."""
-    url = url or get_settings().url
+    url = url or get_settings().gateway_url
     payload = _read_data(data)
     if url:
         from conveyor.cli.remote import remote_predict

@@ -5,30 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import orjson
 
-from conveyor.errors import (
-    Conflict,
-    ConveyorError,
-    DeadlineExceeded,
-    InvalidInput,
-    NotFound,
-    Overloaded,
-    PayloadTooLarge,
-    Unavailable,
-    UnsupportedMediaType,
-)
-
-# The server's HTTP status back to the error it stands for, so the CLI's exit code says the same thing.
-_STATUS_ERRORS: dict[int, type[ConveyorError]] = {
-    404: NotFound,
-    409: Conflict,
-    413: PayloadTooLarge,
-    415: UnsupportedMediaType,
-    429: Overloaded,
-    503: Unavailable,
-    504: DeadlineExceeded,
-}
+from conveyor.cli.client import error_for, error_message
+from conveyor.errors import InvalidInput, Unavailable
 
 
 def _model_path(ref: str) -> str:
@@ -43,12 +22,7 @@ def _model_path(ref: str) -> str:
 def _raise_for(resp: httpx.Response, url: str) -> None:
     if resp.status_code < 400:
         return
-    try:
-        message = str(orjson.loads(resp.content).get("error", resp.text))
-    except (orjson.JSONDecodeError, AttributeError):
-        message = resp.text.strip() or resp.reason_phrase
-    error = _STATUS_ERRORS.get(resp.status_code, InvalidInput if resp.status_code < 500 else ConveyorError)
-    raise error(f"{url} answered {resp.status_code}: {message}")
+    raise error_for(resp.status_code, f"{url} answered {resp.status_code}: {error_message(resp)}")
 
 
 def remote_predict(

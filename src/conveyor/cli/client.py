@@ -1,0 +1,127 @@
+"""A small HTTP client of the management API (``/api/v1``) for the CLI: answers as dicts, failures as the
+ConveyorError the status stands for, so the exit code says the same thing as the server.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import httpx
+import orjson
+import typer
+
+from conveyor.errors import (
+    Conflict,
+    ConveyorError,
+    DeadlineExceeded,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
+
+# An HTTP status back to the error it stands for (the inverse of conveyor.server.errors.STATUS_BY_CODE).
+STATUS_ERRORS: dict[int, type[ConveyorError]] = {
+    400: InvalidInput,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    429: Overloaded,
+    503: Unavailable,
+    504: DeadlineExceeded,
+}
+
+
+def error_message(resp: httpx.Response) -> str:
+    """The ``{"error": ...}`` of a failed answer, or its text when it is not JSON."""
+    try:
+        return str(orjson.loads(resp.content).get("error", resp.text))
+    except (orjson.JSONDecodeError, AttributeError):
+        return resp.text.strip() or resp.reason_phrase
+
+
+def error_for(status: int, message: str) -> ConveyorError:
+    error = STATUS_ERRORS.get(status, InvalidInput if status < 500 else ConveyorError)
+    return error(message)
+
+
+class ApiClient:
+    """``get``/``post``/``delete`` on ``URL/api/v1/PATH``; one connection pool per command."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=f"{self.url}/api/v1", timeout=timeout)
+
+    def get(self, path: str) -> dict[str, Any]:
+        return self.call("GET", path)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.call("POST", path, body)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            resp = self._http.request(method, path, json=body)
+        except httpx.ConnectError:
+            raise Unavailable(
+                f"control plane not reachable at {self.url}: "
+                "start it with `conveyor up` (or set CONVEYOR_URL)"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise Unavailable(
+                f"control plane at {self.url} failed to answer: {exc or type(exc).__name__}"
+            ) from None
+        if resp.status_code >= 400:
+            raise error_for(resp.status_code, error_message(resp))
+        try:
+            data = orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            raise Unavailable(
+                f"{self.url} is not a Conveyor control plane (answered {resp.text[:80]!r})"
+            ) from None
+        if not isinstance(data, dict):
+            raise Unavailable(f"{self.url} is not a Conveyor control plane (answered {type(data).__name__})")
+        return data
+
+
+def api_client(url: str | None) -> ApiClient:
+    """A client of ``url``, else of the management API in the settings (CONVEYOR_URL)."""
+    from conveyor.settings import get_settings
+
+    return ApiClient(url or get_settings().url)
+
+
+def request(
+    url: str | None, method: str, path: str, body: dict[str, Any] | None = None, *, as_json: bool = False
+) -> dict[str, Any] | None:
+    """One API call; with ``as_json`` the answer is printed for scripts and None returned (nothing left)."""
+    with api_client(url) as api:
+        answer = api.call(method, path, body)
+    if as_json:
+        from conveyor.cli.output import print_json
+
+        print_json(answer)
+        return None
+    return answer
+
+
+NameArg = Annotated[str, typer.Argument(help="Deployment name.")]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="Management API of the control plane (default: $CONVEYOR_URL, else http://127.0.0.1:8000).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON for scripts instead of tables.")]

@@ -1,0 +1,194 @@
+"""``conveyor apply / diff / scale / rollback / history / delete``: change deployments through the management
+API of a running control plane (``conveyor up``)."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor.cli.client import JsonOpt, NameArg, UrlOpt, api_client, request
+from conveyor.cli.output import console, human_time
+from conveyor.errors import NotFound
+
+if TYPE_CHECKING:
+    from conveyor.spec import Resource
+
+FileOpt = Annotated[
+    str,
+    typer.Option(
+        "--filename",
+        "-f",
+        help="YAML file of Deployment resources (several documents allowed); - reads stdin.",
+    ),
+]
+delete_app = typer.Typer(help="Delete a resource from the control plane.", no_args_is_help=True)
+
+
+def apply(
+    filename: FileOpt,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and show what would change; change nothing.")
+    ] = False,
+    url: UrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create or update the deployments in a YAML file (a new revision only where something changed).
+
+    The file is checked here first (errors as FILE:LINE: field: message), then every document is validated
+    and its model reference (NAME:VERSION or NAME@ALIAS) resolved by the control plane before any is applied.
+    """
+    resources = _load(filename)
+    body = {"documents": [r.to_dict() for r in resources], "dryRun": dry_run}
+    answer = request(url, "POST", "/apply", body, as_json=as_json)
+    if answer is None:
+        return
+    for r in answer["results"]:
+        verb = "unchanged" if not r["changed"] else "created" if r["revision"] == 1 else "configured"
+        note = " (dry run)" if dry_run else ""
+        console.print(
+            f"{r['kind'].lower()}/{r['name']} {verb} (revision {r['revision']}: {r['model']}){note}",
+            highlight=False,
+        )
+
+
+def diff(filename: FileOpt, url: UrlOpt = None) -> None:
+    """Show how a YAML file differs from what is deployed, as a unified diff of the canonical specs.
+
+    Exit status 0: no difference; 1: a difference (like kubectl diff); a new deployment shows as all added.
+    """
+    from conveyor.spec import dump_yaml
+
+    resources = _load(filename)
+    source = "stdin" if filename == "-" else filename
+    differs = False
+    with api_client(url) as api:
+        for resource in resources:
+            name = resource.metadata.name
+            try:
+                live = _canonical_yaml(api.get(f"/deployments/{name}")["spec"])
+            except NotFound:
+                live = ""
+            lines = difflib.unified_diff(
+                live.splitlines(keepends=True),
+                dump_yaml([resource]).splitlines(keepends=True),
+                fromfile=f"deployment/{name} (live)",
+                tofile=f"deployment/{name} ({source})",
+            )
+            for line in lines:
+                differs = True
+                style = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "")
+                text = escape(line.rstrip("\n"))
+                console.print(f"[{style}]{text}[/]" if style else text, highlight=False, soft_wrap=True)
+    if differs:
+        raise typer.Exit(1)
+
+
+def scale(
+    name: NameArg,
+    replicas: Annotated[int, typer.Option("--replicas", "-r", help="The new fixed replica count (>= 0).")],
+    url: UrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a deployment's replica count (a new revision; refused for an autoscaled deployment)."""
+    result = request(url, "POST", f"/deployments/{name}/scale", {"replicas": replicas}, as_json=as_json)
+    if result is None:
+        return
+    if result["changed"]:
+        console.print(
+            f"deployment/{name} scaled to {replicas} (revision {result['revision']})", highlight=False
+        )
+    else:
+        console.print(f"deployment/{name} unchanged: already {replicas} (revision {result['revision']})")
+
+
+def rollback(
+    name: NameArg,
+    to_revision: Annotated[
+        int | None,
+        typer.Option("--to-revision", help="Revision to return to (default: the one before current)."),
+    ] = None,
+    url: UrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Return a deployment to an earlier revision's spec and model version, as a new revision."""
+    body = {"toRevision": to_revision} if to_revision is not None else None
+    result = request(url, "POST", f"/deployments/{name}/rollback", body, as_json=as_json)
+    if result is None:
+        return
+    if result["changed"]:
+        target = f"revision {to_revision}" if to_revision is not None else "the previous revision"
+        console.print(f"deployment/{name} rolled back to {target} (now revision {result['revision']})")
+    else:
+        console.print(
+            f"deployment/{name} unchanged: that revision is what runs (revision {result['revision']})"
+        )
+
+
+def history(
+    name: NameArg,
+    url: UrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a deployment's revisions, oldest first: model version, replicas and why each was made."""
+    answer = request(url, "GET", f"/deployments/{name}/revisions", as_json=as_json)
+    if answer is not None:
+        console.print(revisions_table(name, answer["revisions"]))
+
+
+@delete_app.command("deployment")
+def delete_deployment(
+    name: NameArg,
+    url: UrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a deployment with its revisions; its replicas drain and stop."""
+    if request(url, "DELETE", f"/deployments/{name}", as_json=as_json) is not None:
+        console.print(f"deployment/{name} deleted", highlight=False)
+
+
+def revisions_table(name: str, revisions: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"deployment/{name}: revisions", title_justify="left")
+    for col in ("revision", "model", "replicas", "change cause", "by", "created"):
+        table.add_column(col)
+    for r in revisions:
+        spec = r["spec"].get("spec", {})
+        scaling = spec.get("autoscaling")
+        replicas = (
+            f"auto {scaling['minReplicas']}..{scaling['maxReplicas']}" if scaling else spec.get("replicas")
+        )
+        table.add_row(
+            str(r["revision"]),
+            r.get("model") or spec.get("model", "-"),
+            str(replicas),
+            r["change_cause"],
+            r.get("created_by") or "-",
+            human_time(r["created_at"]),
+        )
+    return table
+
+
+def _load(filename: str) -> list[Resource]:
+    from conveyor.spec import load_documents, load_file
+
+    if filename == "-":
+        return load_documents(sys.stdin.read(), source="<stdin>")
+    return load_file(filename)
+
+
+def _canonical_yaml(spec: dict[str, Any]) -> str:
+    """The live spec as ``dump_yaml`` writes a file's, so only real differences show."""
+    from pydantic import ValidationError
+
+    from conveyor.spec import Deployment, dump_yaml
+
+    try:
+        return dump_yaml([Deployment.model_validate(spec)])
+    except ValidationError:  # stored by an older Conveyor: show it as it is
+        import yaml
+
+        return str(yaml.safe_dump(spec, sort_keys=False, explicit_start=True))

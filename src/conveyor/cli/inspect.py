@@ -1,0 +1,168 @@
+"""``conveyor get / describe / endpoints``: read the control plane's deployments, models and replicas."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from conveyor.cli.client import JsonOpt, NameArg, UrlOpt, request
+from conveyor.cli.deployments import revisions_table
+from conveyor.cli.output import console, human_time
+
+get_app = typer.Typer(help="List deployments, models or replicas of the control plane.", no_args_is_help=True)
+describe_app = typer.Typer(help="Show one resource in detail.", no_args_is_help=True)
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _ready(counts: dict[str, int]) -> str:
+    return f"{counts.get('ready', 0)}/{counts.get('desired', 0)}"
+
+
+@get_app.command("deployments")
+def get_deployments(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Deployments with their current revision, model version and ready/desired replicas."""
+    answer = request(url, "GET", "/deployments", as_json=as_json)
+    if answer is None:
+        return
+    if not answer["deployments"]:
+        console.print("No deployments. Try: conveyor apply -f deployment.yaml")
+        return
+    rows = [
+        [
+            d["name"],
+            str(d["revision"]),
+            d.get("model") or "-",
+            _ready(d["replicas"]),
+            d["endpoint"],
+            human_time(d["updated_at"]),
+        ]
+        for d in answer["deployments"]
+    ]
+    console.print(_table("Deployments", ("name", "revision", "model", "ready", "endpoint", "updated"), rows))
+
+
+@get_app.command("models")
+def get_models(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Models in the control plane's registry, with their latest version and aliases."""
+    answer = request(url, "GET", "/models", as_json=as_json)
+    if answer is None:
+        return
+    rows = [
+        [
+            m["name"],
+            str(m.get("latest_version") or "-"),
+            str(m["version_count"]),
+            ", ".join(f"{a}→{v}" for a, v in sorted(m["aliases"].items())) or "-",
+            human_time(m["created_at"]),
+        ]
+        for m in answer["models"]
+    ]
+    console.print(_table("Models", ("name", "latest", "versions", "aliases", "created"), rows))
+
+
+@get_app.command("replicas")
+def get_replicas(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Replica processes the control plane runs: state, revision, model version, pid, restarts."""
+    answer = request(url, "GET", "/replicas", as_json=as_json)
+    if answer is None:
+        return
+    console.print(replicas_table("Replicas", answer["replicas"]))
+
+
+@describe_app.command("deployment")
+def describe_deployment(
+    name: NameArg,
+    url: UrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A deployment: its spec as YAML, revisions, replicas and recent events."""
+    d = request(url, "GET", f"/deployments/{name}", as_json=as_json)
+    if d is None:
+        return
+    import yaml
+
+    console.print(f"[bold]deployment/{d['name']}[/]  revision {d['revision']}  model {d.get('model') or '-'}")
+    console.print(f"  endpoint   {d['endpoint']}", highlight=False)
+    console.print(f"  replicas   {_ready(d['replicas'])} ready ({d['replicas'].get('total', 0)} running)")
+    console.print(f"  updated    {human_time(d['updated_at'])}, created by {d.get('created_by') or '-'}")
+    console.print("[bold]Spec:[/]")
+    console.print(yaml.safe_dump(d["spec"], sort_keys=False).rstrip(), highlight=False, markup=False)
+    console.print(revisions_table(name, d["revisions"]))
+    console.print(replicas_table("Replicas", d["instances"]))
+    events = [[human_time(e["time"]), e["kind"], e["message"]] for e in d["events"]]
+    console.print(_table("Events (most recent last)", ("time", "kind", "message"), events))
+
+
+@describe_app.command("model")
+def describe_model(
+    name: Annotated[str, typer.Argument(help="Model name.")], url: UrlOpt = None, as_json: JsonOpt = False
+) -> None:
+    """A model of the control plane's registry and its versions."""
+    m = request(url, "GET", f"/models/{name}", as_json=as_json)
+    if m is None:
+        return
+    rows = [
+        [
+            str(v["version"]),
+            v["framework"],
+            v["sha256"][:12],
+            ", ".join(v["aliases"]) or "-",
+            human_time(v["created_at"]),
+        ]
+        for v in m["versions"]
+    ]
+    console.print(
+        _table(f"model/{name}: versions", ("version", "framework", "sha256", "aliases", "created"), rows)
+    )
+
+
+def endpoints(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Where to send inference requests: the live gateways and each deployment's URL."""
+    answer = request(url, "GET", "/endpoints", as_json=as_json)
+    if answer is None:
+        return
+    gateways = [[g.get("id", "-"), g.get("url") or "-", g.get("grpcUrl") or "-"] for g in answer["gateways"]]
+    if gateways:
+        console.print(_table("Gateways", ("id", "url", "grpc"), gateways))
+    else:
+        console.print("No gateway has reported yet (is `conveyor up` running?)")
+    rows = [
+        [
+            e["name"],
+            e.get("model") or "-",
+            e.get("url") or "-",
+            _ready(e["replicas"]),
+            ", ".join(f"{i['id']} {i['state']}" for i in e["instances"]) or "-",
+        ]
+        for e in answer["endpoints"]
+    ]
+    console.print(_table("Endpoints", ("name", "model", "url", "ready", "replicas"), rows))
+
+
+def replicas_table(title: str, replicas: list[dict[str, Any]]) -> Table:
+    columns = ("id", "deployment", "revision", "model", "state", "pid", "restarts", "gateways", "started")
+    rows = [
+        [
+            r["id"],
+            r["deployment"],
+            str(r["revision"]),
+            f"{r.get('model')}:{r.get('version')}",
+            r["state"],
+            str(r.get("pid") or "-"),
+            str(r.get("restarts", 0)),
+            str(r.get("gateways", 0)),
+            human_time(r.get("started_at")),
+        ]
+        for r in replicas
+    ]
+    return _table(title, columns, rows)
