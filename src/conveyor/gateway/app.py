@@ -18,9 +18,15 @@ READY_TIMEOUT_S = 120.0
 
 
 def create_gateway_app(
-    gateway: Gateway, settings: Settings, *, startup: Hook | None = None, shutdown: Hook | None = None
+    gateway: Gateway,
+    settings: Settings,
+    *,
+    startup: Hook | None = None,
+    shutdown: Hook | None = None,
+    wait_ready: bool = True,
 ) -> Starlette:
-    """The V2 REST app over ``gateway``; ``startup`` runs, and replicas get ready, before the port opens."""
+    """The V2 REST app over ``gateway``; ``startup`` runs before the port opens, and so does the wait for
+    every replica to get ready unless ``wait_ready`` is False (the control plane's table may be empty)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -28,7 +34,7 @@ def create_gateway_app(
             if startup is not None:
                 await startup()
             await gateway.start()
-            if not await gateway.wait_ready(READY_TIMEOUT_S):
+            if wait_ready and not await gateway.wait_ready(READY_TIMEOUT_S):
                 raise Unavailable(f"replicas not ready within {READY_TIMEOUT_S:.0f}s")
             yield
         except ConveyorError as exc:

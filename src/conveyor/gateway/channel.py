@@ -16,6 +16,7 @@ from conveyor.errors import ConveyorError, DeadlineExceeded
 from conveyor.gateway.upstream import ConnectionFailed
 from conveyor.protocol import frames
 from conveyor.server.service import EncodedRequest, EncodedResponse
+from conveyor.settings import Settings
 
 
 class _Connection(asyncio.Protocol):
@@ -94,6 +95,14 @@ class ChannelUpstream:
         self._conns: list[_Connection | None] = [None] * connections
         self._next = itertools.cycle(range(connections))
         self._connecting: dict[int, asyncio.Future[_Connection]] = {}
+
+    @classmethod
+    def for_settings(cls, address: str, settings: Settings) -> ChannelUpstream:
+        """Probes as patient as the health interval allows; the replica answers 504 itself at
+        ``request_timeout_ms``, so the gateway's own deadline, a second later, only catches a hung one."""
+        probe_timeout = min(2.0, max(0.25, settings.health_interval_s))
+        deadline = settings.request_timeout_ms / 1000 + 1.0
+        return cls(address, probe_timeout_s=probe_timeout, request_timeout_s=deadline)
 
     async def _connection(self) -> _Connection:
         i = next(self._next)

@@ -53,7 +53,8 @@ class HeldRequests:
                 fut: asyncio.Future[None] = loop.create_future()
                 self._waiters.add(fut)
                 try:
-                    await asyncio.wait_for(fut, remaining)
+                    async with asyncio.timeout(remaining):  # not wait_for: it may swallow a cancellation
+                        await fut
                 except TimeoutError:
                     continue  # the deadline check above answers
                 finally:

@@ -47,22 +47,22 @@ class TableSnapshot:
 def parse_table(doc: Any) -> TableSnapshot:
     """Check and convert a routing table document; ``InvalidInput`` says what is wrong with it."""
     if not isinstance(doc, dict):
-        raise InvalidInput(f"routing table must be an object, got {type(doc).__name__}")
-    epoch = _field(doc, "epoch", str, "table")
-    generation = _field(doc, "generation", int, "table")
+        raise InvalidInput(f"routing table: the table must be an object, got {type(doc).__name__}")
+    epoch = _field(doc, "epoch", str, "")
+    generation = _field(doc, "generation", int, "")
     if generation < 0:
-        raise InvalidInput(f"routing table generation must not be negative, got {generation}")
-    raw_routes = _field(doc, "routes", list, "table")
+        raise InvalidInput(f"routing table: generation must not be negative, got {generation}")
+    raw_routes = _field(doc, "routes", list, "")
     routes = tuple(_route(r, i) for i, r in enumerate(raw_routes))
     seen: set[tuple[str, str]] = set()
     defaults: set[str] = set()
     for r in routes:
         if (r.name, r.version) in seen:
-            raise InvalidInput(f"routing table lists {r.name}:{r.version} twice")
+            raise InvalidInput(f"routing table: it lists {r.name}:{r.version} twice")
         seen.add((r.name, r.version))
         if r.default:
             if r.name in defaults:
-                raise InvalidInput(f"routing table marks more than one version of {r.name!r} as default")
+                raise InvalidInput(f"routing table: it marks more than one version of {r.name!r} as default")
             defaults.add(r.name)
     return TableSnapshot(epoch, generation, routes)
 
@@ -70,11 +70,11 @@ def parse_table(doc: Any) -> TableSnapshot:
 def _route(doc: Any, i: int) -> RouteSpec:
     where = f"routes[{i}]"
     if not isinstance(doc, dict):
-        raise InvalidInput(f"routing table {where} must be an object")
+        raise InvalidInput(f"routing table: {where} must be an object")
     name = _field(doc, "name", str, where)
     version = _field(doc, "version", str, where)
     if not name or not version:
-        raise InvalidInput(f"routing table {where} needs a non-empty name and version")
+        raise InvalidInput(f"routing table: {where} needs a non-empty name and version")
     deployment = _field(doc, "deployment", str, where, default=name)
     revision = _field(doc, "revision", int, where, default=None)
     default = _field(doc, "default", bool, where, default=False)
@@ -87,20 +87,20 @@ def _route(doc: Any, i: int) -> RouteSpec:
 
 def _replica(doc: Any, where: str) -> ReplicaSpec:
     if not isinstance(doc, dict):
-        raise InvalidInput(f"routing table {where} must be an object")
+        raise InvalidInput(f"routing table: {where} must be an object")
     address = _field(doc, "address", str, where)
     if not address:
-        raise InvalidInput(f"routing table {where} has an empty address")
+        raise InvalidInput(f"routing table: {where} has an empty address")
     return ReplicaSpec(_field(doc, "id", str, where, default=address), address)
 
 
 def _hold(doc: Any, where: str) -> Hold:
     if not isinstance(doc, dict):
-        raise InvalidInput(f"routing table {where} must be an object or null")
+        raise InvalidInput(f"routing table: {where} must be an object or null")
     timeout = _field(doc, "timeoutSeconds", float, where)
     max_requests = _field(doc, "maxRequests", int, where)
     if timeout <= 0 or max_requests < 0:
-        raise InvalidInput(f"routing table {where} needs timeoutSeconds > 0 and maxRequests >= 0")
+        raise InvalidInput(f"routing table: {where} needs timeoutSeconds > 0 and maxRequests >= 0")
     return Hold(float(timeout), max_requests)
 
 
@@ -108,15 +108,16 @@ _MISSING = object()
 
 
 def _field(doc: dict[str, Any], key: str, kind: type[Any], where: str, default: Any = _MISSING) -> Any:
+    path = f"{where}.{key}" if where else key
     value = doc.get(key, _MISSING)
     if value is _MISSING or (value is None and default is not _MISSING):
         if default is _MISSING:
-            raise InvalidInput(f"routing table {where} has no {key!r}")
+            raise InvalidInput(f"routing table: {path} is missing")
         return default
     # bool is an int to Python, not to JSON; an integral number is a fine float.
     ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
     if isinstance(value, bool) and kind is not bool:
         ok = False
     if not ok:
-        raise InvalidInput(f"routing table {where}.{key} must be {kind.__name__}, got {value!r}")
+        raise InvalidInput(f"routing table: {path} must be {kind.__name__}, got {value!r}")
     return value

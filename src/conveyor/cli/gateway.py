@@ -1,0 +1,62 @@
+"""``conveyor gateway``: the V2 entry point whose routes the control plane pushes (docs/control-plane.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from conveyor.cli.output import console
+from conveyor.settings import get_settings
+
+DEFAULT_CONTROL_PLANE = "http://127.0.0.1:8000"
+
+
+def gateway(
+    control_plane: Annotated[
+        str | None,
+        typer.Option(
+            "--control-plane",
+            metavar="URL",
+            help="Management API of the control plane to follow (default: CONVEYOR_URL, else "
+            f"{DEFAULT_CONTROL_PLANE}).",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port (V2 REST).", min=0, max=65535)] = 8080,
+    grpc_port: Annotated[
+        int | None, typer.Option(help="Also serve V2 gRPC on this port (0: any free port).", min=0, max=65535)
+    ] = None,
+) -> None:
+    """Serve every deployment of the control plane over V2 REST (and gRPC) until Ctrl-C.
+
+    The routing table comes from the control plane's watch stream and in-flight load goes back to it every
+    0.5 s. When the control plane is away the gateway keeps serving with the last table and reconnects;
+    Ctrl-C or SIGTERM lets in-flight requests finish, then exits.
+    """
+    from conveyor.gateway.controlled import serve_controlled_gateway
+
+    settings = get_settings()
+    control_url = control_plane or settings.url or DEFAULT_CONTROL_PLANE
+
+    def on_ready(url: str) -> None:
+        console.print(
+            f"gateway listening on {url} (routes from {control_url})", highlight=False, soft_wrap=True
+        )
+
+    def on_grpc_ready(address: str) -> None:
+        console.print(f"gateway V2 gRPC on {address}", highlight=False, soft_wrap=True)
+
+    serve_controlled_gateway(
+        control_url,
+        settings,
+        host=host,
+        port=port,
+        grpc_port=grpc_port,
+        on_ready=on_ready,
+        on_grpc_ready=on_grpc_ready,
+    )
+
+
+if __name__ == "__main__":  # tests run it alone; the conveyor command registers gateway()
+    typer.run(gateway)
