@@ -91,9 +91,13 @@ class ControlPlaneClient:
     async def start(self) -> None:
         timeout = httpx.Timeout(5.0, read=self._read_timeout_s)
         self._http = httpx.AsyncClient(base_url=self.control_url, timeout=timeout, transport=self._transport)
-        self.gateway.held.on_held = self._report_now.set
+        self.gateway.held.on_held = self.report_now
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._follow()), loop.create_task(self._report())]
+
+    def report_now(self) -> None:
+        """Post a report without waiting for the next tick (a table applied, a request held, a port open)."""
+        self._report_now.set()
 
     async def wait_for_table(self, timeout_s: float) -> bool:
         """True once a table has been applied; False if none came within ``timeout_s``."""
@@ -163,7 +167,7 @@ class ControlPlaneClient:
             return
         if self.gateway.epoch is not None:
             self._table_applied.set()
-            self._report_now.set()  # acknowledge it now: the control plane waits for that to drain replicas
+            self.report_now()  # acknowledge it now: the control plane waits for that to drain replicas
 
     # -- load reports --
     async def _report(self) -> None:

@@ -52,6 +52,7 @@ def serve_controlled_gateway(
 
     def ready(url: str) -> None:
         client.url = url
+        client.report_now()  # the control plane learns of this gateway (and its acknowledgement) at once
         if on_ready is not None:
             on_ready(url)
 
