@@ -5,6 +5,8 @@ held for a replica, and the gateway outlives the control plane and re-fetches wh
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +32,7 @@ class Stack:
     url: str
     r1: str  # serves tiny:1
     r2: str  # serves tiny:2
+    proc: subprocess.Popen[bytes] | None = None
     generation: int = 0
 
     def publish(self, *routes: dict[str, Any], epoch: str = "epoch-1") -> int:
@@ -94,7 +97,7 @@ def stack(logreg_onnx: Path) -> Iterator[Stack]:
         port = free_port()
         gateway = [sys.executable, "-m", "conveyor.cli.gateway", "--control-plane", control.url]
         proc = group.start([*gateway, "--port", str(port)], env={"CONVEYOR_HEALTH_INTERVAL_S": "0.2"})
-        s.url = f"http://127.0.0.1:{port}"
+        s.url, s.proc = f"http://127.0.0.1:{port}", proc
         wait_http_ok(f"{s.url}/v2/health/ready", proc, timeout=30)
         assert f"gateway listening on {s.url}" in output_of(proc)
         yield s
@@ -182,3 +185,27 @@ def test_the_gateway_outlives_the_control_plane_and_refetches_when_it_returns(st
     stack.control.start()
     wait_for(lambda: stack.infer().json()["model_version"] == "1", timeout=10)
     wait_for(lambda: stack.control.reports[-1]["epoch"] == "epoch-2")
+
+
+def test_sigterm_finishes_what_was_accepted_and_exits_cleanly(stack: Stack) -> None:
+    """Runs last: it stops the module's gateway."""
+    assert stack.proc is not None
+    answered: list[int] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=stack.url, timeout=10) as http:
+            while stack.proc is not None and stack.proc.poll() is None:
+                try:
+                    answered.append(http.post("/v2/models/tiny/infer", json=BODY).status_code)
+                except httpx.TransportError:  # not accepted: the port or an idle connection closed
+                    time.sleep(0.01)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    stack.proc.send_signal(signal.SIGTERM)
+    assert stack.proc.wait(timeout=15) == 0, output_of(stack.proc)
+    for t in threads:
+        t.join(10)
+    assert answered and set(answered) == {200}
