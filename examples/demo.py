@@ -1,7 +1,10 @@
-"""The main job end to end on embedded defaults: train → register → serve → predict over HTTP → stop.
+"""The main job end to end on embedded defaults, through `conveyor up -f examples/iris.yaml`:
 
-Run with ``make demo``. Everything lives in a throwaway CONVEYOR_HOME; the server binds 127.0.0.1 on a
-free port and is stopped by its process id at the end, whatever happens.
+train → register → deploy (control plane + gateway + 2 replicas) → predict → roll out version 2 under
+constant traffic → roll back → stop. Run with ``make demo``.
+
+Everything lives in a throwaway CONVEYOR_HOME; the stack binds 127.0.0.1 on free ports and is stopped by its
+process id at the end (Ctrl-C semantics: gateway drains, then the replicas), whatever happens.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -26,6 +31,7 @@ from skops.io import dump
 
 BIN = Path(sys.executable).parent
 CONVEYOR = str(BIN / "conveyor")
+SPEC = Path(__file__).with_name("iris.yaml")
 
 
 def step(text: str) -> None:
@@ -43,55 +49,87 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def train(work: Path, c: float) -> Path:
+    x, y = load_iris(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500)).fit(x, y)
+    path = work / f"iris-c{c:g}.skops"
+    dump(model, path)
+    print(f"trained {model}; training accuracy {model.score(x, y):.3f}")
+    return path
+
+
+def serving(api: str, version: str) -> bool:
+    rows = httpx.get(f"{api}/api/v1/replicas", timeout=5).json()["replicas"]
+    return len(rows) == 2 and all(r["state"] == "ready" and r["version"] == version for r in rows)
+
+
+def wait_for(check: Any, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{what}: not within {timeout:.0f}s")
+
+
+class Traffic(threading.Thread):
+    """A client sending one request after another until stopped, counting answers per model version."""
+
+    def __init__(self, url: str, body: dict[str, Any]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.body = url, body
+        self.versions: dict[str, int] = {}
+        self.failed = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop_event.is_set():
+                try:
+                    r = client.post(self.url, json=self.body)
+                    if r.status_code == 200:
+                        v = r.json()["model_version"]
+                        self.versions[v] = self.versions.get(v, 0) + 1
+                    else:
+                        self.failed += 1
+                except httpx.HTTPError:
+                    self.failed += 1
+
+    def stop(self) -> str:
+        self._stop_event.set()
+        self.join()
+        counts = ", ".join(f"version {v}: {n}" for v, n in sorted(self.versions.items()))
+        return f"{sum(self.versions.values())} answered ({counts}), {self.failed} failed"
+
+
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
-    env = {**os.environ, "CONVEYOR_HOME": str(work / "home")}
-
-    step("Train a scikit-learn pipeline on the iris data set")
-    x, y = load_iris(return_X_y=True)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
-    dump(model, work / "iris.skops")
+    port, api_port = free_port(), free_port()
+    gateway, api = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}"
+    env = {**os.environ, "CONVEYOR_HOME": str(work / "home"), "CONVEYOR_URL": api, "COLUMNS": "120"}
+    x, _ = load_iris(return_X_y=True)
     np.save(work / "sample.npy", x[::5].astype(np.float32))
-    print(f"trained {model}; accuracy on the training set {model.score(x, y):.3f}")
 
-    step("Register it: convert to ONNX, check parity on a sample, store version 1 as 'production'")
-    run(
-        "models",
-        "register",
-        "iris",
-        str(work / "iris.skops"),
-        "--sample",
-        str(work / "sample.npy"),
-        "--alias",
-        "production",
-        "--tag",
-        "dataset=iris",
-        env=env,
+    step("Train a scikit-learn pipeline on the iris data set and register it as iris@production")
+    v1 = train(work, 1.0)
+    sample = str(work / "sample.npy")
+    run("models", "register", "iris", str(v1), "--sample", sample, "--alias", "production", env=env)
+
+    step("Deploy it: conveyor up -f examples/iris.yaml (control plane, gateway, replicas)")
+    print(SPEC.read_text().strip())
+    up = subprocess.Popen(
+        [CONVEYOR, "up", "-f", str(SPEC), "--port", str(port), "--api-port", str(api_port)], env=env
     )
-    run("models", "list", env=env)
-
-    step("Serve iris@production over the Open Inference Protocol")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([CONVEYOR, "serve", "iris@production", "--port", str(port)], env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"server exited with {server.returncode}")
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not become ready in 60 s")
-            time.sleep(0.2)
+        wait_for(lambda: up.poll() is None and serving(api, "1"), "2 replicas of version 1")
+        run("get", "deployments", env=env)
 
-        step(f"Send real requests to {url}/v2/models/iris/infer")
+        step(f"Send real requests to {gateway}/v2/models/iris/infer")
         rows = x[[0, 60, 120]].astype(np.float32)
         body = {
-            "id": "demo-1",
             "inputs": [
                 {
                     "name": "input",
@@ -99,33 +137,46 @@ def main() -> int:
                     "datatype": "FP32",
                     "data": rows.ravel().tolist(),
                 }
-            ],
+            ]
         }
-        answer = httpx.post(f"{url}/v2/models/iris/infer", json=body, timeout=10).json()
+        answer = httpx.post(f"{gateway}/v2/models/iris/infer", json=body, timeout=10).json()
+        label = next(o for o in answer["outputs"] if o["datatype"] == "INT64")
         names = load_iris().target_names
-        outputs = {o["name"]: o for o in answer["outputs"]}
-        label_out = next(o for o in answer["outputs"] if o["datatype"] == "INT64")
-        print(f"response id={answer['id']} model={answer['model_name']}:{answer['model_version']}")
-        for row, label in zip(rows.tolist(), label_out["data"], strict=True):
-            print(f"  {[round(v, 2) for v in row]} -> {names[label]}")
-        print("outputs:", ", ".join(f"{n} {o['shape']}" for n, o in outputs.items()))
+        print(f"model {answer['model_name']} version {answer['model_version']}:")
+        for row, y in zip(rows.tolist(), label["data"], strict=True):
+            print(f"  {[round(v, 2) for v in row]} -> {names[y]}")
+        run("predict", "iris", "--url", gateway, "--data", "[[6.3, 3.3, 6.0, 2.5]]", env=env)
 
-        step("The same through the CLI client")
-        run("predict", "iris", "--url", url, "--data", "[[6.3, 3.3, 6.0, 2.5]]", env=env)
+        step("Roll out version 2 under constant traffic: move the alias, apply the same file again")
+        traffic = Traffic(f"{gateway}/v2/models/iris/infer", body)
+        traffic.start()
+        v2 = train(work, 0.05)
+        run("models", "register", "iris", str(v2), "--sample", sample, "--alias", "production", env=env)
+        run("apply", "-f", str(SPEC), env=env)
+        wait_for(lambda: serving(api, "2"), "2 replicas of version 2")
+        print(f"traffic during the rollout: {traffic.stop()}")
 
-        step("Done")
-        print(f"The endpoint was {url}/v2/models/iris/infer (stopping it now).")
+        step("Roll back to the previous revision, again under traffic")
+        traffic = Traffic(f"{gateway}/v2/models/iris/infer", body)
+        traffic.start()
+        run("rollback", "iris", env=env)
+        wait_for(lambda: serving(api, "1"), "2 replicas of version 1")
+        print(f"traffic during the rollback: {traffic.stop()}")
+        run("history", "iris", env=env)
+        run("get", "replicas", env=env)
+
+        step("Done: stopping the stack (the gateway drains, then the replicas)")
     finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGINT)
+        if up.poll() is None:
+            up.send_signal(signal.SIGINT)
             try:
-                server.wait(timeout=15)
+                up.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+                up.kill()
+                up.wait()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"server stopped (exit {server.returncode})")
-    return 0
+    print(f"conveyor up exited with {up.returncode}")
+    return 0 if up.returncode == 0 else 1
 
 
 if __name__ == "__main__":

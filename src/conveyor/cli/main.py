@@ -8,7 +8,7 @@ import click
 import typer
 
 from conveyor import __version__
-from conveyor.cli import backup, deployments, inspect, models, predict, serve
+from conveyor.cli import backup, deployments, gateway, inspect, models, predict, serve, up
 from conveyor.cli.output import err_console, exit_code_for
 from conveyor.errors import ConveyorError
 
@@ -21,6 +21,9 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.command("up")(up.up)
+app.command("server")(up.server)
+app.command("gateway")(gateway.gateway)
 app.add_typer(models.app, name="models")
 app.command("serve")(serve.serve)
 app.command("predict")(predict.predict)

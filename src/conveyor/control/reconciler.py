@@ -22,6 +22,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from conveyor import errors
@@ -65,7 +66,7 @@ class Replica:
             "address": r.address,
             "pid": r.pid,
             "state": self.state,
-            "started_at": r.started_at,
+            "started_at": datetime.fromtimestamp(r.started_at, UTC).isoformat(),
             "gateways": admitted_by,
         }
 

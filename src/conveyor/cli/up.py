@@ -1,0 +1,133 @@
+"""``conveyor up`` (the whole local stack) and ``conveyor server`` (the control plane alone)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from conveyor.cli.output import console, err_console
+from conveyor.errors import Unavailable
+from conveyor.settings import get_settings
+
+READY_TIMEOUT_S = 180.0
+
+
+def server(
+    host: Annotated[str, typer.Option(help="Address the management API binds.")] = "127.0.0.1",
+    api_port: Annotated[int, typer.Option(help="Port of the management API.", min=0, max=65535)] = 8000,
+    owned: Annotated[
+        bool,
+        typer.Option(
+            "--owned",
+            help="Stop every replica when this process stops (what `conveyor up` asks). Without it the "
+            "replicas keep serving and the next control plane adopts them.",
+        ),
+    ] = False,
+) -> None:
+    """Run the control plane: the management API (/api/v1, OpenAPI at /docs) and the reconciler.
+
+    It starts, supervises, scales and updates the replicas of every deployment in the registry and pushes
+    the routing table to gateways (`conveyor gateway`). One per CONVEYOR_HOME.
+    """
+    from conveyor.control.server import run_control_plane
+
+    def on_ready(url: str) -> None:
+        console.print(f"control plane listening on [bold]{url}[/] (API docs: {url}/docs)", highlight=False)
+
+    run_control_plane(get_settings(), host=host, port=api_port, owned=owned, on_ready=on_ready)
+
+
+def up(
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="Spec file to apply once the stack is up (kind: Deployment, ...)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address the gateway and the API bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Gateway HTTP port (V2 REST).", min=1, max=65535)] = 8080,
+    api_port: Annotated[int, typer.Option(help="Management API port.", min=1, max=65535)] = 8000,
+    grpc_port: Annotated[
+        int | None, typer.Option(help="Also serve V2 gRPC on the gateway on this port.", min=1, max=65535)
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option(help="With -f: wait until every deployment's replicas are ready.")
+    ] = True,
+) -> None:
+    """Start the control plane and a gateway (and apply FILE); run until Ctrl-C, then stop it all cleanly.
+
+    Clients call the gateway, e.g. POST http://127.0.0.1:8080/v2/models/NAME/infer; the CLI (apply, get,
+    describe, scale, rollback, ...) talks to the management API on --api-port. Ctrl-C stops the gateway
+    first (in-flight requests finish), then the control plane, which drains and stops the replicas.
+    """
+    from conveyor.control.stack import Child, Stack
+
+    documents: list[dict[str, Any]] = []
+    if file is not None:
+        from conveyor.spec import load_file
+
+        documents = [r.to_dict() for r in load_file(file)]  # a bad file fails before anything starts
+    stack = Stack(host=host, api_port=api_port, port=port, grpc_port=grpc_port)
+    try:
+        with console.status("Starting the control plane and the gateway…", spinner="dots"):
+            stack.start()
+        console.print(
+            f"control plane [bold]{stack.api_url}[/] · gateway [bold]{stack.gateway_url}[/]", highlight=False
+        )
+        if documents:
+            _apply_and_wait(stack.api_url, documents, wait)
+        console.print("Ctrl-C to stop", style="dim")
+
+        def on_restart(child: Child, code: int | None) -> None:
+            err_console.print(f"the {child.name} exited (code {code}); restarting it", highlight=False)
+
+        stack.run_until_signalled(on_restart)
+    finally:
+        with console.status("Stopping: draining the gateway, then the replicas…", spinner="dots"):
+            stack.stop()
+    console.print("stopped")
+
+
+def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -> None:
+    from conveyor.cli.client import ApiClient
+
+    with ApiClient(api_url) as client:
+        for result in client.post("/apply", {"documents": documents})["results"]:
+            what = "configured" if result["changed"] else "unchanged"
+            console.print(
+                f"deployment/{result['name']} {what} (revision {result['revision']}, {result['model']})",
+                highlight=False,
+            )
+        names = [d["metadata"]["name"] for d in documents if d.get("kind") == "Deployment"]
+        rows: list[dict[str, Any]] = []
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        with console.status("Waiting for replicas…", spinner="dots") as status:
+            while True:
+                rows = [r for r in client.get("/deployments")["deployments"] if r["name"] in names]
+                pending = [r for r in rows if r["replicas"]["ready"] < r["replicas"]["desired"]]
+                if not wait or not pending:
+                    break
+                if time.monotonic() > deadline:
+                    raise Unavailable(
+                        "replicas not ready within "
+                        f"{READY_TIMEOUT_S:.0f}s: {', '.join(r['name'] for r in pending)} "
+                        "(see `conveyor describe deployment NAME`)"
+                    )
+                status.update(
+                    "Waiting for replicas: "
+                    + ", ".join(
+                        f"{r['name']} {r['replicas']['ready']}/{r['replicas']['desired']}" for r in pending
+                    )
+                )
+                time.sleep(0.2)
+        gateways: list[dict[str, Any]] = client.get("/endpoints").get("gateways", [])
+    gateway = gateways[0] if gateways else {}
+    table = Table(title="Deployments", title_justify="left")
+    for col in ("name", "model", "replicas", "inference endpoint (POST)"):
+        table.add_column(col)
+    for r in rows:
+        url = (gateway.get("url") or "") + f"/v2/models/{r['name']}/infer"
+        table.add_row(r["name"], r["model"], f"{r['replicas']['ready']}/{r['replicas']['desired']}", url)
+    console.print(table)

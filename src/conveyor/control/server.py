@@ -1,0 +1,120 @@
+"""``conveyor server``: the management API and the reconciler in one process, one per CONVEYOR_HOME.
+
+On SIGTERM / Ctrl-C the API stops and the reconciler stops; the replicas keep serving (a restarted control
+plane adopts them) unless the process was started ``owned`` by ``conveyor up``, which stops everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from conveyor.errors import Conflict, Unavailable
+from conveyor.settings import Settings
+
+log = logging.getLogger("conveyor.control")
+GRACEFUL_SHUTDOWN_S = 3
+
+
+@contextlib.contextmanager
+def control_plane_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run/controlplane.lock`` for the process's life: a second control plane on the home fails."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "controlplane.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise Conflict(
+                f"another control plane (pid {holder}) is running for {run_dir.parent}; "
+                "stop it first or use another CONVEYOR_HOME"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[str], None] | None) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_ready is not None:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            self._on_ready(f"http://{host}:{port}")
+
+
+def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
+    """The management API app with the reconciler started and stopped in its lifespan."""
+    from conveyor.control.api import create_api
+    from conveyor.control.reconciler import Reconciler
+    from conveyor.registry import Registry
+    from conveyor.targets.processes import LocalProcesses, socket_dir
+
+    run_dir = settings.home / "run"
+    registry = Registry.from_settings(settings)
+    processes = LocalProcesses(
+        run_dir,
+        socket_dir(settings.home),
+        lease=run_dir / "controlplane.lease",
+        orphan_after_s=settings.replica_orphan_timeout_s,
+    )
+    reconciler = Reconciler(registry, settings, processes)
+    app = create_api(registry, reconciler, settings)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with inner(a) as state:
+            await reconciler.start()
+            try:
+                yield state
+            finally:
+                await reconciler.stop(stop_replicas=owned)
+                registry.close()
+
+    app.router.lifespan_context = lifespan
+    app.state.reconciler = reconciler
+    return app
+
+
+def run_control_plane(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    owned: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve the management API until SIGINT / SIGTERM."""
+    with control_plane_lock(settings.home / "run"):
+        app = build_control_plane(settings, owned=owned)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            loop="uvloop",
+            lifespan="on",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+        server = _Server(config, on_ready)
+        server.run()
+        if not server.started:
+            raise Unavailable(f"could not start the management API on {host}:{port} (see the log above)")

@@ -1,0 +1,148 @@
+"""``conveyor up``: the control plane and a gateway as two supervised child processes, stopped in order.
+
+Each child runs in its own session (a Ctrl-C reaches only this process, which then stops the gateway first so
+in-flight requests finish, then the control plane, which drains and stops the replicas) and gets SIGTERM
+should this process die (PR_SET_PDEATHSIG). A child that exits unexpectedly is restarted with backoff: a
+restarted control plane adopts the running replicas, the gateway keeps its last routing table meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from conveyor.errors import Unavailable
+from conveyor.targets.backoff import Backoff
+
+log = logging.getLogger("conveyor.control.stack")
+_PR_SET_PDEATHSIG = 1
+START_TIMEOUT_S = 60.0
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+@dataclass(eq=False)
+class Child:
+    name: str
+    args: list[str]
+    health_url: str
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    streak: int = 0
+    restart_at: float | None = None
+    restarts: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def spawn(self) -> None:
+        self.proc = subprocess.Popen(
+            self.args,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def wait_healthy(child: Child, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Poll the child's health URL until it answers 200; Unavailable if it exits or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            if not child.running:
+                code = None if child.proc is None else child.proc.returncode
+                raise Unavailable(
+                    f"the {child.name} exited with code {code} while starting (see its log above)"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(child.health_url).status_code == 200:
+                    return
+            time.sleep(0.1)
+    raise Unavailable(f"the {child.name} did not become healthy within {timeout_s:.0f}s")
+
+
+class Stack:
+    """The control plane (``conveyor server --owned``) and the gateway (``conveyor gateway``)."""
+
+    def __init__(
+        self, *, host: str, api_port: int, port: int, grpc_port: int | None, backoff: Backoff | None = None
+    ) -> None:
+        self.api_url = f"http://{host}:{api_port}"
+        self.gateway_url = f"http://{host}:{port}"
+        exe = [sys.executable, "-m", "conveyor.cli.main"]
+        self.control = Child(
+            "control plane",
+            [*exe, "server", "--host", host, "--api-port", str(api_port), "--owned"],
+            f"{self.api_url}/api/v1/health",
+        )
+        gateway_args = [*exe, "gateway", "--control-plane", self.api_url, "--host", host, "--port", str(port)]
+        if grpc_port is not None:
+            gateway_args += ["--grpc-port", str(grpc_port)]
+        self.gateway = Child("gateway", gateway_args, f"{self.gateway_url}/v2/health/live")
+        self.backoff = backoff or Backoff()
+        self._stop = False
+
+    def start(self) -> None:
+        """Start the control plane, then the gateway; each must answer its health check."""
+        for child in (self.control, self.gateway):
+            child.spawn()
+            wait_healthy(child)
+
+    def run_until_signalled(self, on_restart: Callable[[Child, int | None], None] | None = None) -> None:
+        """Supervise both children until SIGINT / SIGTERM."""
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self._stop = True
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not self._stop:
+                now = time.monotonic()
+                for child in (self.control, self.gateway):
+                    if child.restart_at is not None:
+                        if now >= child.restart_at:
+                            child.restarts += 1
+                            child.spawn()
+                    elif not child.running:
+                        code = None if child.proc is None else child.proc.returncode
+                        child.streak = self.backoff.next_streak(child.streak, now - child.started_at)
+                        child.restart_at = now + self.backoff.delay(child.streak)
+                        if on_restart is not None:
+                            on_restart(child, code)
+                time.sleep(0.1)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Gateway first (in-flight requests finish), then the control plane (replicas drain and stop)."""
+        for child in (self.gateway, self.control):
+            proc = child.proc
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    log.warning("the %s did not stop within %.0fs: killing it", child.name, timeout_s)
+                    proc.kill()
+                    proc.wait()
+            else:
+                proc.wait()
