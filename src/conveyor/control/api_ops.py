@@ -36,6 +36,11 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
             ]
             problems += [f"{w}: {error_text(e)}" for w, e in zip(where, exc.errors(), strict=True)]
             continue
+        if resource.spec.target != "local":  # the ray and kubernetes targets are not built yet
+            problems.append(
+                f"documents[{i}].spec.target: {resource.spec.target!r} is not supported by this "
+                "control plane yet; use local"
+            )
         name = resource.metadata.name
         if name in seen:
             problems.append(

@@ -68,6 +68,8 @@ class DesiredLoader:
     def _desired(self, info: DeploymentInfo) -> Desired:
         doc = Deployment.model_validate(info.spec)
         spec = doc.spec
+        if spec.target != "local":
+            raise errors.InvalidInput(f"target {spec.target!r} is not supported by this control plane yet")
         ref = getattr(info, "model", None) or spec.model
         version = self._registry.resolve(ref)
         model_file = self._verified.get(version.sha256)

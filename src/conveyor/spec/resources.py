@@ -92,7 +92,8 @@ class Autoscaling(SpecModel):
     scale_up_stabilization_seconds: float = Field(default=0.0, ge=0)
     scale_down_stabilization_seconds: float = Field(default=60.0, ge=0)
     scale_to_zero: bool = Field(
-        default=False, description="Stop every replica when idle; needs minReplicas 0."
+        default=False,
+        description="Stop every replica when idle; needs minReplicas 0.",
     )
     hold_timeout_seconds: float | None = Field(
         default=None,
@@ -127,6 +128,13 @@ class Autoscaling(SpecModel):
         if value and low is not None and low != 0:
             raise invalid(f"needs minReplicas: 0 (minReplicas is {low})")
         return value
+
+    @model_validator(mode="after")
+    def _min_zero_needs_scale_to_zero(self) -> Autoscaling:
+        # After the fields (scaleToZero may be left out): reported at the autoscaling block's line.
+        if self.min_replicas == 0 and not self.scale_to_zero:
+            raise invalid("minReplicas: 0 needs scaleToZero: true (or use minReplicas >= 1)")
+        return self
 
     @field_validator("hold_timeout_seconds")
     @classmethod

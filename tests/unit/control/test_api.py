@@ -115,6 +115,12 @@ def test_every_invalid_document_is_reported_and_none_is_applied(client: TestClie
     assert client.get("/api/v1/deployments").json() == {"deployments": []}
 
 
+def test_a_target_this_control_plane_cannot_run_is_refused(client: TestClient) -> None:
+    r = client.post("/api/v1/apply", json={"documents": [doc(target="ray")]})
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("documents[0].spec.target: 'ray' is not supported")
+
+
 def test_an_unknown_model_or_alias_is_404_naming_it(client: TestClient) -> None:
     r = client.post("/api/v1/apply", json={"documents": [doc(name="a"), doc(name="b", model="nosuch:1")]})
     assert r.status_code == 404

@@ -317,9 +317,12 @@ spec:
     assert policy == policy_from_spec(deployment.spec.autoscaling)  # pure: same input, same policy
 
 
-def test_min_zero_without_scale_to_zero_is_refused_when_applied() -> None:
-    from conveyor.control.autoscaler import policy_from_spec
-    from conveyor.spec import Autoscaling
+def test_min_zero_without_scale_to_zero_is_refused_by_the_spec() -> None:
+    from conveyor.spec import load_documents
 
-    with pytest.raises(InvalidInput, match="minReplicas 0 needs scaleToZero"):
-        policy_from_spec(Autoscaling(min_replicas=0, max_replicas=2))
+    text = (
+        "apiVersion: conveyor.dev/v1\nkind: Deployment\nmetadata:\n  name: x\nspec:\n  model: x:1\n"
+        "  autoscaling:\n    minReplicas: 0\n    maxReplicas: 2\n"
+    )
+    with pytest.raises(InvalidInput, match=r"f.yaml:7: spec.autoscaling: minReplicas: 0 needs scaleToZero"):
+        load_documents(text, source="f.yaml")
