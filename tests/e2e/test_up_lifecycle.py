@@ -1,0 +1,93 @@
+"""`conveyor up` starts and stops cleanly: Ctrl-C leaves no process behind, bad input fails before or after
+starting with one line and the right exit code, one control plane per CONVEYOR_HOME.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.models import build_logreg
+from tests.fixtures.processes import ProcessGroup, output_of
+from tests.fixtures.stack import UpStack, kill_recorded_replicas
+
+pytestmark = pytest.mark.timeout(180)
+SPEC = """\
+apiVersion: conveyor.dev/v1
+kind: Deployment
+metadata:
+  name: clf
+spec:
+  model: {model}
+  replicas: 2
+"""
+
+
+@pytest.fixture
+def stack(cli_env: dict[str, str], tmp_path: Path, processes: ProcessGroup) -> Iterator[UpStack]:
+    up = UpStack(processes, cli_env, Path(cli_env["CONVEYOR_HOME"]))
+    up.cli("models", "register", "clf", str(build_logreg(tmp_path / "clf.onnx")))
+    try:
+        yield up
+    finally:
+        up.stop()
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_ctrl_c_stops_the_gateway_the_control_plane_and_every_replica(stack: UpStack, tmp_path: Path) -> None:
+    spec = tmp_path / "clf.yaml"
+    spec.write_text(SPEC.format(model="clf:1"))
+    stack.start("-f", str(spec))
+    replicas = stack.replicas("clf")
+    assert len(replicas) == 2
+    out = output_of(stack.proc) if stack.proc else ""
+    assert "deployment/clf configured (revision 1, clf:1)" in out
+    assert f"{stack.gateway_url}/v2/models/clf/infer" in out
+
+    assert stack.proc is not None
+    stack.proc.send_signal(signal.SIGINT)
+    assert stack.proc.wait(timeout=60) == 0, output_of(stack.proc)
+    assert "stopped" in output_of(stack.proc)
+    assert not listening(stack.port) and not listening(stack.api_port)
+    assert kill_recorded_replicas(stack.home) == [], "replicas left running"
+    for r in replicas:
+        assert not Path(r["address"].removeprefix("unix:")).exists()
+
+
+def test_a_bad_spec_file_fails_before_anything_starts(stack: UpStack, tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(SPEC.format(model="clf:1").replace("replicas: 2", "replicas: -2"))
+    proc = stack.cli(
+        "up", "-f", str(spec), "--port", str(stack.port), "--api-port", str(stack.api_port), check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "bad.yaml:7: spec.replicas" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_an_unknown_model_stops_what_was_started_and_says_why(stack: UpStack, tmp_path: Path) -> None:
+    spec = tmp_path / "missing.yaml"
+    spec.write_text(SPEC.format(model="nosuch:1"))
+    proc = stack.cli(
+        "up", "-f", str(spec), "--port", str(stack.port), "--api-port", str(stack.api_port), check=False
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "nosuch" in proc.stderr and "Traceback" not in proc.stderr
+    assert not listening(stack.port) and not listening(stack.api_port)
+
+
+def test_one_control_plane_per_home(stack: UpStack) -> None:
+    stack.start()
+    proc = stack.cli("server", "--api-port", "0", check=False)
+    assert proc.returncode == 4
+    assert "another control plane" in proc.stderr
+    assert httpx.get(f"{stack.api_url}/api/v1/health").status_code == 200
