@@ -165,15 +165,8 @@ def _process_app(
             gateway.eject(slot.address)  # at once: no request should wait for probes to notice
 
     target = LocalTarget(command, replicas, run_dir, on_exit=on_exit, env=env)
-    eject_after = settings.eject_after_failures
-    probe_timeout = min(2.0, max(0.25, settings.health_interval_s))
-    # The replica answers 504 itself at request_timeout_ms; the gateway's deadline only catches a hung one.
-    deadline = settings.request_timeout_ms / 1000 + 1.0
     members = [
-        Replica(
-            ChannelUpstream(a, probe_timeout_s=probe_timeout, request_timeout_s=deadline),
-            OutlierState(eject_after),
-        )
+        Replica(ChannelUpstream.for_settings(a, settings), OutlierState(settings.eject_after_failures))
         for a in target.addresses
     ]
     gateway = _gateway(served, members, aliases, settings)
