@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import wire
-from servers import BentoML, ConveyorGateway, ConveyorReplica, Lean, MLServer, RayServe, Server
+from servers import BentoML, ConveyorGateway, ConveyorReplica, ConveyorUp, Lean, MLServer, RayServe, Server
 
 
 @dataclass
@@ -52,6 +52,7 @@ ROWS = [
         "V2 binary",
         wire.V2_BINARY,
     ),
+    Row("conveyor-up-r2", ConveyorUp(replicas=2, note="`conveyor up -f`: Deployment, 2 replicas"), "V2 JSON"),
     Row("mlserver", MLServer(note="parallel_workers=0, no batching"), "V2 JSON"),
     Row(
         "mlserver-batch",

@@ -163,6 +163,34 @@ class ConveyorGateway(Server):
         return argv, _env(CONVEYOR_HOME=str(workdir / "conveyor-home"))
 
 
+class ConveyorUp(Server):
+    """``conveyor up -f SPEC``: the model registered, a Deployment of N replicas, clients on the gateway.
+
+    The control plane runs too (reconciler, autoscaler samples, gateway reports), so this row is what a
+    deployment costs over ``conveyor serve --replicas N``.
+    """
+
+    def __init__(self, replicas: int, note: str = "") -> None:
+        super().__init__(note)
+        self.replicas = replicas
+
+    def unavailable(self) -> str:
+        return "" if "Usage: conveyor up" in _help(str(CONVEYOR), "up", "--help") else "no `conveyor up` yet"
+
+    def command(self, model: BenchModel, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+        spec = workdir / f"{model.name}-deployment.yaml"
+        spec.write_text(
+            "apiVersion: conveyor.dev/v1\nkind: Deployment\n"
+            f"metadata:\n  name: {model.name}\nspec:\n  model: {model.name}:1\n  replicas: {self.replicas}\n"
+        )
+        home = workdir / "conveyor-up-home"
+        script = (
+            f"{CONVEYOR} models register {model.name} {model.path} >/dev/null && "
+            f"exec {CONVEYOR} up -f {spec} --port {port} --api-port {procs.free_port()}"
+        )
+        return ["sh", "-c", script], _env(CONVEYOR_HOME=str(home))
+
+
 class MLServer(Server):
     """Seldon MLServer with the custom runtime in bench/peers/mlserver, optionally with adaptive batching."""
 
