@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import conveyor
+from conveyor import errors
 from conveyor.control.reconciler import Reconciler
 from conveyor.registry import Registry
 from conveyor.settings import Settings
@@ -180,3 +181,35 @@ async def _adopts(registry: Registry, settings: Settings) -> None:
             await second.stop(stop_replicas=True)
     finally:
         await first.stop(stop_replicas=True)
+
+
+def test_a_revision_that_cannot_run_leaves_the_running_one_serving(
+    registry: Registry, settings: Settings
+) -> None:
+    apply(registry, "clf:1", 1)
+
+    async def scenario(reconciler: Reconciler) -> None:
+        await reconciler.start()
+        await until(lambda: reconciler.replica_counts("clf")["ready"] == 1)
+        (before,) = reconciler.replicas()
+        blob = registry.artifact_path(registry.resolve("clf:2"))
+        blob.chmod(0o644)
+        blob.write_bytes(b"not the registered bytes")
+        apply(registry, "clf:2", 1)
+        reconciler.changed("clf")
+        await until(lambda: "InvalidDeployment" in [e.kind for e in registry.deployments.events("clf")], 10)
+        await asyncio.sleep(1.0)  # a few reconcile ticks: nothing may be drained
+        (after,) = reconciler.replicas()
+        assert (after["id"], after["version"], after["state"]) == (before["id"], "1", "ready")
+        assert [r["version"] for r in reconciler.routing()["routes"]] == ["1"]
+        message = next(e.message for e in registry.deployments.events("clf") if e.kind == "InvalidDeployment")
+        assert "keeping what runs" in message
+
+    run_with_reconciler(registry, settings, scenario)
+
+
+def test_a_version_a_deployment_runs_cannot_be_deleted(registry: Registry) -> None:
+    apply(registry, "clf:1", 1)
+    with pytest.raises(errors.Conflict, match=r"deployment\(s\) clf run it"):
+        registry.delete_version("clf", 1)
+    registry.delete_version("clf", 2)  # not deployed: fine

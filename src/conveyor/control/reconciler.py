@@ -232,11 +232,15 @@ class Reconciler:
 
     async def _load_desired(self) -> None:
         before = dict(self._loader.problems)
-        self._desired = await asyncio.to_thread(self._loader.load)
+        desired = await asyncio.to_thread(self._loader.load)
         for name, problem in self._loader.problems.items():
             if before.get(name) != problem:
-                log.warning("deployment %s cannot run: %s", name, problem)
-                self._event(name, "InvalidDeployment", problem)
+                keeps = " (keeping what runs)" if name in self._desired else ""
+                log.warning("deployment %s cannot run: %s%s", name, problem, keeps)
+                self._event(name, "InvalidDeployment", problem + keeps)
+            if name in self._desired:  # the last revision that could run keeps running
+                desired[name] = self._desired[name]
+        self._desired = desired
         for name in list(self._runs):
             if name not in self._desired and name not in self._loader.problems:
                 self._runs.pop(name)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from conveyor import errors
 from conveyor.registry.db import Database
 from conveyor.registry.deployments import DeploymentStore
-from conveyor.registry.orm import Alias, Model, ModelVersion, utcnow
+from conveyor.registry.orm import Alias, DeploymentRevision, DeploymentRow, Model, ModelVersion, utcnow
 from conveyor.registry.records import ModelInfo, VersionInfo
 from conveyor.registry.refs import check_alias, check_name, check_version, parse_ref
 from conveyor.registry.store import ArtifactStore, LocalArtifactStore
@@ -158,6 +158,13 @@ class Registry:
                     f"cannot delete {name}:{version}: alias(es) {', '.join(aliased)} point at it; "
                     "move or remove them first",
                     aliases=aliased,
+                )
+            deployed = _deployments_running(s, f"{name}:{version}")
+            if deployed:
+                raise errors.Conflict(
+                    f"cannot delete {name}:{version}: deployment(s) {', '.join(deployed)} run it; "
+                    "apply another version or delete them first",
+                    deployments=deployed,
                 )
             sha256 = row.sha256
             s.delete(row)
@@ -379,6 +386,21 @@ class Registry:
     def _aliases_of(s: Session, model_id: int, version: int) -> list[str]:
         stmt = select(Alias.alias).where(Alias.model_id == model_id, Alias.version == version)
         return sorted(s.scalars(stmt))
+
+
+def _deployments_running(s: Session, ref: str) -> list[str]:
+    """Deployments whose current revision runs ``ref`` (``name:version``)."""
+    stmt = (
+        select(DeploymentRow.name)
+        .join(
+            DeploymentRevision,
+            (DeploymentRevision.deployment_id == DeploymentRow.id)
+            & (DeploymentRevision.revision == DeploymentRow.current_revision),
+        )
+        .where(DeploymentRevision.model == ref)
+        .order_by(DeploymentRow.name)
+    )
+    return list(s.scalars(stmt))
 
 
 def _version_info(name: str, row: ModelVersion, aliases: list[str]) -> VersionInfo:
