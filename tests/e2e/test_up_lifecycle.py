@@ -91,3 +91,24 @@ def test_one_control_plane_per_home(stack: UpStack) -> None:
     assert proc.returncode == 4
     assert "another control plane" in proc.stderr
     assert httpx.get(f"{stack.api_url}/api/v1/health").status_code == 200
+
+
+def test_scale_then_delete_on_the_running_stack(stack: UpStack, tmp_path: Path) -> None:
+    spec = tmp_path / "clf.yaml"
+    spec.write_text(SPEC.format(model="clf:1"))
+    stack.start("-f", str(spec))
+    assert "unchanged" in stack.cli("apply", "-f", str(spec)).stdout
+    stack.cli("scale", "clf", "--replicas", "3")
+    stack.wait(lambda: stack.serving("clf", "1", 3), what="3 replicas")
+    stack.cli("scale", "clf", "--replicas", "1")
+    stack.wait(lambda: stack.serving("clf", "1", 1), what="scaled in to 1")
+    out = stack.cli("endpoints").stdout
+    assert f"{stack.gateway_url}/v2/models/clf" in out
+    stack.cli("delete", "deployment", "clf")
+    stack.wait(lambda: not stack.replicas("clf"), what="replicas stopped")
+    stack.wait(
+        lambda: (
+            httpx.post(f"{stack.gateway_url}/v2/models/clf/infer", json={"inputs": []}).status_code == 404
+        ),
+        what="the route removed",
+    )
