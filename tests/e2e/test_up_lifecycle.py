@@ -112,3 +112,14 @@ def test_scale_then_delete_on_the_running_stack(stack: UpStack, tmp_path: Path) 
         ),
         what="the route removed",
     )
+
+
+def test_a_port_in_use_is_named_before_anything_starts(stack: UpStack) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = stack.cli("up", "--port", str(port), "--api-port", str(stack.api_port), check=False)
+    assert proc.returncode == 7
+    assert f"cannot listen on 127.0.0.1:{port} (--port)" in proc.stderr
+    assert not listening(stack.api_port)

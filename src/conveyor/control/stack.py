@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -60,6 +61,16 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
 
+def check_port_free(host: str, port: int, flag: str) -> None:
+    """Unavailable naming the option when ``host:port`` cannot be bound (before any child starts)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise Unavailable(f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}") from None
+
+
 def wait_healthy(child: Child, timeout_s: float = START_TIMEOUT_S) -> None:
     """Poll the child's health URL until it answers 200; Unavailable if it exits or the time runs out."""
     deadline = time.monotonic() + timeout_s
@@ -83,6 +94,10 @@ class Stack:
     def __init__(
         self, *, host: str, api_port: int, port: int, grpc_port: int | None, backoff: Backoff | None = None
     ) -> None:
+        self.host = host
+        self.ports = {"--api-port": api_port, "--port": port}
+        if grpc_port is not None:
+            self.ports["--grpc-port"] = grpc_port
         self.api_url = f"http://{host}:{api_port}"
         self.gateway_url = f"http://{host}:{port}"
         exe = [sys.executable, "-m", "conveyor.cli.main"]
@@ -100,6 +115,8 @@ class Stack:
 
     def start(self) -> None:
         """Start the control plane, then the gateway; each must answer its health check."""
+        for flag, port in self.ports.items():
+            check_port_free(self.host, port, flag)
         for child in (self.control, self.gateway):
             child.spawn()
             wait_healthy(child)
