@@ -41,6 +41,11 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
                 f"documents[{i}].spec.target: {resource.spec.target!r} is not supported by this "
                 "control plane yet; use local"
             )
+        if resource.spec.traffic.strategy != "replace":  # the rollout controller is not built yet
+            problems.append(
+                f"documents[{i}].spec.traffic.strategy: {resource.spec.traffic.strategy!r} rollouts are not "
+                "available yet; use replace (new replicas ready, then traffic moves at once)"
+            )
         name = resource.metadata.name
         if name in seen:
             problems.append(

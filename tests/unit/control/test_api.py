@@ -121,6 +121,16 @@ def test_a_target_this_control_plane_cannot_run_is_refused(client: TestClient) -
     assert r.json()["error"].startswith("documents[0].spec.target: 'ray' is not supported")
 
 
+def test_a_canary_strategy_is_refused_until_rollouts_exist(client: TestClient) -> None:
+    r = client.post(
+        "/api/v1/apply", json={"documents": [doc(traffic={"strategy": "canary", "steps": [10, 50]})]}
+    )
+    assert r.status_code == 400
+    assert r.json()["error"].startswith(
+        "documents[0].spec.traffic.strategy: 'canary' rollouts are not available"
+    )
+
+
 def test_an_unknown_model_or_alias_is_404_naming_it(client: TestClient) -> None:
     r = client.post("/api/v1/apply", json={"documents": [doc(name="a"), doc(name="b", model="nosuch:1")]})
     assert r.status_code == 404
