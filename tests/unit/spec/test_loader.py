@@ -69,7 +69,7 @@ def test_autoscaling_example_fields() -> None:
     auto = iris.spec.autoscaling
     assert auto is not None and auto.scale_to_zero and auto.hold_timeout_seconds == 20.0
     assert iris.spec.replicas is None
-    assert iris.spec.traffic.interval_seconds == 60.0
+    assert iris.spec.traffic.strategy == "replace"
     assert always_on.spec.autoscaling is not None
     assert always_on.spec.autoscaling.scale_down_stabilization_seconds == 60.0
 
