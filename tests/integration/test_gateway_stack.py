@@ -63,6 +63,8 @@ def children(pid: int) -> dict[int, str]:
             cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
+        if ")" not in stat:  # read while the process was being reaped: empty
+            continue
         fields = stat.rsplit(")", 1)[1].split()
         if int(fields[1]) == pid and fields[0] != "Z":
             found[int(entry)] = cmd

@@ -64,6 +64,8 @@ def pid_start_time(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
+    if ")" not in stat:  # read while the process was being reaped
+        return None
     # The command name (field 2) may hold spaces and parentheses: split after its closing one.
     rest = stat[stat.rindex(")") + 2 :].split()
     if rest[0] == "Z":  # a zombie has exited; only its parent's wait() is missing
