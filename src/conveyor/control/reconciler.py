@@ -29,10 +29,10 @@ from conveyor import errors
 from conveyor.control.autoscaler import AutoscalerState, decide, observe
 from conveyor.control.desired import Desired, DesiredLoader
 from conveyor.control.routing import RoutingState, build_routes
-from conveyor.gateway.channel import ChannelUpstream
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from conveyor.targets.backoff import Backoff
+from conveyor.targets.probe import probe
 from conveyor.targets.processes import LocalProcesses, ReplicaRecord
 
 log = logging.getLogger("conveyor.control")
@@ -47,7 +47,6 @@ SCALE_SAMPLE_S = 0.5
 @dataclass(eq=False, slots=True)
 class Replica:
     record: ReplicaRecord
-    probe: ChannelUpstream
     state: str = "starting"  # starting -> ready -> draining -> stopping
     since: float = field(default_factory=time.monotonic)
     failures: int = 0
@@ -188,16 +187,12 @@ class Reconciler:
             for r in self._replicas.values():
                 self.processes.signal(r.record, signal.SIGKILL)
                 self.processes.forget(r.record)
-            for r in self._replicas.values():
-                await r.probe.close()
             self._replicas.clear()
             self.processes.save([])
             with contextlib.suppress(OSError):
                 self.processes.lease.unlink()
         else:
             self._save()
-            for r in self._replicas.values():
-                await r.probe.close()
         await self._flush_events()
 
     # -- the loop -------------------------------------------------------------------------------------
@@ -252,7 +247,7 @@ class Reconciler:
             for r in self._replicas.values()
             if r.state == "starting" or (r.state == "ready" and now - r.last_probe >= READY_PROBE_S)
         ]
-        results = await asyncio.gather(*(r.probe.probe() for r in probing))
+        results = await asyncio.gather(*(probe(r.record.address) for r in probing))
         for r, passed in zip(probing, results, strict=True):
             r.last_probe = now
             if r.state == "starting" and passed:
@@ -282,7 +277,6 @@ class Reconciler:
     def _exited(self, r: Replica, now: float) -> None:
         self._replicas.pop(r.record.id, None)
         self._dirty = True
-        asyncio.get_running_loop().create_task(r.probe.close())
         code = self.processes.exit_code(r.record)
         self.processes.forget(r.record)
         if r.state in ("draining", "stopping"):
@@ -363,7 +357,7 @@ class Reconciler:
             model_file=d.model_file,
             options=d.options,
         )
-        self._replicas[record.id] = Replica(record, self._probe_for(record.address))
+        self._replicas[record.id] = Replica(record)
         self._dirty = True
 
     def _drain(self, r: Replica, why: str) -> None:
@@ -407,26 +401,21 @@ class Reconciler:
             if not self.processes.alive(record):
                 self.processes.forget(record)
                 continue
-            probe = self._probe_for(record.address)
             ok = False
             for _ in range(3):
-                if await probe.probe():
+                if await probe(record.address):
                     ok = True
                     break
                 await asyncio.sleep(0.2)
             if ok:
-                self._replicas[record.id] = Replica(record, probe, state="ready")
+                self._replicas[record.id] = Replica(record, state="ready")
                 log.info("adopted replica %s (pid %d)", record.id, record.pid)
             else:
                 log.warning("replica %s (pid %d) does not answer: killing it", record.id, record.pid)
-                await probe.close()
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(record.pid, signal.SIGKILL)
                 self.processes.forget(record)
         self._save()
-
-    def _probe_for(self, address: str) -> ChannelUpstream:
-        return ChannelUpstream(address, connections=1, probe_timeout_s=2.0)
 
     def _save(self) -> None:
         self.processes.save([r.record for r in self._replicas.values()])
