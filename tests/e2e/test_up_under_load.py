@@ -33,8 +33,27 @@ BODY = orjson.dumps(
 )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The registry backend: SQLite under the home, or a fresh PostgreSQL database (CONVEYOR_DATABASE_URL)."""
+    if request.param == "sqlite":
+        return {}
+    return {"CONVEYOR_DATABASE_URL": request.getfixturevalue("postgres_db_url")}
+
+
 @pytest.fixture
 def stack(cli_env: dict[str, str], tmp_path: Path, processes: ProcessGroup) -> Iterator[UpStack]:
+    yield from _stack(cli_env, tmp_path, processes)
+
+
+@pytest.fixture
+def any_db_stack(
+    cli_env: dict[str, str], tmp_path: Path, processes: ProcessGroup, database: dict[str, str]
+) -> Iterator[UpStack]:
+    yield from _stack({**cli_env, **database}, tmp_path, processes)
+
+
+def _stack(cli_env: dict[str, str], tmp_path: Path, processes: ProcessGroup) -> Iterator[UpStack]:
     env = {**cli_env, "CONVEYOR_REPLICA_ORPHAN_TIMEOUT_S": "60"}
     up = UpStack(processes, env, Path(env["CONVEYOR_HOME"]))
     for seed in (0, 1):
@@ -101,7 +120,10 @@ def test_kill_9_of_a_replica_under_load_drops_nothing_and_replaces_it(stack: UpS
     assert any(e["kind"] == "ReplicaFailed" and victim["id"] in e["message"] for e in events), events
 
 
-def test_control_plane_killed_and_restarted_under_load_drops_nothing(stack: UpStack, tmp_path: Path) -> None:
+def test_control_plane_killed_and_restarted_under_load_drops_nothing(
+    any_db_stack: UpStack, tmp_path: Path
+) -> None:
+    stack = any_db_stack
     stack.start("-f", write_spec(tmp_path, "clf:1", 2))
     stack.wait(lambda: stack.serving("clf", "1", 2), what="2 ready replicas")
     before = {r["id"]: r["pid"] for r in stack.replicas("clf")}
