@@ -17,6 +17,7 @@ from tests.fixtures.processes import ProcessGroup, output_of
 from tests.fixtures.stack import UpStack, kill_recorded_replicas
 
 pytestmark = pytest.mark.timeout(180)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SPEC = """\
 apiVersion: conveyor.dev/v1
 kind: Deployment
@@ -123,3 +124,14 @@ def test_a_port_in_use_is_named_before_anything_starts(stack: UpStack) -> None:
     assert proc.returncode == 7
     assert f"cannot listen on 127.0.0.1:{port} (--port)" in proc.stderr
     assert not listening(stack.api_port)
+
+
+def test_the_smallest_spec_examples_tiny_yaml_serves_with_model_version(
+    stack: UpStack, tmp_path: Path
+) -> None:
+    stack.cli("models", "register", "tiny", str(build_logreg(tmp_path / "tiny.onnx", seed=3)))
+    stack.start("-f", str(EXAMPLES / "tiny.yaml"))
+    assert stack.serving("tiny", "1", 2)
+    body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+    answer = httpx.post(f"{stack.gateway_url}/v2/models/tiny/infer", json=body, timeout=10).json()
+    assert answer["model_name"] == "tiny" and answer["model_version"] == "1"
