@@ -72,19 +72,21 @@ def resolve_models(registry: Registry, resources: list[Deployment]) -> list[str]
 def apply_documents(
     registry: Registry, documents: list[dict[str, Any]], *, dry_run: bool, user: str
 ) -> list[dict[str, Any]]:
-    """Validate all, resolve all, then apply each (or, with ``dry_run``, say what applying would do)."""
+    """Validate all, resolve all, then apply all in one transaction (or, with ``dry_run``, say what would
+    change)."""
     resources = validate_documents(documents)
     models = resolve_models(registry, resources)
-    results = []
-    for resource, model in zip(resources, models, strict=True):
-        if dry_run:
-            result = _preview(registry, resource, model)
-        else:
-            result = registry.deployments.apply(
-                resource.to_dict(), resource.fingerprint(), model=model, created_by=user
-            )
-        results.append({"kind": resource.kind, **result.to_dict(), "model": model})
-    return results
+    if dry_run:
+        outcome = [
+            _preview(registry, resource, model) for resource, model in zip(resources, models, strict=True)
+        ]
+    else:  # one transaction: every document is stored, or none
+        items = [(r.to_dict(), r.fingerprint(), m) for r, m in zip(resources, models, strict=True)]
+        outcome = registry.deployments.apply_all(items, created_by=user)
+    return [
+        {"kind": resource.kind, **result.to_dict(), "model": model}
+        for resource, result, model in zip(resources, outcome, models, strict=True)
+    ]
 
 
 def scale(registry: Registry, name: str, replicas: int, *, user: str) -> ApplyResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -51,23 +52,49 @@ class DeploymentStore:
         ``model`` is the resolved ``name:version`` the revision runs. Current means the same fingerprint AND
         the same model, so re-applying a spec whose alias has moved since makes a new revision.
         """
-        name = _spec_name(spec)
-        spec = _check_json(spec)
-        if not isinstance(fingerprint, str) or not _FINGERPRINT.match(fingerprint):
-            raise errors.InvalidInput(f"invalid fingerprint {fingerprint!r}: use 64 lowercase hex digits")
-        if model is not None and (not isinstance(model, str) or not 0 < len(model) <= _MODEL_MAX):
-            raise errors.InvalidInput(f"invalid model {model!r}: use NAME:VERSION (at most {_MODEL_MAX})")
+        (result,) = self.apply_all(
+            [(spec, fingerprint, model)], created_by=created_by, change_cause=change_cause
+        )
+        return result
+
+    def apply_all(
+        self,
+        items: Sequence[tuple[dict[str, Any], str, str | None]],
+        *,
+        created_by: str | None = None,
+        change_cause: str = "apply",
+    ) -> builtins.list[ApplyResult]:
+        """``apply`` for several ``(spec, fingerprint, model)`` in ONE transaction: all are stored or none.
+
+        Deployments are locked in name order (two concurrent multi-document applies cannot deadlock);
+        results come back in the order given. The same name twice is refused.
+        """
+        checked = []
+        for spec, fingerprint, model in items:
+            name = _spec_name(spec)
+            if not isinstance(fingerprint, str) or not _FINGERPRINT.match(fingerprint):
+                raise errors.InvalidInput(f"invalid fingerprint {fingerprint!r}: use 64 lowercase hex digits")
+            if model is not None and (not isinstance(model, str) or not 0 < len(model) <= _MODEL_MAX):
+                raise errors.InvalidInput(f"invalid model {model!r}: use NAME:VERSION (at most {_MODEL_MAX})")
+            checked.append((name, _check_json(spec), fingerprint, model))
+        names = [c[0] for c in checked]
+        if len(set(names)) != len(names):
+            raise errors.InvalidInput(f"deployment names repeat: {', '.join(sorted(names))}")
         cause = _check_text("change_cause", change_cause)
         by = created_by if created_by is not None else self._user
 
-        def txn(s: Session) -> ApplyResult:
-            row = self._lock_or_create(s, name, by)
-            if row.current_revision:
-                current = _revision_row(s, row, row.current_revision)
-                if (current.fingerprint, current.model) == (fingerprint, model):
-                    return ApplyResult(name, row.current_revision, changed=False)
-            revision = _add_revision(s, row, spec, fingerprint, model, by, cause)
-            return ApplyResult(name, revision, changed=True)
+        def txn(s: Session) -> list[ApplyResult]:
+            results: dict[str, ApplyResult] = {}
+            for name, spec, fingerprint, model in sorted(checked, key=lambda c: c[0]):
+                row = self._lock_or_create(s, name, by)
+                if row.current_revision:
+                    current = _revision_row(s, row, row.current_revision)
+                    if (current.fingerprint, current.model) == (fingerprint, model):
+                        results[name] = ApplyResult(name, row.current_revision, changed=False)
+                        continue
+                revision = _add_revision(s, row, spec, fingerprint, model, by, cause)
+                results[name] = ApplyResult(name, revision, changed=True)
+            return [results[name] for name in names]
 
         return self._db.transaction(txn, write=True, retries=_APPLY_RETRIES)
 

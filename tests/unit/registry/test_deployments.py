@@ -202,3 +202,29 @@ def test_bad_arguments_are_invalid_input(deployments: DeploymentStore, call: Any
     deployments.apply(*spec())
     with pytest.raises(errors.InvalidInput):
         call(deployments)
+
+
+def test_apply_all_stores_every_document_or_none(
+    deployments: DeploymentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = spec("a"), spec("b")
+    results = deployments.apply_all([(*b, "iris:1"), (*a, "iris:1")])
+    assert [(r.name, r.revision, r.changed) for r in results] == [("b", 1, True), ("a", 1, True)]
+    assert [r.changed for r in deployments.apply_all([(*a, "iris:1"), (*b, "iris:1")])] == [False, False]
+
+    import conveyor.registry.deployments as module
+
+    real, calls = module._add_revision, []
+
+    def fail_on_second(*args: Any) -> int:
+        calls.append(args)
+        if len(calls) == 2:
+            raise errors.ConveyorError("the database went away")
+        return real(*args)
+
+    monkeypatch.setattr(module, "_add_revision", fail_on_second)
+    with pytest.raises(errors.ConveyorError, match="went away"):
+        deployments.apply_all([(*spec("a", replicas=2), "iris:1"), (*spec("b", replicas=2), "iris:1")])
+    assert [d.revision for d in deployments.list()] == [1, 1]  # a's revision 2 was rolled back with b's
+    with pytest.raises(errors.InvalidInput, match="repeat"):
+        deployments.apply_all([(*a, "iris:1"), (*a, "iris:1")])
