@@ -88,3 +88,27 @@ def test_load_sums_in_flight_and_held_over_gateways() -> None:
         state.report({"gateway": gid, "epoch": state.epoch, "generation": 0, "routes": [route]})
     assert state.load("clf", "1") == 6
     assert state.load("clf", "2") == 0
+
+
+def test_every_table_the_control_plane_builds_is_one_the_gateway_accepts() -> None:
+    """The contract test between control/routing.py (builds) and gateway/snapshot.py (parses)."""
+    from conveyor.gateway.snapshot import parse_table
+
+    hold = {"timeoutSeconds": 30.0, "maxRequests": 1000}
+    state = RoutingState()
+    state.publish(
+        build_routes(
+            [("clf", 3, "2", hold), ("other", 1, "7", None)],
+            [
+                ("clf", "1", 2, "a", "unix:/a"),
+                ("clf", "2", 3, "b", "unix:/b"),
+                ("other", "7", 1, "c", "tcp:h:1"),
+            ],
+        )
+    )
+    table = parse_table(state.table())
+    assert table.epoch == state.epoch and table.generation == 1
+    parsed = {(r.name, r.version): r for r in table.routes}
+    assert parsed[("clf", "2")].default and not parsed[("clf", "1")].default
+    assert parsed[("clf", "2")].hold is not None and parsed[("clf", "2")].hold.timeout_s == 30.0
+    assert [x.address for x in parsed[("other", "7")].replicas] == ["tcp:h:1"]
