@@ -26,6 +26,7 @@ from typing import Any
 
 log = logging.getLogger("conveyor.targets.processes")
 STATE_FILE = "replicas.json"
+KEEP_LOGS = 100
 
 
 @dataclass(slots=True)
@@ -130,6 +131,7 @@ class LocalProcesses:
         for flag, value in options.items():
             if value is not None:
                 args += [f"--{flag.replace('_', '-')}", str(value)]
+        self._prune_logs()
         with open(self.log_dir / f"{rid}.log", "ab") as out:
             # A session of its own: the control plane's death (or Ctrl-C in its terminal) must not reach it.
             proc = subprocess.Popen(
@@ -178,6 +180,16 @@ class LocalProcesses:
         path = record.address.removeprefix("unix:")
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+    def _prune_logs(self) -> None:
+        """Keep the newest ``KEEP_LOGS`` replica logs (those of crashed replicas are what one reads)."""
+        try:
+            logs = sorted(self.log_dir.glob("*.log"), key=lambda p: p.stat().st_mtime)
+        except OSError:
+            return
+        for old in logs[: max(0, len(logs) - KEEP_LOGS)]:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
     def log_tail(self, record: ReplicaRecord, lines: int = 5) -> str:
         try:
