@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from conveyor.cli.output import console, err_console
-from conveyor.errors import Unavailable
 from conveyor.settings import get_settings
 
 READY_TIMEOUT_S = 180.0
@@ -110,11 +109,14 @@ def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -
                 if not wait or not pending:
                     break
                 if time.monotonic() > deadline:
-                    raise Unavailable(
-                        "replicas not ready within "
-                        f"{READY_TIMEOUT_S:.0f}s: {', '.join(r['name'] for r in pending)} "
-                        "(see `conveyor describe deployment NAME`)"
+                    # The stack stays up: the control plane keeps trying (with backoff) and says why in the
+                    # deployment's events; stopping here would hide them.
+                    err_console.print(
+                        f"[yellow]warning:[/] replicas not ready after {READY_TIMEOUT_S:.0f}s: "
+                        f"{', '.join(r['name'] for r in pending)} (see `conveyor describe deployment NAME`)",
+                        highlight=False,
                     )
+                    break
                 status.update(
                     "Waiting for replicas: "
                     + ", ".join(
