@@ -42,7 +42,7 @@ def get_deployments(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
             d["name"],
             str(d["revision"]),
             d.get("model") or "-",
-            _ready(d["replicas"]),
+            _ready(d["replicas"]) + (" [red](cannot run: see describe)[/]" if d.get("problem") else ""),
             d["endpoint"],
             human_time(d["updated_at"]),
         ]
@@ -95,6 +95,8 @@ def describe_deployment(
     console.print(f"  endpoint   {d['endpoint']}", highlight=False)
     console.print(f"  replicas   {_ready(d['replicas'])} ready ({d['replicas'].get('total', 0)} running)")
     console.print(f"  updated    {human_time(d['updated_at'])}, created by {d.get('created_by') or '-'}")
+    if d.get("problem"):
+        console.print(f"  [red]cannot run:[/] {d['problem']}", highlight=False)
     console.print("[bold]Spec:[/]")
     console.print(yaml.safe_dump(d["spec"], sort_keys=False).rstrip(), highlight=False, markup=False)
     console.print(revisions_table(name, d["revisions"]))

@@ -91,7 +91,11 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
     @api.get("/deployments", tags=["deployments"])
     async def list_deployments() -> dict[str, Any]:
         infos = await in_thread(lambda: registry.deployments.list())
-        return {"deployments": [ops.status(i, runtime.replica_counts(i.name)) for i in infos]}
+        return {
+            "deployments": [
+                ops.status(i, runtime.replica_counts(i.name), runtime.problem(i.name)) for i in infos
+            ]
+        }
 
     @api.get("/deployments/{name}", tags=["deployments"])
     async def get_deployment(name: str) -> dict[str, Any]:
@@ -99,7 +103,7 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
         info, extra = await in_thread(ops.describe, registry, name)
         # The replica list is "instances": "replicas" is already the DeploymentStatus counts.
         return {
-            **ops.status(info, runtime.replica_counts(name)),
+            **ops.status(info, runtime.replica_counts(name), runtime.problem(name)),
             "revisions": extra["revisions"],
             "instances": runtime.replicas(name),
             "events": extra["events"],

@@ -130,9 +130,9 @@ def model_detail(registry: Registry, name: str) -> dict[str, Any]:
     return {"model": model.to_dict(), "versions": [v.to_dict() for v in versions]}
 
 
-def status(info: DeploymentInfo, counts: dict[str, int]) -> dict[str, Any]:
+def status(info: DeploymentInfo, counts: dict[str, int], problem: str | None) -> dict[str, Any]:
     """A DeploymentStatus (docs/control-plane.md)."""
-    return {**info.to_dict(), "replicas": counts, "endpoint": endpoint_path(info.name)}
+    return {**info.to_dict(), "replicas": counts, "endpoint": endpoint_path(info.name), "problem": problem}
 
 
 def endpoint_path(name: str) -> str:

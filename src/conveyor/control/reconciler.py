@@ -139,6 +139,9 @@ class Reconciler:
             "total": len(mine),
         }
 
+    def problem(self, deployment: str) -> str | None:
+        return self._loader.problems.get(deployment)
+
     def gateways(self) -> list[dict[str, Any]]:
         return self.tables.gateways()
 

@@ -21,6 +21,10 @@ class ControlRuntime(Protocol):
         """``{"desired", "ready", "total"}`` for a deployment (zeros when the reconciler has not seen it)."""
         ...
 
+    def problem(self, deployment: str) -> str | None:
+        """Why the deployment's current revision cannot run (what ran before keeps running), or None."""
+        ...
+
     def gateways(self) -> list[dict[str, Any]]:
         """Gateways that reported in the last few seconds: ``{"id", "url", "grpcUrl", "lastSeen", ...}``."""
         ...

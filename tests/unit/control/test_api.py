@@ -131,6 +131,13 @@ def test_a_canary_strategy_is_refused_until_rollouts_exist(client: TestClient) -
     )
 
 
+def test_a_deployment_that_cannot_run_says_why(client: TestClient, runtime: FakeRuntime) -> None:
+    apply(client, doc())
+    assert client.get("/api/v1/deployments").json()["deployments"][0]["problem"] is None
+    runtime.problems["tiny"] = "artifact digest mismatch"
+    assert client.get("/api/v1/deployments/tiny").json()["problem"] == "artifact digest mismatch"
+
+
 def test_an_unknown_model_or_alias_is_404_naming_it(client: TestClient) -> None:
     r = client.post("/api/v1/apply", json={"documents": [doc(name="a"), doc(name="b", model="nosuch:1")]})
     assert r.status_code == 404
