@@ -204,7 +204,7 @@ def test_a_revision_that_cannot_run_leaves_the_running_one_serving(
         assert [r["version"] for r in reconciler.routing()["routes"]] == ["1"]
         message = next(e.message for e in registry.deployments.events("clf") if e.kind == "InvalidDeployment")
         assert "keeping what runs" in message
-        assert "clf" in (reconciler.problem("clf") or "")
+        assert (reconciler.problem("clf") or "").startswith("model clf:2: artifact")
 
     run_with_reconciler(registry, settings, scenario)
 

@@ -74,7 +74,10 @@ class DesiredLoader:
         version = self._registry.resolve(ref)
         model_file = self._verified.get(version.sha256)
         if model_file is None:
-            model_file = self._registry.artifact_path(version)  # verifies the digest
+            try:
+                model_file = self._registry.artifact_path(version)  # verifies the digest
+            except errors.ConveyorError as exc:
+                raise type(exc)(f"model {version.ref}: {exc.message}") from None
             self._verified[version.sha256] = model_file
         batching = spec.batching.resolve(self._settings)
         options: dict[str, Any] = {
