@@ -135,3 +135,34 @@ def test_the_smallest_spec_examples_tiny_yaml_serves_with_model_version(
     body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
     answer = httpx.post(f"{stack.gateway_url}/v2/models/tiny/infer", json=body, timeout=10).json()
     assert answer["model_name"] == "tiny" and answer["model_version"] == "1"
+
+
+def test_tritonclient_grpc_and_http_through_the_up_gateway(stack: UpStack, tmp_path: Path) -> None:
+    import numpy as np
+    import tritonclient.grpc as tg
+    import tritonclient.http as th
+
+    from tests.fixtures.processes import free_port
+
+    spec = tmp_path / "clf.yaml"
+    spec.write_text(SPEC.format(model="clf:1"))
+    grpc_port = free_port()
+    stack.start("-f", str(spec), "--grpc-port", str(grpc_port))
+    x = np.array([[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]], dtype=np.float32)
+    labels = []
+    for module, address in ((tg, f"127.0.0.1:{grpc_port}"), (th, f"127.0.0.1:{stack.port}")):
+        client = module.InferenceServerClient(address)
+        try:
+            inp = module.InferInput("input", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            result = client.infer("clf", [inp])
+            labels.append(result.as_numpy("label").tolist())
+            assert (
+                result.get_response()["model_version"]
+                if module is th
+                else result.get_response().model_version
+            )
+            assert client.is_model_ready("clf")
+        finally:
+            client.close()
+    assert labels[0] == labels[1] and len(labels[0]) == 2
