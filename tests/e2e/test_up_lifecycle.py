@@ -157,11 +157,9 @@ def test_tritonclient_grpc_and_http_through_the_up_gateway(stack: UpStack, tmp_p
             inp.set_data_from_numpy(x)
             result = client.infer("clf", [inp])
             labels.append(result.as_numpy("label").tolist())
-            assert (
-                result.get_response()["model_version"]
-                if module is th
-                else result.get_response().model_version
-            )
+            response = result.get_response()
+            version = response["model_version"] if module is th else response.model_version
+            assert version == "1"
             assert client.is_model_ready("clf")
         finally:
             client.close()
