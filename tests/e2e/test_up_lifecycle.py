@@ -4,6 +4,7 @@ starting with one line and the right exit code, one control plane per CONVEYOR_H
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 from collections.abc import Iterator
@@ -164,3 +165,38 @@ def test_tritonclient_grpc_and_http_through_the_up_gateway(stack: UpStack, tmp_p
         finally:
             client.close()
     assert labels[0] == labels[1] and len(labels[0]) == 2
+
+
+def _child_pid(parent: int, marker: str) -> int:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if ")" in stat and int(stat.rsplit(")", 1)[1].split()[1]) == parent and marker in cmd:
+            return int(entry.name)
+    raise AssertionError(f"no child of {parent} runs {marker!r}")
+
+
+def test_a_killed_gateway_is_restarted_and_serves_again(stack: UpStack, tmp_path: Path) -> None:
+    spec = tmp_path / "clf.yaml"
+    spec.write_text(SPEC.format(model="clf:1"))
+    stack.start("-f", str(spec))
+    assert stack.proc is not None
+    gateway = _child_pid(stack.proc.pid, " gateway ")
+    os.kill(gateway, signal.SIGKILL)
+    body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+
+    def answers() -> bool:
+        try:
+            r = httpx.post(f"{stack.gateway_url}/v2/models/clf/infer", json=body, timeout=5)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    stack.wait(answers, timeout=30, what="the restarted gateway answering")
+    assert _child_pid(stack.proc.pid, " gateway ") != gateway
+    assert "the gateway exited" in output_of(stack.proc)
