@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check clean install system-deps hey docs bench proto
+.PHONY: demo test lint typecheck check clean install system-deps hey docs bench bench-rollout proto
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,3 +59,7 @@ proto: $(STAMP)
 # tiny --servers conveyor,lean --duration 5" (see python bench/run.py --help).
 bench: $(STAMP) hey
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# Version changes under load through `conveyor up` (~30 s): rollout times and the clients' errors (0 expected).
+bench-rollout: $(STAMP) hey
+	$(PY) bench/rollout.py $(ROLLOUT_ARGS)
