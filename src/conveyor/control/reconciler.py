@@ -194,6 +194,8 @@ class Reconciler:
             self.processes.save([])
             with contextlib.suppress(OSError):
                 self.processes.lease.unlink()
+            with contextlib.suppress(OSError):
+                self.processes.sockets.rmdir()  # only when empty: nothing else of this home uses it
         else:
             self._save()
         await self._flush_events()
@@ -429,6 +431,7 @@ class Reconciler:
         try:
             os.utime(lease)
         except FileNotFoundError:
+            lease.parent.mkdir(parents=True, exist_ok=True)
             lease.touch()
 
     def _event(self, deployment: str, kind: str, message: str) -> None:

@@ -94,10 +94,13 @@ class LocalProcesses:
         self.env = {**os.environ, **(env or {})}
         self.log_dir = log_dir or run_dir / "logs"
         self._children: dict[int, subprocess.Popen[bytes]] = {}
-        for d in (run_dir, sockets, self.log_dir):
+
+    def _make_dirs(self) -> None:
+        # Made when first needed: reading the state file (a test cleaning up) must not create anything.
+        for d in (self.run_dir, self.sockets, self.log_dir):
             d.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
-            sockets.chmod(0o700)
+            self.sockets.chmod(0o700)
 
     # -- processes ------------------------------------------------------------------------------------
 
@@ -113,6 +116,7 @@ class LocalProcesses:
         options: Mapping[str, Any],
     ) -> ReplicaRecord:
         """Start one replica serving ``model_file`` as ``deployment:version`` on a fresh unix socket."""
+        self._make_dirs()
         rid = f"{deployment}-{template[:6]}-{secrets.token_hex(3)}"
         address = f"unix:{self.sockets / (secrets.token_hex(6) + '.sock')}"
         args = [
@@ -213,6 +217,7 @@ class LocalProcesses:
 
     def save(self, records: list[ReplicaRecord]) -> None:
         """Atomically replace the state file (write a temp file, fsync, rename)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w") as f:
