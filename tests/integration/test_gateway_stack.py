@@ -180,7 +180,8 @@ async def _replaced(gateway_pid: int, old: set[int], count: int) -> dict[int, st
     """Wait until ``count`` replicas run that are not in ``old`` and answer health probes on their socket."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        fresh = {p: c for p, c in children(gateway_pid).items() if p not in old}
+        # A child forked but not yet exec'd still shows the gateway's command line: not a replica yet.
+        fresh = {p: c for p, c in children(gateway_pid).items() if p not in old and "--channel " in c}
         if len(fresh) >= count:
             socks = [c.split("--channel ")[1].split()[0] for c in fresh.values()]
             if all([await ChannelUpstream(s).probe() for s in socks]):
