@@ -24,8 +24,7 @@ from conveyor.gateway.replica import Replica, inflight_of
 from conveyor.gateway.routes import Route, RoutingTable
 from conveyor.gateway.snapshot import ReplicaSpec, parse_table
 from conveyor.gateway.upstream import ConnectionFailed, Upstream
-from conveyor.server.dataplane import server_metadata
-from conveyor.server.service import EncodedRequest, EncodedResponse
+from conveyor.server.service import EncodedRequest, EncodedResponse, server_metadata
 
 log = logging.getLogger("conveyor.gateway")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.errors import ConveyorError, Unavailable
-from conveyor.server.dataplane import DataPlane
 from conveyor.server.service import EncodedRequest, EncodedResponse
+
+if TYPE_CHECKING:  # a gateway of replica processes never loads ONNX Runtime
+    from conveyor.server.dataplane import DataPlane
 
 
 class ConnectionFailed(Unavailable):

@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.applications import Starlette
@@ -17,11 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from conveyor.errors import ConveyorError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from conveyor.runtime import BatchingConfig, OnnxModel
-from conveyor.server.dataplane import DataPlane
 from conveyor.server.errors import error_response, status_for
 from conveyor.server.service import EncodedRequest, InferenceService
 from conveyor.settings import Settings
+
+if TYPE_CHECKING:  # the routes serve any InferenceService: the gateway's process needs no ONNX Runtime
+    from conveyor.runtime import OnnxModel
 
 log = logging.getLogger("conveyor.server")
 JSON = "application/json"
@@ -150,6 +151,9 @@ def exception_handlers() -> dict[Any, Any]:
 
 def create_app(models: Sequence[OnnxModel], settings: Settings) -> Starlette:
     """A Starlette app serving ``models`` over the V2 REST API; the inference pool closes on shutdown."""
+    from conveyor.runtime import BatchingConfig
+    from conveyor.server.dataplane import DataPlane
+
     batching = BatchingConfig.from_settings(settings)
     plane = DataPlane(models, max_elements=settings.max_elements, batching=batching)
 

@@ -9,17 +9,20 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
 
 from conveyor.errors import Unavailable
-from conveyor.runtime import OnnxModel
 from conveyor.server.gc_tuning import freeze_startup_heap
 from conveyor.server.grpc import RunningGrpcServer, start_grpc_server
 from conveyor.server.rest import create_app
 from conveyor.server.service import InferenceService
 from conveyor.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from conveyor.runtime import OnnxModel
 
 GRACEFUL_SHUTDOWN_S = 30
 log = logging.getLogger("conveyor.server")

@@ -7,7 +7,17 @@ request to a replica without decoding or re-encoding tensors; each side decodes 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import version as _dist_version
 from typing import Any, Protocol
+
+SERVER_NAME = "conveyor"
+EXTENSIONS = ["binary_tensor_data"]
+SERVER_VERSION = _dist_version("conveyor")
+
+
+def server_metadata() -> dict[str, Any]:
+    """V2 server metadata, the same from a replica and from the gateway."""
+    return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)}
 
 
 @dataclass(frozen=True, slots=True)
