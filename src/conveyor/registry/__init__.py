@@ -1,18 +1,42 @@
-"""The registry: content-addressed model versions (aliases, tags, lineage) and deployment revisions."""
+"""The registry: content-addressed model versions (aliases, tags, lineage) and deployment revisions.
 
-from conveyor.registry.deployments import DeploymentStore
-from conveyor.registry.records import (
-    ApplyResult,
-    DeploymentInfo,
-    EventInfo,
-    ModelInfo,
-    RevisionInfo,
-    VersionInfo,
-)
-from conveyor.registry.refs import ModelRef, parse_ref
-from conveyor.registry.service import Registry
-from conveyor.registry.store import ArtifactStore, LocalArtifactStore
+The names below load on first use: importing ``registry.refs`` (reference parsing, which the spec and the CLI
+use) must not pull in SQLAlchemy and Alembic.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conveyor.registry.deployments import DeploymentStore
+    from conveyor.registry.records import (
+        ApplyResult,
+        DeploymentInfo,
+        EventInfo,
+        ModelInfo,
+        RevisionInfo,
+        VersionInfo,
+    )
+    from conveyor.registry.refs import ModelRef, parse_ref
+    from conveyor.registry.service import Registry
+    from conveyor.registry.store import ArtifactStore, LocalArtifactStore
+
+_WHERE = {
+    "ApplyResult": "records",
+    "ArtifactStore": "store",
+    "DeploymentInfo": "records",
+    "DeploymentStore": "deployments",
+    "EventInfo": "records",
+    "LocalArtifactStore": "store",
+    "ModelInfo": "records",
+    "ModelRef": "refs",
+    "Registry": "service",
+    "RevisionInfo": "records",
+    "VersionInfo": "records",
+    "parse_ref": "refs",
+}
 __all__ = [
     "ApplyResult",
     "ArtifactStore",
@@ -27,3 +51,9 @@ __all__ = [
     "VersionInfo",
     "parse_ref",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"conveyor.registry.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'conveyor.registry' has no attribute {name!r}")
