@@ -106,7 +106,7 @@ def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -
             while True:
                 rows = [r for r in client.get("/deployments")["deployments"] if r["name"] in names]
                 pending = [r for r in rows if r["replicas"]["ready"] < r["replicas"]["desired"]]
-                if not wait or not pending:
+                if not wait or (not pending and _gateways_caught_up(client)):
                     break
                 if time.monotonic() > deadline:
                     # The stack stays up: the control plane keeps trying (with backoff) and says why in the
@@ -133,3 +133,13 @@ def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -
         url = (gateway.get("url") or "") + f"/v2/models/{r['name']}/infer"
         table.add_row(r["name"], r["model"], f"{r['replicas']['ready']}/{r['replicas']['desired']}", url)
     console.print(table)
+
+
+def _gateways_caught_up(client: Any) -> bool:
+    """Every live gateway applied the current routing table: what is ready is also routed."""
+    table = client.get("/routing")
+    gateways = client.get("/endpoints").get("gateways", [])
+    return bool(gateways) and all(
+        g.get("epoch") == table["epoch"] and (g.get("generation") or 0) >= table["generation"]
+        for g in gateways
+    )
