@@ -37,6 +37,7 @@ def server(
     def on_ready(url: str) -> None:
         console.print(f"control plane listening on [bold]{url}[/] (API docs: {url}/docs)", highlight=False)
 
+    _warn_if_exposed(host)
     run_control_plane(get_settings(), host=host, port=api_port, owned=owned, on_ready=on_ready)
 
 
@@ -68,6 +69,7 @@ def up(
         from conveyor.spec import load_file
 
         documents = [r.to_dict() for r in load_file(file)]  # a bad file fails before anything starts
+    _warn_if_exposed(host)
     stack = Stack(host=host, api_port=api_port, port=port, grpc_port=grpc_port)
     try:
         with console.status("Starting the control plane and the gateway…", spinner="dots"):
@@ -143,3 +145,18 @@ def _gateways_caught_up(client: Any) -> bool:
         g.get("epoch") == table["epoch"] and (g.get("generation") or 0) >= table["generation"]
         for g in gateways
     )
+
+
+def _warn_if_exposed(host: str) -> None:
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        err_console.print(
+            f"[yellow]warning:[/] the management API on {host} has no authentication yet: anyone who can "
+            "reach it can deploy and delete; keep it on 127.0.0.1 or behind a firewall",
+            highlight=False,
+        )
