@@ -84,11 +84,13 @@ def test_version_change_and_rollback_under_load_drop_nothing(stack: UpStack, tmp
 
     load = Load(f"{stack.gateway_url}/v2/models/clf/infer", BODY)
     try:
-        out = stack.cli("apply", "-f", write_spec(tmp_path, "clf:2", 2))
-        assert "configured" in out.stdout
-        stack.wait(lambda: stack.serving("clf", "2", 2), what="2 replicas of version 2")
-        stack.cli("rollback", "clf")
-        stack.wait(lambda: stack.serving("clf", "1", 2), what="rolled back to version 1")
+        # --wait returns once the new revision serves: replicas ready, old ones gone, the gateway routing.
+        out = stack.cli("apply", "-f", write_spec(tmp_path, "clf:2", 2), "--wait", "--timeout", "60")
+        assert "configured" in out.stdout and "deployment/clf rolled out: 2/2 replicas of clf:2" in out.stdout
+        assert stack.serving("clf", "2", 2)
+        out = stack.cli("rollback", "clf", "--wait", "--timeout", "60")
+        assert "rolled out: 2/2 replicas of clf:1" in out.stdout
+        assert stack.serving("clf", "1", 2)
     finally:
         result = load.stop()
     assert result.ok > 200, result.output

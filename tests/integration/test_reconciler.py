@@ -109,7 +109,9 @@ def test_starts_replicas_routes_only_ready_ones_and_replaces_a_killed_one(
 
 async def _replaces_killed(reconciler: Reconciler, registry: Registry) -> None:
     await reconciler.start()
-    await until(lambda: reconciler.replica_counts("clf") == {"desired": 2, "ready": 2, "total": 2})
+    await until(
+        lambda: reconciler.replica_counts("clf") == {"revision": 1, "desired": 2, "ready": 2, "total": 2}
+    )
     table = reconciler.routing()
     (route,) = table["routes"]
     assert route["name"] == "clf" and route["version"] == "1" and route["default"] is True

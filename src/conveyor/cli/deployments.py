@@ -26,6 +26,26 @@ FileOpt = Annotated[
         help="YAML file of Deployment resources (several documents allowed); - reads stdin.",
     ),
 ]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Return once the deployments serve the new revision: replicas ready, old ones gone, routed by "
+        "every gateway.",
+    ),
+]
+TimeoutOpt = Annotated[
+    float, typer.Option(help="With --wait: give up after this many seconds (exit 9).", min=1)
+]
+
+
+def _wait(url: str | None, names: list[str], timeout: float, *, quiet: bool) -> None:
+    from conveyor.cli.rollout import wait_rolled_out
+
+    with api_client(url) as api:
+        wait_rolled_out(api, names, timeout, quiet=quiet)
+
+
 delete_app = typer.Typer(help="Delete a resource from the control plane.", no_args_is_help=True)
 
 
@@ -34,6 +54,8 @@ def apply(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and show what would change; change nothing.")
     ] = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
     url: UrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -41,19 +63,20 @@ def apply(
 
     The file is checked here first (errors as FILE:LINE: field: message), then every document is validated
     and its model reference (NAME:VERSION or NAME@ALIAS) resolved by the control plane before any is applied.
+    With --wait it returns once the new revisions serve (exit 9 on timeout, 6 if one cannot run).
     """
     resources = _load(filename)
     body = {"documents": [r.to_dict() for r in resources], "dryRun": dry_run}
     answer = request(url, "POST", "/apply", body, as_json=as_json)
-    if answer is None:
-        return
-    for r in answer["results"]:
+    for r in answer["results"] if answer is not None else []:
         verb = "unchanged" if not r["changed"] else "created" if r["revision"] == 1 else "configured"
         note = " (dry run)" if dry_run else ""
         console.print(
             f"{r['kind'].lower()}/{r['name']} {verb} (revision {r['revision']}: {r['model']}){note}",
             highlight=False,
         )
+    if wait and not dry_run:
+        _wait(url, [r.metadata.name for r in resources], timeout, quiet=as_json)
 
 
 def diff(filename: FileOpt, url: UrlOpt = None) -> None:
@@ -112,21 +135,23 @@ def rollback(
         int | None,
         typer.Option("--to-revision", help="Revision to return to (default: the one before current)."),
     ] = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
     url: UrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Return a deployment to an earlier revision's spec and model version, as a new revision."""
     body = {"toRevision": to_revision} if to_revision is not None else None
     result = request(url, "POST", f"/deployments/{name}/rollback", body, as_json=as_json)
-    if result is None:
-        return
-    if result["changed"]:
+    if result is not None and result["changed"]:
         target = f"revision {to_revision}" if to_revision is not None else "the previous revision"
         console.print(f"deployment/{name} rolled back to {target} (now revision {result['revision']})")
-    else:
+    elif result is not None:
         console.print(
             f"deployment/{name} unchanged: that revision is what runs (revision {result['revision']})"
         )
+    if wait:
+        _wait(url, [name], timeout, quiet=as_json)
 
 
 def history(

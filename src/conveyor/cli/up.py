@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,6 +92,8 @@ def up(
 
 def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -> None:
     from conveyor.cli.client import ApiClient
+    from conveyor.cli.rollout import wait_rolled_out
+    from conveyor.errors import ConversionError, DeadlineExceeded
 
     with ApiClient(api_url) as client:
         for result in client.post("/apply", {"documents": documents})["results"]:
@@ -102,30 +103,14 @@ def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -
                 highlight=False,
             )
         names = [d["metadata"]["name"] for d in documents if d.get("kind") == "Deployment"]
-        rows: list[dict[str, Any]] = []
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        with console.status("Waiting for replicas…", spinner="dots") as status:
-            while True:
-                rows = [r for r in client.get("/deployments")["deployments"] if r["name"] in names]
-                pending = [r for r in rows if r["replicas"]["ready"] < r["replicas"]["desired"]]
-                if not wait or (not pending and _gateways_caught_up(client)):
-                    break
-                if time.monotonic() > deadline:
-                    # The stack stays up: the control plane keeps trying (with backoff) and says why in the
-                    # deployment's events; stopping here would hide them.
-                    err_console.print(
-                        f"[yellow]warning:[/] replicas not ready after {READY_TIMEOUT_S:.0f}s: "
-                        f"{', '.join(r['name'] for r in pending)} (see `conveyor describe deployment NAME`)",
-                        highlight=False,
-                    )
-                    break
-                status.update(
-                    "Waiting for replicas: "
-                    + ", ".join(
-                        f"{r['name']} {r['replicas']['ready']}/{r['replicas']['desired']}" for r in pending
-                    )
-                )
-                time.sleep(0.2)
+        if wait:
+            try:
+                wait_rolled_out(client, names, READY_TIMEOUT_S, quiet=True)
+            except (DeadlineExceeded, ConversionError) as exc:
+                # The stack stays up: the control plane keeps trying (with backoff) and says why in the
+                # deployment's events; stopping here would hide them.
+                err_console.print(f"[yellow]warning:[/] {exc.message}", highlight=False)
+        rows = [r for r in client.get("/deployments")["deployments"] if r["name"] in names]
         gateways: list[dict[str, Any]] = client.get("/endpoints").get("gateways", [])
     gateway = gateways[0] if gateways else {}
     table = Table(title="Deployments", title_justify="left")
@@ -135,16 +120,6 @@ def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -
         url = (gateway.get("url") or "") + f"/v2/models/{r['name']}/infer"
         table.add_row(r["name"], r["model"], f"{r['replicas']['ready']}/{r['replicas']['desired']}", url)
     console.print(table)
-
-
-def _gateways_caught_up(client: Any) -> bool:
-    """Every live gateway applied the current routing table: what is ready is also routed."""
-    table = client.get("/routing")
-    gateways = client.get("/endpoints").get("gateways", [])
-    return bool(gateways) and all(
-        g.get("epoch") == table["epoch"] and (g.get("generation") or 0) >= table["generation"]
-        for g in gateways
-    )
 
 
 def _warn_if_exposed(host: str) -> None:

@@ -131,6 +131,7 @@ class Reconciler:
         desired = self._desired.get(deployment)
         wanted = 0 if desired is None else self._count(desired, self._runs.get(deployment, DeploymentRun()))
         return {
+            "revision": 0 if desired is None else desired.revision,
             "desired": wanted,
             "ready": sum(
                 r.state == "ready" and desired is not None and r.record.template == desired.template

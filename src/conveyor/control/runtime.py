@@ -18,7 +18,9 @@ class ControlRuntime(Protocol):
         ...
 
     def replica_counts(self, deployment: str) -> dict[str, int]:
-        """``{"desired", "ready", "total"}`` for a deployment (zeros when the reconciler has not seen it)."""
+        """``{"revision", "desired", "ready", "total"}`` for a deployment: the revision the reconciler works
+        towards, its replica count, how many of them are ready (current template) and how many run in all
+        (old ones included); zeros when the reconciler has not seen it."""
         ...
 
     def problem(self, deployment: str) -> str | None:

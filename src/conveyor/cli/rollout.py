@@ -1,0 +1,68 @@
+"""Waiting for deployments to serve what was applied: ``apply --wait``, ``rollback --wait``, ``up -f``.
+
+A deployment has rolled out when its desired replicas are all ready, all run the revision's model version
+(the old ones are drained and gone) and every live gateway applied the table that routes to them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from conveyor.cli.client import ApiClient
+from conveyor.cli.output import console
+from conveyor.errors import ConversionError, DeadlineExceeded
+
+
+def gateways_caught_up(api: ApiClient) -> bool:
+    """Every live gateway applied the current routing table (what is ready is also routed)."""
+    table = api.get("/routing")
+    gateways = api.get("/endpoints").get("gateways", [])
+    return bool(gateways) and all(
+        g.get("epoch") == table["epoch"] and (g.get("generation") or 0) >= table["generation"]
+        for g in gateways
+    )
+
+
+def rolled_out(deployment: dict[str, Any]) -> bool:
+    """The control plane works on this revision, its desired replicas are ready (of the revision's template:
+    version, batching, threads) and no other replica is left."""
+    counts = deployment["replicas"]
+    return bool(
+        counts.get("revision") == deployment["revision"]
+        and counts["ready"] >= counts["desired"]
+        and counts["total"] == counts["desired"]
+    )
+
+
+def wait_rolled_out(api: ApiClient, names: list[str], timeout_s: float, *, quiet: bool = False) -> None:
+    """Until every named deployment rolled out; ConversionError when one cannot run, DeadlineExceeded."""
+    deadline = time.monotonic() + timeout_s
+    with console.status("Waiting for the rollout…", spinner="dots") as status:
+        while True:
+            rows = [api.get(f"/deployments/{name}") for name in names]
+            for d in rows:
+                if d.get("problem"):
+                    raise ConversionError(f"deployment {d['name']} cannot run: {d['problem']}")
+            pending = [d for d in rows if not rolled_out(d)]
+            if not pending and gateways_caught_up(api):
+                break
+            if time.monotonic() > deadline:
+                what = ", ".join(f"{d['name']} {_progress(d)}" for d in pending) or "the gateways' tables"
+                raise DeadlineExceeded(
+                    f"not rolled out within {timeout_s:g}s: {what} (see `conveyor describe deployment NAME`)"
+                )
+            status.update(
+                "Waiting for the rollout: " + ", ".join(f"{d['name']} {_progress(d)}" for d in rows)
+            )
+            time.sleep(0.2)
+    if not quiet:
+        for d in rows:
+            console.print(
+                f"deployment/{d['name']} rolled out: {_progress(d)} replicas of {d.get('model')}",
+                highlight=False,
+            )
+
+
+def _progress(d: dict[str, Any]) -> str:
+    return f"{d['replicas']['ready']}/{d['replicas']['desired']}"
