@@ -63,11 +63,7 @@ def serving(api: str, version: str) -> bool:
     rows = httpx.get(f"{api}/api/v1/replicas", timeout=5).json()["replicas"]
     if not (len(rows) == 2 and all(r["state"] == "ready" and r["version"] == version for r in rows)):
         return False
-    table = httpx.get(f"{api}/api/v1/routing", timeout=5).json()
-    gateways = httpx.get(f"{api}/api/v1/endpoints", timeout=5).json()["gateways"]
-    return bool(gateways) and all(
-        g["epoch"] == table["epoch"] and g["generation"] >= table["generation"] for g in gateways
-    )
+    return bool(httpx.get(f"{api}/api/v1/deployments/iris", timeout=5).json()["routed"])
 
 
 def wait_for(check: Any, what: str, timeout: float = 120.0) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.fixtures.models import build_logreg
-from tests.fixtures.processes import ProcessGroup, output_of
+from tests.fixtures.processes import ProcessGroup, children, output_of
 from tests.fixtures.stack import UpStack, kill_recorded_replicas
 
 pytestmark = pytest.mark.timeout(180)
@@ -168,17 +168,9 @@ def test_tritonclient_grpc_and_http_through_the_up_gateway(stack: UpStack, tmp_p
 
 
 def _child_pid(parent: int, marker: str) -> int:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if ")" in stat and int(stat.rsplit(")", 1)[1].split()[1]) == parent and marker in cmd:
-            return int(entry.name)
-    raise AssertionError(f"no child of {parent} runs {marker!r}")
+    found = [pid for pid, cmd in children(parent).items() if marker in cmd]
+    assert found, f"no child of {parent} runs {marker!r}"
+    return found[0]
 
 
 def test_a_killed_gateway_is_restarted_and_serves_again(stack: UpStack, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import conveyor
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.settings import Settings
 from tests.fixtures.models import build_logreg
-from tests.fixtures.processes import ProcessGroup, conveyor_exe, free_port, wait_http_ok
+from tests.fixtures.processes import ProcessGroup, children, conveyor_exe, free_port, wait_http_ok
 
 X = np.random.default_rng(5).normal(size=(3, 4)).astype(np.float32)
 BODY = {"inputs": [{"name": "input", "shape": [3, 4], "datatype": "FP32", "data": X.ravel().tolist()}]}
@@ -50,25 +50,6 @@ def _start(group: ProcessGroup, home: dict[str, Path], *extra: str) -> tuple[sub
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/v2/health/ready", proc, timeout=60)
     return proc, url
-
-
-def children(pid: int) -> dict[int, str]:
-    """Live child processes of ``pid`` and their command lines, from /proc."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if ")" not in stat:  # read while the process was being reaped: empty
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found[int(entry)] = cmd
-    return found
 
 
 def _gone(pids: list[int], timeout: float) -> bool:

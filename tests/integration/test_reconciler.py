@@ -22,8 +22,9 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from conveyor.spec import load_documents
 from conveyor.targets.backoff import Backoff
-from conveyor.targets.processes import LocalProcesses, pid_start_time, socket_dir
+from conveyor.targets.processes import LocalProcesses, socket_dir
 from tests.fixtures.models import build_logreg
+from tests.fixtures.stack import kill_recorded_replicas
 
 SPEC = """
 apiVersion: conveyor.dev/v1
@@ -78,9 +79,7 @@ def run_with_reconciler(
 
 
 def _kill_leftovers(settings: Settings) -> None:
-    for record in make_processes(settings).load():
-        if pid_start_time(record.pid) == record.pid_start:
-            os.kill(record.pid, signal.SIGKILL)
+    kill_recorded_replicas(settings.home)
 
 
 async def until(check: Callable[[], Any], timeout: float = 60.0) -> Any:

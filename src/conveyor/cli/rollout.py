@@ -1,7 +1,8 @@
 """Waiting for deployments to serve what was applied: ``apply --wait``, ``rollback --wait``, ``up -f``.
 
-A deployment has rolled out when its desired replicas are all ready, all run the revision's model version
-(the old ones are drained and gone) and every live gateway applied the table that routes to them.
+A deployment has rolled out when the control plane reports it so (docs/control-plane.md): its desired
+replicas are ready with the revision's template, the old ones are gone, and it is ``routed`` (every live
+gateway applied the table that routes to them).
 """
 
 from __future__ import annotations
@@ -14,22 +15,13 @@ from conveyor.cli.output import console
 from conveyor.errors import ConversionError, DeadlineExceeded
 
 
-def gateways_caught_up(api: ApiClient) -> bool:
-    """Every live gateway applied the current routing table (what is ready is also routed)."""
-    table = api.get("/routing")
-    gateways = api.get("/endpoints").get("gateways", [])
-    return bool(gateways) and all(
-        g.get("epoch") == table["epoch"] and (g.get("generation") or 0) >= table["generation"]
-        for g in gateways
-    )
-
-
 def rolled_out(deployment: dict[str, Any]) -> bool:
     """The control plane works on this revision, its desired replicas are ready (of the revision's template:
-    version, batching, threads) and no other replica is left."""
+    version, batching, threads), no other replica is left, and every gateway routes to them."""
     counts = deployment["replicas"]
     return bool(
-        counts.get("revision") == deployment["revision"]
+        deployment.get("routed")
+        and counts.get("revision") == deployment["revision"]
         and counts["ready"] >= counts["desired"]
         and counts["total"] == counts["desired"]
     )
@@ -45,10 +37,10 @@ def wait_rolled_out(api: ApiClient, names: list[str], timeout_s: float, *, quiet
                 if d.get("problem"):
                     raise ConversionError(f"deployment {d['name']} cannot run: {d['problem']}")
             pending = [d for d in rows if not rolled_out(d)]
-            if not pending and gateways_caught_up(api):
+            if not pending:
                 break
             if time.monotonic() > deadline:
-                what = ", ".join(f"{d['name']} {_progress(d)}" for d in pending) or "the gateways' tables"
+                what = ", ".join(f"{d['name']} {_progress(d)}" for d in pending)
                 raise DeadlineExceeded(
                     f"not rolled out within {timeout_s:g}s: {what} (see `conveyor describe deployment NAME`)"
                 )

@@ -25,6 +25,7 @@ from conveyor.errors import ConveyorError
 from conveyor.registry import Registry
 from conveyor.server.errors import error_response, status_for
 from conveyor.settings import Settings
+from conveyor.spec.loader import dotted_path
 
 log = logging.getLogger("conveyor.control")
 KEEPALIVE_S = 5.0
@@ -91,11 +92,7 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
     @api.get("/deployments", tags=["deployments"])
     async def list_deployments() -> dict[str, Any]:
         infos = await in_thread(lambda: registry.deployments.list())
-        return {
-            "deployments": [
-                ops.status(i, runtime.replica_counts(i.name), runtime.problem(i.name)) for i in infos
-            ]
-        }
+        return {"deployments": [ops.status(i, runtime) for i in infos]}
 
     @api.get("/deployments/{name}", tags=["deployments"])
     async def get_deployment(name: str) -> dict[str, Any]:
@@ -103,7 +100,7 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
         info, extra = await in_thread(ops.describe, registry, name)
         # The replica list is "instances": "replicas" is already the DeploymentStatus counts.
         return {
-            **ops.status(info, runtime.replica_counts(name), runtime.problem(name)),
+            **ops.status(info, runtime),
             "revisions": extra["revisions"],
             "instances": runtime.replicas(name),
             "events": extra["events"],
@@ -255,4 +252,4 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _field(loc: tuple[int | str, ...]) -> str:
     parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
-    return ops.field_path(parts) or (str(loc[0]) if loc else "request")
+    return dotted_path(parts) or (str(loc[0]) if loc else "request")

@@ -9,9 +9,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from conveyor import errors
+from conveyor.control.runtime import ControlRuntime
 from conveyor.registry import Registry
 from conveyor.registry.records import ApplyResult, DeploymentInfo
 from conveyor.spec import KINDS, Deployment
+from conveyor.spec.loader import dotted_path
 
 RECENT_EVENTS = 20
 
@@ -32,7 +34,7 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
             resource = Deployment.model_validate(doc)
         except ValidationError as exc:
             where = [
-                f"documents[{i}]" + (f".{field_path(e['loc'])}" if e["loc"] else "") for e in exc.errors()
+                f"documents[{i}]" + (f".{dotted_path(e['loc'])}" if e["loc"] else "") for e in exc.errors()
             ]
             problems += [f"{w}: {error_text(e)}" for w, e in zip(where, exc.errors(), strict=True)]
             continue
@@ -130,9 +132,15 @@ def model_detail(registry: Registry, name: str) -> dict[str, Any]:
     return {"model": model.to_dict(), "versions": [v.to_dict() for v in versions]}
 
 
-def status(info: DeploymentInfo, counts: dict[str, int], problem: str | None) -> dict[str, Any]:
-    """A DeploymentStatus (docs/control-plane.md)."""
-    return {**info.to_dict(), "replicas": counts, "endpoint": endpoint_path(info.name), "problem": problem}
+def status(info: DeploymentInfo, runtime: ControlRuntime) -> dict[str, Any]:
+    """A DeploymentStatus (docs/control-plane.md): the registry's record plus the runtime's live state."""
+    return {
+        **info.to_dict(),
+        "replicas": runtime.replica_counts(info.name),
+        "routed": runtime.routed(),
+        "endpoint": endpoint_path(info.name),
+        "problem": runtime.problem(info.name),
+    }
 
 
 def endpoint_path(name: str) -> str:
@@ -148,14 +156,6 @@ def _preview(registry: Registry, resource: Deployment, model: str) -> ApplyResul
     if (current.fingerprint, current.model) == (resource.fingerprint(), model):
         return ApplyResult(name, current.revision, changed=False)
     return ApplyResult(name, current.revision + 1, changed=True)
-
-
-def field_path(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as the wire spells it: ``routes[0].inFlight``."""
-    text = ""
-    for p in loc:
-        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
-    return text
 
 
 def error_text(error: Any) -> str:

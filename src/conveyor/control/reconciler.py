@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -81,7 +80,6 @@ class DeploymentRun:
     scaler: AutoscalerState | None = None
     scaler_template: str | None = None
     last_sample: float = 0.0
-    problem: str | None = None
 
 
 class Reconciler:
@@ -140,6 +138,9 @@ class Reconciler:
             "total": len(mine),
         }
 
+    def routed(self) -> bool:
+        return bool(self.tables.live_reports()) and self.tables.acknowledged(self.tables.generation)
+
     def problem(self, deployment: str) -> str | None:
         return self._loader.problems.get(deployment)
 
@@ -167,7 +168,7 @@ class Reconciler:
     async def start(self) -> None:
         """Adopt the replicas a previous control plane left running, converge once, then keep going."""
         self._loop = asyncio.get_running_loop()
-        self._touch_lease()
+        self.processes.touch_lease()
         await self._adopt()
         self._event_task = self._loop.create_task(self._write_events())
         await self._step()
@@ -181,22 +182,9 @@ class Reconciler:
                 await self._task
         if stop_replicas:
             self.tables.publish([])
-            for r in self._replicas.values():
-                self.processes.signal(r.record, signal.SIGTERM)
-            deadline = time.monotonic() + self.drain_timeout_s
-            while time.monotonic() < deadline and any(
-                self.processes.alive(r.record) for r in self._replicas.values()
-            ):
-                await asyncio.sleep(0.05)
-            for r in self._replicas.values():
-                self.processes.signal(r.record, signal.SIGKILL)
-                self.processes.forget(r.record)
+            await self.processes.stop_all([r.record for r in self._replicas.values()], self.drain_timeout_s)
             self._replicas.clear()
-            self.processes.save([])
-            with contextlib.suppress(OSError):
-                self.processes.lease.unlink()
-            with contextlib.suppress(OSError):
-                self.processes.sockets.rmdir()  # only when empty: nothing else of this home uses it
+            self.processes.release()
         else:
             self._save()
         await self._flush_events()
@@ -209,7 +197,7 @@ class Reconciler:
                 await asyncio.wait_for(self._wake.wait(), TICK_S)
             self._wake.clear()
             try:
-                self._touch_lease()
+                self.processes.touch_lease()
                 await self._step()
             except Exception:  # the loop must outlive any one failure (a registry hiccup, a bug)
                 log.exception("reconcile step failed")
@@ -338,19 +326,20 @@ class Reconciler:
         if run.scaler is None or run.scaler_template != d.template:
             run.scaler, run.scaler_template = AutoscalerState.for_policy(d.policy), d.template
             run.target = run.target if run.target is not None else max(d.policy.min_replicas, 1)
+        count = self._count(d, run)
         load = self.tables.load(d.name, d.version)
-        held = load is not None and load > 0 and self._count(d, run) == 0
+        held = load is not None and load > 0 and count == 0
         if now - run.last_sample < SCALE_SAMPLE_S and not held:
             return
         run.last_sample = now
         if load is not None:
             ready = sum(r.state == "ready" for r in current)
             run.scaler = observe(run.scaler, now, load, ready)
-        decision = decide(d.policy, run.scaler, now, self._count(d, run))
+        decision = decide(d.policy, run.scaler, now, count)
         run.scaler = decision.state
-        if decision.desired != self._count(d, run):
-            kind = "ScaledUp" if decision.desired > self._count(d, run) else "ScaledDown"
-            self._event(d.name, kind, f"{self._count(d, run)} -> {decision.desired}: {decision.reason}")
+        if decision.desired != count:
+            kind = "ScaledUp" if decision.desired > count else "ScaledDown"
+            self._event(d.name, kind, f"{count} -> {decision.desired}: {decision.reason}")
             run.target = decision.desired
 
     def _start(self, d: Desired) -> None:
@@ -418,22 +407,13 @@ class Reconciler:
                 log.info("adopted replica %s (pid %d)", record.id, record.pid)
             else:
                 log.warning("replica %s (pid %d) does not answer: killing it", record.id, record.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(record.pid, signal.SIGKILL)
+                self.processes.signal(record, signal.SIGKILL)
                 self.processes.forget(record)
         self._save()
 
     def _save(self) -> None:
         self.processes.save([r.record for r in self._replicas.values()])
         self._dirty = False
-
-    def _touch_lease(self) -> None:
-        lease = self.processes.lease
-        try:
-            os.utime(lease)
-        except FileNotFoundError:
-            lease.parent.mkdir(parents=True, exist_ok=True)
-            lease.touch()
 
     def _event(self, deployment: str, kind: str, message: str) -> None:
         log.info("%s %s: %s", deployment, kind, message)

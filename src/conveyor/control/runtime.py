@@ -23,6 +23,10 @@ class ControlRuntime(Protocol):
         (old ones included); zeros when the reconciler has not seen it."""
         ...
 
+    def routed(self) -> bool:
+        """At least one gateway is live and every live one applied the current routing table."""
+        ...
+
     def problem(self, deployment: str) -> str | None:
         """Why the deployment's current revision cannot run (what ran before keeps running), or None."""
         ...

@@ -10,7 +10,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from conveyor.errors import Conflict, Unavailable
+from conveyor.server.uvicorn_server import AnnouncingServer
 from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.control")
@@ -45,18 +45,6 @@ def control_plane_lock(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[str], None] | None) -> None:
-        super().__init__(config)
-        self._on_ready = on_ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started and self._on_ready is not None:
-            host, port = self.servers[0].sockets[0].getsockname()[:2]
-            self._on_ready(f"http://{host}:{port}")
 
 
 def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
@@ -114,7 +102,7 @@ def run_control_plane(
             lifespan="on",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
-        server = _Server(config, on_ready)
+        server = AnnouncingServer(config, on_ready)
         server.run()
         if not server.started:
             raise Unavailable(f"could not start the management API on {host}:{port} (see the log above)")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -19,6 +18,7 @@ from conveyor.server.gc_tuning import freeze_startup_heap
 from conveyor.server.grpc import RunningGrpcServer, start_grpc_server
 from conveyor.server.rest import create_app
 from conveyor.server.service import InferenceService
+from conveyor.server.uvicorn_server import AnnouncingServer
 from conveyor.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -28,8 +28,8 @@ GRACEFUL_SHUTDOWN_S = 30
 log = logging.getLogger("conveyor.server")
 
 
-class UvicornServer(uvicorn.Server):
-    """uvicorn's server, telling ``on_ready`` the URL once the socket listens."""
+class UvicornServer(AnnouncingServer):
+    """The announcing uvicorn server, with the V2 gRPC front end started in its loop when asked for."""
 
     def __init__(
         self,
@@ -38,40 +38,29 @@ class UvicornServer(uvicorn.Server):
         start_grpc: Callable[[], Awaitable[RunningGrpcServer]] | None = None,
         on_grpc_ready: Callable[[str], None] | None = None,
     ) -> None:
-        super().__init__(config)
-        self._on_ready = on_ready
+        super().__init__(config, on_ready)
         self._start_grpc = start_grpc
         self._on_grpc_ready = on_grpc_ready
         self.grpc: RunningGrpcServer | None = None
-        self.failed = False
 
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started and self._start_grpc is not None:
-            # After the app's lifespan startup, so gRPC never serves a plane that is not started yet.
-            try:
-                self.grpc = await self._start_grpc()
-            except Unavailable as e:
-                log.error("%s", e)
-                self.failed = self.should_exit = True  # uvicorn then shuts REST down gracefully
-                return
-            if self._on_grpc_ready is not None:
-                self._on_grpc_ready(self.grpc.address)
-        if self.started and self._on_ready is not None:
-            host, port = self.servers[0].sockets[0].getsockname()[:2]
-            host = f"[{host}]" if ":" in host else host
-            self._on_ready(f"http://{host}:{port}")
+    async def after_startup(self) -> bool:
+        if self._start_grpc is None:
+            return True
+        # After the app's lifespan startup, so gRPC never serves a plane that is not started yet.
+        try:
+            self.grpc = await self._start_grpc()
+        except Unavailable as e:
+            log.error("%s", e)
+            self.failed = self.should_exit = True  # uvicorn then shuts REST down gracefully
+            return False
+        if self._on_grpc_ready is not None:
+            self._on_grpc_ready(self.grpc.address)
+        return True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.grpc is not None:  # drain gRPC first: the REST lifespan shutdown closes the shared plane
             await self.grpc.stop(GRACEFUL_SHUTDOWN_S)
         await super().shutdown(sockets)
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        # uvicorn re-raises the signal after a graceful stop; serve() returns instead, so the CLI and
-        # supervisors see a clean exit (and no KeyboardInterrupt traceback on Ctrl-C).
-        self._captured_signals.clear()
 
 
 def run_app(

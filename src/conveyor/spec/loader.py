@@ -167,10 +167,11 @@ def _types(annotation: Any) -> tuple[Any, ...]:
 
 
 def _line_text(path: FieldPath, message: str) -> str:
-    return f"{_dotted(path)}: {message}" if path else message
+    return f"{dotted_path(path)}: {message}" if path else message
 
 
-def _dotted(path: FieldPath) -> str:
+def dotted_path(path: FieldPath) -> str:
+    """A field path as the spec and the API spell it: ``spec.autoscaling.maxReplicas``, ``routes[0].name``."""
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))

@@ -8,6 +8,7 @@ stops on its own when the control plane's lease file goes stale (server/channel.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,6 @@ class ReplicaRecord:
     pid: int
     pid_start: str
     started_at: float
-    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,7 +153,6 @@ class LocalProcesses:
             pid=proc.pid,
             pid_start=pid_start_time(proc.pid) or "",
             started_at=time.time(),
-            options=dict(options),
         )
         log.info("replica %s started (pid %d) on %s", rid, proc.pid, address)
         return record
@@ -175,6 +174,33 @@ class LocalProcesses:
         if self.alive(record):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(record.pid, sig)
+
+    async def stop_all(self, records: list[ReplicaRecord], timeout_s: float) -> None:
+        """SIGTERM each (it drains), wait up to ``timeout_s``, SIGKILL what is left; reap and clean up all."""
+        for r in records:
+            self.signal(r, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(self.alive(r) for r in records):
+            await asyncio.sleep(0.05)
+        for r in records:
+            self.signal(r, signal.SIGKILL)
+            self.forget(r)
+
+    def touch_lease(self) -> None:
+        """Tell the replicas their owner lives (they exit once it is ``orphan_after_s`` old)."""
+        try:
+            os.utime(self.lease)
+        except FileNotFoundError:
+            self.lease.parent.mkdir(parents=True, exist_ok=True)
+            self.lease.touch()
+
+    def release(self) -> None:
+        """After ``stop_all``: no lease, an empty state file, and the socket directory gone if empty."""
+        self.save([])
+        with contextlib.suppress(OSError):
+            self.lease.unlink()
+        with contextlib.suppress(OSError):
+            self.sockets.rmdir()
 
     def forget(self, record: ReplicaRecord) -> None:
         """Reap the child (no zombie left behind) and remove its socket file."""

@@ -1,0 +1,39 @@
+"""uvicorn's server as every Conveyor process runs it: it announces its URL once listening and returns,
+rather than re-raising the signal, after a graceful stop on SIGINT / SIGTERM.
+
+Replicas and gateways (server/runner.py, which adds gRPC) and the control plane (control/server.py) share it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+
+
+class AnnouncingServer(uvicorn.Server):
+    """``on_ready`` gets ``http://HOST:PORT`` once the socket listens and ``after_startup`` succeeded."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[str], None] | None) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+        self.failed = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and await self.after_startup() and self._on_ready is not None:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            host = f"[{host}]" if ":" in host else host
+            self._on_ready(f"http://{host}:{port}")
+
+    async def after_startup(self) -> bool:
+        """What starts after the app's lifespan startup; False (and ``failed`` set) when it could not."""
+        return True
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after a graceful stop; returning instead lets the CLI and supervisors
+        # see a clean exit (and no KeyboardInterrupt traceback on Ctrl-C).
+        self._captured_signals.clear()
