@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.cli.client import JsonOpt, NameArg, UrlOpt, api_client, request
-from conveyor.cli.output import console, human_time
+from conveyor.cli.output import console, human_time, titled_table
 from conveyor.errors import NotFound
 
 if TYPE_CHECKING:
@@ -177,24 +177,25 @@ def delete_deployment(
 
 
 def revisions_table(name: str, revisions: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"deployment/{name}: revisions", title_justify="left")
-    for col in ("revision", "model", "replicas", "change cause", "by", "created"):
-        table.add_column(col)
+    rows = []
     for r in revisions:
         spec = r["spec"].get("spec", {})
         scaling = spec.get("autoscaling")
         replicas = (
             f"auto {scaling['minReplicas']}..{scaling['maxReplicas']}" if scaling else spec.get("replicas")
         )
-        table.add_row(
-            str(r["revision"]),
-            r.get("model") or spec.get("model", "-"),
-            str(replicas),
-            r["change_cause"],
-            r.get("created_by") or "-",
-            human_time(r["created_at"]),
+        rows.append(
+            [
+                str(r["revision"]),
+                r.get("model") or spec.get("model", "-"),
+                str(replicas),
+                r["change_cause"],
+                r.get("created_by") or "-",
+                human_time(r["created_at"]),
+            ]
         )
-    return table
+    columns = ("revision", "model", "replicas", "change cause", "by", "created")
+    return titled_table(f"deployment/{name}: revisions", columns, rows)
 
 
 def _load(filename: str) -> list[Resource]:

@@ -9,19 +9,10 @@ from rich.table import Table
 
 from conveyor.cli.client import JsonOpt, NameArg, UrlOpt, request
 from conveyor.cli.deployments import revisions_table
-from conveyor.cli.output import console, human_time
+from conveyor.cli.output import console, human_time, titled_table
 
 get_app = typer.Typer(help="List deployments, models or replicas of the control plane.", no_args_is_help=True)
 describe_app = typer.Typer(help="Show one resource in detail.", no_args_is_help=True)
-
-
-def _table(title: str, columns: tuple[str, ...], rows: list[list[str]]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*row)
-    return table
 
 
 def _ready(counts: dict[str, int]) -> str:
@@ -48,7 +39,9 @@ def get_deployments(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
         ]
         for d in answer["deployments"]
     ]
-    console.print(_table("Deployments", ("name", "revision", "model", "ready", "endpoint", "updated"), rows))
+    console.print(
+        titled_table("Deployments", ("name", "revision", "model", "ready", "endpoint", "updated"), rows)
+    )
 
 
 @get_app.command("models")
@@ -67,7 +60,7 @@ def get_models(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
         ]
         for m in answer["models"]
     ]
-    console.print(_table("Models", ("name", "latest", "versions", "aliases", "created"), rows))
+    console.print(titled_table("Models", ("name", "latest", "versions", "aliases", "created"), rows))
 
 
 @get_app.command("replicas")
@@ -102,7 +95,7 @@ def describe_deployment(
     console.print(revisions_table(name, d["revisions"]))
     console.print(replicas_table("Replicas", d["instances"]))
     events = [[human_time(e["time"]), e["kind"], e["message"]] for e in d["events"]]
-    console.print(_table("Events (most recent last)", ("time", "kind", "message"), events))
+    console.print(titled_table("Events (most recent last)", ("time", "kind", "message"), events))
 
 
 @describe_app.command("model")
@@ -124,7 +117,9 @@ def describe_model(
         for v in m["versions"]
     ]
     console.print(
-        _table(f"model/{name}: versions", ("version", "framework", "sha256", "aliases", "created"), rows)
+        titled_table(
+            f"model/{name}: versions", ("version", "framework", "sha256", "aliases", "created"), rows
+        )
     )
 
 
@@ -135,7 +130,7 @@ def endpoints(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
         return
     gateways = [[g.get("id", "-"), g.get("url") or "-", g.get("grpcUrl") or "-"] for g in answer["gateways"]]
     if gateways:
-        console.print(_table("Gateways", ("id", "url", "grpc"), gateways))
+        console.print(titled_table("Gateways", ("id", "url", "grpc"), gateways))
     else:
         console.print("No gateway has reported yet (is `conveyor up` running?)")
     rows = [
@@ -148,7 +143,7 @@ def endpoints(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
         ]
         for e in answer["endpoints"]
     ]
-    console.print(_table("Endpoints", ("name", "model", "url", "ready", "replicas"), rows))
+    console.print(titled_table("Endpoints", ("name", "model", "url", "ready", "replicas"), rows))
 
 
 def replicas_table(title: str, replicas: list[dict[str, Any]]) -> Table:
@@ -167,4 +162,4 @@ def replicas_table(title: str, replicas: list[dict[str, Any]]) -> Table:
         ]
         for r in replicas
     ]
-    return _table(title, columns, rows)
+    return titled_table(title, columns, rows)

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.table import Table
 
 from conveyor.errors import ConveyorError
 
@@ -45,6 +46,16 @@ def print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
     sys.stdout.write("\n")
     sys.stdout.flush()
+
+
+def titled_table(title: str, columns: tuple[str, ...], rows: list[list[str]]) -> Table:
+    """A Rich table with its title on the left, one column per name."""
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def human_size(n: int) -> str:

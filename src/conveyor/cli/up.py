@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from conveyor.cli.output import console, err_console
+from conveyor.cli.output import console, err_console, titled_table
 from conveyor.settings import get_settings
 
 READY_TIMEOUT_S = 180.0
@@ -110,16 +109,18 @@ def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -
                 # The stack stays up: the control plane keeps trying (with backoff) and says why in the
                 # deployment's events; stopping here would hide them.
                 err_console.print(f"[yellow]warning:[/] {exc.message}", highlight=False)
-        rows = [r for r in client.get("/deployments")["deployments"] if r["name"] in names]
-        gateways: list[dict[str, Any]] = client.get("/endpoints").get("gateways", [])
-    gateway = gateways[0] if gateways else {}
-    table = Table(title="Deployments", title_justify="left")
-    for col in ("name", "model", "replicas", "inference endpoint (POST)"):
-        table.add_column(col)
-    for r in rows:
-        url = (gateway.get("url") or "") + f"/v2/models/{r['name']}/infer"
-        table.add_row(r["name"], r["model"], f"{r['replicas']['ready']}/{r['replicas']['desired']}", url)
-    console.print(table)
+        endpoints = [e for e in client.get("/endpoints")["endpoints"] if e["name"] in names]
+    rows = [
+        [
+            e["name"],
+            e["model"],
+            f"{e['replicas']['ready']}/{e['replicas']['desired']}",
+            f"{e['url']}/infer" if e["url"] else "-",
+        ]
+        for e in endpoints
+    ]
+    columns = ("name", "model", "replicas", "inference endpoint (POST)")
+    console.print(titled_table("Deployments", columns, rows))
 
 
 def _warn_if_exposed(host: str) -> None:
