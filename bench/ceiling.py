@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 from models import BenchModel
 
 
-def inferences_per_s(model: BenchModel, batch: int, duration_s: float = 2.0) -> float:
+@dataclass
+class Ceiling:
+    rate: float  # inferences/s
+    cpu_us: float  # process CPU per inference (every ONNX Runtime thread), microseconds
+
+
+def measure(model: BenchModel, batch: int, duration_s: float = 2.0) -> Ceiling:
     """Batch-``batch`` calls on a single session with default threading, for about ``duration_s``."""
     session = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
     x = np.repeat(model.load_input, batch, axis=0)
     feeds = {model.input_name: x}
     for _ in range(5):  # warm up
         session.run(None, feeds)
-    calls, started = 0, time.perf_counter()
+    calls, started, cpu_started = 0, time.perf_counter(), time.process_time()
     while (elapsed := time.perf_counter() - started) < duration_s:
         session.run(None, feeds)
         calls += 1
-    return calls * batch / elapsed
+    cpu = time.process_time() - cpu_started
+    return Ceiling(rate=calls * batch / elapsed, cpu_us=cpu / (calls * batch) * 1e6)
 
 
 _RSS_PROBE = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ class LoadResult:
     status: dict[int, int] = field(default_factory=dict)
     transport_errors: int = 0
     error_sample: str = ""
+    client_cpu_s: float | None = None  # user + system CPU hey itself spent
 
     @property
     def errors(self) -> int:
@@ -75,5 +77,15 @@ def run(
         str(body),
         url,
     ]
+    before = _children_cpu_s()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + timeout_s + 30)
-    return parse(done.stdout + done.stderr)
+    result = parse(done.stdout + done.stderr)
+    # hey is the only child that ends in this window (servers are reaped after their runs), so the
+    # children's CPU delta is hey's own.
+    result.client_cpu_s = _children_cpu_s() - before
+    return result
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

@@ -21,9 +21,12 @@ COLUMNS = [
     ("errors", "errors"),
     ("wrong", "wrong"),
     ("peak_rss_mb", "peak RSS MB"),
+    ("server_cpu_us", "server CPU µs/req"),
+    ("client_cpu_us", "hey CPU µs/req"),
     ("cold_start_s", "cold start s"),
     ("note", "note"),
 ]
+NUMERIC = ("concurrency", "rps", "p50_ms", "p99_ms", "server_cpu_us", "client_cpu_us")
 
 
 def _run(*argv: str) -> str:
@@ -85,8 +88,8 @@ def _cell(key: str, value: Any) -> str:
         return f"{value:,.0f}"
     if key in ("p50_ms", "p99_ms"):
         return f"{value:.2f}"
-    if key in ("peak_rss_mb",):
-        return f"{value:.0f}"
+    if key in ("peak_rss_mb", "server_cpu_us", "client_cpu_us"):
+        return f"{value:,.0f}"
     if key == "cold_start_s":
         return f"{value:.1f}"
     return str(value)
@@ -98,11 +101,7 @@ def cells(row: dict[str, Any]) -> list[str]:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
-    rule = (
-        "|"
-        + "|".join("---:" if k in ("concurrency", "rps", "p50_ms", "p99_ms") else "---" for k, _ in COLUMNS)
-        + "|"
-    )
+    rule = "|" + "|".join("---:" if k in NUMERIC else "---" for k, _ in COLUMNS) + "|"
     body = ["| " + " | ".join(c.replace("|", "/") for c in cells(r)) + " |" for r in rows]
     return "\n".join([head, rule, *body])
 
@@ -121,14 +120,59 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"- Software: Python {m['python']}, ONNX Runtime {m['onnxruntime']}, hey {m['hey']}; "
         f"Conveyor {m['conveyor_commit']}{dirty}" + (f" ({settings})" if settings else "") + f"; {peers}.",
         f"- Load: hey, {meta['duration_s']:g} s per run after a {meta['warmup_s']:g} s warmup, "
-        "batch-1 requests.",
+        f"batch-{meta.get('rows_per_request', 1)} requests.",
         "- ORT in-process rows are the ceiling: one session called in a loop, inferences/s in the req/s "
         "column (c = batch size).",
+        "- CPU µs/req: user + system CPU of the server's processes and of hey during the run, per request.",
         "",
         markdown_table(rows),
         "",
     ]
+    if meta.get("bounds"):
+        lines += [BOUNDS_TITLE, "", BOUNDS_TEXT, "", markdown_bounds(meta["bounds"]), ""]
     return "\n".join(lines)
+
+
+BOUNDS_TITLE = "## What this machine allows"
+BOUNDS_TEXT = (
+    "hey runs on the same cores as the server. A request costs at least the model's compute "
+    "(ONNX Runtime CPU per inference at batch 32, from the ceiling run) plus hey's own CPU per request "
+    "(the lowest any row measured at the top concurrency), so cores / (compute + hey) inferences/s "
+    "is the most any server could answer here, even one that spent no CPU itself."
+)
+BOUND_COLUMNS = [
+    "model",
+    "ceiling b32 inf/s",
+    "compute µs/inf",
+    "hey µs/req",
+    "any server at most, inf/s",
+    "= of ceiling",
+    "best Conveyor c=top",
+    "of ceiling",
+    "of the bound",
+]
+
+
+def bound_cells(b: dict[str, Any]) -> list[str]:
+    limit, ceiling, best = b["limit"], b["ceiling"], b.get("best")
+    return [
+        b["model"],
+        f"{ceiling:,.0f}",
+        f"{b['compute_us']:.1f}",
+        f"{b['client_us']:.0f}",
+        f"{limit:,.0f}",
+        f"{limit / ceiling:.0%}",
+        f"{best:,.0f} ({b['best_server']})" if best else "-",
+        f"{best / ceiling:.0%}" if best else "-",
+        f"{best / limit:.0%}" if best else "-",
+    ]
+
+
+def markdown_bounds(bounds: list[dict[str, Any]]) -> str:
+    head = "| " + " | ".join(BOUND_COLUMNS) + " |"
+    rule = "|---|" + "---:|" * (len(BOUND_COLUMNS) - 1)
+    body = ["| " + " | ".join(bound_cells(b)) + " |" for b in bounds]
+    return "\n".join([head, rule, *body])
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -137,12 +181,24 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
     table = Table(title="Conveyor vs peers (same machine, same models, same load generator)")
     for key, title in COLUMNS:
-        table.add_column(
-            title, justify="right" if key in ("concurrency", "rps", "p50_ms", "p99_ms") else "left"
-        )
+        table.add_column(title, justify="right" if key in NUMERIC else "left")
     for r in rows:
         table.add_row(*cells(r))
-    Console(width=220).print(table)
+    Console(width=240).print(table)
+
+
+def print_bounds(bounds: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not bounds:
+        return
+    table = Table(title="What this machine allows (hey on the same cores)", caption=BOUNDS_TEXT)
+    for i, title in enumerate(BOUND_COLUMNS):
+        table.add_column(title, justify="left" if i == 0 else "right")
+    for b in bounds:
+        table.add_row(*bound_cells(b))
+    Console(width=240).print(table)
 
 
 DOCS_START = "<!-- bench:latest:start (written by bench/run.py) -->"

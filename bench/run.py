@@ -1,8 +1,12 @@
 """``make bench``: Conveyor against its peers on this machine, same models, same load generator, same body.
 
     python bench/run.py [--models tiny,mlp] [--servers conveyor,lean] [--duration 5] [--concurrency 1,32]
+                        [--rows 8]
 
-Each option also reads BENCH_MODELS, BENCH_SERVERS, BENCH_DURATION, BENCH_WARMUP, BENCH_CONCURRENCY.
+Each option also reads BENCH_MODELS, BENCH_SERVERS, BENCH_DURATION, BENCH_WARMUP, BENCH_CONCURRENCY,
+BENCH_ROWS.
+Every row records the CPU its server and hey spent per request; with the model's compute cost from the ceiling
+run, the report says how many inferences/s this machine allows any server (bench/cpu.py).
 A full run writes bench/results/latest.{json,md} and a timestamped copy under bench/results/history/;
 a partial one (some models or servers) writes bench/results/partial.{json,md}.
 """
@@ -20,7 +24,9 @@ from typing import Any
 import ceiling
 import check
 import config
+import cpu
 import load
+import numpy as np
 import report
 import venvs
 import wire
@@ -50,6 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=float(env("BENCH_DURATION", config.DURATION_S)))
     ap.add_argument("--warmup", type=float, default=float(env("BENCH_WARMUP", config.WARMUP_S)))
     ap.add_argument("--concurrency", default=env("BENCH_CONCURRENCY", ",".join(map(str, config.CONCURRENCY))))
+    ap.add_argument(
+        "--rows",
+        type=int,
+        default=int(env("BENCH_ROWS", "1")),
+        help="rows per load request (default 1: batch-1 requests); inferences/s = req/s x rows",
+    )
     ap.add_argument("--no-ceiling", action="store_true", help="skip the in-process ONNX Runtime ceiling rows")
     ap.add_argument("--results-dir", type=Path, default=BENCH / "results")
     return ap.parse_args(argv)
@@ -76,6 +88,7 @@ def bench_row(
     try:
         server.start(model, workdir, WORK / "logs" / f"{row.name}-{model.name}.log")
         assert server.proc is not None
+        server_cpu = cpu.TreeCpu(server.proc.pid)
         with MemorySampler(server.proc.pid) as memory:
             cold = server.ready(model)
             url = server.url(model)
@@ -85,7 +98,10 @@ def bench_row(
             for c in args.concurrency:
                 load.run(url, body, c, args.warmup, headers=headers)
                 memory.reset()
+                server_cpu.start()
                 result = load.run(url, body, c, args.duration, headers=headers)
+                server_cpu_us = cpu.per_request_us(server_cpu.stop(), result.requests)
+                client_cpu_us = cpu.per_request_us(result.client_cpu_s, result.requests)
                 memory.sample()
                 after = check.check(url, server.wire_format, model)
                 checks = check.CheckResult()
@@ -94,7 +110,8 @@ def bench_row(
                 checks.add(after)
                 say(
                     f"{model.name} × {row.name} c={c}: {result.rps:,.0f} req/s, p50 {_ms(result.p50_ms)}, "
-                    f"p99 {_ms(result.p99_ms)}, {result.errors} errors, peak RSS {memory.peak_mb:.0f} MB; "
+                    f"p99 {_ms(result.p99_ms)}, {result.errors} errors, peak RSS {memory.peak_mb:.0f} MB, "
+                    f"CPU per request: server {_us(server_cpu_us)}, hey {_us(client_cpu_us)}; "
                     f"check {_check_text(after)}"
                 )
                 rows.append(
@@ -114,6 +131,8 @@ def bench_row(
                         "check_problem": checks.first_problem,
                         "peak_rss_mb": round(memory.peak_mb, 1),
                         "processes": len(memory.seen),
+                        "server_cpu_us": server_cpu_us,
+                        "client_cpu_us": client_cpu_us,
                         "load_average_1m": round(
                             os.getloadavg()[0], 2
                         ),  # other work on the machine shows here
@@ -134,6 +153,10 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
 
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} µs"
+
+
 def _check_text(result: check.CheckResult) -> str:
     text = f"{result.sent} sent, {result.errors} errors, {result.wrong} wrong"
     return text + (f" ({result.first_problem})" if result.first_problem else "")
@@ -143,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
     args.concurrency = [int(c) for c in _csv(args.concurrency) or []]
+    if args.rows < 1:
+        raise SystemExit(f"--rows must be at least 1, got {args.rows}")
     model_names = _csv(args.models) or config.MODELS
     rows = config.select(_csv(args.servers))
-    partial = set(model_names) != set(config.MODELS) or len(rows) != len(config.ROWS)
+    partial = set(model_names) != set(config.MODELS) or len(rows) != len(config.ROWS) or args.rows != 1
     if shutil.which("hey") is None:
         raise SystemExit("hey is not installed: apt-get install -y hey (make bench does it)")
 
@@ -154,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "conveyor_settings": report.conveyor_settings(),
         "duration_s": args.duration,
         "warmup_s": args.warmup,
+        "rows_per_request": args.rows,
     }
     say(
         f"models {model_names}; servers {[r.name for r in rows]}; "
@@ -174,20 +200,25 @@ def main(argv: list[str] | None = None) -> int:
         for fmt in {r.server.wire_format for r in rows}:
             bodies[fmt] = WORK / "bodies" / f"{name}.{fmt}.{'bin' if fmt == wire.V2_BINARY else 'json'}"
             bodies[fmt].parent.mkdir(parents=True, exist_ok=True)
-            bodies[fmt].write_bytes(wire.encode(fmt, model.input_name, model.load_input))
+            load_input = np.repeat(model.load_input, args.rows, axis=0)
+            bodies[fmt].write_bytes(wire.encode(fmt, model.input_name, load_input))
         if not args.no_ceiling:
             session_mb = ceiling.session_rss_mb(model)
             say(f"{name}: a bare process holding one ONNX Runtime session peaks at {session_mb:.0f} MB RSS")
             for batch in (1, 32):
-                rate = ceiling.inferences_per_s(model, batch)
-                say(f"{name}: ONNX Runtime in-process, batch {batch}: {rate:,.0f} inferences/s")
+                measured = ceiling.measure(model, batch)
+                say(
+                    f"{name}: ONNX Runtime in-process, batch {batch}: {measured.rate:,.0f} inferences/s, "
+                    f"{measured.cpu_us:.1f} µs CPU each"
+                )
                 results.append(
                     {
                         "model": name,
                         "server": "ORT in-process",
                         "protocol": "-",
                         "concurrency": f"b{batch}",
-                        "rps": rate,
+                        "rps": measured.rate,
+                        "cpu_us": measured.cpu_us,
                         "status": "ok",
                         "peak_rss_mb": round(session_mb, 1),
                         "note": f"ceiling: one session, batch {batch}, inferences/s; RSS: process + session",
@@ -198,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
 
     meta["total_s"] = round(time.monotonic() - started, 1)
     meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    meta["bounds"] = [b.as_dict() for b in cpu.bounds(results, args.rows, os.cpu_count() or 1)]
     report.print_table(results)
+    report.print_bounds(meta["bounds"])
     paths = report.write(args.results_dir, meta, results, partial=partial)
     if not partial and report.update_docs(DOCS, meta, results):
         paths.append(DOCS)
