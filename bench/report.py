@@ -16,6 +16,7 @@ COLUMNS = [
     ("protocol", "protocol"),
     ("concurrency", "c"),
     ("rps", "req/s"),
+    ("mean_ms", "mean ms"),
     ("p50_ms", "p50 ms"),
     ("p99_ms", "p99 ms"),
     ("errors", "errors"),
@@ -26,7 +27,7 @@ COLUMNS = [
     ("cold_start_s", "cold start s"),
     ("note", "note"),
 ]
-NUMERIC = ("concurrency", "rps", "p50_ms", "p99_ms", "server_cpu_us", "client_cpu_us")
+NUMERIC = ("concurrency", "rps", "mean_ms", "p50_ms", "p99_ms", "server_cpu_us", "client_cpu_us")
 
 
 def _run(*argv: str) -> str:
@@ -88,6 +89,8 @@ def _cell(key: str, value: Any) -> str:
         return f"{value:,.0f}"
     if key in ("p50_ms", "p99_ms"):
         return f"{value:.2f}"
+    if key == "mean_ms":
+        return f"{value:.3f}"
     if key in ("peak_rss_mb", "server_cpu_us", "client_cpu_us"):
         return f"{value:,.0f}"
     if key == "cold_start_s":
@@ -95,8 +98,16 @@ def _cell(key: str, value: Any) -> str:
     return str(value)
 
 
+def mean_ms(row: dict[str, Any]) -> float | None:
+    """Mean latency of a load row from Little's law: hey's workers wait for each answer before sending the
+    next, so mean = concurrency / throughput (hey's own time per request included). Exact where hey's
+    percentiles are not: it prints them at 0.1 ms resolution, too coarse for sub-millisecond c=1 latencies."""
+    c, rps = row.get("concurrency"), row.get("rps")
+    return c / rps * 1000 if isinstance(c, int) and rps else None
+
+
 def cells(row: dict[str, Any]) -> list[str]:
-    return [_cell(key, row.get(key)) for key, _ in COLUMNS]
+    return [_cell(key, mean_ms(row) if key == "mean_ms" else row.get(key)) for key, _ in COLUMNS]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -123,6 +134,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"batch-{meta.get('rows_per_request', 1)} requests.",
         "- ORT in-process rows are the ceiling: one session called in a loop, inferences/s in the req/s "
         "column (c = batch size).",
+        "- mean ms: concurrency / req/s (Little's law, hey's workers being closed loops); p50 and p99 come "
+        "from hey, which prints latencies at 0.1 ms resolution.",
         "- CPU µs/req: user + system CPU of the server's processes and of hey during the run, per request.",
         "",
         markdown_table(rows),
@@ -215,6 +228,7 @@ def update_docs(doc: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> 
     if not start or not end:
         return False
     body = markdown(meta, rows).split("\n", 2)[2]  # without the title line
+    body = body.replace("\n## ", "\n### ")  # sections of the results sit under the doc's own section
     doc.write_text(f"{head}{start}\n{body.strip()}\n{end}{tail}")
     return True
 
@@ -231,3 +245,26 @@ def write(results_dir: Path, meta: dict[str, Any], rows: list[dict[str, Any]], p
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(markdown(meta, rows) if path.suffix == ".md" else doc)
     return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Render a results JSON as Markdown again (after a change to the report's format): the .md next to it,
+    and for a full run the latest results in docs/benchmarks.md."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python bench/report.py", description=main.__doc__)
+    ap.add_argument("results", type=Path, help="a results JSON, e.g. bench/results/latest.json")
+    args = ap.parse_args(argv)
+    doc = json.loads(args.results.read_text())
+    rows = doc.pop("rows")
+    out = args.results.with_suffix(".md")
+    out.write_text(markdown(doc, rows))
+    print(f"wrote {out}")
+    docs = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+    if not doc.get("partial") and update_docs(docs, doc, rows):
+        print(f"wrote {docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
