@@ -18,8 +18,10 @@ from conveyor import errors
 from conveyor.control.autoscaler import AutoscalingPolicy, policy_from_spec
 from conveyor.registry import Registry
 from conveyor.registry.records import DeploymentInfo
+from conveyor.routing_table import Hold
 from conveyor.settings import Settings
 from conveyor.spec import Deployment
+from conveyor.spec.resources import DEFAULT_HOLD_TIMEOUT_SECONDS
 
 log = logging.getLogger("conveyor.control")
 MAX_HELD_REQUESTS = 1000
@@ -39,7 +41,7 @@ class Desired:
     replicas: int | None
     """The fixed count, or None when the autoscaler decides."""
     policy: AutoscalingPolicy | None
-    hold: dict[str, Any] | None
+    hold: Hold | None
     """The routing table's ``hold`` (scale to zero), or None."""
 
 
@@ -94,10 +96,8 @@ class DesiredLoader:
         policy = None if spec.autoscaling is None else policy_from_spec(spec.autoscaling)
         hold = None
         if spec.autoscaling is not None and spec.autoscaling.scale_to_zero:
-            hold = {
-                "timeoutSeconds": spec.autoscaling.hold_timeout_seconds,
-                "maxRequests": MAX_HELD_REQUESTS,
-            }
+            timeout = spec.autoscaling.hold_timeout_seconds or DEFAULT_HOLD_TIMEOUT_SECONDS  # set by the spec
+            hold = Hold(float(timeout), MAX_HELD_REQUESTS)
         return Desired(
             name=info.name,
             revision=info.revision,

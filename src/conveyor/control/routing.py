@@ -1,7 +1,8 @@
 """The routing table the control plane pushes to gateways, and what gateways report back.
 
-``RoutingState`` keeps the current table (``epoch`` + ``generation``), wakes every watcher when it changes,
-and remembers each gateway's last load report: the acknowledged table and in-flight requests per version.
+``RoutingState`` keeps the current table (``epoch`` + ``generation``, routes as ``conveyor.routing_table``
+types), wakes every watcher when it changes, and remembers each gateway's last load report: the acknowledged
+table and in-flight requests per version.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from conveyor.server.versions import version_order
+from conveyor.routing_table import Hold, ReplicaSpec, RouteSpec, TableSnapshot
+from conveyor.versions import version_order
 
 GATEWAY_LIVE_S = 3.0
 """A gateway that has not reported for this long is not waited for (acks) nor counted (load)."""
@@ -22,20 +24,22 @@ class RoutingState:
     def __init__(self) -> None:
         self.epoch = secrets.token_hex(4)
         self.generation = 0
-        self._routes: list[dict[str, Any]] = []
+        self._routes: tuple[RouteSpec, ...] = ()
         self._changed = asyncio.Event()
         self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
 
     # -- the table ------------------------------------------------------------------------------------
 
     def table(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "generation": self.generation, "routes": self._routes}
+        """The current table as sent to gateways."""
+        return TableSnapshot(self.epoch, self.generation, self._routes).to_doc()
 
-    def publish(self, routes: list[dict[str, Any]]) -> bool:
+    def publish(self, routes: Iterable[RouteSpec]) -> bool:
         """Make ``routes`` current; True (and watchers woken) when they differ from the current ones."""
-        if routes == self._routes:
+        new = tuple(routes)
+        if new == self._routes:
             return False
-        self._routes = routes
+        self._routes = new
         self.generation += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
@@ -105,9 +109,9 @@ class RoutingState:
 
 
 def build_routes(
-    deployments: Iterable[tuple[str, int, str, dict[str, Any] | None]],
+    deployments: Iterable[tuple[str, int, str, Hold | None]],
     ready: Iterable[tuple[str, str, int, str, str]],
-) -> list[dict[str, Any]]:
+) -> list[RouteSpec]:
     """Routes from desired deployments ``(name, revision, version, hold)`` and ready replicas
     ``(deployment, version, revision, id, address)``.
 
@@ -118,7 +122,7 @@ def build_routes(
     by_version: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
     for deployment, version, revision, rid, address in ready:
         by_version.setdefault((deployment, version), []).append((revision, rid, address))
-    routes: list[dict[str, Any]] = []
+    routes: list[RouteSpec] = []
     for name, revision, version, hold in sorted(deployments):
         versions = {v for d, v in by_version if d == name} | {version}
         default = version
@@ -129,14 +133,14 @@ def build_routes(
         for v in sorted(versions, key=version_order):
             members = sorted(by_version.get((name, v), []), key=lambda m: m[1])
             routes.append(
-                {
-                    "name": name,
-                    "version": v,
-                    "deployment": name,
-                    "revision": max((m[0] for m in members), default=revision),
-                    "default": v == default,
-                    "replicas": [{"id": rid, "address": address} for _, rid, address in members],
-                    "hold": hold if v == version else None,
-                }
+                RouteSpec(
+                    name=name,
+                    version=v,
+                    deployment=name,
+                    revision=max((m[0] for m in members), default=revision),
+                    default=v == default,
+                    replicas=tuple(ReplicaSpec(rid, address) for _, rid, address in members),
+                    hold=hold if v == version else None,
+                )
             )
     return routes

@@ -22,8 +22,8 @@ from conveyor.gateway.hold import HeldRequests
 from conveyor.gateway.outlier import OutlierState, is_replica_fault
 from conveyor.gateway.replica import Replica, inflight_of
 from conveyor.gateway.routes import Route, RoutingTable
-from conveyor.gateway.snapshot import ReplicaSpec, parse_table
 from conveyor.gateway.upstream import ConnectionFailed, Upstream
+from conveyor.routing_table import ReplicaSpec, parse_table
 from conveyor.server.service import EncodedRequest, EncodedResponse, server_metadata
 
 log = logging.getLogger("conveyor.gateway")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from conveyor.errors import Unavailable
-from conveyor.gateway.snapshot import Hold
+from conveyor.routing_table import Hold
 
 T = TypeVar("T")
 RouteKey = tuple[str, str | None]

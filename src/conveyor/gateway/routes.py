@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from conveyor.errors import Conflict
 from conveyor.gateway.replica import Replica
-from conveyor.gateway.snapshot import Hold
-from conveyor.server.versions import VersionIndex
+from conveyor.routing_table import Hold
+from conveyor.versions import VersionIndex
 
 
 @dataclass(eq=False, slots=True)

@@ -17,7 +17,7 @@ from conveyor.protocol.codec import binary_outputs_of, decode_infer_request, enc
 from conveyor.protocol.types import InferRequest, InferResponse, ResponseOutput
 from conveyor.runtime import Batcher, BatchingConfig, OnnxModel
 from conveyor.server.service import EncodedRequest, EncodedResponse, server_metadata
-from conveyor.server.versions import VersionIndex
+from conveyor.versions import VersionIndex
 
 T = TypeVar("T")
 # Bodies and outputs up to this size are decoded / encoded on the event loop: cheaper than a thread hop, and

@@ -5,44 +5,35 @@ from __future__ import annotations
 import asyncio
 
 from conveyor.control.routing import RoutingState, build_routes
+from conveyor.routing_table import Hold, RouteSpec, parse_table
 
 
 def test_the_current_version_is_default_and_listed_even_without_replicas() -> None:
     routes = build_routes([("clf", 2, "3", None)], [])
-    assert routes == [
-        {
-            "name": "clf",
-            "version": "3",
-            "deployment": "clf",
-            "revision": 2,
-            "default": True,
-            "replicas": [],
-            "hold": None,
-        }
-    ]
+    assert routes == [RouteSpec("clf", "3", "clf", 2, default=True, replicas=(), hold=None)]
 
 
 def test_mid_rollout_the_old_version_stays_default_until_the_new_one_has_a_ready_replica() -> None:
     old = [("clf", "1", 1, "clf-a", "unix:/a")]
     routes = build_routes([("clf", 2, "2", None)], old)
-    assert [(r["version"], r["default"], len(r["replicas"])) for r in routes] == [
+    assert [(r.version, r.default, len(r.replicas)) for r in routes] == [
         ("1", True, 1),
         ("2", False, 0),
     ]
     routes = build_routes([("clf", 2, "2", None)], [*old, ("clf", "2", 2, "clf-b", "unix:/b")])
-    assert [(r["version"], r["default"]) for r in routes] == [("1", False), ("2", True)]
+    assert [(r.version, r.default) for r in routes] == [("1", False), ("2", True)]
 
 
 def test_after_a_rollback_the_lower_version_is_the_default() -> None:
     ready = [("clf", "2", 2, "b", "unix:/b"), ("clf", "1", 3, "a", "unix:/a")]
     routes = build_routes([("clf", 3, "1", None)], ready)
-    assert {r["version"]: r["default"] for r in routes} == {"1": True, "2": False}
+    assert {r.version: r.default for r in routes} == {"1": True, "2": False}
 
 
 def test_hold_is_set_only_on_the_current_version() -> None:
-    hold = {"timeoutSeconds": 30.0, "maxRequests": 1000}
+    hold = Hold(timeout_s=30.0, max_requests=1000)
     routes = build_routes([("clf", 2, "2", hold)], [("clf", "1", 1, "a", "unix:/a")])
-    assert {r["version"]: r["hold"] for r in routes} == {"1": None, "2": hold}
+    assert {r.version: r.hold for r in routes} == {"1": None, "2": hold}
 
 
 def test_publish_bumps_the_generation_only_on_change_and_wakes_watchers() -> None:
@@ -91,10 +82,8 @@ def test_load_sums_in_flight_and_held_over_gateways() -> None:
 
 
 def test_every_table_the_control_plane_builds_is_one_the_gateway_accepts() -> None:
-    """The contract test between control/routing.py (builds) and gateway/snapshot.py (parses)."""
-    from conveyor.gateway.snapshot import parse_table
-
-    hold = {"timeoutSeconds": 30.0, "maxRequests": 1000}
+    """What the control plane sends is what a gateway parses back, field for field."""
+    hold = Hold(timeout_s=30.0, max_requests=1000)
     state = RoutingState()
     state.publish(
         build_routes(
@@ -108,7 +97,16 @@ def test_every_table_the_control_plane_builds_is_one_the_gateway_accepts() -> No
     )
     table = parse_table(state.table())
     assert table.epoch == state.epoch and table.generation == 1
+    assert table.routes == tuple(
+        build_routes(
+            [("clf", 3, "2", hold), ("other", 1, "7", None)],
+            [
+                ("clf", "1", 2, "a", "unix:/a"),
+                ("clf", "2", 3, "b", "unix:/b"),
+                ("other", "7", 1, "c", "tcp:h:1"),
+            ],
+        )
+    )
     parsed = {(r.name, r.version): r for r in table.routes}
     assert parsed[("clf", "2")].default and not parsed[("clf", "1")].default
-    assert parsed[("clf", "2")].hold is not None and parsed[("clf", "2")].hold.timeout_s == 30.0
-    assert [x.address for x in parsed[("other", "7")].replicas] == ["tcp:h:1"]
+    assert parsed[("clf", "2")].hold == hold

@@ -1,7 +1,8 @@
-"""The routing table the control plane pushes (docs/control-plane.md), parsed and checked before use.
+"""The routing table the control plane pushes to gateways (docs/control-plane.md): its types and wire format.
 
-A malformed table raises ``InvalidInput`` naming what is wrong, so the gateway can refuse it and keep serving
-with the table it has.
+The control plane builds these types and sends ``to_doc()``; a gateway checks what it receives with
+``parse_table``. A malformed table raises ``InvalidInput`` naming what is wrong, so the gateway can refuse it
+and keep serving with the table it has. One module for both sides: the field names live here only.
 """
 
 from __future__ import annotations
@@ -19,11 +20,17 @@ class Hold:
     timeout_s: float
     max_requests: int
 
+    def to_doc(self) -> dict[str, Any]:
+        return {"timeoutSeconds": self.timeout_s, "maxRequests": self.max_requests}
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicaSpec:
     id: str
     address: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"id": self.id, "address": self.address}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +43,27 @@ class RouteSpec:
     replicas: tuple[ReplicaSpec, ...]
     hold: Hold | None
 
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "deployment": self.deployment,
+            "revision": self.revision,
+            "default": self.default,
+            "replicas": [r.to_doc() for r in self.replicas],
+            "hold": None if self.hold is None else self.hold.to_doc(),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class TableSnapshot:
     epoch: str
     generation: int
     routes: tuple[RouteSpec, ...]
+
+    def to_doc(self) -> dict[str, Any]:
+        routes = [r.to_doc() for r in self.routes]
+        return {"epoch": self.epoch, "generation": self.generation, "routes": routes}
 
 
 def parse_table(doc: Any) -> TableSnapshot:
