@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 import conveyor
-from conveyor.cli.output import console, human_size, print_json
+from conveyor.cli.output import console, human_size, print_json, titled_table
 
 if TYPE_CHECKING:
     from conveyor.registry.archive import BackupSummary
@@ -51,11 +50,11 @@ def _run(action: Callable[..., BackupSummary], path: Path, label: str, verb: str
     if as_json:
         print_json(summary.to_dict())
         return
-    table = Table(title=f"{verb} {path.name}", title_justify="left")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for key in ("models", "versions", "aliases", "deployments", "revisions", "events", "artifacts"):
-        table.add_row(key, str(getattr(summary, key)))
-    table.add_row("artifact bytes", human_size(summary.artifact_bytes))
-    table.add_row("schema revision", summary.schema_revision)
+    rows = [
+        [key, str(getattr(summary, key))]
+        for key in ("models", "versions", "aliases", "deployments", "revisions", "events", "artifacts")
+    ]
+    rows.append(["artifact bytes", human_size(summary.artifact_bytes)])
+    rows.append(["schema revision", summary.schema_revision])
+    table = titled_table(f"{verb} {path.name}", ("what", "count"), rows, right=("count",))
     console.print(table)

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 import conveyor
-from conveyor.cli.output import console, human_size, human_time, print_json, shape_str
+from conveyor.cli.output import console, human_size, human_time, print_json, shape_str, titled_table
 from conveyor.errors import InvalidInput
 
 app = typer.Typer(help="Register model versions and manage them in the registry.", no_args_is_help=True)
@@ -106,18 +105,17 @@ def list_models(
     if not models:
         console.print("No models registered yet. Try: conveyor models register NAME FILE")
         return
-    table = Table(title="Models", title_justify="left")
-    for col in ("name", "latest", "versions", "aliases", "created"):
-        table.add_column(col)
-    for m in models:
-        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(m.get("aliases", {}).items()))
-        table.add_row(
+    rows = [
+        [
             m["name"],
             str(m.get("latest_version", "-")),
             str(m.get("version_count", "-")),
-            aliases or "-",
+            ", ".join(f"{a}→{v}" for a, v in sorted(m.get("aliases", {}).items())) or "-",
             human_time(m.get("created_at")),
-        )
+        ]
+        for m in models
+    ]
+    table = titled_table("Models", ("name", "latest", "versions", "aliases", "created"), rows)
     console.print(table)
 
 
@@ -174,11 +172,8 @@ def delete(
 
 
 def _print_versions(name: str, versions: list[dict[str, Any]]) -> None:
-    table = Table(title=f"{name}: versions", title_justify="left")
-    for col in ("version", "framework", "size", "sha256", "aliases", "parent", "created", "by"):
-        table.add_column(col)
-    for v in versions:
-        table.add_row(
+    rows = [
+        [
             str(v["version"]),
             v.get("framework") or "-",
             human_size(v["size_bytes"]),
@@ -187,7 +182,11 @@ def _print_versions(name: str, versions: list[dict[str, Any]]) -> None:
             str(v["parent_version"]) if v.get("parent_version") else "-",
             human_time(v.get("created_at")),
             v.get("created_by") or "-",
-        )
+        ]
+        for v in versions
+    ]
+    columns = ("version", "framework", "size", "sha256", "aliases", "parent", "created", "by")
+    table = titled_table(f"{name}: versions", columns, rows)
     console.print(table)
 
 
@@ -206,11 +205,11 @@ def _print_version(v: dict[str, Any]) -> None:
             f"  parity     max |diff| {parity['max_abs_diff']:.3g} (tolerance {parity.get('tolerance')})"
             f" on {parity.get('samples', '?')} samples"
         )
-    table = Table(title="signature", title_justify="left")
-    for col in ("", "name", "datatype", "shape"):
-        table.add_column(col)
     sig = v.get("signature") or {}
-    for kind in ("inputs", "outputs"):
-        for t in sig.get(kind, []):
-            table.add_row(kind[:-1], t["name"], t["datatype"], shape_str(t["shape"]))
+    rows = [
+        [kind[:-1], t["name"], t["datatype"], shape_str(t["shape"])]
+        for kind in ("inputs", "outputs")
+        for t in sig.get(kind, [])
+    ]
+    table = titled_table("signature", ("", "name", "datatype", "shape"), rows)
     console.print(table)

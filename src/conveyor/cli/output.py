@@ -48,11 +48,13 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def titled_table(title: str, columns: tuple[str, ...], rows: list[list[str]]) -> Table:
-    """A Rich table with its title on the left, one column per name."""
+def titled_table(
+    title: str, columns: tuple[str, ...], rows: list[list[str]], right: tuple[str, ...] = ()
+) -> Table:
+    """A Rich table with its title on the left, one column per name (those in ``right`` right-aligned)."""
     table = Table(title=title, title_justify="left")
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, justify="right" if col in right else "left")
     for row in rows:
         table.add_row(*row)
     return table

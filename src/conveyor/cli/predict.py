@@ -8,9 +8,8 @@ from typing import Annotated, Any
 import numpy as np
 import orjson
 import typer
-from rich.table import Table
 
-from conveyor.cli.output import console, print_json, shape_str
+from conveyor.cli.output import console, print_json, shape_str, titled_table
 from conveyor.errors import InvalidInput
 from conveyor.settings import get_settings
 
@@ -139,9 +138,7 @@ def _local_predict(ref: str, payload: Any, outputs: list[str] | None) -> dict[st
 
 def _print_response(response: dict[str, Any]) -> None:
     title = f"{response.get('model_name')}:{response.get('model_version') or '-'}"
-    table = Table(title=title, title_justify="left")
-    for col in ("output", "datatype", "shape", "values"):
-        table.add_column(col)
+    rows = []
     for out in response.get("outputs", []):
         values = np.asarray(out["data"]).reshape(out["shape"]) if out["datatype"] != "BYTES" else out["data"]
         text = (
@@ -149,5 +146,6 @@ def _print_response(response: dict[str, Any]) -> None:
             if out["datatype"] != "BYTES"
             else str(values)[:400]
         )
-        table.add_row(out["name"], out["datatype"], shape_str(out["shape"]), text)
+        rows.append([out["name"], out["datatype"], shape_str(out["shape"]), text])
+    table = titled_table(title, ("output", "datatype", "shape", "values"), rows)
     console.print(table)

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from conveyor.cli.output import console
+from conveyor.cli.output import console, titled_table
 from conveyor.settings import get_settings
 
 _BATCHING = "Batching (per replica)"
@@ -84,12 +83,15 @@ def serve(
 
     def on_ready(url: str) -> None:
         status.stop()
-        table = Table(title="Serving", title_justify="left")
-        for col in ("model", "version", "inference endpoint (POST)"):
-            table.add_column(col)
-        for m in served:
-            path = f"/v2/models/{m.name}" + (f"/versions/{m.version}" if m.version else "")
-            table.add_row(m.name, m.version or "-", f"{url}{path}/infer")
+        rows = [
+            [
+                m.name,
+                m.version or "-",
+                f"{url}/v2/models/{m.name}" + (f"/versions/{m.version}" if m.version else "") + "/infer",
+            ]
+            for m in served
+        ]
+        table = titled_table("Serving", ("model", "version", "inference endpoint (POST)"), rows)
         console.print(table)
         console.print(f"Conveyor listening on [bold]{url}[/] (Ctrl-C to stop)", highlight=False)
 
