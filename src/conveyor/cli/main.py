@@ -6,6 +6,8 @@ import sys
 
 import click
 import typer
+from rich.markup import escape
+from typer.exceptions import TyperException
 
 from conveyor import __version__
 from conveyor.cli import backup, deployments, gateway, inspect, models, predict, serve, up
@@ -47,6 +49,25 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the Conveyor version and exit.",
+        callback=_print_version,
+        is_eager=True,
+    ),
+) -> None:
+    """Conveyor: register a model, serve it over the Open Inference Protocol, predict with it."""
+
+
 def main() -> None:
     """Run the CLI: a ConveyorError becomes one line on stderr and its exit code, never a traceback."""
     command = typer.main.get_command(app)
@@ -54,8 +75,14 @@ def main() -> None:
         result = command.main(prog_name="conveyor", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except (click.ClickException, TyperException) as exc:
+        # Usage errors (unknown command or option, bad value): Typer's own copy of click raises them as
+        # TyperException subclasses. One line with a pointer to the command's help; exit 2 for usage errors.
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        if message.strip():  # empty for "no arguments": the help was printed instead
+            err_console.print(f"[bold red]error:[/] {escape(message)}{hint}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         err_console.print("aborted")
