@@ -141,6 +141,17 @@ def test_request_ids_are_echoed_or_generated(url: str) -> None:
     assert r.json()["model_name"] == "lr" and r.json()["model_version"] == "2"
 
 
+@pytest.mark.parametrize("body_id", ["日本", "a\r\nb", "nul\u0000", "x" * 100_000])
+def test_a_body_id_that_is_no_header_value_stays_in_the_body(url: str, body_id: str) -> None:
+    body = {
+        "id": body_id,
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}],
+    }
+    r = httpx.post(f"{url}/v2/models/lr/infer", json=body)
+    assert r.status_code == 200 and r.json()["id"] == body_id
+    assert r.headers["x-request-id"] and r.headers["x-request-id"] != body_id  # a generated one
+
+
 def test_the_codec_client_talks_to_the_server(url: str, files: Files) -> None:
     x = np.random.default_rng(5).normal(size=(3, 4)).astype(np.float32)
     body, json_len = encode_infer_request(

@@ -30,9 +30,15 @@ OCTET = "application/octet-stream"
 _ACCEPTED_TYPES = {JSON, OCTET}
 HEADER_LENGTH = "inference-header-content-length"
 REQUEST_ID = "x-request-id"
+MAX_ID_HEADER = 256
 # Generated ids: a random per-process prefix and a counter, unique without a syscall per request.
 _ID_PREFIX = uuid.uuid4().hex[:12]
 _id_counter = itertools.count(1)
+
+
+def _header_safe(value: str) -> bool:
+    """Printable ASCII of a sane length: what may be echoed into a response header."""
+    return 0 < len(value) <= MAX_ID_HEADER and value.isascii() and value.isprintable()
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -101,7 +107,10 @@ def create_routes(plane: InferenceService, settings: Settings) -> list[Route]:
         body = await _read_body(request, max_body)
         req_id = request.headers.get(REQUEST_ID) or f"{_ID_PREFIX}-{next(_id_counter)}"
         resp = await plane.infer(EncodedRequest(p["name"], p.get("version"), body, header_len, req_id))
-        headers = {REQUEST_ID: req_id if REQUEST_ID in request.headers else resp.request_id}
+        # The answer's id may come from the request body ("id"): it goes into the header only when it is a
+        # valid header value, else the header carries the generated id (the body keeps the client's).
+        rid = resp.request_id if _header_safe(resp.request_id) else req_id
+        headers = {REQUEST_ID: req_id if REQUEST_ID in request.headers else rid}
         if resp.json_length is None:
             return Response(resp.body, headers=headers, media_type=JSON)
         headers[HEADER_LENGTH] = str(resp.json_length)
