@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from conveyor.spec.resources import MAX_REPLICAS
+
 
 class Body(BaseModel):
     """camelCase on the wire; unknown fields refused so a typo (``dry_run``) is an error, not a no-op."""
@@ -23,7 +25,9 @@ class ApplyBody(Body):
 
 
 class ScaleBody(Body):
-    replicas: int = Field(ge=0, description="The fixed replica count of a deployment without autoscaling.")
+    replicas: int = Field(
+        ge=0, le=MAX_REPLICAS, description="The fixed replica count of a deployment without autoscaling."
+    )
 
 
 class RollbackBody(Body):

@@ -18,6 +18,15 @@ from conveyor.spec.loader import dotted_path
 RECENT_EVENTS = 20
 
 
+LOCAL_MAX_REPLICAS = 64
+"""Most replicas one deployment may ask of the local target: every one is a process on this machine."""
+
+
+def _most_replicas(resource: Deployment) -> int:
+    spec = resource.spec
+    return spec.autoscaling.max_replicas if spec.autoscaling is not None else spec.replicas or 0
+
+
 def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
     """Every document as a Deployment; InvalidInput lists every problem as ``documents[i].path: message``."""
     problems: list[str] = []
@@ -42,6 +51,13 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
             problems.append(
                 f"documents[{i}].spec.target: {resource.spec.target!r} is not supported by this "
                 "control plane yet; use local"
+            )
+        most = _most_replicas(resource)
+        if resource.spec.target == "local" and most > LOCAL_MAX_REPLICAS:
+            field = "autoscaling.maxReplicas" if resource.spec.autoscaling is not None else "replicas"
+            problems.append(
+                f"documents[{i}].spec.{field}: {most} replicas; the local target runs each as a process on "
+                f"this machine and allows at most {LOCAL_MAX_REPLICAS}"
             )
         if resource.spec.traffic.strategy != "replace":  # the rollout controller is not built yet
             problems.append(
@@ -101,6 +117,11 @@ def scale(registry: Registry, name: str, replicas: int, *, user: str) -> ApplyRe
         raise errors.Conflict(
             f"deployment {name!r} is autoscaled ({bounds.min_replicas}..{bounds.max_replicas} replicas): "
             "change spec.autoscaling and apply it instead"
+        )
+    if resource.spec.target == "local" and replicas > LOCAL_MAX_REPLICAS:
+        raise errors.InvalidInput(
+            f"replicas: {replicas}; the local target runs each as a process on this machine and allows at "
+            f"most {LOCAL_MAX_REPLICAS}"
         )
     spec = current.spec
     scaled = Deployment.model_validate({**spec, "spec": {**spec["spec"], "replicas": replicas}})

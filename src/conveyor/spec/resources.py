@@ -21,6 +21,14 @@ from conveyor.settings import Settings
 
 API_VERSION: Final = "conveyor.dev/v1"
 DEFAULT_HOLD_TIMEOUT_SECONDS: Final = 30.0
+# Upper bounds: a typo (an extra zero, a pasted id) is refused when the file is read instead of being
+# carried out. A target may allow fewer (the local one runs every replica as a process on this machine).
+MAX_REPLICAS: Final = 1000
+MAX_BATCH_SIZE: Final = 65_536
+MAX_QUEUE_SIZE: Final = 1_000_000
+MAX_QUEUE_DELAY_MICROSECONDS: Final = 10_000_000  # 10 s
+MAX_REQUEST_TIMEOUT_MILLISECONDS: Final = 3_600_000  # 1 h
+MAX_THREADS: Final = 1024
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_KEY = re.compile(
@@ -83,8 +91,8 @@ class Metadata(SpecModel):
 
 
 class Autoscaling(SpecModel):
-    min_replicas: int = Field(default=1, ge=0, description="Fewest replicas kept running.")
-    max_replicas: int = Field(ge=1, description="Most replicas; >= minReplicas.")
+    min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS, description="Fewest replicas kept running.")
+    max_replicas: int = Field(ge=1, le=MAX_REPLICAS, description="Most replicas; >= minReplicas.")
     target_in_flight: float = Field(
         default=2.0, gt=0, description="Requests in flight per replica to aim at."
     )
@@ -147,10 +155,10 @@ class Autoscaling(SpecModel):
 class Batching(SpecModel):
     """Per-replica dynamic batching; a field left out takes the server's Settings value when used."""
 
-    max_batch_size: int | None = Field(default=None, ge=1)
-    max_queue_delay_microseconds: int | None = Field(default=None, ge=0)
-    max_queue_size: int | None = Field(default=None, ge=1)
-    request_timeout_milliseconds: int | None = Field(default=None, ge=1)
+    max_batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
+    max_queue_delay_microseconds: int | None = Field(default=None, ge=0, le=MAX_QUEUE_DELAY_MICROSECONDS)
+    max_queue_size: int | None = Field(default=None, ge=1, le=MAX_QUEUE_SIZE)
+    request_timeout_milliseconds: int | None = Field(default=None, ge=1, le=MAX_REQUEST_TIMEOUT_MILLISECONDS)
 
     def resolve(self, settings: Settings) -> Batching:
         """Every field set: this spec's value, else the one in ``settings``."""
@@ -168,7 +176,10 @@ class Batching(SpecModel):
 
 class Resources(SpecModel):
     threads: int | None = Field(
-        default=None, ge=0, description="ONNX Runtime intra-op threads per replica; 0 lets it choose."
+        default=None,
+        ge=0,
+        le=MAX_THREADS,
+        description="ONNX Runtime intra-op threads per replica; 0 lets it choose.",
     )
 
     def resolve(self, settings: Settings) -> Resources:
@@ -217,7 +228,7 @@ class Traffic(SpecModel):
 class DeploymentSpec(SpecModel):
     model: str = Field(description="The model version to serve: NAME:VERSION or NAME@ALIAS.")
     replicas: int | None = Field(
-        default=None, ge=0, description="Fixed replica count; 1 when no autoscaling."
+        default=None, ge=0, le=MAX_REPLICAS, description="Fixed replica count; 1 when no autoscaling."
     )
     autoscaling: Autoscaling | None = None
     batching: Batching = Field(default_factory=Batching)

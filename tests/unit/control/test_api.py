@@ -121,6 +121,26 @@ def test_a_target_this_control_plane_cannot_run_is_refused(client: TestClient) -
     assert r.json()["error"].startswith("documents[0].spec.target: 'ray' is not supported")
 
 
+def test_replica_counts_are_bounded(client: TestClient) -> None:
+    """A typo (replicas: 100000000000000000000000) is refused, not carried out until the machine runs out."""
+    r = client.post("/api/v1/apply", json={"documents": [doc(replicas=10**23)]})
+    assert r.status_code == 400
+    assert r.json()["error"] == "documents[0].spec.replicas: Input should be less than or equal to 1000"
+    r = client.post("/api/v1/apply", json={"documents": [doc(replicas=65)]})
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("documents[0].spec.replicas: 65 replicas; the local target")
+    auto = doc(autoscaling={"minReplicas": 1, "maxReplicas": 100})
+    r = client.post("/api/v1/apply", json={"documents": [auto], "dryRun": True})
+    assert r.status_code == 400 and "spec.autoscaling.maxReplicas: 100 replicas" in r.json()["error"]
+    big_batch = doc(batching={"maxBatchSize": 10**30})
+    assert client.post("/api/v1/apply", json={"documents": [big_batch]}).status_code == 400
+    apply(client, doc(replicas=64))
+    r = client.post("/api/v1/deployments/tiny/scale", json={"replicas": 65})
+    assert r.status_code == 400 and r.json()["error"].startswith("replicas: 65; the local target")
+    r = client.post("/api/v1/deployments/tiny/scale", json={"replicas": 10**9})
+    assert (r.status_code, r.json()["error"]) == (400, "replicas: Input should be less than or equal to 1000")
+
+
 def test_a_canary_strategy_is_refused_until_rollouts_exist(client: TestClient) -> None:
     r = client.post(
         "/api/v1/apply", json={"documents": [doc(traffic={"strategy": "canary", "steps": [10, 50]})]}
