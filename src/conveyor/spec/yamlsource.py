@@ -38,7 +38,12 @@ class YamlSyntaxError(Exception):
 
 def read_documents(text: str) -> list[Document]:
     """Every non-empty document in ``text``; YamlSyntaxError on text that is not YAML."""
-    loader = yaml.SafeLoader(text)
+    try:  # the reader checks every character up front: a control character fails here
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        raise YamlSyntaxError(line, column, f"unacceptable character #x{exc.character:04x}") from None
     documents: list[Document] = []
     try:
         while loader.check_node():

@@ -283,3 +283,8 @@ def test_load_file_names_the_file_in_problems(tmp_path: Path) -> None:
     path.write_text(TINY.replace("replicas: 2", "replicas: x"))
     with pytest.raises(errors.InvalidInput, match=rf"^{path}:4: spec.replicas: "):
         load_file(path)
+
+
+def test_a_control_character_is_a_yaml_error_with_its_position() -> None:
+    [line] = problems("apiVersion: conveyor.dev/v1\nkind: Deployment\nmetadata: {name: a\x08b}\n")
+    assert line == "f.yaml:3:19: invalid YAML: unacceptable character #x0008"
