@@ -38,7 +38,7 @@ def predict(
     binary: Annotated[
         bool, typer.Option("--binary", help="Use the binary tensor extension over HTTP.")
     ] = False,
-    timeout: Annotated[float, typer.Option(help="HTTP timeout in seconds.")] = 30.0,
+    timeout: Annotated[float, typer.Option(help="HTTP timeout in seconds.", min=0.001, max=86_400)] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the V2 response as JSON.")] = False,
 ) -> None:
     """Run a prediction and print the outputs."""

@@ -38,16 +38,30 @@ def serve(
     ] = "auto",
     max_batch_size: Annotated[
         int | None,
-        typer.Option(help="Most requests merged into one model call; 1: off.", rich_help_panel=_BATCHING),
+        typer.Option(
+            help="Most requests merged into one model call; 1: off.",
+            min=1,
+            max=65_536,
+            rich_help_panel=_BATCHING,
+        ),
     ] = None,
     max_queue_delay_us: Annotated[
-        int | None, typer.Option(help="Longest wait for a batch to fill (µs).", rich_help_panel=_BATCHING)
+        int | None,
+        typer.Option(
+            help="Longest wait for a batch to fill (µs).", min=0, max=10_000_000, rich_help_panel=_BATCHING
+        ),
     ] = None,
     max_queue_size: Annotated[
-        int | None, typer.Option(help="Requests waiting per version before 429.", rich_help_panel=_BATCHING)
+        int | None,
+        typer.Option(
+            help="Requests waiting per version before 429.", min=1, max=1_000_000, rich_help_panel=_BATCHING
+        ),
     ] = None,
     request_timeout_ms: Annotated[
-        int | None, typer.Option(help="Unanswered after this long: 504.", rich_help_panel=_BATCHING)
+        int | None,
+        typer.Option(
+            help="Unanswered after this long: 504.", min=1, max=3_600_000, rich_help_panel=_BATCHING
+        ),
     ] = None,
     trust_pickle: Annotated[
         bool, typer.Option("--trust-pickle", help="Allow pickle/joblib model files (unpickling runs code).")
