@@ -8,10 +8,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -138,7 +138,9 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
         return {"revisions": [r.to_dict() for r in history]}
 
     @api.get("/deployments/{name}/events", tags=["deployments"])
-    async def events(name: str, limit: int = ops.RECENT_EVENTS) -> dict[str, Any]:
+    async def events(
+        name: str, limit: Annotated[int, Query(ge=1, le=10_000)] = ops.RECENT_EVENTS
+    ) -> dict[str, Any]:
         found = await in_thread(lambda: registry.deployments.events(name, limit))
         return {"events": [e.to_dict() for e in found]}
 

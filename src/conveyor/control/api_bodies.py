@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from conveyor.registry.refs import MAX_VERSION
 from conveyor.spec.resources import MAX_REPLICAS
 
 
@@ -32,7 +33,10 @@ class ScaleBody(Body):
 
 class RollbackBody(Body):
     to_revision: int | None = Field(
-        default=None, ge=1, description="The revision to return to (default: the one before current)."
+        default=None,
+        ge=1,
+        le=MAX_VERSION,
+        description="The revision to return to (default: the one before current).",
     )
 
 

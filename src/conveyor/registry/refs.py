@@ -10,6 +10,7 @@ from conveyor import errors
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 _NAME = re.compile(rf"^{NAME_PATTERN}$")
 _RULE = "1-128 characters: letters, digits, '_', '.', '-', starting with a letter or digit"
+MAX_VERSION = 2**63 - 1  # the registry stores versions as 64-bit integers
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +49,10 @@ def check_alias(alias: str) -> str:
 
 def check_version(version: int) -> int:
     """Return ``version`` if it is a positive int, else raise InvalidInput."""
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise errors.InvalidInput(f"invalid version {version!r}: versions are integers starting at 1")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
+        raise errors.InvalidInput(
+            f"invalid version {version!r}: versions are integers from 1 to {MAX_VERSION}"
+        )
     return version
 
 
@@ -65,6 +68,8 @@ def parse_ref(ref: str) -> ModelRef:
             raise errors.InvalidInput(
                 f"invalid model reference {ref!r}: the version after ':' must be a positive integer"
             )
+        if int(version) > MAX_VERSION:
+            raise errors.InvalidInput(f"invalid model reference {ref!r}: the version is above {MAX_VERSION}")
         return ModelRef(check_name(name), version=int(version))
     if "@" in ref:
         name, _, alias = ref.partition("@")

@@ -327,3 +327,13 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     assert spec["info"]["title"] == "Conveyor management API"
     assert "/api/v1/deployments/{name}/scale" in spec["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_numbers_beyond_the_registry_are_400s_not_500s(client: TestClient) -> None:
+    r = client.post("/api/v1/apply", json={"documents": [doc(model="tiny:99999999999999999999999")]})
+    assert r.status_code == 400 and "the version is above" in r.json()["error"]
+    apply(client, doc())
+    r = client.post("/api/v1/deployments/tiny/rollback", json={"toRevision": 2**63})
+    assert r.status_code == 400 and r.json()["error"].startswith("toRevision:")
+    r = client.get("/api/v1/deployments/tiny/events", params={"limit": 10**23})
+    assert r.status_code == 400 and r.json()["error"].startswith("limit:")

@@ -4,6 +4,7 @@ import pytest
 
 from conveyor import errors
 from conveyor.registry import ModelRef, parse_ref
+from conveyor.registry.refs import check_version
 
 
 @pytest.mark.parametrize(
@@ -42,3 +43,10 @@ def test_valid_refs_parse(ref: str, expected: ModelRef) -> None:
 def test_malformed_refs_are_invalid_input_saying_why(ref: str, message: str) -> None:
     with pytest.raises(errors.InvalidInput, match=message):
         parse_ref(ref)
+
+
+def test_a_version_beyond_64_bits_is_an_invalid_reference_not_a_database_error() -> None:
+    with pytest.raises(errors.InvalidInput, match="the version is above 9223372036854775807"):
+        parse_ref("iris:99999999999999999999999")
+    with pytest.raises(errors.InvalidInput, match="from 1 to 9223372036854775807"):
+        check_version(2**63)
