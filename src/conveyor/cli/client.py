@@ -22,6 +22,8 @@ from conveyor.errors import (
     UnsupportedMediaType,
 )
 
+API_HEADER = "x-conveyor-api"  # set on every answer of the management API (control/api.py)
+
 # An HTTP status back to the error it stands for (the inverse of conveyor.server.errors.STATUS_BY_CODE).
 STATUS_ERRORS: dict[int, type[ConveyorError]] = {
     400: InvalidInput,
@@ -36,11 +38,26 @@ STATUS_ERRORS: dict[int, type[ConveyorError]] = {
 
 
 def error_message(resp: httpx.Response) -> str:
-    """The ``{"error": ...}`` of a failed answer, or its text when it is not JSON."""
+    """The ``{"error": ...}`` of a failed answer; for any other body one line that says what came back."""
     try:
         return str(orjson.loads(resp.content).get("error", resp.text))
     except (orjson.JSONDecodeError, AttributeError):
-        return resp.text.strip() or resp.reason_phrase
+        pass
+    if resp.headers.get("content-type", "").startswith("text/html"):
+        return f"{resp.reason_phrase} (an HTML page, not a Conveyor or V2 error)"
+    first = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else ""
+    return first or resp.reason_phrase
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is an http(s) URL with a host, else InvalidInput saying what is wrong with it."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise InvalidInput(f"invalid URL {url!r}: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidInput(f"invalid URL {url!r}: use http://HOST:PORT or https://HOST:PORT")
+    return url
 
 
 def error_for(status: int, message: str) -> ConveyorError:
@@ -52,7 +69,7 @@ class ApiClient:
     """``get``/``post``/``delete`` on ``URL/api/v1/PATH``; one connection pool per command."""
 
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/")
+        self.url = check_url(url).rstrip("/")
         self._http = httpx.Client(base_url=f"{self.url}/api/v1", timeout=timeout)
 
     def get(self, path: str) -> dict[str, Any]:
@@ -82,6 +99,12 @@ class ApiClient:
             raise Unavailable(
                 f"control plane at {self.url} failed to answer: {exc or type(exc).__name__}"
             ) from None
+        if API_HEADER not in resp.headers:  # some other server: its answers mean nothing here
+            kind = resp.headers.get("content-type", "no content type").split(";")[0]
+            raise Unavailable(
+                f"{self.url} is not a Conveyor control plane (HTTP {resp.status_code}, {kind}); "
+                "check --url or CONVEYOR_URL"
+            )
         if resp.status_code >= 400:
             raise error_for(resp.status_code, error_message(resp))
         try:

@@ -34,10 +34,11 @@ def gateway(
     0.5 s. When the control plane is away the gateway keeps serving with the last table and reconnects;
     Ctrl-C or SIGTERM lets in-flight requests finish, then exits.
     """
+    from conveyor.cli.client import check_url
     from conveyor.gateway.controlled import serve_controlled_gateway
 
     settings = get_settings()
-    control_url = control_plane or settings.url or DEFAULT_CONTROL_PLANE
+    control_url = check_url(control_plane or settings.url or DEFAULT_CONTROL_PLANE)
 
     def on_ready(url: str) -> None:
         console.print(

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from conveyor.cli.client import error_for, error_message
-from conveyor.errors import InvalidInput, Unavailable
+from conveyor.cli.client import check_url, error_for, error_message
+from conveyor.errors import ConveyorError, InvalidInput, Unavailable
 
 
 def _model_path(ref: str) -> str:
@@ -25,6 +25,18 @@ def _raise_for(resp: httpx.Response, url: str) -> None:
     raise error_for(resp.status_code, f"{url} answered {resp.status_code}: {error_message(resp)}")
 
 
+def _inputs_of(meta: httpx.Response, url: str) -> list[dict[str, Any]]:
+    """The ``inputs`` of V2 model metadata; Unavailable when the answer is not that."""
+    try:
+        doc = meta.json()
+    except ValueError:
+        doc = None
+    inputs = doc.get("inputs") if isinstance(doc, dict) else None
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) and "name" in i for i in inputs):
+        raise Unavailable(f"{url} is not a V2 inference server (its model metadata has no inputs)")
+    return inputs
+
+
 def remote_predict(
     url: str, ref: str, payload: Any, *, outputs: list[str] | None, binary: bool, timeout: float
 ) -> dict[str, Any]:
@@ -32,12 +44,12 @@ def remote_predict(
     from conveyor.cli.predict import to_named_arrays
     from conveyor.protocol.codec import decode_infer_response, encode_infer_request
 
-    base = url.rstrip("/") + _model_path(ref)
+    base = check_url(url).rstrip("/") + _model_path(ref)
     try:
         with httpx.Client(timeout=timeout) as client:
             meta = client.get(base)
             _raise_for(meta, base)
-            arrays = to_named_arrays(payload, meta.json().get("inputs", []))
+            arrays = to_named_arrays(payload, _inputs_of(meta, base))
             body, header_len = encode_infer_request(
                 arrays, outputs=outputs, binary=binary, binary_outputs=binary
             )
@@ -52,7 +64,10 @@ def remote_predict(
     except httpx.HTTPError as exc:
         raise Unavailable(f"cannot reach {url}: {exc}") from None
     hl = resp.headers.get("Inference-Header-Content-Length")
-    decoded = decode_infer_response(resp.content, int(hl) if hl else None)
+    try:
+        decoded = decode_infer_response(resp.content, int(hl) if hl and hl.isdigit() else None)
+    except ConveyorError as exc:
+        raise Unavailable(f"{base}/infer is not a V2 inference answer: {exc.message}") from None
     return {
         "model_name": decoded.model_name,
         "model_version": decoded.model_version,

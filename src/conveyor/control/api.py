@@ -56,7 +56,32 @@ def create_api(registry: Registry, runtime: ControlRuntime, settings: Settings) 
     )
     _install_error_handlers(app)
     app.include_router(_routes(registry, runtime, settings), prefix="/api/v1", responses=_ERRORS)
+    app.add_middleware(_MarkAnswers)
     return app
+
+
+API_HEADER = "x-conveyor-api"
+"""Every answer of the management API carries it (value: the API version), so a client that was pointed at
+some other HTTP server (a wrong --url) says so instead of taking its answer for a Conveyor one."""
+
+
+class _MarkAnswers:
+    """Pure ASGI (no buffering): adds ``API_HEADER`` to every HTTP answer, the NDJSON watch included."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def marked(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (API_HEADER.encode(), b"v1")]
+            await send(message)
+
+        await self.app(scope, receive, marked)
 
 
 def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> APIRouter:
