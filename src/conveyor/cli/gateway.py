@@ -39,6 +39,11 @@ def gateway(
 
     settings = get_settings()
     control_url = check_url(control_plane or settings.url or DEFAULT_CONTROL_PLANE)
+    from conveyor.ports import check_port_free
+
+    for value, flag in ((port, "--port"), (grpc_port, "--grpc-port")):
+        if value:  # 0: any free port
+            check_port_free(host, value, flag)
 
     def on_ready(url: str) -> None:
         console.print(

@@ -112,6 +112,11 @@ def serve(
     def on_grpc_ready(address: str) -> None:
         console.print(f"V2 gRPC on [bold]{address}[/]", highlight=False)
 
+    from conveyor.ports import check_port_free
+
+    for value, flag in ((port, "--port"), (grpc_port, "--grpc-port")):
+        if value:  # 0: any free port
+            check_port_free(host, value, flag)
     try:
         serve_local(
             refs,

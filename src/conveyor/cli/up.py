@@ -35,6 +35,10 @@ def server(
     def on_ready(url: str) -> None:
         console.print(f"control plane listening on [bold]{url}[/] (API docs: {url}/docs)", highlight=False)
 
+    from conveyor.ports import check_port_free
+
+    if api_port:
+        check_port_free(host, api_port, "--api-port")
     _warn_if_exposed(host)
     run_control_plane(get_settings(), host=host, port=api_port, owned=owned, on_ready=on_ready)
 

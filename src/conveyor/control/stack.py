@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 
 from conveyor.errors import Unavailable
+from conveyor.ports import check_port_free
 from conveyor.targets.backoff import Backoff
 
 log = logging.getLogger("conveyor.control.stack")
@@ -59,16 +59,6 @@ class Child:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
-
-
-def check_port_free(host: str, port: int, flag: str) -> None:
-    """Unavailable naming the option when ``host:port`` cannot be bound (before any child starts)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise Unavailable(f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}") from None
 
 
 def wait_healthy(child: Child, timeout_s: float = START_TIMEOUT_S) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -41,3 +42,21 @@ def test_no_arguments_prints_the_help() -> None:
 def test_version_flag_and_command() -> None:
     assert conveyor("--version").stdout.strip() == __version__
     assert conveyor("version").stdout.strip() == __version__
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["serve", "m.onnx", "--port"], "--port"),
+        (["server", "--api-port"], "--api-port"),
+        (["gateway", "--port"], "--port"),
+    ],
+)
+def test_a_port_in_use_is_one_line_before_anything_starts(args: list[str], flag: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = conveyor(*args, str(port))
+    assert done.returncode == 7
+    assert done.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port} ({flag}): Address already in use"
