@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from conveyor import errors
+from conveyor.registry import refs
 from conveyor.registry.archive import (
     ARTIFACTS,
     CHUNK,
@@ -116,7 +117,7 @@ def _verify_archive(path: Path, progress: Progress | None) -> tuple[dict[str, An
         )
     if hashlib.sha256(texts[ROWS]).hexdigest() != manifest.get("registry_sha256"):
         raise errors.IntegrityError(f"backup {path} is corrupt: {ROWS} does not match the manifest")
-    expected = {str(a["sha256"]): int(a["size"]) for a in manifest.get("artifacts", [])}
+    expected = _manifest_artifacts(path, manifest)
     if blobs != expected:
         missing = sorted(set(expected) - set(blobs)) or sorted(set(blobs) - set(expected))
         raise errors.IntegrityError(
@@ -126,9 +127,65 @@ def _verify_archive(path: Path, progress: Progress | None) -> tuple[dict[str, An
     counts = {t: len(rows.get(t, [])) for t in TABLES}
     if counts != manifest.get("counts"):
         raise errors.IntegrityError(f"backup {path} is corrupt: row counts {counts} differ from the manifest")
+    _check_rows(path, rows)
     if any(v["sha256"] not in expected for v in rows["versions"]):
         raise errors.IntegrityError(f"backup {path} is incomplete: a version's artifact is not in it")
     return manifest, rows
+
+
+def _malformed(path: Path, what: str) -> errors.InvalidInput:
+    return errors.InvalidInput(f"backup {path} is malformed: {what}; nothing restored")
+
+
+def _manifest_artifacts(path: Path, manifest: dict[str, Any]) -> dict[str, int]:
+    """sha256 -> size of the manifest's artifacts, each checked for shape."""
+    out: dict[str, int] = {}
+    artifacts = manifest.get("artifacts", [])
+    if not isinstance(artifacts, list):
+        raise _malformed(path, "the manifest's artifacts are not a list")
+    for i, a in enumerate(artifacts):
+        digest, size = (a.get("sha256"), a.get("size")) if isinstance(a, dict) else (None, None)
+        if not isinstance(digest, str) or len(digest) != 64 or not isinstance(size, int) or size < 0:
+            raise _malformed(path, f"manifest artifacts[{i}] needs a sha256 and a size, got {a!r}"[:300])
+        out[digest] = size
+    return out
+
+
+def _check_rows(path: Path, rows: dict[str, Any]) -> None:
+    """The rows obey the registry's own rules (names, versions, aliases, signatures), so a restore never
+    writes what the registry would refuse: checksums only prove that nobody changed the archive."""
+    try:
+        names = [refs.check_name(r["name"]) for r in rows["models"]]
+        if len(set(names)) != len(names):
+            raise errors.InvalidInput("a model name appears twice")
+        versions: set[tuple[str, int]] = set()
+        for r in rows["versions"]:
+            if r["model"] not in names:
+                raise errors.InvalidInput(
+                    f"version {r['version']!r} belongs to an unknown model {r['model']!r}"
+                )
+            key = (r["model"], refs.check_version(r["version"]))
+            if key in versions:
+                raise errors.InvalidInput(f"version {key[0]}:{key[1]} appears twice")
+            versions.add(key)
+            sig = r["signature"]
+            lists = isinstance(sig, dict) and all(isinstance(sig.get(k), list) for k in ("inputs", "outputs"))
+            if not lists:
+                raise errors.InvalidInput(f"version {key[0]}:{key[1]} has no valid signature")
+        for r in rows["aliases"]:
+            refs.check_alias(r["alias"])
+            if (r["model"], r["version"]) not in versions:
+                raise errors.InvalidInput(
+                    f"alias {r['alias']!r} points at a missing version {r['model']}:{r['version']}"
+                )
+        deployments = {r["name"] for r in rows["deployments"]}
+        for r in [*rows["revisions"], *rows["events"]]:
+            if r["deployment"] not in deployments:
+                raise errors.InvalidInput(f"a revision or event of an unknown deployment {r['deployment']!r}")
+    except errors.InvalidInput as exc:
+        raise _malformed(path, exc.message) from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise _malformed(path, f"{type(exc).__name__}: {exc}") from None
 
 
 def _entries(path: Path) -> Iterator[tuple[str, IO[bytes]]]:

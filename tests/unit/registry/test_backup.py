@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,3 +224,46 @@ def test_sqlite_to_postgresql_and_back(registry: Registry, postgres_db_url: str,
         restore(back, tmp_path / "pg.tar")
         assert snapshot(back) == expected
         assert back.artifact_bytes(back.resolve("iris:4")) == b"iris-4"
+
+
+def _resealed(tmp_path: Path, edit: Any) -> Path:
+    """A backup whose rows were edited and whose checksums were recomputed: intact, but not valid."""
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        rows = json.loads(tar.extractfile("registry.json").read())  # type: ignore[union-attr]
+    edit(rows, manifest)
+    new_rows = json.dumps(rows).encode()
+    manifest["registry_sha256"] = hashlib.sha256(new_rows).hexdigest()
+    manifest["counts"] = {t: len(v) for t, v in rows.items()}
+    out = tmp_path / "edited.tar.gz"
+    members: dict[str, bytes | None] = {"manifest.json": json.dumps(manifest).encode(), "registry.json": new_rows}
+    rewrite(tmp_path / "b.tar", out, members)
+    return out
+
+
+def _set(table: str, field: str, value: Any) -> Any:
+    def edit(rows: dict[str, Any], manifest: dict[str, Any]) -> None:
+        rows[table][0][field] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (_set("models", "name", "bad name/x"), "invalid model name 'bad name/x'"),
+        (_set("versions", "version", -3), "invalid version -3"),
+        (_set("versions", "signature", "garbage"), "has no valid signature"),
+        (_set("aliases", "alias", "7"), "an alias cannot be all digits"),
+        (_set("aliases", "version", 99), "points at a missing version"),
+        (lambda rows, m: m["artifacts"][0].pop("sha256"), "manifest artifacts[0] needs a sha256 and a size"),
+    ],
+)
+def test_an_intact_backup_with_invalid_contents_is_refused(
+    registry: Registry, fresh: Registry, tmp_path: Path, edit: Any, problem: str
+) -> None:
+    populate(registry)
+    backup(registry, tmp_path / "b.tar")
+    with pytest.raises(errors.InvalidInput, match="is malformed: .*" + re.escape(problem)):
+        restore(fresh, _resealed(tmp_path, edit))
+    assert_untouched(fresh, tmp_path)
