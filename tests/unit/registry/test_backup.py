@@ -236,7 +236,10 @@ def _resealed(tmp_path: Path, edit: Any) -> Path:
     manifest["registry_sha256"] = hashlib.sha256(new_rows).hexdigest()
     manifest["counts"] = {t: len(v) for t, v in rows.items()}
     out = tmp_path / "edited.tar.gz"
-    members: dict[str, bytes | None] = {"manifest.json": json.dumps(manifest).encode(), "registry.json": new_rows}
+    members: dict[str, bytes | None] = {
+        "manifest.json": json.dumps(manifest).encode(),
+        "registry.json": new_rows,
+    }
     rewrite(tmp_path / "b.tar", out, members)
     return out
 
