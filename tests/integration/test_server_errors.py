@@ -79,6 +79,10 @@ CASES = [
     ("lr", orjson.dumps({"inputs": []}), {}, 400, "non-empty list"),
     ("lr", orjson.dumps({**GOOD, "outputs": [{"name": "proba"}]}), {}, 400, "unknown output 'proba'"),
     ("multi", _x_k(k={"name": "kk"}), {}, 400, "missing input(s) 'k'"),
+    # what numpy would convert silently: null -> NaN, 1e39 -> inf in FP32, 1.5 -> 1 in INT64
+    ("lr", orjson.dumps({"inputs": [_tensor(data=[1, None, 3, 4])]}), {}, 400, "data holds null or a number"),
+    ("lr", orjson.dumps({"inputs": [_tensor(data=[1, 1e39, 3, 4])]}), {}, 400, "out of the FP32 range"),
+    ("multi", _x_k(k={"data": [1.5]}), {}, 400, "INT64 data must be integers"),
     ("multi", _x_k(k={"datatype": "INT32"}), {}, 400, "'k': expected datatype INT64, got INT32"),
     ("multi", _x_k(k={"shape": [2, 1], "data": [1, 2]}), {}, 400, "inputs must agree on dimension 'batch'"),
     (

@@ -37,12 +37,32 @@ def from_json(
     if datatype == "BYTES":
         return _bytes_from_json(where, shape, count, data)
     try:
-        arr = np.asarray(data, dtype=dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below, as an error
+            arr = np.asarray(data, dtype=dtype)
     except (ValueError, TypeError, OverflowError) as e:
         raise InvalidInput(f"{where}: data is not a valid {datatype} tensor ({e})") from None
+    # numpy converts what JSON cannot mean: null -> NaN, 1e39 -> inf in FP32, 1.5 -> 1 in INT64. JSON has no
+    # NaN or infinity, so a non-finite float was one of those; an integer tensor must hold integers.
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        raise InvalidInput(f"{where}: data holds null or a number out of the {datatype} range")
+    if arr.dtype.kind in "iu" and arr.size and not _all_integers(data):
+        raise InvalidInput(f"{where}: {datatype} data must be integers")
     if arr.size != count:
         raise InvalidInput(f"{where}: shape {list(shape)} needs {count} elements, data has {arr.size}")
     return arr.reshape(shape)
+
+
+def _all_integers(data: list[Any]) -> bool:
+    """Every element of (nested) ``data`` is a JSON integer: numpy would truncate 1.5 to 1 silently, and
+    would read a list mixing 0 and 2**64 - 1 as floats: look at the Python values (integer tensors only)."""
+    stack: list[Any] = [data]
+    while stack:
+        for x in stack.pop():
+            if isinstance(x, list):
+                stack.append(x)
+            elif not isinstance(x, int):
+                return False
+    return True
 
 
 def _bytes_from_json(where: str, shape: tuple[int, ...], count: int, data: list[Any]) -> Array:
