@@ -139,7 +139,15 @@ def request(
     return answer
 
 
-NameArg = Annotated[str, typer.Argument(help="Deployment name.")]
+def _deployment_name(name: str) -> str:
+    from conveyor.spec.resources import name_problem
+
+    if problem := name_problem(name):
+        raise typer.BadParameter(problem)
+    return name
+
+
+NameArg = Annotated[str, typer.Argument(help="Deployment name.", callback=_deployment_name)]
 UrlOpt = Annotated[
     str | None,
     typer.Option(

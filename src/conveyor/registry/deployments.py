@@ -20,9 +20,7 @@ from conveyor import errors
 from conveyor.registry.db import Database
 from conveyor.registry.orm import DeploymentEvent, DeploymentRevision, DeploymentRow, utcnow
 from conveyor.registry.records import ApplyResult, DeploymentInfo, EventInfo, RevisionInfo
-from conveyor.registry.refs import NAME_PATTERN
 
-_NAME = re.compile(rf"^{NAME_PATTERN}$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 _KIND = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _APPLY_RETRIES = 8
@@ -331,11 +329,12 @@ def _spec_name(spec: Any) -> str:
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise errors.InvalidInput(
-            f"invalid deployment name {name!r}: use 1-128 letters, digits, '_', '.', '-', "
-            "starting with a letter or digit"
-        )
+    """The spec's rule for resource names (a DNS label), so the API and the files word it the same way."""
+    from conveyor.spec.resources import name_problem
+
+    problem = name_problem(name) if isinstance(name, str) else f"invalid name {name!r}"
+    if problem:
+        raise errors.InvalidInput(problem.replace("invalid name", "invalid deployment name", 1))
     return name
 
 

@@ -31,6 +31,18 @@ MAX_REQUEST_TIMEOUT_MILLISECONDS: Final = 3_600_000  # 1 h
 MAX_THREADS: Final = 1024
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def name_problem(name: str) -> str | None:
+    """What is wrong with a resource name (a DNS label), or None."""
+    if _DNS_LABEL.match(name):
+        return None
+    return (
+        f"invalid name {name!r}: use at most 63 lowercase letters, digits and '-', "
+        "starting and ending with a letter or digit"
+    )
+
+
 _LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
@@ -72,11 +84,8 @@ class Metadata(SpecModel):
     @field_validator("name")
     @classmethod
     def _dns_label(cls, name: str) -> str:
-        if not _DNS_LABEL.match(name):
-            raise invalid(
-                f"invalid name {name!r}: use at most 63 lowercase letters, digits and '-', "
-                "starting and ending with a letter or digit"
-            )
+        if problem := name_problem(name):
+            raise invalid(problem)
         return name
 
     @field_validator("labels")

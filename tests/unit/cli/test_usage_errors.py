@@ -60,3 +60,10 @@ def test_a_port_in_use_is_one_line_before_anything_starts(args: list[str], flag:
         done = conveyor(*args, str(port))
     assert done.returncode == 7
     assert done.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port} ({flag}): Address already in use"
+
+
+@pytest.mark.parametrize("name", ["x?y=1", "a/b", "../x", "Big"])
+def test_a_deployment_name_that_is_no_name_is_refused_before_any_request(name: str) -> None:
+    done = conveyor("scale", name, "-r", "1", "--url", "http://127.0.0.1:9")  # nothing listens there
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: Invalid value for 'name': invalid name {name!r}: use at most 63")
