@@ -64,9 +64,13 @@ def _read_data(data: str) -> Any:
             return orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"--data is not valid JSON: {exc}") from None
+    if not text:
+        raise InvalidInput("--data is empty: give a JSON object or list, or a file (.json, .npy, .npz, .csv)")
     path = Path(data)
     if not path.exists():
-        raise InvalidInput(f"--data {data!r} is neither JSON nor an existing file")
+        raise InvalidInput(
+            f"--data {data!r} is neither a JSON object or list nor an existing file (.json, .npy, .npz, .csv)"
+        )
     if path.suffix.lower() == ".json":
         try:
             return orjson.loads(path.read_bytes())
