@@ -214,6 +214,7 @@ def print_bounds(bounds: list[dict[str, Any]]) -> None:
     Console(width=240).print(table)
 
 
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 DOCS_START = "<!-- bench:latest:start (written by bench/run.py) -->"
 DOCS_END = "<!-- bench:latest:end -->"
 
@@ -260,9 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.results.with_suffix(".md")
     out.write_text(markdown(doc, rows))
     print(f"wrote {out}")
-    docs = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-    if not doc.get("partial") and update_docs(docs, doc, rows):
-        print(f"wrote {docs}")
+    if not doc.get("partial") and update_docs(DOCS, doc, rows):
+        print(f"wrote {DOCS}")
     return 0
 
 

@@ -35,7 +35,6 @@ from procs import MemorySampler
 
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / ".work"
-DOCS = BENCH.parent / "docs" / "benchmarks.md"
 
 
 def say(msg: str) -> None:
@@ -233,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     report.print_table(results)
     report.print_bounds(meta["bounds"])
     paths = report.write(args.results_dir, meta, results, partial=partial)
-    if not partial and report.update_docs(DOCS, meta, results):
-        paths.append(DOCS)
+    if not partial and report.update_docs(report.DOCS, meta, results):
+        paths.append(report.DOCS)
     say(f"total {meta['total_s'] / 60:.1f} min; wrote {', '.join(str(p) for p in paths)}")
     bad = [r for r in results if r.get("errors") or r.get("wrong")]
     return 1 if bad else 0

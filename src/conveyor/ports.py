@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 
 from conveyor.errors import Unavailable
 
@@ -15,3 +16,10 @@ def check_port_free(host: str, port: int, flag: str) -> None:
             s.bind((host, port))
         except OSError as exc:
             raise Unavailable(f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}") from None
+
+
+def check_ports_free(host: str, ports: Mapping[str, int | None]) -> None:
+    """``check_port_free`` for each ``{flag: port}``; None and 0 (any free port) are skipped."""
+    for flag, port in ports.items():
+        if port:
+            check_port_free(host, port, flag)

@@ -10,6 +10,7 @@ import httpx
 import orjson
 import typer
 
+from conveyor.control import API_HEADER
 from conveyor.errors import (
     Conflict,
     ConveyorError,
@@ -21,8 +22,6 @@ from conveyor.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-
-API_HEADER = "x-conveyor-api"  # set on every answer of the management API (control/api.py)
 
 # An HTTP status back to the error it stands for (the inverse of conveyor.server.errors.STATUS_BY_CODE).
 STATUS_ERRORS: dict[int, type[ConveyorError]] = {

@@ -39,11 +39,9 @@ def gateway(
 
     settings = get_settings()
     control_url = check_url(control_plane or settings.url or DEFAULT_CONTROL_PLANE)
-    from conveyor.ports import check_port_free
+    from conveyor.ports import check_ports_free
 
-    for value, flag in ((port, "--port"), (grpc_port, "--grpc-port")):
-        if value:  # 0: any free port
-            check_port_free(host, value, flag)
+    check_ports_free(host, {"--port": port, "--grpc-port": grpc_port})
 
     def on_ready(url: str) -> None:
         console.print(

@@ -65,7 +65,7 @@ def _options(
         is_eager=True,
     ),
 ) -> None:
-    """Conveyor: register a model, serve it over the Open Inference Protocol, predict with it."""
+    """Options of the conveyor command itself (the help text is the app's)."""
 
 
 def main() -> None:

@@ -9,6 +9,12 @@ import typer
 
 from conveyor.cli.output import console, titled_table
 from conveyor.settings import get_settings
+from conveyor.spec.resources import (
+    MAX_BATCH_SIZE,
+    MAX_QUEUE_DELAY_MICROSECONDS,
+    MAX_QUEUE_SIZE,
+    MAX_REQUEST_TIMEOUT_MILLISECONDS,
+)
 
 _BATCHING = "Batching (per replica)"
 
@@ -41,26 +47,35 @@ def serve(
         typer.Option(
             help="Most requests merged into one model call; 1: off.",
             min=1,
-            max=65_536,
+            max=MAX_BATCH_SIZE,
             rich_help_panel=_BATCHING,
         ),
     ] = None,
     max_queue_delay_us: Annotated[
         int | None,
         typer.Option(
-            help="Longest wait for a batch to fill (µs).", min=0, max=10_000_000, rich_help_panel=_BATCHING
+            help="Longest wait for a batch to fill (µs).",
+            min=0,
+            max=MAX_QUEUE_DELAY_MICROSECONDS,
+            rich_help_panel=_BATCHING,
         ),
     ] = None,
     max_queue_size: Annotated[
         int | None,
         typer.Option(
-            help="Requests waiting per version before 429.", min=1, max=1_000_000, rich_help_panel=_BATCHING
+            help="Requests waiting per version before 429.",
+            min=1,
+            max=MAX_QUEUE_SIZE,
+            rich_help_panel=_BATCHING,
         ),
     ] = None,
     request_timeout_ms: Annotated[
         int | None,
         typer.Option(
-            help="Unanswered after this long: 504.", min=1, max=3_600_000, rich_help_panel=_BATCHING
+            help="Unanswered after this long: 504.",
+            min=1,
+            max=MAX_REQUEST_TIMEOUT_MILLISECONDS,
+            rich_help_panel=_BATCHING,
         ),
     ] = None,
     trust_pickle: Annotated[
@@ -112,11 +127,9 @@ def serve(
     def on_grpc_ready(address: str) -> None:
         console.print(f"V2 gRPC on [bold]{address}[/]", highlight=False)
 
-    from conveyor.ports import check_port_free
+    from conveyor.ports import check_ports_free
 
-    for value, flag in ((port, "--port"), (grpc_port, "--grpc-port")):
-        if value:  # 0: any free port
-            check_port_free(host, value, flag)
+    check_ports_free(host, {"--port": port, "--grpc-port": grpc_port})
     try:
         serve_local(
             refs,

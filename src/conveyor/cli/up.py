@@ -35,10 +35,9 @@ def server(
     def on_ready(url: str) -> None:
         console.print(f"control plane listening on [bold]{url}[/] (API docs: {url}/docs)", highlight=False)
 
-    from conveyor.ports import check_port_free
+    from conveyor.ports import check_ports_free
 
-    if api_port:
-        check_port_free(host, api_port, "--api-port")
+    check_ports_free(host, {"--api-port": api_port})
     _warn_if_exposed(host)
     run_control_plane(get_settings(), host=host, port=api_port, owned=owned, on_ready=on_ready)
 

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from conveyor import __version__
+from conveyor.control import API_HEADER
 from conveyor.control import api_ops as ops
 from conveyor.control.api_bodies import ApplyBody, GatewayReport, RollbackBody, ScaleBody
 from conveyor.control.runtime import ControlRuntime
@@ -58,11 +59,6 @@ def create_api(registry: Registry, runtime: ControlRuntime, settings: Settings) 
     app.include_router(_routes(registry, runtime, settings), prefix="/api/v1", responses=_ERRORS)
     app.add_middleware(_MarkAnswers)
     return app
-
-
-API_HEADER = "x-conveyor-api"
-"""Every answer of the management API carries it (value: the API version), so a client that was pointed at
-some other HTTP server (a wrong --url) says so instead of taking its answer for a Conveyor one."""
 
 
 class _MarkAnswers:

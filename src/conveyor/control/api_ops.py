@@ -22,9 +22,13 @@ LOCAL_MAX_REPLICAS = 64
 """Most replicas one deployment may ask of the local target: every one is a process on this machine."""
 
 
-def _most_replicas(resource: Deployment) -> int:
-    spec = resource.spec
-    return spec.autoscaling.max_replicas if spec.autoscaling is not None else spec.replicas or 0
+def _over_local_cap(target: str, replicas: int) -> str | None:
+    """Why ``replicas`` is too many for ``target``, or None."""
+    if target == "local" and replicas > LOCAL_MAX_REPLICAS:
+        return (
+            f"the local target runs each as a process on this machine and allows at most {LOCAL_MAX_REPLICAS}"
+        )
+    return None
 
 
 def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
@@ -52,13 +56,14 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
                 f"documents[{i}].spec.target: {resource.spec.target!r} is not supported by this "
                 "control plane yet; use local"
             )
-        most = _most_replicas(resource)
-        if resource.spec.target == "local" and most > LOCAL_MAX_REPLICAS:
-            field = "autoscaling.maxReplicas" if resource.spec.autoscaling is not None else "replicas"
-            problems.append(
-                f"documents[{i}].spec.{field}: {most} replicas; the local target runs each as a process on "
-                f"this machine and allows at most {LOCAL_MAX_REPLICAS}"
-            )
+        spec = resource.spec
+        field, most = (
+            ("autoscaling.maxReplicas", spec.autoscaling.max_replicas)
+            if spec.autoscaling is not None
+            else ("replicas", spec.replicas or 0)
+        )
+        if why := _over_local_cap(spec.target, most):
+            problems.append(f"documents[{i}].spec.{field}: {most} replicas; {why}")
         if resource.spec.traffic.strategy != "replace":  # the rollout controller is not built yet
             problems.append(
                 f"documents[{i}].spec.traffic.strategy: {resource.spec.traffic.strategy!r} rollouts are not "
@@ -118,11 +123,8 @@ def scale(registry: Registry, name: str, replicas: int, *, user: str) -> ApplyRe
             f"deployment {name!r} is autoscaled ({bounds.min_replicas}..{bounds.max_replicas} replicas): "
             "change spec.autoscaling and apply it instead"
         )
-    if resource.spec.target == "local" and replicas > LOCAL_MAX_REPLICAS:
-        raise errors.InvalidInput(
-            f"replicas: {replicas}; the local target runs each as a process on this machine and allows at "
-            f"most {LOCAL_MAX_REPLICAS}"
-        )
+    if why := _over_local_cap(resource.spec.target, replicas):
+        raise errors.InvalidInput(f"replicas: {replicas}; {why}")
     spec = current.spec
     scaled = Deployment.model_validate({**spec, "spec": {**spec["spec"], "replicas": replicas}})
     return deployments.apply(

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from conveyor.errors import Unavailable
-from conveyor.ports import check_port_free
+from conveyor.ports import check_ports_free
 from conveyor.targets.backoff import Backoff
 
 log = logging.getLogger("conveyor.control.stack")
@@ -105,8 +105,7 @@ class Stack:
 
     def start(self) -> None:
         """Start the control plane, then the gateway; each must answer its health check."""
-        for flag, port in self.ports.items():
-            check_port_free(self.host, port, flag)
+        check_ports_free(self.host, self.ports)
         for child in (self.control, self.gateway):
             child.spawn()
             wait_healthy(child)

@@ -332,9 +332,8 @@ def _check_name(name: str) -> str:
     """The spec's rule for resource names (a DNS label), so the API and the files word it the same way."""
     from conveyor.spec.resources import name_problem
 
-    problem = name_problem(name) if isinstance(name, str) else f"invalid name {name!r}"
-    if problem:
-        raise errors.InvalidInput(problem.replace("invalid name", "invalid deployment name", 1))
+    if problem := name_problem(name, "deployment name"):
+        raise errors.InvalidInput(problem)
     return name
 
 

@@ -33,12 +33,12 @@ MAX_THREADS: Final = 1024
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def name_problem(name: str) -> str | None:
-    """What is wrong with a resource name (a DNS label), or None."""
-    if _DNS_LABEL.match(name):
+def name_problem(name: object, what: str = "name") -> str | None:
+    """What is wrong with a resource name (a DNS label), or None; ``what`` names it in the message."""
+    if isinstance(name, str) and _DNS_LABEL.match(name):
         return None
     return (
-        f"invalid name {name!r}: use at most 63 lowercase letters, digits and '-', "
+        f"invalid {what} {name!r}: use at most 63 lowercase letters, digits and '-', "
         "starting and ending with a letter or digit"
     )
 
