@@ -215,3 +215,30 @@ def test_a_version_a_deployment_runs_cannot_be_deleted(registry: Registry) -> No
     with pytest.raises(errors.Conflict, match=r"deployment\(s\) clf run it"):
         registry.delete_version("clf", 1)
     registry.delete_version("clf", 2)  # not deployed: fine
+
+
+def test_a_hung_replica_is_replaced_with_one_event_and_probes_never_stall_the_loop(
+    registry: Registry, settings: Settings
+) -> None:
+    apply(registry, "clf:1", 2)
+
+    async def scenario(reconciler: Reconciler) -> None:
+        await reconciler.start()
+        await until(lambda: reconciler.replica_counts("clf")["ready"] == 2)
+        victim = reconciler.replicas("clf")[0]
+        os.kill(victim["pid"], signal.SIGSTOP)  # SIGKILL still ends a stopped process
+        started = time.monotonic()
+        # Each failed probe waits for its 2 s timeout; the loop keeps ticking meanwhile (a scale-up applied
+        # now starts its replica at once, not after the probes).
+        apply(registry, "clf:1", 3)
+        reconciler.changed("clf")
+        await until(lambda: reconciler.replica_counts("clf")["total"] == 3, timeout=1.5)
+        await until(lambda: victim["id"] not in {r["id"] for r in reconciler.replicas()}, timeout=30)
+        assert time.monotonic() - started < 15
+        await until(lambda: reconciler.replica_counts("clf")["ready"] == 3)
+        await asyncio.sleep(1.5)  # more probe rounds: the event must not repeat
+        messages = [e.message for e in registry.deployments.events("clf") if e.kind == "ReplicaUnhealthy"]
+        assert len(messages) == 1, messages
+        assert f"replica {victim['id']} failed 3 health probes in a row" in messages[0]
+
+    run_with_reconciler(registry, settings, scenario)

@@ -8,6 +8,12 @@ One asyncio loop, woken by changes (apply, scale, a gateway holding a request) a
    replicas are all ready drain the old ones (zero-downtime version change);
 3. the routing table is rebuilt from ready replicas and pushed to gateways; a draining replica gets SIGTERM
    only after every live gateway acknowledged a table without it, then finishes its in-flight requests.
+   After a restart that adopted running replicas, which gateways are live is unknown until they report
+   (``RoutingState.gateways_unknown``): nothing is stopped before that, so a rollout the previous control
+   plane left half done drops nothing.
+
+Probes run as background tasks: a replica that stops answering (SIGSTOP, a hung event loop) costs its own
+probe timeout, never a stalled reconcile step.
 
 Implements ``ControlRuntime`` for the management API.
 """
@@ -50,6 +56,8 @@ class Replica:
     since: float = field(default_factory=time.monotonic)
     failures: int = 0
     last_probe: float = 0.0
+    probing: asyncio.Task[bool] | None = None
+    killed: bool = False  # killed for failing probes or a start timeout: not probed nor reported again
     drain_generation: int | None = None
 
     def status(self, admitted_by: int) -> dict[str, Any]:
@@ -180,6 +188,9 @@ class Reconciler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for r in self._replicas.values():
+            if r.probing is not None:
+                r.probing.cancel()
         if stop_replicas:
             self.tables.publish([])
             await self.processes.stop_all([r.record for r in self._replicas.values()], self.drain_timeout_s)
@@ -236,40 +247,50 @@ class Reconciler:
 
     async def _check_processes(self) -> None:
         now = time.monotonic()
-        probing = [
-            r
-            for r in self._replicas.values()
-            if r.state == "starting" or (r.state == "ready" and now - r.last_probe >= READY_PROBE_S)
-        ]
-        results = await asyncio.gather(*(probe(r.record.address) for r in probing))
-        for r, passed in zip(probing, results, strict=True):
-            r.last_probe = now
-            if r.state == "starting" and passed:
-                r.state, r.since = "ready", now
-                log.info("replica %s ready", r.record.id)
-            elif r.state == "ready":
-                r.failures = 0 if passed else r.failures + 1
-                if r.failures >= UNHEALTHY_AFTER:
-                    self._event(
-                        r.record.deployment,
-                        "ReplicaUnhealthy",
-                        f"replica {r.record.id} failed {r.failures} health probes: replacing it",
-                    )
-                    self.processes.signal(r.record, signal.SIGKILL)
         for r in list(self._replicas.values()):
             if not self.processes.alive(r.record):
                 self._exited(r, now)
-            elif r.state == "starting" and now - r.since > self.settings.replica_start_timeout_s:
-                self._event(
-                    r.record.deployment,
+        for r in list(self._replicas.values()):
+            if r.killed or r.state not in ("starting", "ready"):
+                continue
+            task = r.probing
+            if task is not None and task.done():
+                r.probing = None
+                self._probed(r, not task.cancelled() and task.result(), now)
+            due = r.state == "starting" or now - r.last_probe >= READY_PROBE_S
+            if r.probing is None and not r.killed and due:
+                r.last_probe = now
+                r.probing = asyncio.get_running_loop().create_task(probe(r.record.address))
+                r.probing.add_done_callback(lambda _: self._wake.set())
+            late = now - r.since > self.settings.replica_start_timeout_s
+            if r.state == "starting" and not r.killed and late:
+                self._kill(
+                    r,
                     "ReplicaFailed",
                     f"replica {r.record.id} not ready "
                     f"within {self.settings.replica_start_timeout_s:g}s: killing it",
                 )
-                self.processes.signal(r.record, signal.SIGKILL)
+
+    def _probed(self, r: Replica, passed: bool, now: float) -> None:
+        if r.state == "starting" and passed:
+            r.state, r.since = "ready", now
+            log.info("replica %s ready", r.record.id)
+        elif r.state == "ready":
+            r.failures = 0 if passed else r.failures + 1
+            if r.failures >= UNHEALTHY_AFTER:
+                why = f"replica {r.record.id} failed {r.failures} health probes in a row: replacing it"
+                self._kill(r, "ReplicaUnhealthy", why)
+
+    def _kill(self, r: Replica, kind: str, message: str) -> None:
+        """SIGKILL a replica that does not work, with one event; its exit is noticed at the next step."""
+        r.killed = True
+        self._event(r.record.deployment, kind, message)
+        self.processes.signal(r.record, signal.SIGKILL)
 
     def _exited(self, r: Replica, now: float) -> None:
         self._replicas.pop(r.record.id, None)
+        if r.probing is not None:
+            r.probing.cancel()
         self._dirty = True
         code = self.processes.exit_code(r.record)
         self.processes.forget(r.record)
@@ -379,7 +400,8 @@ class Reconciler:
         now = time.monotonic()
         for r in self._replicas.values():
             if r.state == "draining" and r.drain_generation is not None:
-                if self.tables.acknowledged(r.drain_generation) or now - r.since > ACK_TIMEOUT_S:
+                waited = now - max(r.since, self.tables.known_since)
+                if self.tables.acknowledged(r.drain_generation) or waited > ACK_TIMEOUT_S:
                     self.processes.signal(r.record, signal.SIGTERM)  # it finishes in-flight work, then exits
                     r.state, r.since = "stopping", now
             elif r.state == "stopping" and now - r.since > self.drain_timeout_s:
@@ -403,12 +425,14 @@ class Reconciler:
                     break
                 await asyncio.sleep(0.2)
             if ok:
-                self._replicas[record.id] = Replica(record, state="ready")
+                self._replicas[record.id] = Replica(record, state="ready", last_probe=time.monotonic())
                 log.info("adopted replica %s (pid %d)", record.id, record.pid)
             else:
                 log.warning("replica %s (pid %d) does not answer: killing it", record.id, record.pid)
                 self.processes.signal(record, signal.SIGKILL)
                 self.processes.forget(record)
+        if self._replicas:  # gateways may route to them: learn which gateways live before stopping any
+            self.tables.gateways_unknown()
         self._save()
 
     def _save(self) -> None:

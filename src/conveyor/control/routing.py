@@ -18,6 +18,9 @@ from conveyor.versions import version_order
 
 GATEWAY_LIVE_S = 3.0
 """A gateway that has not reported for this long is not waited for (acks) nor counted (load)."""
+REPORT_GRACE_S = GATEWAY_LIVE_S
+"""After a restart that found replicas running, how long the set of live gateways is unknown: every live
+gateway posts a report every 0.5 s (a failed post is retried at the next tick), so by then each has."""
 
 
 class RoutingState:
@@ -27,6 +30,7 @@ class RoutingState:
         self._routes: tuple[RouteSpec, ...] = ()
         self._changed = asyncio.Event()
         self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._unknown_until = 0.0
 
     # -- the table ------------------------------------------------------------------------------------
 
@@ -63,8 +67,22 @@ class RoutingState:
                 self._reports.pop(gid, None)
         return [r for at, r in list(self._reports.values()) if now - at <= GATEWAY_LIVE_S]
 
+    def gateways_unknown(self, for_s: float = REPORT_GRACE_S) -> None:
+        """A restarted control plane does not know which gateways are live until each has reported: until
+        then no table counts as acknowledged (``all()`` over no reports would say yes, and the old replicas
+        of a rollout would be stopped while every gateway still routes to them)."""
+        self._unknown_until = time.monotonic() + for_s
+
+    @property
+    def known_since(self) -> float:
+        """When the set of live gateways became known (the monotonic clock); ack timeouts count from here."""
+        return self._unknown_until
+
     def acknowledged(self, generation: int) -> bool:
-        """Every live gateway applied this epoch's table ``generation`` or a later one."""
+        """Every live gateway applied this epoch's table ``generation`` or a later one (never while the set
+        of live gateways is unknown, after a restart)."""
+        if time.monotonic() < self._unknown_until:
+            return False
         return all(
             r.get("epoch") == self.epoch and int(r.get("generation", 0)) >= generation
             for r in self.live_reports()

@@ -110,3 +110,16 @@ def test_every_table_the_control_plane_builds_is_one_the_gateway_accepts() -> No
     parsed = {(r.name, r.version): r for r in table.routes}
     assert parsed[("clf", "2")].default and not parsed[("clf", "1")].default
     assert parsed[("clf", "2")].hold == hold
+
+
+def test_after_a_restart_no_table_is_acknowledged_until_the_live_gateways_are_known() -> None:
+    state = RoutingState()
+    assert state.acknowledged(state.generation)  # no gateway at all: nothing to wait for
+    state.gateways_unknown(for_s=60.0)
+    assert not state.acknowledged(state.generation)  # even with no report yet: gateways may not have spoken
+    state.report({"gateway": "g", "epoch": state.epoch, "generation": state.generation})
+    assert not state.acknowledged(state.generation)
+    state.gateways_unknown(for_s=0.0)
+    assert state.acknowledged(state.generation)
+    state.report({"gateway": "g", "epoch": "an old epoch", "generation": 99})
+    assert not state.acknowledged(state.generation)
