@@ -87,6 +87,7 @@ def test_control_plane_killed_at_any_point_of_a_rollout_drops_nothing(stack: UpS
             assert load.running_for() > 0
     finally:
         result = load.stop()
+    print(f"control plane killed at: {', '.join(answered)}; answered {result.statuses}, errors {result.errors}")
     assert len(answered) == 4
     assert result.failed == 0, result.output
     assert result.ok > 1000, result.output
