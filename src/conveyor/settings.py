@@ -82,6 +82,20 @@ class Settings(BaseSettings):
     eject_after_failures: int = Field(
         default=3, description="Consecutive failures (probes or requests) after which a replica is ejected."
     )
+    channel_ping_after_ms: int = Field(
+        default=250,
+        ge=1,
+        description="When requests are outstanding on a gateway-to-replica connection and nothing has come "
+        "back on it for this long, the gateway pings the replica (its event loop answers at once, even "
+        "while a long inference runs). See docs/operations.md, Hung replicas.",
+    )
+    channel_pong_timeout_ms: int = Field(
+        default=1_000,
+        ge=1,
+        description="A replica that does not answer a ping within this long is hung: the gateway closes the "
+        "connection, ejects the replica and retries its in-flight requests on another replica. Raise it "
+        "for very large JSON bodies (decoding 64 MB of JSON can hold a replica's GIL for about a second).",
+    )
     grpc_port: int | None = Field(default=None, description="Port of the V2 gRPC service; unset: no gRPC.")
     # -- control plane (docs/control-plane.md) --
     replica_orphan_timeout_s: float = Field(

@@ -10,8 +10,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,24 +23,15 @@ from conveyor.gateway import Gateway, OutlierState, Replica, Route, RoutingTable
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.protocol.codec import decode_infer_response, encode_infer_request
 from conveyor.server.service import EncodedRequest
-from tests.fixtures.processes import ProcessGroup, output_of
-
-
-def _start(group: ProcessGroup, model: Path, sock: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "conveyor.server.launch", "--model", f"lr:1={model}"]
-    proc = group.start([*args, "--channel", f"unix:{sock}"])
-    deadline = time.monotonic() + 30
-    while "listening on" not in output_of(proc):
-        assert proc.poll() is None and time.monotonic() < deadline, output_of(proc)
-        time.sleep(0.05)
-    return proc
+from tests.fixtures.processes import ProcessGroup
+from tests.fixtures.replica import start_channel_replica
 
 
 @pytest.fixture
 def replicas(processes: ProcessGroup, logreg_onnx: Path, tmp_path: Path) -> Iterator[list[Path]]:
     socks = [tmp_path / f"r{i}.sock" for i in range(2)]
     for s in socks:
-        _start(processes, logreg_onnx, s)
+        start_channel_replica(processes, "lr:1", logreg_onnx, s)
     yield socks
 
 

@@ -1,7 +1,8 @@
 """The gateway: one entry point implementing InferenceService over replicas, wherever they run.
 
 Routes by model version, balances with power of two choices, retries once on another replica when a connection
-failed before an answer (inference is idempotent), ejects failing replicas and probes them back in. The table
+failed before an answer or its replica stopped answering pings (inference is idempotent), ejects failing or
+hung replicas and probes them back in. The table
 is fixed (``conveyor serve``) or replaced whole by the control plane's (``apply_table``); a scale-to-zero
 route with no replica holds requests until one is admitted.
 """
@@ -22,7 +23,7 @@ from conveyor.gateway.hold import HeldRequests
 from conveyor.gateway.outlier import OutlierState, is_replica_fault
 from conveyor.gateway.replica import Replica, inflight_of
 from conveyor.gateway.routes import Route, RoutingTable
-from conveyor.gateway.upstream import ConnectionFailed, Upstream
+from conveyor.gateway.upstream import ConnectionFailed, ReplicaUnresponsive, Upstream
 from conveyor.routing_table import ReplicaSpec, parse_table
 from conveyor.server.service import EncodedRequest, EncodedResponse, server_metadata
 
@@ -131,7 +132,11 @@ class Gateway:
         try:
             response = await replica.upstream.infer(request)
         except Exception as exc:
-            if is_replica_fault(exc) and replica.health.failure():
+            if isinstance(exc, ReplicaUnresponsive):  # hung: every request sent to it now would wait too
+                if replica.health.admitted:
+                    log.warning("replica %s ejected: %s", replica.name, exc)
+                replica.health.eject()
+            elif is_replica_fault(exc) and replica.health.failure():
                 log.warning("replica %s ejected after %d failures", replica.name, replica.health.failures)
             raise
         finally:

@@ -52,5 +52,6 @@ class OutlierState:
         return False
 
     def eject(self) -> None:
-        """Take the replica out now (its process is known dead); the next passing probe brings it back."""
+        """Take the replica out now (its process is known dead, or hung); the next passing probe brings it
+        back."""
         self.admitted = False

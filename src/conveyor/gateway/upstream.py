@@ -15,6 +15,10 @@ class ConnectionFailed(Unavailable):
     """The replica was unreachable or its connection broke before it answered: safe to retry elsewhere."""
 
 
+class ReplicaUnresponsive(ConnectionFailed):
+    """The replica stopped answering (a missed ping, not a slow inference): retry elsewhere, eject it now."""
+
+
 class Upstream(Protocol):
     """A replica as the gateway sees it. Errors are ``conveyor.errors`` exceptions, as a DataPlane raises."""
 

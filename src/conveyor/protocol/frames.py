@@ -1,6 +1,8 @@
 """The gateway ⇄ replica channel wire format: length-prefixed frames, many requests in flight per connection.
 
 A frame is ``<payload length u32><stream id u32><kind u8>`` then the payload; V2 bodies travel as received.
+PING (no payload) is answered with PONG by the replica's event loop itself, never queued behind inference: the
+gateway's liveness check on a connection with requests outstanding (docs/operations.md, "Hung replicas").
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ _RESP_META = struct.Struct("<iHH")
 _NONE16 = 0xFFFF
 MAX_FRAME = 1 << 31
 
-INFER, METADATA, MODEL_READY, HEALTH = 1, 2, 3, 4
-OK, ERROR = 0x80, 0x81
+INFER, METADATA, MODEL_READY, HEALTH, PING = 1, 2, 3, 4, 5
+OK, ERROR, PONG = 0x80, 0x81, 0x82
 
 
 def frame(stream: int, kind: int, *parts: bytes) -> list[bytes]:

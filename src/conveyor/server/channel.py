@@ -57,6 +57,10 @@ class _Connection(asyncio.Protocol):
                 self._transport.close()
             return
         for stream, kind, payload in received:
+            if kind == frames.PING:  # answered here, ahead of any work: the gateway's proof of life
+                if self._transport is not None:
+                    self._transport.writelines(frames.frame(stream, frames.PONG))
+                continue
             task = asyncio.get_running_loop().create_task(self._handle(stream, kind, payload))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
