@@ -46,6 +46,26 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, description="Largest inference request body the server accepts, in bytes."
     )
+    body_budget_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        description="Bytes of request bodies one server process (gateway or replica) holds at once, across "
+        "all connections; a body that does not fit is refused with 503 + Retry-After before it is read.",
+    )
+    body_idle_timeout_s: float = Field(
+        default=10.0,
+        description="A request body with no new byte for this long is answered 408 and its connection "
+        "closed.",
+    )
+    body_timeout_s: float = Field(
+        default=60.0,
+        description="A request body not complete this long after its headers is answered 408 and its "
+        "connection closed (a body of max_body_bytes needs ~1.1 MB/s at the defaults).",
+    )
+    keep_alive_timeout_s: int = Field(
+        default=5,
+        description="A connection that has not sent a complete request head this long after it opened or "
+        "after its last answer is closed (idle keep-alive, or a stalled request line).",
+    )
     max_elements: int = Field(
         default=16 * 1024 * 1024,
         description="Largest number of tensor elements one request may carry, across all inputs.",
@@ -76,6 +96,11 @@ class Settings(BaseSettings):
     request_timeout_ms: int = Field(
         default=30_000,
         description="A request still unanswered after this long fails with 504 / DEADLINE_EXCEEDED.",
+    )
+    log_repeat_interval_s: float = Field(
+        default=10.0,
+        description="Identical log lines (same logger, level and message template) within this interval are "
+        "written once, then one line with their count: '... (N more in the last 10s)'.",
     )
     # -- gateway --
     health_interval_s: float = Field(default=1.0, description="How often the gateway probes each replica.")

@@ -36,8 +36,10 @@ def gateway(
     """
     from conveyor.cli.client import check_url
     from conveyor.gateway.controlled import serve_controlled_gateway
+    from conveyor.observe.logs import configure_logging
 
     settings = get_settings()
+    configure_logging(settings)
     control_url = check_url(control_plane or settings.url or DEFAULT_CONTROL_PLANE)
     from conveyor.ports import check_ports_free
 

@@ -102,6 +102,9 @@ def serve(
         if v is not None
     }
     settings = get_settings().model_copy(update=overrides)
+    from conveyor.observe.logs import configure_logging
+
+    configure_logging(settings)
     served: list[Served] = []
     status = console.status("Loading models…", spinner="dots")
     status.start()

@@ -35,10 +35,12 @@ def server(
     def on_ready(url: str) -> None:
         console.print(f"control plane listening on [bold]{url}[/] (API docs: {url}/docs)", highlight=False)
 
+    from conveyor.observe.logs import configure_logging
     from conveyor.ports import check_ports_free
 
     check_ports_free(host, {"--api-port": api_port})
     _warn_if_exposed(host)
+    configure_logging(get_settings())
     run_control_plane(get_settings(), host=host, port=api_port, owned=owned, on_ready=on_ready)
 
 
@@ -71,6 +73,9 @@ def up(
 
         documents = [r.to_dict() for r in load_file(file)]  # a bad file fails before anything starts
     _warn_if_exposed(host)
+    from conveyor.observe.logs import configure_logging
+
+    configure_logging(get_settings())
     stack = Stack(host=host, api_port=api_port, port=port, grpc_port=grpc_port)
     try:
         with console.status("Starting the control plane and the gateway…", spinner="dots"):

@@ -98,6 +98,7 @@ def run_control_plane(
             host=host,
             port=port,
             log_level=log_level,
+            log_config=None,  # uvicorn's lines go through the process's handler (observe/logs.py)
             loop="uvloop",
             lifespan="on",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from conveyor.errors import ConveyorError, Unavailable
 from conveyor.gateway.gateway import Gateway
 from conveyor.server import rest
+from conveyor.server.bodies import BodyReader
 from conveyor.server.runner import run_app
 from conveyor.settings import Settings
 
@@ -47,12 +48,15 @@ def create_gateway_app(
                 await shutdown()
 
     # The same routes and handlers as a replica's app, so requests and errors look the same.
+    bodies = BodyReader.from_settings(settings)
     app = Starlette(
-        routes=rest.create_routes(gateway, settings),
+        routes=rest.create_routes(gateway, bodies),
         exception_handlers=rest.exception_handlers(),
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.bodies = bodies  # run_app ends waiting body reads at shutdown
+    app.state.settings = settings
     return app
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from conveyor.observe.logs import configure_logging
 from conveyor.runtime import OnnxModel
 from conveyor.server.channel import Lease, run_channel_replica
 from conveyor.server.runner import serve
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         if v is not None
     }
     settings = Settings(**overrides)
+    configure_logging(settings, args.log_level)
     models = [_model(spec, settings.intra_op_threads) for spec in args.model]
 
     def on_ready(url: str) -> None:

@@ -1,4 +1,5 @@
-"""The V2 REST front end: Starlette routes over the DataPlane, the body limits, and the HTTP error mapping."""
+"""The V2 REST front end: Starlette routes over the DataPlane (bodies read by server/bodies.py) and the HTTP
+error mapping."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conveyor.errors import ConveyorError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from conveyor.errors import ConveyorError, InvalidInput, UnsupportedMediaType
+from conveyor.server.bodies import BodyReader, ClientGone
 from conveyor.server.errors import error_response, status_for
 from conveyor.server.service import EncodedRequest, InferenceService
 from conveyor.settings import Settings
@@ -61,26 +63,8 @@ def _header_length(request: Request) -> int | None:
         raise InvalidInput(f"Inference-Header-Content-Length must be an integer, got {raw!r}") from None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 from Content-Length or as soon as the stream passes ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidInput(f"Content-Length must be an integer, got {declared!r}")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)  # one chunk comes back as is, no copy
-
-
-def create_routes(plane: InferenceService, settings: Settings) -> list[Route]:
-    max_body = settings.max_body_bytes
+def create_routes(plane: InferenceService, bodies: BodyReader) -> list[Route]:
+    """The V2 routes over ``plane``; ``bodies`` reads (and bounds) every request body."""
 
     async def live(request: Request) -> Response:
         return _json({"live": plane.live()})
@@ -104,9 +88,9 @@ def create_routes(plane: InferenceService, settings: Settings) -> list[Route]:
         p = request.path_params
         _check_content_type(request)
         header_len = _header_length(request)
-        body = await _read_body(request, max_body)
         req_id = request.headers.get(REQUEST_ID) or f"{_ID_PREFIX}-{next(_id_counter)}"
-        resp = await plane.infer(EncodedRequest(p["name"], p.get("version"), body, header_len, req_id))
+        async with bodies.body(request) as body:
+            resp = await plane.infer(EncodedRequest(p["name"], p.get("version"), body, header_len, req_id))
         # The answer's id may come from the request body ("id"): it goes into the header only when it is a
         # valid header value, else the header carries the generated id (the body keeps the client's).
         rid = resp.request_id if _header_safe(resp.request_id) else req_id
@@ -148,6 +132,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), {**(exc.headers or {}), **_id_header(request)})
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Not an error: the client closed its connection mid-body; the answer goes nowhere (uvicorn drops it).
+    log.debug("client left before sending the body of %s", request.url.path)
+    return error_response(400, "client disconnected", _id_header(request))
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s", request.url.path)
     return error_response(500, f"internal error: {type(exc).__name__}", _id_header(request))
@@ -155,7 +145,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def exception_handlers() -> dict[Any, Any]:
     """Error responses of every V2 REST app, replica or gateway: `{"error": ...}` with the mapped status."""
-    return {ConveyorError: _conveyor_error, HTTPException: _http_error, Exception: _unexpected}
+    return {
+        ConveyorError: _conveyor_error,
+        HTTPException: _http_error,
+        ClientGone: _client_gone,
+        Exception: _unexpected,
+    }
 
 
 def create_app(models: Sequence[OnnxModel], settings: Settings) -> Starlette:
@@ -173,10 +168,13 @@ def create_app(models: Sequence[OnnxModel], settings: Settings) -> Starlette:
         finally:
             plane.close()
 
+    bodies = BodyReader.from_settings(settings)
     app = Starlette(
-        routes=create_routes(plane, settings),
+        routes=create_routes(plane, bodies),
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
     app.state.dataplane = plane
+    app.state.bodies = bodies  # run_app ends waiting body reads at shutdown
+    app.state.settings = settings
     return app

@@ -14,8 +14,11 @@ import uvicorn
 from starlette.applications import Starlette
 
 from conveyor.errors import Unavailable
+from conveyor.server.bodies import BodyReader
+from conveyor.server.connections import DeadlineHttpProtocol
 from conveyor.server.gc_tuning import freeze_startup_heap
 from conveyor.server.grpc import RunningGrpcServer, start_grpc_server
+from conveyor.server.malloc import pin_malloc_thresholds
 from conveyor.server.rest import create_app
 from conveyor.server.service import InferenceService
 from conveyor.server.uvicorn_server import AnnouncingServer
@@ -37,8 +40,10 @@ class UvicornServer(AnnouncingServer):
         on_ready: Callable[[str], None] | None,
         start_grpc: Callable[[], Awaitable[RunningGrpcServer]] | None = None,
         on_grpc_ready: Callable[[str], None] | None = None,
+        bodies: BodyReader | None = None,
     ) -> None:
         super().__init__(config, on_ready)
+        self._bodies = bodies
         self._start_grpc = start_grpc
         self._on_grpc_ready = on_grpc_ready
         self.grpc: RunningGrpcServer | None = None
@@ -58,6 +63,8 @@ class UvicornServer(AnnouncingServer):
         return True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._bodies is not None:  # a stalled upload gets its 503 now, not a 500 when the grace runs out
+            self._bodies.close()
         if self.grpc is not None:  # drain gRPC first: the REST lifespan shutdown closes the shared plane
             await self.grpc.stop(GRACEFUL_SHUTDOWN_S)
         await super().shutdown(sockets)
@@ -77,16 +84,23 @@ def run_app(
     max_message_bytes: int = 64 * 1024 * 1024,
 ) -> UvicornServer:
     """Serve ``app`` (and gRPC over ``service`` when ``grpc_port`` is set) until signalled; the finished
-    server tells whether it started and whether gRPC failed."""
+    server tells whether it started and whether gRPC failed.
+
+    ``app`` is a V2 REST app (rest.create_app or gateway.app.create_gateway_app): its state holds the
+    settings and the body reader, which shutdown closes.
+    """
+    settings: Settings = app.state.settings
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=DeadlineHttpProtocol,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
         lifespan="on",
         access_log=access_log,
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through the process's handler (observe/logs.py)
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         server_header=False,
     )
@@ -98,8 +112,9 @@ def run_app(
                 service, host=host, port=grpc_port, max_message_bytes=max_message_bytes
             )
 
-    server = UvicornServer(config, on_ready, start_grpc, on_grpc_ready)
+    server = UvicornServer(config, on_ready, start_grpc, on_grpc_ready, app.state.bodies)
     freeze_startup_heap()
+    pin_malloc_thresholds()
     server.run()
     return server
 

@@ -1,0 +1,1 @@
+"""Observability: how every Conveyor process logs (logs.py)."""
