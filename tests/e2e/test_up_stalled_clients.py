@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.test_up_under_load import BODY, SPEC
 from tests.fixtures.models import build_logreg
 from tests.fixtures.processes import ProcessGroup, children, output_of
 from tests.fixtures.raw_http import answer_of, rss_kib, stalled_upload
@@ -22,16 +23,6 @@ from tests.fixtures.stack import Load, UpStack
 
 pytestmark = pytest.mark.timeout(300)
 
-SPEC = """\
-apiVersion: conveyor.dev/v1
-kind: Deployment
-metadata:
-  name: clf
-spec:
-  model: clf:1
-  replicas: 2
-"""
-BODY = b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}'
 IDLE_S = 2  # CONVEYOR_BODY_IDLE_TIMEOUT_S and CONVEYOR_KEEP_ALIVE_TIMEOUT_S of this stack
 REPEAT_S = 3  # CONVEYOR_LOG_REPEAT_INTERVAL_S
 MARGIN_S = 8  # a loaded 2-core machine
@@ -52,7 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
     up = UpStack(group, env, tmp / "home")
     try:
         up.cli("models", "register", "clf", str(build_logreg(tmp / "clf.onnx")))
-        (tmp / "clf.yaml").write_text(SPEC)
+        (tmp / "clf.yaml").write_text(SPEC.format(model="clf:1", replicas=2))
         up.start("-f", str(tmp / "clf.yaml"))
         yield up
     finally:

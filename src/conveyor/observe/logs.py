@@ -8,7 +8,9 @@ level and message template (``log.error("request %s failed: %s", ...)`` is one k
 
 from __future__ import annotations
 
+import atexit
 import logging
+import math
 import sys
 import threading
 import time
@@ -69,10 +71,11 @@ class RepeatFilter(logging.Filter):
         self._emit(due)
         return window is None
 
-    def flush(self) -> None:
-        """Summarize every window whose interval is over (called every second by the flusher thread)."""
+    def flush(self, *, everything: bool = False) -> None:
+        """Summarize every window whose interval is over (every second, from the flusher thread), or every
+        window (at exit, so a burst just before it is still counted)."""
         with self._lock:
-            due = self._take_due(time.monotonic())
+            due = self._take_due(math.inf if everything else time.monotonic())
         self._emit(due)
 
     def _take_due(self, now: float) -> list[tuple[Key, _Window]]:
@@ -115,4 +118,5 @@ def configure_logging(settings: Settings, level: str = "warning") -> RepeatFilte
             repeats.flush()
 
     threading.Thread(target=flush_forever, name="conveyor-log-summaries", daemon=True).start()
+    atexit.register(repeats.flush, everything=True)
     return repeats

@@ -18,7 +18,6 @@ from conveyor.server.bodies import BodyReader
 from conveyor.server.connections import DeadlineHttpProtocol
 from conveyor.server.gc_tuning import freeze_startup_heap
 from conveyor.server.grpc import RunningGrpcServer, start_grpc_server
-from conveyor.server.malloc import pin_malloc_thresholds
 from conveyor.server.rest import create_app
 from conveyor.server.service import InferenceService
 from conveyor.server.uvicorn_server import AnnouncingServer
@@ -114,7 +113,6 @@ def run_app(
 
     server = UvicornServer(config, on_ready, start_grpc, on_grpc_ready, app.state.bodies)
     freeze_startup_heap()
-    pin_malloc_thresholds()
     server.run()
     return server
 

@@ -59,3 +59,14 @@ def test_memory_is_bounded_by_max_keys_and_the_evicted_key_is_summarized() -> No
         log.error(f"distinct template {i}")  # a new key each: what the bound is for
     assert repeats.tracked == 4
     assert "ERROR first 2 (1 more in the last 60s)" in out.lines
+
+
+def test_flushing_everything_summarizes_windows_still_open() -> None:
+    repeats = RepeatFilter(60)
+    log, out = logger_with(repeats)
+    for _ in range(3):
+        log.warning("replica %s failed %d health probes", "r1", 3)
+    repeats.flush()
+    assert out.lines == ["WARNING replica r1 failed 3 health probes"]
+    repeats.flush(everything=True)  # what exit does
+    assert out.lines[1:] == ["WARNING replica r1 failed 3 health probes (2 more in the last 60s)"]
