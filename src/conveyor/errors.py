@@ -13,13 +13,20 @@ Every error carries a transport-neutral ``code``; each transport maps codes in e
     ├── ConversionError                code="failed_precondition" a format cannot be imported / parity failed
     ├── Unavailable                    code="unavailable"        a server or database cannot be reached
     ├── Overloaded                     code="resource_exhausted" a bounded queue is full: retry later
+    ├── DiskFull                       code="disk_full"          a write found no space; nothing half-written
     ├── DeadlineExceeded               code="deadline_exceeded"  a request outlived its timeout
     └── InferenceFailed                code="internal"           the runtime failed on valid input
 """
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+# What the kernel says when a write finds no room: a full filesystem, or the user's quota on it.
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class ConveyorError(Exception):
@@ -76,6 +83,31 @@ class Overloaded(ConveyorError):
     def __init__(self, message: str, retry_after_s: float = 1.0, **details: Any) -> None:
         super().__init__(message, **details)
         self.retry_after_s = retry_after_s
+
+
+class DiskFull(ConveyorError):
+    """A write failed for lack of space. Whoever raises it removed what it had half-written, so freeing
+    space and retrying is safe; retrying at once is not useful (hence not ``resource_exhausted``)."""
+
+    code = "disk_full"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is the kernel's "no space left" (ENOSPC) or "quota exceeded" (EDQUOT)."""
+    return isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS
+
+
+@contextmanager
+def disk_full_as_error(what: str) -> Iterator[None]:
+    """Inside, an OSError for lack of space becomes ``DiskFull("disk full: cannot write WHAT ...")``.
+
+    The caller's own cleanup (a temp file removed) runs inside, before the translation."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFull(f"disk full: cannot write {what} ({exc.strerror})", path=exc.filename) from exc
 
 
 class DeadlineExceeded(ConveyorError):

@@ -15,6 +15,7 @@ from conveyor.errors import (
     Conflict,
     ConveyorError,
     DeadlineExceeded,
+    DiskFull,
     InvalidInput,
     NotFound,
     Overloaded,
@@ -33,6 +34,7 @@ STATUS_ERRORS: dict[int, type[ConveyorError]] = {
     429: Overloaded,
     503: Unavailable,
     504: DeadlineExceeded,
+    507: DiskFull,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 import typer
@@ -12,7 +13,7 @@ from typer.exceptions import TyperException
 from conveyor import __version__
 from conveyor.cli import backup, deployments, gateway, inspect, models, predict, serve, up
 from conveyor.cli.output import err_console, exit_code_for
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, DiskFull, is_disk_full
 
 app = typer.Typer(
     name="conveyor",
@@ -88,14 +89,12 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(130)
     except ConveyorError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-        sys.exit(exit_code_for(exc))
+        _fail(exc)
     except OSError as exc:
-        err_console.print(
-            f"[bold red]error:[/] {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-            highlight=False,
-            soft_wrap=True,
-        )
+        what = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        if is_disk_full(exc):  # a write no command translated itself: still "disk full" and its exit code
+            _fail(DiskFull(f"disk full: {what}"))
+        err_console.print(f"[bold red]error:[/] {what}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except Exception as exc:  # a bug: still one line; CONVEYOR_DEBUG shows the rest
         from conveyor.settings import get_settings
@@ -109,6 +108,11 @@ def main() -> None:
         )
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(exc: ConveyorError) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+    sys.exit(exit_code_for(exc))
 
 
 if __name__ == "__main__":

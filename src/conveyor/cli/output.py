@@ -28,6 +28,7 @@ EXIT_CODES: dict[str, int] = {
     "unavailable": 7,
     "resource_exhausted": 8,
     "deadline_exceeded": 9,
+    "disk_full": 10,
 }
 
 

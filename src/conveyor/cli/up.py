@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from conveyor.cli.output import console, err_console, titled_table
 from conveyor.settings import get_settings
+
+if TYPE_CHECKING:
+    from conveyor.control.stack import Stack
 
 READY_TIMEOUT_S = 180.0
 
@@ -79,7 +82,7 @@ def up(
     stack = Stack(host=host, api_port=api_port, port=port, grpc_port=grpc_port)
     try:
         with console.status("Starting the control plane and the gateway…", spinner="dots"):
-            stack.start()
+            _start(stack)
         console.print(
             f"control plane [bold]{stack.api_url}[/] · gateway [bold]{stack.gateway_url}[/]", highlight=False
         )
@@ -95,6 +98,21 @@ def up(
         with console.status("Stopping: draining the gateway, then the replicas…", spinner="dots"):
             stack.stop()
     console.print("stopped")
+
+
+def _start(stack: Stack) -> None:
+    """Start the stack. A child that failed with one of the CLI's error codes (a full disk, a home in use)
+    printed its one ``error:`` line already: exit with its code instead of adding a second line."""
+    from conveyor.cli.output import EXIT_CODES
+    from conveyor.errors import Unavailable
+
+    try:
+        stack.start()
+    except Unavailable as exc:
+        code = exc.details.get("exit_code")
+        if code in set(EXIT_CODES.values()) - {EXIT_CODES["internal"]}:
+            raise typer.Exit(code) from None
+        raise
 
 
 def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -> None:

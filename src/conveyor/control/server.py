@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from conveyor.errors import Conflict, Unavailable
+from conveyor.errors import Conflict, Unavailable, disk_full_as_error
 from conveyor.server.uvicorn_server import AnnouncingServer
 from conveyor.settings import Settings
 
@@ -40,8 +40,9 @@ def control_plane_lock(run_dir: Path) -> Iterator[None]:
                 f"another control plane (pid {holder}) is running for {run_dir.parent}; "
                 "stop it first or use another CONVEYOR_HOME"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        with disk_full_as_error(str(path)):  # the first write of `up` on a full home: one line, not OSError
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the lock

@@ -69,7 +69,8 @@ def wait_healthy(child: Child, timeout_s: float = START_TIMEOUT_S) -> None:
             if not child.running:
                 code = None if child.proc is None else child.proc.returncode
                 raise Unavailable(
-                    f"the {child.name} exited with code {code} while starting (see its log above)"
+                    f"the {child.name} exited with code {code} while starting (see its log above)",
+                    exit_code=code,
                 )
             with contextlib.suppress(httpx.HTTPError):
                 if client.get(child.health_url).status_code == 200:

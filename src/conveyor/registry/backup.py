@@ -4,12 +4,9 @@ each blob verified by SHA-256 as it is written. ``restore`` (conveyor.registry.r
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import os
 import tarfile
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -18,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from conveyor import errors
+from conveyor.files import replacing
 from conveyor.registry.archive import (
     ARTIFACTS,
     FORMAT_VERSION,
@@ -52,29 +50,21 @@ def backup(registry: Registry, path: Path, progress: Progress | None = None) -> 
     artifacts = _artifacts_of(rows)
     manifest = _manifest(revision, rows, artifacts)
     total = sum(artifacts.values())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz" if gzip else "w") as tar:
-                rows_json = json_bytes(rows)
-                manifest["registry_sha256"] = hashlib.sha256(rows_json).hexdigest()
-                _add_bytes(tar, MANIFEST, json_bytes(manifest))
-                _add_bytes(tar, ROWS, rows_json)
-                done = 0
-                for sha256, size in artifacts.items():
-                    _add_blob(registry, tar, sha256, size)
-                    done += size
-                    if progress:
-                        progress(done, total)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    # A temp file beside FILE, renamed over it once complete: FILE is the old backup or the new one.
+    with (
+        replacing(path, f"backup {path}") as raw,
+        tarfile.open(fileobj=raw, mode="w:gz" if gzip else "w") as tar,
+    ):
+        rows_json = json_bytes(rows)
+        manifest["registry_sha256"] = hashlib.sha256(rows_json).hexdigest()
+        _add_bytes(tar, MANIFEST, json_bytes(manifest))
+        _add_bytes(tar, ROWS, rows_json)
+        done = 0
+        for sha256, size in artifacts.items():
+            _add_blob(registry, tar, sha256, size)
+            done += size
+            if progress:
+                progress(done, total)
     return summary(path, manifest)
 
 
@@ -179,7 +169,9 @@ def _add_blob(registry: Registry, tar: tarfile.TarFile, sha256: str, size: int) 
         reader = _HashingReader(f)
         try:
             tar.addfile(info, reader)
-        except OSError as e:  # shorter than the recorded size
+        except OSError as e:  # shorter than the recorded size (a full disk is not the blob's fault)
+            if errors.is_disk_full(e):
+                raise
             raise errors.IntegrityError(f"artifact {sha256} is truncated in the store: {e}") from None
     if reader.digest.hexdigest() != sha256 or reader.size != size:
         raise errors.IntegrityError(f"artifact {sha256} changed while being backed up (size {reader.size})")

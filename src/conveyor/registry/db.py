@@ -95,6 +95,11 @@ class Database:
         except (exc.OperationalError, exc.InterfaceError) as e:
             if retryable and _is_transient(e):
                 raise _Retry from e
+            full = _disk_full_reason(e)
+            if full is not None:  # the database is intact: the transaction rolled back
+                raise errors.DiskFull(
+                    f"disk full: no room for the registry database at {self.display_url} ({full})"
+                ) from e
             raise errors.Unavailable(
                 f"cannot reach the registry database at {self.display_url}: {_reason(e)}"
             ) from e
@@ -128,6 +133,18 @@ def _reason(e: exc.SQLAlchemyError) -> str:
 def _is_transient(e: exc.DBAPIError) -> bool:
     state = getattr(e.orig, "sqlstate", None)
     return state in _RETRYABLE_PG_STATES or "database is locked" in str(e.orig)
+
+
+def _disk_full_reason(e: exc.DBAPIError) -> str | None:
+    """Why the database has no room, or None when the error is something else."""
+    name = getattr(e.orig, "sqlite_errorname", None)
+    if name == "SQLITE_IOERR_SHMSIZE":
+        # SQLite says "disk I/O error": opening a WAL database that no other process holds open creates its
+        # shared-memory file (32 KiB), so on a full disk even a read fails.
+        return "SQLite needs 32 KiB free to open it"
+    if name == "SQLITE_FULL" or getattr(e.orig, "sqlstate", None) == "53100":  # PostgreSQL's disk_full
+        return _reason(e)
+    return None
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:

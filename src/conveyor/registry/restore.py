@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,21 +54,30 @@ def restore(registry: Registry, path: Path, progress: Progress | None = None) ->
     registry.database.transaction(_check_empty)  # again inside the write below: this one spares orphan blobs
     total = sum(int(a["size"]) for a in manifest["artifacts"])
     done = total
-    # Blobs first: content-addressed, so blobs left by a failed transaction below are harmless.
-    with _reading(path):
-        _store_blobs(registry, path, done, total, progress)
-    registry.database.transaction(lambda s: _load_rows(s, rows), write=True)
+    # Blobs first (a row must never name a missing blob), then the rows; if anything fails (a full disk, a
+    # changed archive), the blobs this restore wrote go again, so a failed restore leaves the store as it was.
+    written: list[str] = []
+    try:
+        with _reading(path):
+            _store_blobs(registry, path, done, total, progress, written)
+        registry.database.transaction(lambda s: _load_rows(s, rows), write=True)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the restore's error is the one to report
+            registry.discard_unreferenced(written)
+        raise
     return summary(path, manifest)
 
 
-def _store_blobs(registry: Registry, path: Path, done: int, total: int, progress: Progress | None) -> None:
+def _store_blobs(
+    registry: Registry, path: Path, done: int, total: int, progress: Progress | None, written: list[str]
+) -> None:
+    """Copy each artifact into the store, adding to ``written`` the digests that were not there before."""
     for sha256, member in _members(path):
-        with tempfile.TemporaryDirectory(prefix="conveyor-restore-") as d:
-            tmp = Path(d) / "blob"
-            with tmp.open("wb") as out:
-                _copy(member, out)
-            got, size = registry.store.put_file(tmp)
+        if not registry.store.exists(sha256):
+            written.append(sha256)  # before the put: a put that fails midway cleans up after itself
+        got, size = registry.store.put_stream(member)
         if got != sha256:
+            written.append(got)
             raise errors.IntegrityError(f"backup {path} changed during the restore: artifact {sha256}")
         done += size
         if progress:
@@ -219,11 +227,6 @@ def _reading(path: Path) -> Iterator[None]:
 
 def _members(path: Path) -> Iterator[tuple[str, IO[bytes]]]:
     return ((n, f) for n, f in _entries(path) if n not in (MANIFEST, ROWS))
-
-
-def _copy(src: IO[bytes], dst: IO[bytes]) -> None:
-    for chunk in iter(lambda: src.read(CHUNK), b""):
-        dst.write(chunk)
 
 
 def _check_empty(s: Session) -> None:

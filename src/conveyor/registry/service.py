@@ -7,6 +7,7 @@ Deleting the last version keeps the model row (and its counter); ``delete_model`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -109,7 +110,8 @@ class Registry:
         if parent_version is not None:
             check_version(parent_version)
         by = created_by if created_by is not None else self._user
-        # Stored before the transaction: content addressing makes an orphan (a failed transaction) harmless.
+        # Stored before the transaction (the blob must exist once the row does); removed again below if the
+        # transaction fails, unless another version uses the same bytes.
         sha256, size = self._put(artifact)
 
         def txn(s: Session) -> VersionInfo:
@@ -140,7 +142,12 @@ class Registry:
                 self._upsert_alias(s, model.id, alias, row.version)
             return _version_info(name, row, alias_list)
 
-        return self._db.transaction(txn, write=True, retries=_REGISTER_RETRIES)
+        try:
+            return self._db.transaction(txn, write=True, retries=_REGISTER_RETRIES)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the transaction's error is the one to report
+                self.discard_unreferenced([sha256])
+            raise
 
     def delete_version(self, name: str, version: int) -> None:
         """Delete one version; refused (Conflict) while an alias points at it. Its blob goes when unshared."""
@@ -169,14 +176,17 @@ class Registry:
             sha256 = row.sha256
             s.delete(row)
             s.flush()
-            self._lock_artifact(s, sha256)
-            users = s.scalar(
-                select(func.count()).select_from(ModelVersion).where(ModelVersion.sha256 == sha256)
-            )
-            if not users:
-                # Inside the transaction, under the artifact lock, so a concurrent register of the same
-                # bytes either sees the blob gone (and writes it again) or is seen here as a user.
-                self._store.delete(sha256)
+            self._delete_blob_if_unused(s, sha256)
+
+        self._db.transaction(txn, write=True)
+
+    def discard_unreferenced(self, digests: list[str]) -> None:
+        """Remove the blobs of ``digests`` that no version references: what a failed write stored.
+        Reads and deletes only, so it works on a full disk."""
+
+        def txn(s: Session) -> None:
+            for sha256 in digests:
+                self._delete_blob_if_unused(s, sha256)
 
         self._db.transaction(txn, write=True)
 
@@ -356,6 +366,14 @@ class Registry:
         insert = self._insert()
         stmt = insert(Alias).values(model_id=model_id, alias=alias, version=version)
         s.execute(stmt.on_conflict_do_update(index_elements=["model_id", "alias"], set_={"version": version}))
+
+    def _delete_blob_if_unused(self, s: Session, sha256: str) -> None:
+        # Inside the transaction, under the artifact lock, so a concurrent register of the same bytes either
+        # sees the blob gone (and writes it again) or has its row counted here as a user.
+        self._lock_artifact(s, sha256)
+        users = s.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.sha256 == sha256))
+        if not users:
+            self._store.delete(sha256)
 
     def _lock_artifact(self, s: Session, sha256: str) -> None:
         if self._db.is_postgres:  # SQLite writers are already serialized

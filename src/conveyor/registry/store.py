@@ -14,6 +14,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 from conveyor import errors
 
@@ -38,6 +39,10 @@ class ArtifactStore(ABC):
     @abstractmethod
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         """Store ``data``; return (sha256, size). Idempotent for content already stored."""
+
+    @abstractmethod
+    def put_stream(self, src: IO[bytes]) -> tuple[str, int]:
+        """Store what ``src`` reads until EOF; return (sha256, size). Idempotent for stored content."""
 
     @abstractmethod
     def read_bytes(self, sha256: str) -> bytes:
@@ -75,12 +80,20 @@ class LocalArtifactStore(ArtifactStore):
         except FileNotFoundError:
             raise errors.NotFound(f"artifact file {path} does not exist") from None
         with src:
-            return self._write(iter(lambda: src.read(_CHUNK), b""))
+            return self.put_stream(src)
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         return self._write(iter((bytes(data),)))
 
+    def put_stream(self, src: IO[bytes]) -> tuple[str, int]:
+        return self._write(iter(lambda: src.read(_CHUNK), b""))
+
     def _write(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        # A full disk is DiskFull, raised after the temp file is gone: a failed put leaves nothing behind.
+        with errors.disk_full_as_error(f"an artifact to {self.root}"):
+            return self._write_atomically(chunks)
+
+    def _write_atomically(self, chunks: Iterable[bytes]) -> tuple[str, int]:
         # The temp file lives under root, so os.replace is an atomic rename on one filesystem; readers
         # see either no blob or the whole blob, never a partial one.
         self.root.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unavailable": 503,
     "resource_exhausted": 429,
     "deadline_exceeded": 504,
+    "disk_full": 507,  # Insufficient Storage: the server could not store what the request needs
     "data_loss": 500,
     "internal": 500,
 }

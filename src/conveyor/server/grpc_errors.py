@@ -13,6 +13,8 @@ from conveyor.errors import ConveyorError
 #   kept for backpressure (HTTP 429), which clients and the gateway may retry after "retry-after".
 # - conflict -> FAILED_PRECONDITION (HTTP 409): Conveyor's conflicts are state conflicts (an alias on a
 #   version being deleted), what gRPC's guide reserves that code for; nothing "already exists".
+# - disk_full -> RESOURCE_EXHAUSTED (HTTP 507): gRPC's guide names "the entire file system is out of space"
+#   under it; HTTP has a status of its own for it, a server-side one.
 STATUS_BY_CODE: dict[str, grpc.StatusCode] = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
     "unsupported_media_type": grpc.StatusCode.INVALID_ARGUMENT,
@@ -23,6 +25,7 @@ STATUS_BY_CODE: dict[str, grpc.StatusCode] = {
     "unavailable": grpc.StatusCode.UNAVAILABLE,
     "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "disk_full": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "data_loss": grpc.StatusCode.DATA_LOSS,
     "internal": grpc.StatusCode.INTERNAL,
 }

@@ -25,6 +25,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from conveyor import errors
+from conveyor.files import replacing
+
 log = logging.getLogger("conveyor.targets.processes")
 STATE_FILE = "replicas.json"
 KEEP_LOGS = 100
@@ -196,7 +199,11 @@ class LocalProcesses:
 
     def release(self) -> None:
         """After ``stop_all``: no lease, an empty state file, and the socket directory gone if empty."""
-        self.save([])
+        try:
+            self.save([])
+        except errors.DiskFull as exc:
+            # Harmless: every recorded replica is stopped, and the next control plane skips dead pids.
+            log.warning("%s; it still lists the replicas just stopped", exc.message)
         with contextlib.suppress(OSError):
             self.lease.unlink()
         with contextlib.suppress(OSError):
@@ -242,12 +249,8 @@ class LocalProcesses:
             return []
 
     def save(self, records: list[ReplicaRecord]) -> None:
-        """Atomically replace the state file (write a temp file, fsync, rename)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"replicas": [r.to_dict() for r in records]}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        """Atomically replace the state file (write a temp file, fsync, rename). On a full disk: DiskFull,
+        with the previous state file intact and no temp file left."""
+        data = json.dumps({"replicas": [r.to_dict() for r in records]}, indent=1)
+        with replacing(self.run_dir / STATE_FILE) as f:
+            f.write(data.encode())
