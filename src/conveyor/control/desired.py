@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ class Desired:
     model: str
     version: str
     model_file: Path
+    sha256: str
+    """The artifact's digest: the replica verifies the bytes it loads against it (``--sha256``)."""
     template: str
     options: dict[str, Any]
     replicas: int | None
@@ -46,17 +49,45 @@ class Desired:
 
 
 class DesiredLoader:
-    """Reads deployments from the registry; artifact digests are verified once per process per blob."""
+    """Reads deployments from the registry. An artifact's digest is verified once per process, then by each
+    replica as it loads the bytes; an artifact found corrupt is re-verified at every load until it is intact.
+    """
 
     def __init__(self, registry: Registry, settings: Settings) -> None:
         self._registry = registry
         self._settings = settings
-        self._verified: dict[str, Path] = {}
+        self._verified: set[str] = set()
+        self._refs: dict[str, str] = {}
+        """sha256 → the ``model:version`` last seen with it, to name it in messages."""
+        self._templates: dict[str, str] = {}
+        """template → sha256, to find the artifact of a replica that refused its model."""
+        self.corrupt: dict[str, str] = {}
+        """Artifacts whose bytes are not their digest (sha256 → why): no replica of them is started."""
         self.problems: dict[str, str] = {}
         """Deployments that cannot run (their model is gone...): name → why; reported once per change."""
 
-    def load(self) -> dict[str, Desired]:
-        """Every deployment that can run; one that cannot is skipped and its reason kept in ``problems``."""
+    def blocked(self, desired: Desired) -> bool:
+        """Whether starting a replica of ``desired`` would load corrupt bytes (those running keep serving)."""
+        return desired.sha256 in self.corrupt
+
+    def replica_refused(self, template: str, why: str) -> str | None:
+        """A replica of ``template`` found its model's bytes corrupt (``why``): start none until a load
+        finds the artifact intact. Returns the ``model:version`` it was, if known."""
+        sha256 = self._templates.get(template)
+        if sha256 is None:
+            return None
+        self._verified.discard(sha256)
+        ref = self._refs.get(sha256, sha256)
+        self.corrupt.setdefault(sha256, f"model {ref}: {why}")
+        return ref
+
+    def load(self, running: Mapping[str, Desired] | None = None) -> dict[str, Desired]:
+        """Every deployment that can run; one that cannot is skipped and its reason kept in ``problems``.
+
+        ``running``: what the caller keeps running per deployment; a corrupt artifact there is the problem
+        to show first, whatever the current revision asks for.
+        """
+        self._recheck()
         desired: dict[str, Desired] = {}
         problems: dict[str, str] = {}
         for info in self._registry.deployments.list():
@@ -64,8 +95,30 @@ class DesiredLoader:
                 desired[info.name] = self._desired(info)
             except errors.ConveyorError as exc:
                 problems[info.name] = exc.message
+            now = desired[info.name].sha256 if info.name in desired else None
+            if now in self.corrupt:  # still returned (no replica starts) so what runs of it stays routed
+                problems[info.name] = self.corrupt[now]
+            kept = (running or {}).get(info.name)
+            if kept is not None and kept.sha256 in self.corrupt and kept.sha256 != now:
+                why = f"running version {self.corrupt[kept.sha256]}"
+                other = problems.get(info.name)
+                problems[info.name] = why if other is None else f"{why}; revision {info.revision}: {other}"
         self.problems = problems
         return desired
+
+    def _recheck(self) -> None:
+        """Hash again each artifact known corrupt: one restored (re-registered, restored from a backup)
+        clears its problem and replicas start again."""
+        for sha256 in list(self.corrupt):
+            ref = self._refs.get(sha256, sha256)
+            try:
+                self._registry.store.path(sha256)
+            except (errors.IntegrityError, errors.NotFound) as exc:
+                self.corrupt[sha256] = f"model {ref}: {exc.message}"
+                continue
+            log.info("artifact of %s is intact again", ref)
+            del self.corrupt[sha256]
+            self._verified.add(sha256)
 
     def _desired(self, info: DeploymentInfo) -> Desired:
         doc = Deployment.model_validate(info.spec)
@@ -74,13 +127,15 @@ class DesiredLoader:
             raise errors.InvalidInput(f"target {spec.target!r} is not supported by this control plane yet")
         ref = getattr(info, "model", None) or spec.model
         version = self._registry.resolve(ref)
-        model_file = self._verified.get(version.sha256)
-        if model_file is None:
+        self._refs[version.sha256] = version.ref
+        if version.sha256 not in self._verified and version.sha256 not in self.corrupt:
             try:
-                model_file = self._registry.artifact_path(version)  # verifies the digest
-            except errors.ConveyorError as exc:
-                raise type(exc)(f"model {version.ref}: {exc.message}") from None
-            self._verified[version.sha256] = model_file
+                self._registry.artifact_path(version)  # hashes the blob; the replicas hash it again
+            except (errors.IntegrityError, errors.NotFound) as exc:  # the blob changed, or is gone
+                self.corrupt[version.sha256] = exc.message  # named by the registry: "model m:v: ..."
+            else:
+                self._verified.add(version.sha256)
+        model_file = self._registry.artifact_location(version)
         batching = spec.batching.resolve(self._settings)
         options: dict[str, Any] = {
             "max_batch_size": batching.max_batch_size,
@@ -93,6 +148,9 @@ class DesiredLoader:
         }
         identity = {"model": version.name, "version": version.version, "sha256": version.sha256, **options}
         template = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+        self._templates[template] = version.sha256
+        # Not part of the template (the digest is, above): the replica's --sha256 for its --model.
+        options["sha256"] = f"{info.name}:{version.version}={version.sha256}"
         policy = None if spec.autoscaling is None else policy_from_spec(spec.autoscaling)
         hold = None
         if spec.autoscaling is not None and spec.autoscaling.scale_to_zero:
@@ -104,6 +162,7 @@ class DesiredLoader:
             model=version.name,
             version=str(version.version),
             model_file=model_file,
+            sha256=version.sha256,
             template=template,
             options=options,
             replicas=spec.replicas,

@@ -34,6 +34,7 @@ from conveyor import errors
 from conveyor.control.autoscaler import AutoscalerState, decide, observe
 from conveyor.control.desired import Desired, DesiredLoader
 from conveyor.control.routing import RoutingState, build_routes
+from conveyor.digests import EXIT_DATA_LOSS
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from conveyor.targets.backoff import Backoff
@@ -232,7 +233,7 @@ class Reconciler:
 
     async def _load_desired(self) -> None:
         before = dict(self._loader.problems)
-        desired = await asyncio.to_thread(self._loader.load)
+        desired = await asyncio.to_thread(self._loader.load, dict(self._desired))
         for name, problem in self._loader.problems.items():
             if before.get(name) != problem:
                 keeps = " (keeping what runs)" if name in self._desired else ""
@@ -304,11 +305,25 @@ class Reconciler:
         run.restarts += 1
         how = "was killed" if code is None or code < 0 else f"exited with code {code}"
         tail = self.processes.log_tail(r.record)
+        if code == EXIT_DATA_LOSS:  # it refused bytes that are not its version's: a restart loads them again
+            self._artifact_corrupt(r.record)
+            return
         self._event(
             r.record.deployment,
             "ReplicaFailed",
             f"replica {r.record.id} (pid {r.record.pid}) {how} while {r.state}; replacing it in {delay:.1f}s"
             + (f"; log: {tail}" if tail else ""),
+        )
+
+    def _artifact_corrupt(self, record: ReplicaRecord) -> None:
+        why = self.processes.log_tail(record, lines=1).removeprefix("error: ")
+        self._loader.replica_refused(record.template, why)
+        self._reload = True  # the deployment's problem says so at the next step
+        self._event(
+            record.deployment,
+            "ArtifactCorrupt",
+            f"replica {record.id} (pid {record.pid}) refused to load model {record.model}:{record.version}: "
+            f"{why}; no replica of it starts until the artifact is intact; the running ones keep serving",
         )
 
     def _converge(self, d: Desired, now: float) -> None:
@@ -319,7 +334,7 @@ class Reconciler:
         old = [r for r in live if r.record.template != d.template]
         self._autoscale(d, run, current, now)
         want = self._count(d, run)
-        if len(current) < want and now >= run.next_start:
+        if len(current) < want and now >= run.next_start and not self._loader.blocked(d):
             for _ in range(want - len(current)):
                 self._start(d)
         elif len(current) > want:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -332,12 +334,19 @@ class Registry:
         return self._db.transaction(txn)
 
     def artifact_bytes(self, v: VersionInfo) -> bytes:
-        """The version's artifact, verified against its SHA-256 (IntegrityError if corrupt)."""
-        return self._store.read_bytes(v.sha256)
+        """The version's artifact, verified against its SHA-256 (IntegrityError naming the version if not)."""
+        with _naming(v):
+            return self._store.read_bytes(v.sha256)
 
     def artifact_path(self, v: VersionInfo) -> Path:
         """A local file with the version's artifact, verified against its SHA-256 (IntegrityError if not)."""
-        return self._store.path(v.sha256)
+        with _naming(v):
+            return self._store.path(v.sha256)
+
+    def artifact_location(self, v: VersionInfo) -> Path:
+        """Where the version's artifact lies, NOT verified (maybe missing): for a loader that verifies what it
+        reads."""
+        return self._store.location(v.sha256)
 
     # -- helpers -----------------------------------------------------------------------------------------
 
@@ -404,6 +413,15 @@ class Registry:
     def _aliases_of(s: Session, model_id: int, version: int) -> list[str]:
         stmt = select(Alias.alias).where(Alias.model_id == model_id, Alias.version == version)
         return sorted(s.scalars(stmt))
+
+
+@contextmanager
+def _naming(v: VersionInfo) -> Iterator[None]:
+    """Say which version an artifact error is about: a digest alone names nothing a user registered."""
+    try:
+        yield
+    except (errors.IntegrityError, errors.NotFound) as exc:
+        raise type(exc)(f"model {v.ref}: {exc.message}", **exc.details) from None
 
 
 def _deployments_running(s: Session, ref: str) -> list[str]:

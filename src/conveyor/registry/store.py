@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -17,16 +16,10 @@ from pathlib import Path
 from typing import IO
 
 from conveyor import errors
+from conveyor.digests import check_digest, verify
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+__all__ = ["ArtifactStore", "LocalArtifactStore", "check_digest"]
 _CHUNK = 1024 * 1024
-
-
-def check_digest(sha256: str) -> str:
-    """Return ``sha256`` if it is 64 lowercase hex digits, else raise InvalidInput."""
-    if not isinstance(sha256, str) or not _SHA256.match(sha256):
-        raise errors.InvalidInput(f"invalid artifact digest {sha256!r}: expected 64 lowercase hex digits")
-    return sha256
 
 
 class ArtifactStore(ABC):
@@ -51,6 +44,11 @@ class ArtifactStore(ABC):
     @abstractmethod
     def path(self, sha256: str) -> Path:
         """A local file holding the verified content (NotFound if missing, IntegrityError if corrupt)."""
+
+    @abstractmethod
+    def location(self, sha256: str) -> Path:
+        """Where the blob lies, NOT verified (it may even be missing): for a reader that verifies the bytes it
+        loads against the digest itself, as a replica process does (no window between check and load)."""
 
     @abstractmethod
     def exists(self, sha256: str) -> bool:
@@ -130,7 +128,7 @@ class LocalArtifactStore(ArtifactStore):
             data = blob.read_bytes()
         except FileNotFoundError:
             raise errors.NotFound(f"artifact {sha256} not found in {self.root}") from None
-        _verify(sha256, hashlib.sha256(data).hexdigest())
+        verify(f"artifact {sha256}", sha256, hashlib.sha256(data).hexdigest())
         return data
 
     def path(self, sha256: str) -> Path:
@@ -142,8 +140,11 @@ class LocalArtifactStore(ArtifactStore):
                     digest.update(chunk)
         except FileNotFoundError:
             raise errors.NotFound(f"artifact {sha256} not found in {self.root}") from None
-        _verify(sha256, digest.hexdigest())
+        verify(f"artifact {sha256}", sha256, digest.hexdigest())
         return blob
+
+    def location(self, sha256: str) -> Path:
+        return self._blob(sha256)
 
     def exists(self, sha256: str) -> bool:
         return self._blob(sha256).is_file()
@@ -151,15 +152,6 @@ class LocalArtifactStore(ArtifactStore):
     def delete(self, sha256: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._blob(sha256).unlink()
-
-
-def _verify(expected: str, actual: str) -> None:
-    if actual != expected:
-        raise errors.IntegrityError(
-            f"artifact {expected} is corrupt: expected sha256 {expected}, got {actual}",
-            expected=expected,
-            actual=actual,
-        )
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,6 +1,7 @@
 """Start a replica from ONNX files, for tests and benchmarks (``conveyor serve`` is the user's command).
 
-python -m conveyor.server.launch --model NAME[:VERSION]=FILE [--model ...] [--port P] [--max-body-bytes N]
+python -m conveyor.server.launch --model NAME[:VERSION]=FILE [--sha256 NAME[:VERSION]=HEX] [--model ...]
+    [--port P] [--max-body-bytes N]
     [--grpc-port P] [--channel unix:PATH|tcp:HOST:PORT] [--parent-pid PID] [--lease FILE --orphan-after S]
     [--max-batch-size N] [--max-queue-delay-us N] [--max-queue-size N] [--request-timeout-ms N]
 """
@@ -10,8 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from conveyor import errors
+from conveyor.digests import EXIT_DATA_LOSS, check_digest, verify_bytes
 from conveyor.observe.logs import configure_logging
 from conveyor.runtime import OnnxModel
 from conveyor.server.channel import Lease, run_channel_replica
@@ -19,17 +22,54 @@ from conveyor.server.runner import serve
 from conveyor.settings import Settings
 
 
-def _model(spec: str, threads: int) -> OnnxModel:
+def _digests(specs: list[str]) -> dict[str, str]:
+    digests = {}
+    for spec in specs:
+        ref, sep, sha256 = spec.partition("=")
+        if not sep or not ref:
+            raise SystemExit(f"--sha256 wants NAME[:VERSION]=HEX, got {spec!r}")
+        try:
+            digests[ref] = check_digest(sha256)
+        except errors.InvalidInput as e:
+            raise SystemExit(f"--sha256 {ref}: {e}") from None
+    return digests
+
+
+def _model(spec: str, threads: int, digests: dict[str, str]) -> OnnxModel:
     ref, sep, path = spec.partition("=")
     if not sep or not ref or not path:
         raise SystemExit(f"--model wants NAME[:VERSION]=FILE, got {spec!r}")
     name, _, version = ref.partition(":")
-    return OnnxModel(Path(path).read_bytes(), name=name, version=version or None, intra_op_threads=threads)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        _refuse(f"model {ref}: cannot read {path}: {e.strerror or e}")
+    expected = digests.pop(ref, None)
+    if expected is not None:
+        # The bytes hashed are the bytes ONNX Runtime parses: nothing can change in between.
+        try:
+            verify_bytes(f"model {ref}: artifact {path}", data, expected)
+        except errors.IntegrityError as e:
+            _refuse(str(e))
+    return OnnxModel(data, name=name, version=version or None, intra_op_threads=threads)
+
+
+def _refuse(message: str) -> NoReturn:
+    """One line for the supervisor's log and a status it tells from a crash: restarting will not help."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_DATA_LOSS)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m conveyor.server.launch", description=__doc__)
     ap.add_argument("--model", action="append", required=True, metavar="NAME[:VERSION]=FILE")
+    ap.add_argument(
+        "--sha256",
+        action="append",
+        default=[],
+        metavar="NAME[:VERSION]=HEX",
+        help=f"the digest that model's bytes must have; other bytes: exit {EXIT_DATA_LOSS} before serving",
+    )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--grpc-port", type=int, help="also serve V2 gRPC on this port (0: any free port)")
@@ -61,7 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     settings = Settings(**overrides)
     configure_logging(settings, args.log_level)
-    models = [_model(spec, settings.intra_op_threads) for spec in args.model]
+    digests = _digests(args.sha256)
+    models = [_model(spec, settings.intra_op_threads, digests) for spec in args.model]
+    if digests:
+        raise SystemExit(f"--sha256 for a model not given with --model: {', '.join(digests)}")
 
     def on_ready(url: str) -> None:
         print(f"conveyor replica listening on {url}", flush=True)

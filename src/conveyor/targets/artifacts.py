@@ -14,11 +14,15 @@ class ModelFile:
     name: str
     version: str | None
     path: Path
+    sha256: str | None = None
+    """The registered artifact's digest (None for a model file imported here): replicas verify it."""
 
     @property
-    def launch_arg(self) -> str:
-        """``NAME[:VERSION]=FILE`` as the replica launcher's ``--model`` takes it."""
-        return f"{self.name}{'' if self.version is None else ':' + self.version}={self.path}"
+    def launch_args(self) -> list[str]:
+        """``--model NAME[:VERSION]=FILE`` (and ``--sha256 NAME[:VERSION]=HEX``) for the replica launcher."""
+        ref = f"{self.name}{'' if self.version is None else ':' + self.version}"
+        args = ["--model", f"{ref}={self.path}"]
+        return args if self.sha256 is None else [*args, "--sha256", f"{ref}={self.sha256}"]
 
 
 def materialize(
@@ -57,8 +61,8 @@ def materialize(
             version = str(info.version)
             if (info.name, version) not in files:
                 target = directory / f"{info.name}-{version}.onnx"
-                target.write_bytes(registry.artifact_bytes(info))
-                files[(info.name, version)] = ModelFile(info.name, version, target)
+                target.write_bytes(registry.artifact_bytes(info))  # verified; replicas verify again
+                files[(info.name, version)] = ModelFile(info.name, version, target, info.sha256)
         if parsed.alias is not None:
             aliases[(info.name, parsed.alias)] = version
     return list(files.values()), aliases

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from conveyor.digests import EXIT_DATA_LOSS
 from conveyor.targets.backoff import Backoff
 
 log = logging.getLogger("conveyor.targets.local")
@@ -99,6 +100,16 @@ class LocalTarget:
     def _crashed(self, slot: ReplicaSlot, now: float) -> None:
         assert slot.proc is not None
         code = slot.proc.returncode
+        if code == EXIT_DATA_LOSS:
+            # It refused a model whose bytes are not the version's (its error line is above): every restart
+            # would read the same bytes, so the slot stays empty and the others keep serving.
+            log.error(
+                "replica %d (pid %d) refused a corrupt model: not restarting it", slot.index, slot.proc.pid
+            )
+            slot.proc = None
+            if self._on_exit is not None:
+                self._on_exit(slot)
+            return
         slot.streak = self.backoff.next_streak(slot.streak, now - slot.started_at)
         delay = self.backoff.delay(slot.streak)
         slot.restart_at = now + delay

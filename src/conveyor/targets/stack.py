@@ -156,7 +156,7 @@ def _process_app(
         on_loaded(served)
     command = [sys.executable, "-m", "conveyor.server.launch"]
     for f in files:
-        command += ["--model", f.launch_arg]
+        command += f.launch_args
     env = {f"CONVEYOR_{field.upper()}": str(getattr(settings, field)) for field in _REPLICA_SETTINGS}
     gateway: Gateway | None = None
 
