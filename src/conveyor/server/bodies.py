@@ -26,6 +26,8 @@ from conveyor.settings import Settings
 log = logging.getLogger("conveyor.server.bodies")
 # The connection cannot carry another request after an unread body: tell the client, and uvicorn, to close.
 _CLOSE = {"connection": "close"}
+CLOSING_IDLE_S = 1.0  # at shutdown: the longest gap in a body still arriving
+CLOSING_TOTAL_S = 10.0  # at shutdown: bodies still arriving must be in within this (graceful stop: 30 s)
 
 
 class ClientGone(Exception):
@@ -51,10 +53,13 @@ class BodyBudget:
 
 @dataclass(eq=False)
 class _Reading:
-    """One body being read: its deadline, which shutdown moves to now."""
+    """One body being read: its deadline (the next byte's, capped by the whole body's), which shutdown
+    moves closer."""
 
     timeout: asyncio.Timeout
-    closing: bool = False
+    end: float  # loop time by which the whole body must be in
+    last: float  # loop time of the last chunk (or of the headers)
+    reserved: int = 0  # bytes of the budget this body holds
 
 
 class BodyReader:
@@ -75,7 +80,7 @@ class BodyReader:
         self.timeout_s = timeout_s
         self.memory = memory or MemoryReturn()
         self._reading: set[_Reading] = set()
-        self._closing = False
+        self._closing_at: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BodyReader:
@@ -87,13 +92,19 @@ class BodyReader:
         )
 
     def close(self) -> None:
-        """Shutdown: reads still waiting end now with 503 (and the connection closed), new ones are refused,
-        so a stalled upload cannot hold the graceful stop until uvicorn cancels it into a 500."""
-        self._closing = True
-        now = asyncio.get_running_loop().time()
+        """Shutdown: bodies still arriving may finish (their requests were accepted), but under shorter
+        deadlines — no gap over CLOSING_IDLE_S, complete within CLOSING_TOTAL_S — else 503 and the
+        connection closed, so a stalled upload cannot hold the graceful stop (30 s) until uvicorn cancels
+        it into a 500."""
+        self._closing_at = asyncio.get_running_loop().time()
         for reading in self._reading:
-            reading.closing = True
-            reading.timeout.reschedule(now)
+            reading.timeout.reschedule(self._deadline(reading))
+
+    def _deadline(self, reading: _Reading) -> float:
+        if self._closing_at is None:
+            return min(reading.end, reading.last + self.idle_timeout_s)
+        end = min(reading.end, self._closing_at + CLOSING_TOTAL_S)
+        return min(end, reading.last + min(self.idle_timeout_s, CLOSING_IDLE_S))
 
     @asynccontextmanager
     async def body(self, request: Request) -> AsyncIterator[bytes]:
@@ -101,51 +112,53 @@ class BodyReader:
         declared = _declared_length(request)
         if declared is not None and declared > self.max_bytes:
             raise _too_large(f"request body of {declared} bytes exceeds the limit of {self.max_bytes} bytes")
-        if self._closing:
-            raise _shutting_down()
-        reserved = 0
+        now = asyncio.get_running_loop().time()
+        reading = _Reading(asyncio.timeout(None), end=now + self.timeout_s, last=now)
         if declared is not None:
             if not self.budget.reserve(declared):
                 raise _over_budget(self.budget)
-            reserved = declared
+            reading.reserved = declared
         try:
-            body, reserved = await self._read(request, reserved, declared is None)
-            yield body
+            yield await self._read(request, reading, grow=declared is None)
         finally:
-            self.budget.release(reserved)
-            self.memory.released(reserved)
+            self.budget.release(reading.reserved)
+            self.memory.released(reading.reserved)
 
-    async def _read(self, request: Request, reserved: int, grow: bool) -> tuple[bytes, int]:
-        """(body, bytes reserved): a body without Content-Length reserves as its chunks arrive."""
+    async def _read(self, request: Request, reading: _Reading, grow: bool) -> bytes:
+        """Read under ``reading``'s deadline; a body without Content-Length (``grow``) reserves as its
+        chunks arrive."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + self.timeout_s
         chunks: list[bytes] = []
         total = 0
-        reading = _Reading(asyncio.timeout(min(end, loop.time() + self.idle_timeout_s)))
-        self._reading.add(reading)
         try:
             async with reading.timeout:
-                while True:
-                    message = await request.receive()
-                    if message["type"] == "http.disconnect":
-                        raise ClientGone
-                    chunk: bytes = message.get("body", b"")
-                    total += len(chunk)
-                    if total > self.max_bytes:
-                        raise _too_large(f"request body exceeds the limit of {self.max_bytes} bytes")
-                    if total > reserved:
-                        if not grow:  # more than Content-Length declared: httptools refuses it first
-                            raise InvalidInput("request body is longer than its Content-Length")
-                        if not self.budget.reserve(total - reserved):
-                            raise _over_budget(self.budget)
-                        reserved = total
-                    if chunk:
-                        chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
-                    reading.timeout.reschedule(min(end, loop.time() + self.idle_timeout_s))
+                reading.timeout.reschedule(self._deadline(reading))
+                self._reading.add(reading)  # from here until the timeout exits: close() reschedules it
+                try:
+                    while True:
+                        message = await request.receive()
+                        if message["type"] == "http.disconnect":
+                            raise ClientGone
+                        chunk: bytes = message.get("body", b"")
+                        total += len(chunk)
+                        if total > self.max_bytes:
+                            raise _too_large(f"request body exceeds the limit of {self.max_bytes} bytes")
+                        if total > reading.reserved:
+                            if not grow:  # more than Content-Length declared: httptools refuses it first
+                                raise InvalidInput("request body is longer than its Content-Length")
+                            if not self.budget.reserve(total - reading.reserved):
+                                raise _over_budget(self.budget)
+                            reading.reserved = total
+                        if chunk:
+                            chunks.append(chunk)
+                        if not message.get("more_body", False):
+                            break
+                        reading.last = loop.time()
+                        reading.timeout.reschedule(self._deadline(reading))
+                finally:
+                    self._reading.discard(reading)
         except TimeoutError:
-            if reading.closing:
+            if self._closing_at is not None:
                 raise _shutting_down() from None
             log.info("request body not received in time (%d bytes arrived); answered 408", total)
             raise HTTPException(
@@ -154,9 +167,7 @@ class BodyReader:
                 f"or not complete within {self.timeout_s:g}s ({total} bytes arrived)",
                 headers=_CLOSE,
             ) from None
-        finally:
-            self._reading.discard(reading)
-        return b"".join(chunks), reserved  # one chunk comes back as is, no copy
+        return b"".join(chunks)  # one chunk comes back as is, no copy
 
 
 def _declared_length(request: Request) -> int | None:
