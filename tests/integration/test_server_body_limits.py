@@ -4,6 +4,7 @@ deadline, body budget, keep-alive timeout and quiet logs as the gateway (e2e/tes
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -89,3 +90,30 @@ def test_replica_stopped_with_a_stalled_upload_answers_503_and_exits_in_time(
     finally:
         sock.close()
     assert "Traceback" not in output_of(proc)
+
+
+def chunked_upload(port: int, size: int) -> tuple[int | None, bytes]:
+    """POST ``size`` bytes with Transfer-Encoding: chunked (no Content-Length: reserved as it arrives)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = b"POST /v2/models/clf/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b" " * 65536
+    try:
+        with contextlib.suppress(OSError):  # refused mid-way: the server closes while we send
+            sock.sendall(head)
+            for _ in range(size // len(chunk)):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            sock.sendall(b"0\r\n\r\n")
+        return answer_of(sock, time.monotonic() + MARGIN_S)
+    finally:
+        sock.close()
+
+
+def test_a_chunked_body_refused_over_budget_gives_its_reservation_back(
+    processes: ProcessGroup, logreg_onnx: Path
+) -> None:
+    port, _ = start_replica(processes, logreg_onnx, LIMITS)
+    status, raw = chunked_upload(port, 4_000_000)  # over the 3 MB budget as it arrives
+    assert status in (503, None), raw
+    for _ in range(3):  # each would be refused if the first had kept its 3 MB
+        status, raw = chunked_upload(port, 2_000_000)
+        assert status == 400 and b"JSON" in raw, raw  # admitted and read whole: then not JSON
