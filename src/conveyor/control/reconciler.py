@@ -116,6 +116,7 @@ class Reconciler:
         self._reload = True
         self._last_reload = 0.0
         self._dirty = False
+        self._save_failing = False
         self._task: asyncio.Task[None] | None = None
         self._events: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._event_task: asyncio.Task[None] | None = None
@@ -451,7 +452,18 @@ class Reconciler:
         self._save()
 
     def _save(self) -> None:
-        self.processes.save([r.record for r in self._replicas.values()])
+        try:
+            self.processes.save([r.record for r in self._replicas.values()])
+        except errors.DiskFull as exc:  # kept dirty: retried at every step until space is freed
+            if not self._save_failing:
+                self._save_failing = True
+                log.warning(
+                    "%s; until it is freed, a restarted control plane would not adopt new replicas", exc
+                )
+            return
+        if self._save_failing:
+            self._save_failing = False
+            log.warning("replica state saved again: %s", self.processes.run_dir)
         self._dirty = False
 
     def _event(self, deployment: str, kind: str, message: str) -> None:
@@ -464,8 +476,14 @@ class Reconciler:
             await asyncio.to_thread(self._record, *item)
 
     def _record(self, deployment: str, kind: str, message: str) -> None:
-        with contextlib.suppress(errors.NotFound):  # deleted meanwhile
+        """Store one event; one the registry cannot take (a full disk, the database away) is logged, not
+        retried: the writer must outlive it, and the event is in the log already (``_event``)."""
+        try:
             self.registry.deployments.record_event(deployment, kind, message[:2000])
+        except errors.NotFound:  # deleted meanwhile
+            pass
+        except errors.ConveyorError as exc:
+            log.warning("event %s of %s not stored: %s", kind, deployment, exc)
 
     async def _flush_events(self) -> None:
         if self._event_task is not None:
