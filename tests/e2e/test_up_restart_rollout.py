@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -82,12 +83,12 @@ def test_control_plane_killed_at_any_point_of_a_rollout_drops_nothing(stack: UpS
             version = "2" if version == "1" else "1"
             stack.cli("apply", "-f", write_spec(tmp_path, f"clf:{version}", 2))
             epoch = _kill_control_plane_when(stack, point(), epoch)
-            stack.wait(lambda v=version: stack.serving("clf", v, 2), timeout=90, what=f"rolled out ({what})")
+            stack.wait(partial(stack.serving, "clf", version, 2), timeout=90, what=f"rolled out ({what})")
             answered.append(what)
             assert load.running_for() > 0
     finally:
         result = load.stop()
-    print(f"control plane killed at: {', '.join(answered)}; answered {result.statuses}, errors {result.errors}")
+    print(f"control plane killed at: {', '.join(answered)}; hey: {result.statuses}, errors {result.errors}")
     assert len(answered) == 4
     assert result.failed == 0, result.output
     assert result.ok > 1000, result.output
