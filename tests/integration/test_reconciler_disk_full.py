@@ -4,6 +4,7 @@ written, yet it keeps reconciling, says so once, and catches up when space is fr
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -42,8 +43,17 @@ def test_a_full_disk_while_running_is_a_warning_and_the_state_catches_up_after(
         assert victim["id"] in state.read_text()  # the last state written, intact
         small_fs.free()
         await until(lambda: reconciler.replica_counts("clf")["ready"] == 1)
-        (replacement,) = reconciler.replicas("clf")
-        await until(lambda: replacement["id"] in state.read_text() and victim["id"] not in state.read_text())
+
+        def recorded() -> set[str]:
+            return {r["id"] for r in json.loads(state.read_text())["replicas"]}
+
+        # Saved again: the file lists what runs now (a replica started on the full disk may have died of it
+        # and been replaced meanwhile), not the victim.
+        await until(lambda: recorded() == {r["id"] for r in reconciler.replicas("clf")})
+        assert victim["id"] not in recorded()
+        replacement = await until(
+            lambda: next((r for r in reconciler.replicas("clf") if r["state"] == "ready"), None)
+        )
         # The event writer outlived the events it could not store: the next one is stored.
         os.kill(replacement["pid"], signal.SIGKILL)
         await until(
@@ -56,6 +66,9 @@ def test_a_full_disk_while_running_is_a_warning_and_the_state_catches_up_after(
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
     assert not [r for r in caplog.records if "reconcile step failed" in r.getMessage()]
     messages = [r.getMessage() for r in caplog.records]
-    assert len([m for m in messages if "replicas.json" in m and "disk full" in m]) == 1, messages
-    assert any("replica state saved again" in m for m in messages), messages
+    # One warning when saving starts failing and one when it works again, not one per reconcile step (the
+    # disk may give a page back meanwhile, e.g. when a log is removed: then a second episode).
+    failed = [m for m in messages if "replicas.json" in m and "disk full" in m]
+    recovered = [m for m in messages if "replica state saved again" in m]
+    assert 1 <= len(failed) <= 3 and len(recovered) == len(failed), messages
     assert not list(state.parent.glob("*.tmp*"))
