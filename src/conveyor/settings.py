@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         "(CONVEYOR_GATEWAY_URL); unset means predict in-process from the registry.",
     )
     debug: bool = Field(default=False, description="Show full tracebacks from the CLI (CONVEYOR_DEBUG=1).")
+    log_repeat_interval_s: float = Field(
+        default=10.0,
+        description="Identical log lines (same logger, level and message template) within this interval are "
+        "written once, then one line with their count: '... (N more in the last 10s)'.",
+    )
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, description="Largest inference request body the server accepts, in bytes."
     )
@@ -96,11 +101,6 @@ class Settings(BaseSettings):
     request_timeout_ms: int = Field(
         default=30_000,
         description="A request still unanswered after this long fails with 504 / DEADLINE_EXCEEDED.",
-    )
-    log_repeat_interval_s: float = Field(
-        default=10.0,
-        description="Identical log lines (same logger, level and message template) within this interval are "
-        "written once, then one line with their count: '... (N more in the last 10s)'.",
     )
     # -- gateway --
     health_interval_s: float = Field(default=1.0, description="How often the gateway probes each replica.")
