@@ -10,6 +10,7 @@ process id at the end (Ctrl-C semantics: gateway drains, then the replicas), wha
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -38,8 +39,13 @@ def step(text: str) -> None:
     print(f"\n\033[1m==> {text}\033[0m", flush=True)
 
 
+def command_line(*args: str) -> str:
+    """The command as it can be pasted into a shell (``--data '[[6.3, 3.3, 6.0, 2.5]]'`` quoted)."""
+    return shlex.join(["conveyor", *args])
+
+
 def run(*args: str, env: dict[str, str]) -> None:
-    print("$ conveyor " + " ".join(args), flush=True)
+    print(f"$ {command_line(*args)}", flush=True)
     subprocess.run([CONVEYOR, *args], env=env, check=True)
 
 
@@ -112,7 +118,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
     port, api_port = free_port(), free_port()
     gateway, api = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}"
-    env = {**os.environ, "CONVEYOR_HOME": str(work / "home"), "CONVEYOR_URL": api, "COLUMNS": "120"}
+    env = {**os.environ, "CONVEYOR_HOME": str(work / "home"), "CONVEYOR_URL": api}
     x, _ = load_iris(return_X_y=True)
     np.save(work / "sample.npy", x[::5].astype(np.float32))
 

@@ -15,6 +15,21 @@ get_app = typer.Typer(help="List deployments, models or replicas of the control 
 describe_app = typer.Typer(help="Show one resource in detail.", no_args_is_help=True)
 
 
+INFER_COLUMN = "inference endpoint (POST)"
+
+
+def infer_url(endpoint: dict[str, Any]) -> str:
+    """The full URL clients POST to, from an entry of GET /endpoints ("-" while no gateway has reported)."""
+    return f"{endpoint['url']}/infer" if endpoint.get("url") else "-"
+
+
+def infer_urls(url: str | None) -> dict[str, str]:
+    """Each deployment's full inference URL on a gateway the control plane knows (the API's deployment
+    record only has the path); a deployment missing here is shown with its path."""
+    answer = request(url, "GET", "/endpoints") or {}
+    return {e["name"]: infer_url(e) for e in answer.get("endpoints", []) if e.get("url")}
+
+
 def _ready(counts: dict[str, int]) -> str:
     return f"{counts.get('ready', 0)}/{counts.get('desired', 0)}"
 
@@ -28,20 +43,20 @@ def get_deployments(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     if not answer["deployments"]:
         console.print("No deployments. Try: conveyor apply -f deployment.yaml")
         return
+    urls = infer_urls(url)
     rows = [
         [
             d["name"],
             str(d["revision"]),
             d.get("model") or "-",
             _ready(d["replicas"]) + (" [red](cannot run: see describe)[/]" if d.get("problem") else ""),
-            d["endpoint"],
+            urls.get(d["name"], f"{d['endpoint']}/infer"),
             human_time(d["updated_at"]),
         ]
         for d in answer["deployments"]
     ]
-    console.print(
-        titled_table("Deployments", ("name", "revision", "model", "ready", "endpoint", "updated"), rows)
-    )
+    columns = ("name", "revision", "model", "ready", INFER_COLUMN, "updated")
+    console.print(titled_table("Deployments", columns, rows))
 
 
 @get_app.command("models")
@@ -85,7 +100,8 @@ def describe_deployment(
     import yaml
 
     console.print(f"[bold]deployment/{d['name']}[/]  revision {d['revision']}  model {d.get('model') or '-'}")
-    console.print(f"  endpoint   {d['endpoint']}", highlight=False)
+    endpoint = infer_urls(url).get(name, f"{d['endpoint']}/infer")
+    console.print(f"  endpoint   {endpoint} (POST)", highlight=False)
     console.print(f"  replicas   {_ready(d['replicas'])} ready ({d['replicas'].get('total', 0)} running)")
     console.print(f"  updated    {human_time(d['updated_at'])}, created by {d.get('created_by') or '-'}")
     if d.get("problem"):

@@ -11,9 +11,11 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from conveyor import __version__
-from conveyor.cli import backup, deployments, gateway, inspect, models, predict, serve, up
+from conveyor.cli import backup, deployments, gateway, help_labels, inspect, models, predict, serve, up
 from conveyor.cli.output import err_console, exit_code_for
 from conveyor.errors import ConveyorError, DiskFull, is_disk_full
+
+help_labels.install()  # TEXT, INTEGER, PATH in --help and docs/cli.md, not Python's <str>, <bool>
 
 app = typer.Typer(
     name="conveyor",

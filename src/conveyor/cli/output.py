@@ -12,8 +12,21 @@ from rich.table import Table
 
 from conveyor.errors import ConveyorError
 
-console = Console()
-err_console = Console(stderr=True)
+# Output that is not a terminal (a pipe, a file) is read by a script or kept: no line is cut or wrapped to fit
+# a screen (Rich would otherwise assume 80 columns, print `iris-…` and break URLs). Tables then take their
+# natural width; on a terminal Rich fits them to the window as usual.
+PIPE_WIDTH = 4096
+
+
+def _console(*, stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True)
+
+
+console = _console(stderr=False)
+err_console = _console(stderr=True)
 
 # The CLI's one mapping table: error code -> process exit status.
 EXIT_CODES: dict[str, int] = {

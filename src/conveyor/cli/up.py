@@ -83,9 +83,8 @@ def up(
     try:
         with console.status("Starting the control plane and the gateway…", spinner="dots"):
             _start(stack)
-        console.print(
-            f"control plane [bold]{stack.api_url}[/] · gateway [bold]{stack.gateway_url}[/]", highlight=False
-        )
+        # The control plane and the gateway each announced their URL as they started (and announce it again
+        # if restarted): printing both again here said everything twice.
         if documents:
             _apply_and_wait(stack.api_url, documents, wait)
         console.print("Ctrl-C to stop", style="dim")
@@ -117,6 +116,7 @@ def _start(stack: Stack) -> None:
 
 def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -> None:
     from conveyor.cli.client import ApiClient
+    from conveyor.cli.inspect import INFER_COLUMN, infer_url
     from conveyor.cli.rollout import wait_rolled_out
     from conveyor.errors import ConversionError, DeadlineExceeded
 
@@ -137,15 +137,10 @@ def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -
                 err_console.print(f"[yellow]warning:[/] {exc.message}", highlight=False)
         endpoints = [e for e in client.get("/endpoints")["endpoints"] if e["name"] in names]
     rows = [
-        [
-            e["name"],
-            e["model"],
-            f"{e['replicas']['ready']}/{e['replicas']['desired']}",
-            f"{e['url']}/infer" if e["url"] else "-",
-        ]
+        [e["name"], e["model"], f"{e['replicas']['ready']}/{e['replicas']['desired']}", infer_url(e)]
         for e in endpoints
     ]
-    columns = ("name", "model", "replicas", "inference endpoint (POST)")
+    columns = ("name", "model", "replicas", INFER_COLUMN)
     console.print(titled_table("Deployments", columns, rows))
 
 
