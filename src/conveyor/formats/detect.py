@@ -10,13 +10,16 @@ from conveyor.errors import ConversionError
 SUPPORTED = (
     "supported: ONNX (.onnx file, bytes or onnx.ModelProto); "
     "scikit-learn (estimator or pipeline, .skops file, .pkl/.pickle/.joblib with --trust-pickle); "
-    "PyTorch (nn.Module, TorchScript .pt/.pth file, "
-    "a module saved with torch.save with --trust-pickle)"
+    "PyTorch (nn.Module or torch.export program, .pt2 file from torch.export.save, "
+    "TorchScript .pt/.pth file, a module saved whole with torch.save with --trust-pickle "
+    "when its class is importable)"
 )
 
 # File kinds; each maps to a loader. "pickle" is any framework: its unpickled object decides.
-ONNX, SKOPS, TORCHSCRIPT, TORCH_SAVE, PICKLE = "onnx", "skops", "torchscript", "torch_save", "pickle"
-KIND_FRAMEWORK = {ONNX: "onnx", SKOPS: "sklearn", TORCHSCRIPT: "pytorch", TORCH_SAVE: "pytorch"}
+ONNX, SKOPS, PICKLE = "onnx", "skops", "pickle"
+TORCHSCRIPT, TORCH_EXPORT, TORCH_SAVE = "torchscript", "torch_export", "torch_save"
+TORCH_KINDS = (TORCHSCRIPT, TORCH_EXPORT, TORCH_SAVE)
+KIND_FRAMEWORK = {ONNX: "onnx", SKOPS: "sklearn", **{kind: "pytorch" for kind in TORCH_KINDS}}
 _BY_EXTENSION = {
     ".onnx": ONNX,
     ".skops": SKOPS,
@@ -25,6 +28,7 @@ _BY_EXTENSION = {
     ".joblib": PICKLE,
     ".pt": TORCH_SAVE,
     ".pth": TORCH_SAVE,
+    ".pt2": TORCH_EXPORT,
 }
 _PICKLE_OPCODE = 0x80  # PROTO: how every pickle of protocol 2 or later starts (torch's legacy format too)
 _COMPRESSED = (b"\x1f\x8b", b"ZF", b"BZh", b"\xfd7zXZ")  # gzip, zlib (joblib), bz2, xz: compressed joblib
@@ -74,7 +78,10 @@ def _zip_kind(path: Path) -> str | None:
         return None
     if "schema.json" in names:
         return SKOPS
-    # torch archives put everything under one folder: TorchScript adds code/ and constants.pkl
+    # torch archives put everything under one folder: torch.export.save writes models/*.json and an
+    # archive_format file, TorchScript adds code/ and constants.pkl, torch.save only data.pkl
+    if any(n.endswith("/archive_format") for n in names) and any("/models/" in n for n in names):
+        return TORCH_EXPORT
     if any("/code/" in n or n.endswith("/constants.pkl") for n in names):
         return TORCHSCRIPT
     if any(n.endswith("/data.pkl") for n in names):

@@ -83,7 +83,9 @@ def _import(
     from conveyor.formats.torch import import_torch, is_module
 
     if not is_module(obj):
-        raise ConversionError(f"framework 'pytorch' needs a torch.nn.Module; got {_name(obj)}")
+        raise ConversionError(
+            f"framework 'pytorch' needs a torch.nn.Module or a torch.export program; got {_name(obj)}"
+        )
     return import_torch(obj, sample=sample, tolerance=tolerance, opset=opset, origin=origin)
 
 
@@ -101,11 +103,10 @@ def _load_file(path: Path, framework: str, trust_pickle: bool) -> tuple[Any, str
         from conveyor.formats.sklearn import load_skops
 
         return load_skops(path, trust_pickle=trust_pickle), "sklearn"
-    if kind in (detect.TORCHSCRIPT, detect.TORCH_SAVE):
-        from conveyor.formats.torch import load_torch_file
+    if kind in detect.TORCH_KINDS:
+        from conveyor.formats.torch_files import load_torch_file
 
-        torchscript = kind == detect.TORCHSCRIPT
-        return load_torch_file(path, torchscript=torchscript, trust_pickle=trust_pickle), "pytorch"
+        return load_torch_file(path, kind, trust_pickle=trust_pickle), "pytorch"
     from conveyor.formats.pickles import load_pickle
 
     return load_pickle(path, trust_pickle=trust_pickle), framework

@@ -1,7 +1,8 @@
-"""PyTorch modules → ONNX with the TorchScript exporter (dynamic batch), checked against the module.
+"""PyTorch modules and torch.export programs → ONNX with the TorchScript exporter, checked against the model.
 
-torch 2.13's default exporter (dynamo) needs onnxscript, which Conveyor does not ship; the TorchScript-based
-exporter (``dynamo=False``) is deprecated there but works and needs nothing more.
+torch 2.13's default exporter (dynamo) needs onnxscript, which Conveyor does not ship (and which cannot be
+fetched offline); the TorchScript-based exporter (``dynamo=False``) is deprecated there but works and needs
+nothing more. It traces a torch.export program through ``program.module()`` (see torch_export.py).
 """
 
 from __future__ import annotations
@@ -9,58 +10,45 @@ from __future__ import annotations
 import io
 import sys
 import warnings
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from conveyor.errors import ConversionError, InvalidInput
 from conveyor.formats.parity import first_line, max_abs_diff, report, run_onnx
-from conveyor.formats.pickles import refuse_pickle
 from conveyor.formats.result import ImportResult, signature_of
 from conveyor.formats.samples import Array, Sample, rows
-
-if TYPE_CHECKING:
-    import torch as torch_
 
 TORCH_EXTRA = "PyTorch support needs the torch extra: pip install 'conveyor[torch]'"
 
 
 def is_module(obj: object) -> bool:
+    """A torch.nn.Module or a torch.export program."""
     # a torch object can only exist once torch is imported, so never import it just to ask
     torch = sys.modules.get("torch")
-    return torch is not None and isinstance(obj, torch.nn.Module)
+    return torch is not None and (isinstance(obj, torch.nn.Module) or is_program(obj))
 
 
-def load_torch_file(path: Path, *, torchscript: bool, trust_pickle: bool) -> Any:
-    """A TorchScript archive (torch.jit.load), or with trust a module saved whole with ``torch.save``."""
-    torch = _torch()
-    if torchscript:
-        try:
-            return torch.jit.load(str(path), map_location="cpu")
-        except Exception as e:
-            raise ConversionError(f"cannot load TorchScript file {path.name}: {first_line(e)}") from e
-    if not trust_pickle:
-        raise refuse_pickle(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise ConversionError(f"cannot load {path.name} with torch.load: {first_line(e)}") from e
-    if isinstance(obj, dict):
-        raise ConversionError(
-            f"{path.name} holds a dict (a state_dict?), not a module: load it into your nn.Module and import "
-            "the module, or save it with torch.jit.save"
-        )
-    if not isinstance(obj, torch.nn.Module):
-        raise ConversionError(f"{path.name} holds a {type(obj).__name__}, not a torch.nn.Module")
-    return obj
+def is_program(obj: object) -> bool:
+    torch = sys.modules.get("torch")
+    export = getattr(torch, "export", None)
+    return export is not None and isinstance(obj, export.ExportedProgram)
 
 
 def import_torch(
-    model: torch_.nn.Module, *, sample: Sample | None, tolerance: float, opset: int | None, origin: str = ""
+    model: Any, *, sample: Sample | None, tolerance: float, opset: int | None, origin: str = ""
 ) -> ImportResult:
-    """Export with dim 0 dynamic; parity on the sample and on its first row (the batch is not baked in)."""
-    torch = _torch()
+    """Export with dim 0 dynamic; parity on the sample and on its first row (the batch is not baked in).
+
+    A torch.export program is exported through its module; its batch is dynamic only where the program's
+    is, and without a sample its own example inputs are the sample.
+    """
+    torch = torch_module()
+    dynamic = True
+    if is_program(model):
+        from conveyor.formats.torch_export import program_module
+
+        model, sample, dynamic = program_module(model, sample)
     desc = describe(model)
     if sample is None:
         raise ConversionError(
@@ -74,11 +62,11 @@ def import_torch(
         with torch.no_grad():
             expected = _run(model, arrays, desc)
             out_names = ["output"] if len(expected) == 1 else [f"output_{i}" for i in range(len(expected))]
-            data = _export(model, arrays, names, out_names, expected, opset, desc)
-            signature = signature_of(data, dynamic_batch=True)
+            data = _export(model, arrays, names, out_names, expected, opset, desc, dynamic)
+            signature = signature_of(data, dynamic_batch=dynamic)
             n = rows(sample)
             per_output = _diffs(data, arrays, expected, out_names)
-            if n > 1:
+            if n > 1 and dynamic:
                 first = {k: v[:1] for k, v in arrays.items()}
                 for name, diff in _diffs(data, first, _run(model, first, desc), out_names).items():
                     per_output[name] = max(per_output[name], diff)
@@ -95,13 +83,16 @@ def import_torch(
 
 
 def describe(model: object) -> str:
+    program = getattr(model, "program_description", None)  # set by torch_export.program_module
+    if isinstance(program, str):
+        return program
     original = getattr(model, "original_name", None)  # the class a TorchScript module was scripted from
     if type(model).__name__ == "RecursiveScriptModule" and isinstance(original, str):
         return f"TorchScript {original}"
     return type(model).__name__
 
 
-def _torch() -> Any:
+def torch_module() -> Any:
     try:
         import torch
     except ImportError:
@@ -117,7 +108,7 @@ def _positional(sample: Sample) -> dict[str, Array]:
 
 
 def _tensors(model: Any, arrays: dict[str, Array]) -> tuple[Any, ...]:
-    torch = _torch()
+    torch = torch_module()
     param = next(iter(model.parameters()), None)
     float_dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     # samples read from CSV are float64; a float32 net must be traced and compared in its own precision
@@ -130,7 +121,7 @@ def _tensors(model: Any, arrays: dict[str, Array]) -> tuple[Any, ...]:
 
 
 def _run(model: Any, arrays: dict[str, Array], desc: str) -> list[Array]:
-    torch = _torch()
+    torch = torch_module()
     try:
         out = model(*_tensors(model, arrays))
     except Exception as e:  # wrong shape or dtype for this module
@@ -151,10 +142,15 @@ def _export(
     expected: list[Array],
     opset: int | None,
     desc: str,
+    dynamic: bool,
 ) -> bytes:
-    torch = _torch()
-    dynamic_axes = {name: {0: "batch"} for name in names}
-    dynamic_axes.update({name: {0: "batch"} for name, o in zip(out_names, expected, strict=True) if o.ndim})
+    torch = torch_module()
+    dynamic_axes: dict[str, dict[int, str]] = {}
+    if dynamic:
+        dynamic_axes = {name: {0: "batch"} for name in names}
+        dynamic_axes.update(
+            {name: {0: "batch"} for name, o in zip(out_names, expected, strict=True) if o.ndim}
+        )
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -166,7 +162,7 @@ def _export(
                 dynamo=False,
                 input_names=names,
                 output_names=out_names,
-                dynamic_axes=dynamic_axes,
+                dynamic_axes=dynamic_axes or None,
                 opset_version=opset,
             )
     except Exception as e:  # unsupported operators, untraceable control flow, bad opset

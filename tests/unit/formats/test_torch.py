@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from conveyor.errors import ConversionError
+import conveyor
+from conveyor.errors import ConversionError, InvalidInput
 from conveyor.formats import TensorSpec, import_model
 from conveyor.formats.parity import run_onnx
+from conveyor.settings import Settings
 
 pytestmark = pytest.mark.torch
 
@@ -94,11 +96,60 @@ def test_pickled_module_needs_trust(tmp_path: Path) -> None:
     assert result.source == "pytorch Sequential from model.pth"
 
 
-def test_state_dict_file_is_explained(tmp_path: Path) -> None:
+def test_state_dict_file_is_explained_without_trust(tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     torch.save(_mlp().state_dict(), path)
-    with pytest.raises(ConversionError, match=r"holds a dict .* not a module"):
-        import_model(path, sample=_sample(), trust_pickle=True)
+    for trust in (False, True):  # read with torch's restricted loader: no trust needed to say what it is
+        with pytest.raises(ConversionError, match=r"holds a state_dict \(4 tensors: 0.weight") as e:
+            import_model(path, sample=_sample(), trust_pickle=trust)
+        assert "load_state_dict" in str(e.value) and "conveyor.register(" in str(e.value)
+
+
+def test_checkpoint_dict_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, "model": _mlp().state_dict()}, path)
+    with pytest.raises(ConversionError, match=r"holds a dict \('epoch', 'model'\), not a module"):
+        import_model(path, sample=_sample())
+
+
+def _export(static: bool = False) -> torch.export.ExportedProgram:
+    x = torch.from_numpy(_sample()).float()
+    shapes = None if static else {"input": {0: torch.export.Dim("batch")}}
+    return torch.export.export(_mlp().eval(), (x,), dynamic_shapes=shapes)
+
+
+def test_exported_program_file_needs_no_sample_and_keeps_a_dynamic_batch(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt2"
+    torch.export.save(_export(), path)
+    result = import_model(path)  # the example inputs saved with the program are the sample
+    assert result.source == "pytorch torch.export program (input; dynamic batch) from model.pt2"
+    assert result.signature.inputs == (TensorSpec("input", "FP32", (-1, 4)),)
+    assert result.parity is not None and result.parity["samples"] == 8
+    x = _sample(3).astype(np.float32)
+    with torch.no_grad():
+        expected = _export().module()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(run_onnx(result.onnx_bytes, x)["output"], expected, atol=1e-5)
+
+
+def test_exported_program_with_a_fixed_batch_is_served_at_that_batch() -> None:
+    result = import_model(_export(static=True), sample=_sample(8))
+    assert result.signature.inputs == (TensorSpec("input", "FP32", (8, 4)),)
+    with pytest.raises(InvalidInput, match=r"exported for input 'input' of shape \[8, 4\].*Dim\(\"batch\"\)"):
+        import_model(_export(static=True), sample=_sample(3))
+
+
+def test_tensors_are_samples_in_the_python_api(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    x = torch.from_numpy(_sample(5)).float().requires_grad_()
+    info = conveyor.register("mlp", _mlp(), sample=x, settings=settings)
+    assert info.metadata["parity"]["samples"] == 5
+    rng = np.random.default_rng(1)
+    pair = (
+        torch.from_numpy(rng.normal(size=(5, 4))).float(),
+        torch.from_numpy(rng.normal(size=(5, 2))).float(),
+    )
+    two = conveyor.register("two", TwoHeads(), sample=pair, settings=settings)
+    assert [t["name"] for t in two.signature["inputs"]] == ["input_0", "input_1"]
 
 
 def test_sample_is_required() -> None:
