@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,7 +48,11 @@ def load_sample(path: str | Path) -> Sample:
 
 
 def as_sample(sample: Any) -> Sample | None:
-    """Normalize a caller's sample: None, an array, a mapping name -> array, or a path to a sample file."""
+    """Normalize a caller's sample: None, an array, a mapping name -> array, or a path to a sample file.
+
+    A torch tensor counts as an array, and a tuple of tensors as a module's positional inputs (named
+    ``input_0``, ``input_1``...), so a sample can be passed as the module itself is called.
+    """
     if sample is None:
         return None
     if isinstance(sample, str | Path):
@@ -55,13 +60,32 @@ def as_sample(sample: Any) -> Sample | None:
     if isinstance(sample, Mapping):
         if not sample:
             raise InvalidInput("sample is an empty mapping; give at least one input")
-        return {str(k): _numeric(np.asarray(v), None, str(k)) for k, v in sample.items()}
+        return {str(k): _numeric(_array(v), None, str(k)) for k, v in sample.items()}
+    if _is_tensor(sample):
+        return _numeric(_array(sample), None)
+    if isinstance(sample, tuple | list) and sample and all(_is_tensor(t) for t in sample):
+        if len(sample) == 1:
+            return _numeric(_array(sample[0]), None)
+        return {f"input_{i}": _numeric(_array(t), None, f"input_{i}") for i, t in enumerate(sample)}
     if isinstance(sample, np.ndarray | Sequence):
         return _numeric(np.asarray(sample), None)
     raise InvalidInput(
-        f"sample must be a numpy array, a mapping of input name to array, or a path to "
-        f"{'/'.join(SAMPLE_SUFFIXES)}; got {type(sample).__name__}"
+        f"sample must be a numpy array, a torch tensor (or a tuple of them, one per input), a mapping of "
+        f"input name to array, or a path to {'/'.join(SAMPLE_SUFFIXES)}; got {type(sample).__name__}"
     )
+
+
+def _is_tensor(obj: object) -> bool:
+    # a tensor can only exist once torch is imported, so never import it just to ask
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _array(value: Any) -> Array:
+    if _is_tensor(value):
+        # off the autograd graph and the GPU, as the module's own outputs are compared
+        return np.asarray(value.detach().cpu().numpy())
+    return np.asarray(value)
 
 
 def rows(sample: Sample) -> int:
