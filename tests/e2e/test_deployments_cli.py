@@ -122,7 +122,7 @@ def test_scale_rollback_and_delete(cli: CliRunner, api: str, tmp_path: Path) -> 
     )
     assert "unchanged" in cli("scale", "tiny", "--replicas", "4").stdout
     out = cli("rollback", "tiny").stdout.strip()
-    assert out == "deployment/tiny rolled back to the previous revision (now revision 3)"
+    assert out == "deployment/tiny rolled back to the previous revision (now revision 3: tiny:1)"
     assert json.loads(cli("rollback", "tiny", "--to-revision", "2", "--json").stdout)["revision"] == 4
     history = cli("history", "tiny").stdout
     assert "scale to 4" in history and "rollback to 1" in history and "rollback to 2" in history

@@ -12,8 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.cli.client import JsonOpt, NameArg, UrlOpt, api_client, request
-from conveyor.cli.output import console, human_time, titled_table
-from conveyor.errors import NotFound
+from conveyor.cli.output import console, human_time, print_json, titled_table
 
 if TYPE_CHECKING:
     from conveyor.spec import Resource
@@ -79,36 +78,60 @@ def apply(
         _wait(url, [r.metadata.name for r in resources], timeout, quiet=as_json)
 
 
-def diff(filename: FileOpt, url: UrlOpt = None) -> None:
-    """Show how a YAML file differs from what is deployed, as a unified diff of the canonical specs.
+def diff(filename: FileOpt, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Show what `conveyor apply -f FILE` would change: a unified diff of the canonical specs, and the model
+    reference resolved to a version as apply resolves it, so an alias moved since the last apply shows as
+    "model: iris@production (iris:1 → iris:2)".
 
-    Exit status 0: no difference; 1: a difference (like kubectl diff); a new deployment shows as all added.
+    Exit status 0: apply would change nothing; 1: it would make a new revision (like kubectl diff); other
+    codes are errors. A new deployment shows as all added. --json prints, per deployment, both specs, both
+    references and their resolved versions and artifact digests.
     """
-    from conveyor.spec import dump_yaml
-
     resources = _load(filename)
     source = "stdin" if filename == "-" else filename
-    differs = False
-    with api_client(url) as api:
-        for resource in resources:
-            name = resource.metadata.name
-            try:
-                live = _canonical_yaml(api.get(f"/deployments/{name}")["spec"])
-            except NotFound:
-                live = ""
-            lines = difflib.unified_diff(
-                live.splitlines(keepends=True),
-                dump_yaml([resource]).splitlines(keepends=True),
-                fromfile=f"deployment/{name} (live)",
-                tofile=f"deployment/{name} ({source})",
-            )
-            for line in lines:
-                differs = True
-                style = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "")
-                text = escape(line.rstrip("\n"))
-                console.print(f"[{style}]{text}[/]" if style else text, highlight=False, soft_wrap=True)
+    body = {"documents": [r.to_dict() for r in resources]}
+    answer = request(url, "POST", "/diff", body)
+    assert answer is not None
+    differs = bool(answer["differs"])
+    if as_json:
+        print_json(answer)
+    else:
+        for resource, found in zip(resources, answer["deployments"], strict=True):
+            differs = _print_diff(resource, found, source) or differs
     if differs:
         raise typer.Exit(1)
+
+
+def _print_diff(resource: Resource, found: dict[str, Any], source: str) -> bool:
+    """Print one deployment's spec diff and, when the resolved version changes, its model line; True if
+    anything was printed."""
+    from conveyor.spec import dump_yaml
+
+    name = resource.metadata.name
+    live = _canonical_yaml(found["live_spec"]) if found["live_spec"] is not None else ""
+    lines = list(
+        difflib.unified_diff(
+            live.splitlines(keepends=True),
+            dump_yaml([resource]).splitlines(keepends=True),
+            fromfile=f"deployment/{name} (live)",
+            tofile=f"deployment/{name} ({source})",
+        )
+    )
+    for line in lines:
+        style = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "")
+        text = escape(line.rstrip("\n"))
+        console.print(f"[{style}]{text}[/]" if style else text, highlight=False, soft_wrap=True)
+    if found["model_changed"]:
+        console.print(f"deployment/{name}: {model_change(found)}", highlight=False, soft_wrap=True)
+    return bool(lines) or bool(found["model_changed"])
+
+
+def model_change(found: dict[str, Any]) -> str:
+    """``model: iris@production (iris:1 → iris:2)``; the reference's change too when it changed."""
+    ref, live_ref = found["ref"], found["live_ref"]
+    before = found["live_model"] or ("not deployed" if not found["exists"] else "version not recorded")
+    refs = ref if live_ref in (None, ref) else f"{live_ref} → {ref}"
+    return f"model: {refs} ({before} → {found['model']})"
 
 
 def scale(
@@ -140,18 +163,51 @@ def rollback(
     url: UrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Return a deployment to an earlier revision's spec and model version, as a new revision."""
+    """Return a deployment to an earlier revision's spec and model version, as a new revision.
+
+    When that spec names its model by an alias that has moved since (NAME@ALIAS, or NAME for the production
+    alias), a note says what the next `conveyor apply -f` of a file naming it will roll out, and how to move
+    the alias back; --json gives it as next_apply.
+    """
     body = {"toRevision": to_revision} if to_revision is not None else None
     result = request(url, "POST", f"/deployments/{name}/rollback", body, as_json=as_json)
-    if result is not None and result["changed"]:
+    if result is None:
+        pass
+    elif result["changed"]:
         target = f"revision {to_revision}" if to_revision is not None else "the previous revision"
-        console.print(f"deployment/{name} rolled back to {target} (now revision {result['revision']})")
-    elif result is not None:
         console.print(
-            f"deployment/{name} unchanged: that revision is what runs (revision {result['revision']})"
+            f"deployment/{name} rolled back to {target} (now revision {result['revision']}: "
+            f"{result['model']})",
+            highlight=False,
         )
+    else:
+        console.print(
+            f"deployment/{name} unchanged: that revision is what runs (revision {result['revision']}: "
+            f"{result['model']})",
+            highlight=False,
+        )
+    if result is not None and result["next_apply"] is not None:
+        console.print(next_apply_note(result["model"], result["next_apply"]), highlight=False, soft_wrap=True)
     if wait:
         _wait(url, [name], timeout, quiet=as_json)
+
+
+def next_apply_note(running: str, next_apply: dict[str, Any]) -> str:
+    """The rollback note: the deployment runs ``running``, but its model reference now resolves elsewhere."""
+    ref, model = next_apply["ref"], next_apply["model"]
+    if model is None:
+        return (
+            f"note: {ref} no longer resolves to a version; the next `conveyor apply -f` of a file naming "
+            f"{ref} fails until it does"
+        )
+    model_name, _, alias = ref.partition("@")
+    version, new_version = running.rpartition(":")[2], model.rpartition(":")[2]
+    way = "forward" if int(new_version) > int(version) else "back"
+    return (
+        f"note: {ref} now points at {model}; the next `conveyor apply -f` of a file naming {ref} rolls "
+        f"{way} to {model} — move the alias back with "
+        f"`conveyor models alias {model_name} {version} {alias or 'production'}`"
+    )
 
 
 def history(

@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import typer
 
-from conveyor.cli.output import console, print_json, shape_str, titled_table
+from conveyor.cli.output import console, err_console, print_json, shape_str, titled_table
 from conveyor.errors import InvalidInput
 from conveyor.settings import get_settings
 
@@ -39,21 +39,40 @@ def predict(
         bool, typer.Option("--binary", help="Use the binary tensor extension over HTTP.")
     ] = False,
     timeout: Annotated[float, typer.Option(help="HTTP timeout in seconds.", min=0.001, max=86_400)] = 30.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the V2 response as JSON.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the V2 response as JSON, with answered_by: which version answered, and where.",
+        ),
+    ] = False,
 ) -> None:
-    """Run a prediction and print the outputs."""
-    url = url or get_settings().gateway_url
+    """Run a prediction and print the outputs, and on stderr which model version answered and from where.
+
+    Without --url (or $CONVEYOR_GATEWAY_URL) the model runs in this process from the registry, whatever is
+    deployed: NAME is the version the production alias names (else the latest). When a control plane answers
+    at $CONVEYOR_URL and its deployment named NAME serves another version, a note says so and how to ask it.
+    """
+    settings = get_settings()
+    url = url or settings.gateway_url
     payload = _read_data(data)
+    deployment = None
     if url:
         from conveyor.cli.remote import remote_predict
 
         response = remote_predict(url, ref, payload, outputs=output or None, binary=binary, timeout=timeout)
+        answered = answered_by(response, url=url)
     else:
         response = _local_predict(ref, payload, outputs=output or None)
+        deployment = None if ":" in ref else deployed(settings.url, str(response["model_name"]))
+        answered = answered_by(response, home=str(settings.home), deployment=deployment)
     if as_json:
-        print_json(response)
-        return
-    _print_response(response)
+        print_json({**response, "answered_by": answered})
+    else:
+        _print_response(response)
+        err_console.print(f"answered by {_source_line(answered)}", highlight=False, soft_wrap=True)
+    if note := _deployment_note(answered, deployment["gateway"] if deployment else None):
+        err_console.print(note, highlight=False, soft_wrap=True)
 
 
 def _read_data(data: str) -> Any:
@@ -138,6 +157,61 @@ def _local_predict(ref: str, payload: Any, outputs: list[str] | None) -> dict[st
             for k, v in result.items()
         ],
     }
+
+
+def answered_by(
+    response: dict[str, Any],
+    *,
+    url: str | None = None,
+    home: str | None = None,
+    deployment: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Which version answered (the V2 answer's model_name:model_version) and where: a server at ``url``, or
+    this process from the registry at ``home`` (with what the deployment of that name serves, if known)."""
+    version = response.get("model_version")
+    model = f"{response.get('model_name')}:{version}" if version else str(response.get("model_name"))
+    return {
+        "model": model,
+        "source": "server" if url else "in-process",
+        "home": home,
+        "url": url,
+        "deployment": {"name": deployment["name"], "model": deployment["model"]} if deployment else None,
+    }
+
+
+def deployed(api_url: str, name: str) -> dict[str, Any] | None:
+    """The deployment ``name`` of the control plane at ``api_url``, with ``gateway`` (its URL), if one answers
+    within a second; None otherwise: the note it feeds is a courtesy, never a reason to fail or to wait."""
+    from conveyor.cli.client import ApiClient
+    from conveyor.errors import ConveyorError
+
+    try:
+        with ApiClient(api_url, timeout=1.0) as api:
+            found = api.get("/endpoints")
+    except ConveyorError:
+        return None
+    endpoint = next((e for e in found.get("endpoints", []) if e.get("name") == name), None)
+    if not isinstance(endpoint, dict) or not isinstance(endpoint.get("model"), str):
+        return None
+    gateway = next((g.get("url") for g in found.get("gateways", []) if g.get("url")), None)
+    return {"name": name, "model": endpoint["model"], "gateway": gateway}
+
+
+def _source_line(answered: dict[str, Any]) -> str:
+    if answered["source"] == "server":
+        return f"{answered['model']} (server {answered['url']})"
+    return f"{answered['model']} (in-process from the registry at {answered['home']}; no server asked)"
+
+
+def _deployment_note(answered: dict[str, Any], gateway: str | None = None) -> str | None:
+    deployment = answered["deployment"]
+    if deployment is None or deployment["model"] == answered["model"]:
+        return None
+    ask = f"--url {gateway}" if gateway else "--url GATEWAY_URL"
+    return (
+        f"note: deployment/{deployment['name']} serves {deployment['model']}, not {answered['model']}; "
+        f"ask it with {ask} (or set CONVEYOR_GATEWAY_URL)"
+    )
 
 
 def _print_response(response: dict[str, Any]) -> None:

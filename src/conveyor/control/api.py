@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from conveyor import __version__
 from conveyor.control import API_HEADER
 from conveyor.control import api_ops as ops
-from conveyor.control.api_bodies import ApplyBody, GatewayReport, RollbackBody, ScaleBody
+from conveyor.control.api_bodies import ApplyBody, DiffBody, GatewayReport, RollbackBody, ScaleBody
 from conveyor.control.runtime import ControlRuntime
 from conveyor.errors import ConveyorError
 from conveyor.registry import Registry
@@ -110,6 +110,13 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
                 runtime.changed(r["name"])
         return {"results": results}
 
+    @api.post("/diff", tags=["deployments"])
+    async def diff(body: DiffBody) -> dict[str, Any]:
+        """What apply would change, per document: live and new spec, model reference resolved on both sides
+        (version and digest) as apply resolves it; ``changed`` is apply's own rule. Stores nothing."""
+        results = await in_thread(ops.diff_documents, registry, body.documents)
+        return {"differs": any(r["changed"] for r in results), "deployments": results}
+
     @api.get("/deployments", tags=["deployments"])
     async def list_deployments() -> dict[str, Any]:
         infos = await in_thread(lambda: registry.deployments.list())
@@ -144,14 +151,14 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
 
     @api.post("/deployments/{name}/rollback", tags=["deployments"])
     async def rollback(name: str, body: RollbackBody | None = None) -> dict[str, Any]:
-        """A new revision with an earlier revision's spec and model (default: the one before current)."""
+        """A new revision with an earlier revision's spec and model (default: the one before current), with
+        the ``model`` it runs and ``next_apply``: what a later apply of its model reference would roll out
+        when an alias moved since (else null)."""
         to_revision = body.to_revision if body is not None else None
-        result = await in_thread(
-            lambda: registry.deployments.rollback(name, to_revision, created_by=settings.user)
-        )
+        result, extra = await in_thread(ops.rollback, registry, name, to_revision, user=settings.user)
         if result.changed:
             runtime.changed(name)
-        return result.to_dict()
+        return {**result.to_dict(), **extra}
 
     @api.get("/deployments/{name}/revisions", tags=["deployments"])
     async def revisions(name: str) -> dict[str, Any]:

@@ -25,6 +25,13 @@ class ApplyBody(Body):
     dry_run: bool = Field(default=False, description="Validate and report what would change; store nothing.")
 
 
+class DiffBody(Body):
+    documents: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="Resources as for apply, validated and their model references resolved as apply does.",
+    )
+
+
 class ScaleBody(Body):
     replicas: int = Field(
         ge=0, le=MAX_REPLICAS, description="The fixed replica count of a deployment without autoscaling."

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from conveyor import errors
 from conveyor.control.runtime import ControlRuntime
 from conveyor.registry import Registry
-from conveyor.registry.records import ApplyResult, DeploymentInfo
+from conveyor.registry.records import ApplyResult, DeploymentInfo, VersionInfo
 from conveyor.spec import KINDS, Deployment
 from conveyor.spec.loader import dotted_path
 
@@ -81,15 +81,18 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
     return out
 
 
-def resolve_models(registry: Registry, resources: list[Deployment]) -> list[str]:
-    """Each resource's ``spec.model`` resolved to ``name:version`` now; NotFound names the deployment too."""
-    resolved = []
-    for r in resources:
-        try:
-            resolved.append(registry.resolve(r.spec.model).ref)
-        except errors.NotFound as exc:
-            raise errors.NotFound(f"deployment {r.metadata.name!r}: {exc.message}") from None
-    return resolved
+def resolve_model(registry: Registry, deployment: str, ref: str) -> VersionInfo:
+    """``ref`` (a deployment's ``spec.model``) resolved to a version now, as apply, diff and the rollback note
+    all see it; NotFound names the deployment too."""
+    try:
+        return registry.resolve(ref)
+    except errors.NotFound as exc:
+        raise errors.NotFound(f"deployment {deployment!r}: {exc.message}") from None
+
+
+def resolve_models(registry: Registry, resources: list[Deployment]) -> list[VersionInfo]:
+    """Each resource's ``spec.model`` resolved by ``resolve_model``."""
+    return [resolve_model(registry, r.metadata.name, r.spec.model) for r in resources]
 
 
 def apply_documents(
@@ -98,10 +101,10 @@ def apply_documents(
     """Validate all, resolve all, then apply all in one transaction (or, with ``dry_run``, say what would
     change)."""
     resources = validate_documents(documents)
-    models = resolve_models(registry, resources)
+    models = [v.ref for v in resolve_models(registry, resources)]
     if dry_run:
         outcome = [
-            _preview(registry, resource, model) for resource, model in zip(resources, models, strict=True)
+            _preview(registry, resource, model)[0] for resource, model in zip(resources, models, strict=True)
         ]
     else:  # one transaction: every document is stored, or none
         items = [(r.to_dict(), r.fingerprint(), m) for r, m in zip(resources, models, strict=True)]
@@ -110,6 +113,58 @@ def apply_documents(
         {"kind": resource.kind, **result.to_dict(), "model": model}
         for resource, result, model in zip(resources, outcome, models, strict=True)
     ]
+
+
+def diff_documents(registry: Registry, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What ``apply`` would do with each document, compared with what is deployed: the live spec and the
+    model reference resolved on both sides (version and artifact digest), so an alias that moved since the
+    last apply is a change, as it is to apply. ``changed`` is exactly apply's rule (``_preview``)."""
+    resources = validate_documents(documents)
+    out = []
+    for resource, version in zip(resources, resolve_models(registry, resources), strict=True):
+        result, current = _preview(registry, resource, version.ref)
+        live_ref = _spec_model(current.spec) if current is not None else None
+        live_model = current.model if current is not None else None
+        out.append(
+            {
+                "kind": resource.kind,
+                "name": resource.metadata.name,
+                "exists": current is not None,
+                "revision": current.revision if current is not None else None,
+                "next_revision": result.revision if result.changed else None,
+                "changed": result.changed,
+                "spec_changed": current is None or current.fingerprint != resource.fingerprint(),
+                "model_changed": live_model != version.ref,
+                "live_spec": current.spec if current is not None else None,
+                "ref": resource.spec.model,
+                "live_ref": live_ref,
+                "model": version.ref,
+                "live_model": live_model,
+                "digest": version.sha256,
+                "live_digest": _digest(registry, live_model),
+            }
+        )
+    return out
+
+
+def rollback(
+    registry: Registry, name: str, to_revision: int | None, *, user: str
+) -> tuple[ApplyResult, dict[str, Any]]:
+    """Roll back (``DeploymentStore.rollback``); the answer adds the ``model`` the deployment now runs and
+    ``next_apply``: when its spec's model reference now resolves to another version (an alias moved since
+    that revision was made), the ``ref`` and the ``model`` a later apply of a file naming it rolls out."""
+    result = registry.deployments.rollback(name, to_revision, created_by=user)
+    current = registry.deployments.revision(name, result.revision)  # the one made, even if another follows
+    ref = _spec_model(current.spec)
+    next_apply: dict[str, Any] | None = None
+    if ref is not None and current.model is not None:
+        try:
+            resolved: str | None = resolve_model(registry, name, ref).ref
+        except errors.NotFound:
+            resolved = None  # the alias or model is gone: the next apply of that file fails, and says why
+        if resolved != current.model:
+            next_apply = {"ref": ref, "model": resolved}
+    return result, {"model": current.model, "next_apply": next_apply}
 
 
 def scale(registry: Registry, name: str, replicas: int, *, user: str) -> ApplyResult:
@@ -170,15 +225,35 @@ def endpoint_path(name: str) -> str:
     return f"/v2/models/{name}"
 
 
-def _preview(registry: Registry, resource: Deployment, model: str) -> ApplyResult:
+def _preview(
+    registry: Registry, resource: Deployment, model: str
+) -> tuple[ApplyResult, DeploymentInfo | None]:
+    """What ``apply`` of ``resource`` running ``model`` would do (its rule: a new revision unless the
+    fingerprint AND the resolved model are current), and the current deployment if there is one."""
     name = resource.metadata.name
     try:
         current = registry.deployments.get(name)
     except errors.NotFound:
-        return ApplyResult(name, 1, changed=True)
+        return ApplyResult(name, 1, changed=True), None
     if (current.fingerprint, current.model) == (resource.fingerprint(), model):
-        return ApplyResult(name, current.revision, changed=False)
-    return ApplyResult(name, current.revision + 1, changed=True)
+        return ApplyResult(name, current.revision, changed=False), current
+    return ApplyResult(name, current.revision + 1, changed=True), current
+
+
+def _spec_model(spec: dict[str, Any]) -> str | None:
+    """``spec.model`` of a stored canonical spec (None if an older Conveyor stored something else)."""
+    model = spec.get("spec", {}).get("model") if isinstance(spec.get("spec"), dict) else None
+    return model if isinstance(model, str) else None
+
+
+def _digest(registry: Registry, model: str | None) -> str | None:
+    """The artifact digest of a resolved ``name:version``; None if unknown or since deleted."""
+    if model is None:
+        return None
+    try:
+        return registry.resolve(model).sha256
+    except (errors.NotFound, errors.InvalidInput):
+        return None
 
 
 def error_text(error: Any) -> str:

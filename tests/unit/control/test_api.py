@@ -234,10 +234,18 @@ def test_rollback_returns_to_the_model_that_revision_ran(client: TestClient, reg
     registry.set_alias("tiny", 2, "prod")
     apply(client, doc())
     r = client.post("/api/v1/deployments/tiny/rollback")
-    assert r.json() == {"name": "tiny", "revision": 3, "changed": True}
+    # tiny@prod names tiny:2 now: a later apply of that spec rolls forward again, and the answer says so
+    next_apply = {"ref": "tiny@prod", "model": "tiny:2"}
+    assert r.json() == {
+        "name": "tiny",
+        "revision": 3,
+        "changed": True,
+        "model": "tiny:1",
+        "next_apply": next_apply,
+    }
     assert client.get("/api/v1/deployments/tiny").json()["model"] == "tiny:1"
     r = client.post("/api/v1/deployments/tiny/rollback", json={"toRevision": 2})
-    assert r.json() == {"name": "tiny", "revision": 4, "changed": True}
+    assert r.json() == {"name": "tiny", "revision": 4, "changed": True, "model": "tiny:2", "next_apply": None}
     r = client.post("/api/v1/deployments/tiny/rollback", json={"toRevision": 9})
     assert (r.status_code, r.json()) == (404, {"error": "revision 9 of deployment 'tiny' not found"})
     r = client.post("/api/v1/deployments/tiny/rollback", json={"toRevision": 0})
@@ -337,3 +345,39 @@ def test_numbers_beyond_the_registry_are_400s_not_500s(client: TestClient) -> No
     assert r.status_code == 400 and r.json()["error"].startswith("toRevision:")
     r = client.get("/api/v1/deployments/tiny/events", params={"limit": 10**23})
     assert r.status_code == 400 and r.json()["error"].startswith("limit:")
+
+
+def test_diff_resolves_the_model_as_apply_does_so_an_alias_move_is_a_change(
+    client: TestClient, registry: Registry
+) -> None:
+    new = client.post("/api/v1/diff", json={"documents": [doc()]}).json()
+    assert new["differs"] is True
+    assert new["deployments"][0] | {"digest": None} == {
+        "kind": "Deployment",
+        "name": "tiny",
+        "exists": False,
+        "revision": None,
+        "next_revision": 1,
+        "changed": True,
+        "spec_changed": True,
+        "model_changed": True,
+        "live_spec": None,
+        "ref": "tiny@prod",
+        "live_ref": None,
+        "model": "tiny:1",
+        "live_model": None,
+        "digest": None,
+        "live_digest": None,
+    }
+    apply(client, doc())
+    same = client.post("/api/v1/diff", json={"documents": [doc()]}).json()
+    assert same["differs"] is False and same["deployments"][0]["next_revision"] is None
+    registry.set_alias("tiny", 2, "prod")
+    moved = client.post("/api/v1/diff", json={"documents": [doc()]}).json()["deployments"][0]
+    assert (moved["changed"], moved["spec_changed"], moved["model_changed"]) == (True, False, True)
+    assert (moved["live_model"], moved["model"], moved["next_revision"]) == ("tiny:1", "tiny:2", 2)
+    assert moved["live_digest"] == registry.resolve("tiny:1").sha256
+    assert moved["digest"] == registry.resolve("tiny:2").sha256
+    assert apply(client, doc())[0]["revision"] == 2  # what diff announced
+    r = client.post("/api/v1/diff", json={"documents": [doc(model="nosuch:1")]})
+    assert (r.status_code, r.json()) == (404, {"error": "deployment 'tiny': model 'nosuch' not found"})
