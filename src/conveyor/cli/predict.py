@@ -190,10 +190,12 @@ def deployed(api_url: str, name: str) -> dict[str, Any] | None:
             found = api.get("/endpoints")
     except ConveyorError:
         return None
-    endpoint = next((e for e in found.get("endpoints", []) if e.get("name") == name), None)
-    if not isinstance(endpoint, dict) or not isinstance(endpoint.get("model"), str):
+    endpoints = [e for e in found.get("endpoints") or [] if isinstance(e, dict)]
+    endpoint = next((e for e in endpoints if e.get("name") == name), None)
+    if endpoint is None or not isinstance(endpoint.get("model"), str):
         return None
-    gateway = next((g.get("url") for g in found.get("gateways", []) if g.get("url")), None)
+    gateways = [g for g in found.get("gateways") or [] if isinstance(g, dict)]
+    gateway = next((g["url"] for g in gateways if isinstance(g.get("url"), str)), None)
     return {"name": name, "model": endpoint["model"], "gateway": gateway}
 
 
