@@ -4,19 +4,34 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-STAMP := $(VENV)/.installed
+# Two installs: the package alone (what `make demo` and users need: CPU-only, no torch) and the package with
+# the dev and torch extras (tests, lint, docs, benchmarks).
+BASE_STAMP := $(VENV)/.installed-base
+STAMP := $(VENV)/.installed-dev
+# torch from PyTorch's CPU index, at the version the torch extra pins: a plain index serves the CUDA build.
+TORCH := $(shell sed -n 's/^torch = \["\(torch==[^"]*\)"\]/\1/p' pyproject.toml)
+TORCH_INDEX := https://download.pytorch.org/whl/cpu
 
-.PHONY: demo test lint typecheck check clean install system-deps hey docs bench bench-rollout proto
+.PHONY: demo test lint typecheck check clean install install-dev system-deps hey docs bench bench-rollout proto
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+
+$(BASE_STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q -e .
+	touch $@
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q '$(TORCH)' --index-url $(TORCH_INDEX)
 	$(PIP) install -q -e '.[dev,torch]'
-	touch $(STAMP)
+	touch $@ $(BASE_STAMP)
 
-install: $(STAMP)
+install: $(BASE_STAMP)
 
-# Debian packages the tests use: PostgreSQL 15 for the registry tests, hey as the load generator of the
+install-dev: $(STAMP)
+
+# Debian packages the tests use (apt-get: needs root): PostgreSQL 15 for the registry tests, hey as the load generator of the
 # deployment tests (zero failed requests under load).
 system-deps: hey
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
@@ -27,7 +42,7 @@ hey:
 	@command -v hey >/dev/null 2>&1 || { echo "installing hey (Debian)"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; }
 
-demo: $(STAMP)
+demo: $(BASE_STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP) system-deps
