@@ -36,12 +36,15 @@ def register(
     description: str | None = None,
     parent_version: int | None = None,
     trust_pickle: bool = False,
+    tolerance: float | None = None,
     settings: Settings | None = None,
 ) -> VersionInfo:
     """Convert ``model_or_path`` to ONNX (checking parity on ``sample``) and store it as a new version.
 
     ``model_or_path`` is a file (.onnx, .skops, .pt, a pickle with ``trust_pickle``) or an in-memory
-    scikit-learn estimator, torch module or ONNX model. Returns the new version's record.
+    scikit-learn estimator, torch module or ONNX model. ``tolerance`` is the largest |diff| the parity check
+    accepts (``settings.parity_tolerance`` by default). Returns the new version's record; its
+    ``metadata["parity"]`` says what the conversion was checked on, or ``{"checked": False, "reason": ...}``.
     """
     from conveyor.formats import import_model
 
@@ -51,7 +54,7 @@ def register(
         framework=framework,
         sample=sample,
         trust_pickle=trust_pickle,
-        tolerance=settings.parity_tolerance,
+        tolerance=settings.parity_tolerance if tolerance is None else tolerance,
     )
     metadata: dict[str, Any] = {"source": result.source}
     if result.parity is not None:

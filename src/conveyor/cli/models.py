@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import typer
 
 import conveyor
-from conveyor.cli.output import console, human_size, human_time, print_json, shape_str, titled_table
+from conveyor.cli.output import (
+    console,
+    err_console,
+    human_size,
+    human_time,
+    print_json,
+    shape_str,
+    titled_table,
+)
 from conveyor.errors import InvalidInput
 
 app = typer.Typer(help="Register model versions and manage them in the registry.", no_args_is_help=True)
@@ -55,9 +63,17 @@ def register(
     trust_pickle: Annotated[
         bool, typer.Option("--trust-pickle", help="Allow loading pickle/joblib files (unpickling runs code).")
     ] = False,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            help="Largest |diff| allowed between the converted model and the original "
+            "(default: CONVEYOR_PARITY_TOLERANCE, 1e-4)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Convert a model to ONNX, check it against the original on --sample, and store it as a new version."""
+    """Convert a model to ONNX, check it against the original (on --sample, or on inputs derived from a
+    scikit-learn model), and store it as a new version."""
     if framework.lower() not in {"auto", "onnx", "sklearn", "pytorch"}:
         raise InvalidInput(f"--framework must be auto, onnx, sklearn or pytorch, not {framework!r}")
     if not path.exists():
@@ -74,11 +90,22 @@ def register(
             description=description,
             parent_version=parent_version,
             trust_pickle=trust_pickle,
+            tolerance=tolerance,
         )
+        with conveyor.open_registry() as registry:
+            same = [v.version for v in registry.list_versions(name) if v.sha256 == info.sha256]
+    earlier = [v for v in same if v != info.version]
+    parity = info.metadata.get("parity") or {}
+    if parity.get("checked") is False:
+        # stderr, so --json output stays one document; said on every register, not only in `models show`
+        err_console.print(f"warning: parity not checked: {parity.get('reason')}")
     if as_json:
-        print_json(info.to_dict())
+        print_json({**info.to_dict(), "already_registered_as": earlier})
         return
     console.print(f"[green]Registered[/] [bold]{info.name}:{info.version}[/] ({info.framework})")
+    if earlier:
+        refs = ", ".join(f"{name}:{v}" for v in earlier)
+        console.print(f"already registered as {refs}: same sha256, the artifact is stored once")
     _print_version(info.to_dict())
 
 
@@ -190,6 +217,24 @@ def _print_versions(name: str, versions: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def _parity_line(parity: dict[str, Any] | None) -> str:
+    """What the conversion was checked on, and how closely it agreed; 'not checked' and why otherwise."""
+    if not parity:
+        return "not checked (no sample)"
+    if parity.get("checked") is False:
+        return f"not checked: {parity.get('reason')}"
+    if "max_abs_diff" not in parity:
+        return f"runs on {parity.get('samples', '?')} samples (no reference output to compare)"
+    on = {"sample": "the given sample", "derived": "inputs derived from the model"}.get(
+        parity.get("inputs", "sample"), "the given sample"
+    )
+    line = (
+        f"max |diff| {parity['max_abs_diff']:.3g} (tolerance {parity.get('tolerance')}) "
+        f"on {parity.get('samples', '?')} rows of {on}"
+    )
+    return line + (f"; conversion {parity['conversion']}" if parity.get("conversion") else "")
+
+
 def _print_version(v: dict[str, Any]) -> None:
     console.print(f"[bold]{v['name']}:{v['version']}[/]  {v.get('description') or ''}")
     console.print(f"  sha256     {v['sha256']}")
@@ -199,12 +244,7 @@ def _print_version(v: dict[str, Any]) -> None:
     console.print(f"  created    {human_time(v.get('created_at'))} by {v.get('created_by') or '-'}")
     if v.get("tags"):
         console.print("  tags       " + ", ".join(f"{k}={val}" for k, val in sorted(v["tags"].items())))
-    parity = (v.get("metadata") or {}).get("parity")
-    if parity and "max_abs_diff" in parity:
-        console.print(
-            f"  parity     max |diff| {parity['max_abs_diff']:.3g} (tolerance {parity.get('tolerance')})"
-            f" on {parity.get('samples', '?')} samples"
-        )
+    console.print(f"  parity     {_parity_line((v.get('metadata') or {}).get('parity'))}")
     sig = v.get("signature") or {}
     rows = [
         [kind[:-1], t["name"], t["datatype"], shape_str(t["shape"])]

@@ -76,20 +76,26 @@ def report(per_output: dict[str, float], tolerance: float, samples: int, **extra
     max_diff = per_output[worst] if worst is not None else 0.0
     if worst is not None and not max_diff <= tolerance:
         raise ConversionError(
-            f"{DISAGREES}: max |diff| {max_diff:.3g} > tolerance {tolerance:g} on {samples} samples "
-            f"(output {worst!r})",
+            f"{DISAGREES}: max |diff| {max_diff:.3g} > tolerance {tolerance:g} (--tolerance) "
+            f"on {samples} samples (output {worst!r})",
             max_abs_diff=max_diff,
             tolerance=tolerance,
             samples=samples,
             output=worst,
         )
     return {
+        "checked": True,
         "max_abs_diff": max_diff,
         "tolerance": tolerance,
         "samples": samples,
         "per_output": dict(per_output),
         **extra,
     }
+
+
+def not_checked(reason: str) -> dict[str, Any]:
+    """The parity record of a version nothing could be compared on: shown by ``models show``, never silent."""
+    return {"checked": False, "reason": reason}
 
 
 def first_line(e: BaseException) -> str:

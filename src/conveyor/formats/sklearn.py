@@ -10,11 +10,20 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import ConversionError, InvalidInput
-from conveyor.formats.parity import first_line, max_abs_diff, report, run_onnx
+from conveyor.formats.derived import derived_inputs
+from conveyor.formats.parity import first_line, max_abs_diff, not_checked, report, run_onnx
 from conveyor.formats.result import ImportResult, signature_of
 from conveyor.formats.samples import Array, Sample
+from conveyor.formats.sklearn_exact import canonical_opsets, convert_exact, has_trees
 
 INPUT_NAME = "input"
+FLOAT32 = "float32"
+EXACT = "exact: float64, float32 tree inputs"
+EXACT_FP64_INPUT = "exact: float64 with FP64 inputs, float32 tree inputs"
+NOTHING_DERIVED = (
+    "no sample was given and {desc} records no statistics to derive inputs from "
+    "(give --sample to check the conversion)"
+)
 # skops reports every type outside its own allow-list; these roots are the libraries a fitted model is made of
 _SAFE_ROOTS = ("sklearn", "numpy", "scipy", "builtins")
 
@@ -58,7 +67,13 @@ def load_skops(path: Path, *, trust_pickle: bool) -> Any:
 def import_sklearn(
     model: Any, *, sample: Sample | None, tolerance: float, opset: int | None, origin: str = ""
 ) -> ImportResult:
-    """Convert a fitted estimator or pipeline; with a sample, refuse a conversion that disagrees with it."""
+    """Convert a fitted estimator or pipeline and check it against the original.
+
+    The check runs on the sample, or else on inputs derived from the fitted model (``derived_inputs``); with
+    neither, the version records that parity was not checked. When the float32 conversion disagrees, the exact
+    conversion (``sklearn_exact``) is tried: first keeping the FP32 input, then taking FP64 inputs when the
+    sample holds values float32 cannot represent. A conversion that still disagrees is refused.
+    """
     desc = describe(model)
     _check_fitted(model, desc)
     x = _features(sample)
@@ -71,19 +86,62 @@ def import_sklearn(
         n_features = x.shape[1]
     if x is not None and x.shape[1] != n_features:
         raise InvalidInput(f"the sample has {x.shape[1]} columns; {desc} expects {n_features} features")
-    data = _convert(model, int(n_features), opset, desc)
-    signature = signature_of(data, dynamic_batch=True)
-    parity = None if x is None else _parity(model, data, x, tolerance)
+    inputs = "sample"
+    if x is None:
+        derived = derived_inputs(model, int(n_features))
+        # float64 like a sample: the original is given what the served model is given, in its usual type
+        x, inputs = (None if derived is None else derived.astype(np.float64)), "derived"
+    data, options = _convert(model, int(n_features), opset, desc)
+    if x is None:
+        return _result(data, None, desc, origin, not_checked(NOTHING_DERIVED.format(desc=desc)))
+    try:
+        parity = _parity(model, data, x, tolerance)
+        return _result(data, x, desc, origin, {**parity, "inputs": inputs, "conversion": FLOAT32})
+    except InvalidInput as e:
+        if inputs == "sample":
+            raise
+        # the original itself fails on what was derived from it: say so rather than blame a sample
+        return _result(data, None, desc, origin, not_checked(f"{desc} fails on derived inputs: {e.message}"))
+    except ConversionError as e:
+        if not has_trees(model):
+            raise
+        first = e
+    exact: list[bool] = [False] if np.array_equal(x.astype(np.float32), x) else [False, True]
+    for fp64_input in exact:
+        try:
+            data = convert_exact(model, int(n_features), opset, options, fp64_input=fp64_input)
+        except Exception as e:  # the exact graph is best effort: the float32 verdict stands
+            raise ConversionError(f"{first.message}; the exact conversion failed: {first_line(e)}") from e
+        try:
+            parity = _parity(model, data, x, tolerance)
+        except ConversionError as e:
+            if fp64_input or len(exact) == 1:
+                raise ConversionError(f"{e.message} (the exact float64 conversion too)", **e.details) from e
+            continue
+        conversion = EXACT_FP64_INPUT if fp64_input else EXACT
+        return _result(data, x, desc, origin, {**parity, "inputs": inputs, "conversion": conversion})
+    raise AssertionError("unreachable")
+
+
+def graph_name(model: Any) -> str:
+    """A fixed graph name: skl2onnx draws a random one, and the same model would get a new digest."""
+    return f"sklearn {describe(model)}"
+
+
+def _result(data: bytes, x: Array | None, desc: str, origin: str, parity: dict[str, Any]) -> ImportResult:
+    if x is not None:
+        parity["samples"] = int(x.shape[0])
     return ImportResult(
         onnx_bytes=data,
         framework="sklearn",
-        signature=signature,
+        signature=signature_of(data, dynamic_batch=True),
         parity=parity,
         source=f"sklearn {desc}{origin}",
     )
 
 
-def _convert(model: Any, n_features: int, opset: int | None, desc: str) -> bytes:
+def _convert(model: Any, n_features: int, opset: int | None, desc: str) -> tuple[bytes, Any]:
+    """The float32 graph and the converter options that made it (the exact conversion reuses them)."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.base import is_classifier
@@ -98,8 +156,15 @@ def _convert(model: Any, n_features: int, opset: int | None, desc: str) -> bytes
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                onx = convert_sklearn(model, initial_types=initial_types, options=options, target_opset=opset)
-            return bytes(onx.SerializeToString())
+                onx = convert_sklearn(
+                    model,
+                    initial_types=initial_types,
+                    options=options,
+                    target_opset=opset,
+                    name=graph_name(model),
+                )
+            canonical_opsets(onx)
+            return bytes(onx.SerializeToString()), options
         except Exception as e:  # skl2onnx raises RuntimeError, NameError, TypeError... for what it cannot do
             if options is not None and "zipmap" in str(e) and i + 1 < len(option_sets):
                 continue
@@ -178,7 +243,9 @@ def _features(sample: Sample | None) -> Array | None:
         sample = next(iter(sample.values()))
     if sample.ndim != 2:
         raise InvalidInput(f"the sample must be 2-D (rows × features); got shape {list(sample.shape)}")
-    return np.ascontiguousarray(sample, dtype=np.float32)
+    # float64, as the original is used: the served model gets it cast to its input type, and a value that
+    # type cannot hold shows as a disagreement
+    return np.ascontiguousarray(sample, dtype=np.float64)
 
 
 def _check_fitted(model: Any, desc: str) -> None:

@@ -51,10 +51,10 @@ def test_pipeline_converts_to_plain_tensors_with_parity(pipeline: Any, xy: Any) 
     np.testing.assert_array_equal(outputs["label"], pipeline.predict(x[:7].astype(np.float32)))
 
 
-def test_random_forest_without_sample_has_no_parity(forest: Any) -> None:
+def test_random_forest_without_sample_is_checked_on_its_thresholds(forest: Any) -> None:
     result = import_model(forest, framework="sklearn")
     _labels_and_probabilities(result, 3)
-    assert result.parity is None
+    assert result.parity is not None and result.parity["checked"] and result.parity["inputs"] == "derived"
     onnx.checker.check_model(onnx.load_model_from_string(result.onnx_bytes))
 
 
@@ -80,7 +80,7 @@ def test_disagreement_beyond_tolerance_is_refused_with_the_numbers(pipeline: Any
         import_model(pipeline, sample=x, tolerance=0.0)
     message = str(err.value)
     assert message.startswith("conversion disagrees with the original: max |diff| ")
-    assert message.endswith("> tolerance 0 on 120 samples (output 'probabilities')")
+    assert message.endswith("> tolerance 0 (--tolerance) on 120 samples (output 'probabilities')")
     assert err.value.details["max_abs_diff"] > 0
 
 
