@@ -8,9 +8,6 @@ PIP := $(PY) -m pip
 # the dev and torch extras (tests, lint, docs, benchmarks).
 BASE_STAMP := $(VENV)/.installed-base
 STAMP := $(VENV)/.installed-dev
-# torch from PyTorch's CPU index, at the version the torch extra pins: a plain index serves the CUDA build.
-TORCH := $(shell sed -n 's/^torch = \["\(torch==[^"]*\)"\]/\1/p' pyproject.toml)
-TORCH_INDEX := https://download.pytorch.org/whl/cpu
 
 .PHONY: demo test lint typecheck check clean install install-dev system-deps hey docs bench bench-rollout proto
 
@@ -22,8 +19,9 @@ $(BASE_STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q -e .
 	touch $@
 
+# torch comes from the package registries only (CI reaches nothing else; its pip finds the CPU build on disk).
+# On a machine whose index serves the CUDA build, install CPU-only torch first (README, "Install").
 $(STAMP): pyproject.toml | $(PY)
-	$(PIP) install -q '$(TORCH)' --index-url $(TORCH_INDEX)
 	$(PIP) install -q -e '.[dev,torch]'
 	touch $@ $(BASE_STAMP)
 
