@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -11,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 import conveyor
+from conveyor.formats import import_model
 from conveyor.settings import Settings
 from tests.e2e.conftest import CliRunner
 from tests.fixtures.processes import ProcessGroup, conveyor_exe, free_port, wait_http_ok
@@ -104,14 +106,48 @@ def test_predict_in_process_from_registry(
     assert len(next(o for o in json.loads(csv.stdout)["outputs"] if o["datatype"] == "INT64")["data"]) == 10
 
 
-def test_serve_a_model_file_directly(
-    iris_files: dict[str, Path], cli_env: dict[str, str], processes: ProcessGroup
+def _outputs(answer: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in answer["outputs"]}
+
+
+def test_serve_a_model_file_directly_answers_as_onnx_runtime_does(
+    iris_files: dict[str, Path], cli: CliRunner, cli_env: dict[str, str], processes: ProcessGroup
 ) -> None:
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     proc = processes.start(
         [conveyor_exe(), "serve", str(iris_files["skops"]), "--port", str(port)], env=cli_env
     )
-    wait_http_ok(f"http://127.0.0.1:{port}/v2/models/iris/ready", proc)
+    wait_http_ok(f"{url}/v2/models/iris/ready", proc)
+
+    # The reference: the same file converted here and run by ONNX Runtime directly, no Conveyor in the path.
+    onnx_bytes = import_model(iris_files["skops"]).onnx_bytes
+    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    x = np.load(iris_files["sample"])
+    names = [o.name for o in sess.get_outputs()]
+    expected = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x}), strict=True))
+    label_name = next(n for n, v in expected.items() if v.dtype == np.int64)
+    assert len(set(expected[label_name].tolist())) == 3  # every class in the sample: a constant answer fails
+
+    body = {
+        "id": "file-1",
+        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+    }
+    r = httpx.post(f"{url}/v2/models/iris/infer", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == "file-1" and r.json()["model_name"] == "iris"
+    served = _outputs(r.json())
+    assert served.keys() == expected.keys()
+    assert served[label_name].tolist() == expected[label_name].tolist()
+    for name, want in expected.items():
+        np.testing.assert_allclose(served[name], want, rtol=1e-6, atol=1e-7)
+
+    for extra in ((), ("--binary",)):
+        out = cli("predict", "iris", "--url", url, "--data", str(iris_files["sample"]), "--json", *extra)
+        predicted = _outputs(json.loads(out.stdout))
+        assert predicted[label_name].tolist() == expected[label_name].tolist(), extra
+        for name, want in expected.items():
+            np.testing.assert_allclose(predicted[name], want, rtol=1e-6, atol=1e-7)
 
 
 def test_serve_unknown_model_fails_with_one_line(cli: CliRunner) -> None:
