@@ -4,11 +4,13 @@ table kept, load reports on a tick and at once for a held request, failures that
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from conveyor.gateway import Gateway
 from conveyor.gateway.control import ControlPlaneClient
@@ -24,15 +26,21 @@ def table(generation: int, *addresses: str, epoch: str = "e1", hold: Any = None)
     return {"epoch": epoch, "generation": generation, "routes": [route]}
 
 
-async def _lines(*items: dict[str, Any] | str) -> AsyncIterator[bytes]:
+Line = dict[str, Any] | list[Any] | str | asyncio.Event
+
+
+async def _lines(*items: Line) -> AsyncIterator[bytes]:
     for item in items:
+        if isinstance(item, asyncio.Event):  # the stream pauses here until the scenario sets it
+            await item.wait()
+            continue
         yield (item if isinstance(item, str) else orjson.dumps(item).decode()).encode() + b"\n"
 
 
 class ControlPlane:
     """Answers each watch with the next scripted answer (or raises it); records report bodies."""
 
-    def __init__(self, *watches: list[dict[str, Any] | str] | Exception) -> None:
+    def __init__(self, *watches: list[Line] | Exception) -> None:
         self.watches = list(watches)
         self.watch_calls = 0
         self.reports: list[dict[str, Any]] = []
@@ -102,13 +110,39 @@ def test_a_lost_stream_keeps_the_table_and_reconnects_with_backoff_to_refetch() 
     run(plane, scenario)
 
 
-def test_a_malformed_table_is_refused_and_the_stream_goes_on() -> None:
-    plane = ControlPlane([table(1, "unix:/a"), {"epoch": "e1"}, "not json", table(2, "unix:/b")])
+MALFORMED: list[tuple[Any, str]] = [  # each with what the refusal must name
+    ({"epoch": "e1"}, "generation is missing"),
+    ("not json", "not JSON"),
+    ([table(5, "unix:/x")], "must be an object"),
+    ({**table(5, "unix:/x"), "generation": -1}, "must not be negative"),
+    ({**table(5, "unix:/x"), "routes": [table(5)["routes"][0]] * 2}, "tiny:1 twice"),
+    ({**table(5), "routes": [{**table(5)["routes"][0], "replicas": [{"address": ""}]}]}, "empty address"),
+    (table(5, "unix:/x", hold={"timeoutSeconds": 0, "maxRequests": 1}), "timeoutSeconds > 0"),
+]
+
+
+def test_a_malformed_table_is_refused_and_the_stream_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    # A later generation (5) in most of them: applied even in part, it would also make generation 2 "older".
+    paused = asyncio.Event()
+    plane = ControlPlane([table(1, "unix:/a"), *(doc for doc, _ in MALFORMED), paused, table(2, "unix:/b")])
+
+    def refusals() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "refused a routing table" in r.getMessage()]
 
     async def scenario(gw: Gateway, client: ControlPlaneClient) -> None:
+        await until(lambda: len(refusals()) == len(MALFORMED))
+        assert (gw.epoch, gw.generation) == ("e1", 1)  # the table kept, whole
+        assert [r.upstream.address for r in gw.replicas] == ["unix:/a"]
+        assert [(r.name, r.version) for r in gw.table.routes] == [("tiny", "1")]
+        for message, (_, why) in zip(refusals(), MALFORMED, strict=True):
+            assert why in message, (why, message)
+        paused.set()
         await until(lambda: gw.generation == 2)
+        assert plane.watch_calls == 1  # the same stream went on: no reconnection was needed
+        assert [r.upstream.address for r in gw.replicas] == ["unix:/b"]
 
-    run(plane, scenario)
+    with caplog.at_level(logging.ERROR, logger="conveyor.gateway"):
+        run(plane, scenario)
 
 
 def test_no_table_in_time_is_reported_to_the_caller() -> None:
