@@ -68,7 +68,18 @@ ROWS = [
     ),
     Row("bentoml", BentoML(note="1 worker, no batching"), "own JSON {x: nested list}"),
     Row("ray", RayServe(note="1 replica, num_cpus=2"), "V2-like JSON (plain route)"),
-    Row("lean", Lean(note="Starlette+uvicorn+orjson+ORT"), "V2 JSON"),
+    Row("lean", Lean(note="Starlette+uvicorn+orjson+ORT inline, 1 thread, no spinning"), "V2 JSON"),
+    Row(
+        "lean-binary",
+        Lean(binary=True, note="same, binary tensor request"),
+        "V2 binary",
+        wire.V2_BINARY,
+    ),
+    Row(
+        "lean-threadpool",
+        Lean(threadpool=True, note="earlier weak reference: thread pool, ORT defaults"),
+        "V2 JSON",
+    ),
 ]
 
 MODELS = ["tiny", "mlp", "cnn"]

@@ -51,16 +51,19 @@ def per_request_us(cpu_s: float | None, requests: int) -> float | None:
 
 @dataclass
 class Bound:
-    """The most a server could answer on this machine for one model, from measured CPU costs."""
+    """The most a server could answer here for one model and one protocol, from measured CPU costs."""
 
     model: str
+    protocol: str  # the wire protocol of the rows this bound and its best Conveyor row come from
     cores: int
     ceiling: float  # inferences/s of the batch-32 in-process run
     compute_us: float  # ONNX Runtime CPU per inference at batch 32
-    client_us: float  # hey's CPU per request, the lowest any row measured at the top concurrency
+    client_us: (
+        float  # hey's CPU per request, the lowest any row of this protocol measured at the top concurrency
+    )
     rows_per_request: int
     best_server: str | None
-    best: float | None  # inferences/s of the fastest Conveyor row at the top concurrency
+    best: float | None  # inferences/s of the fastest Conveyor row of this protocol at the top concurrency
 
     @property
     def limit(self) -> float:
@@ -71,6 +74,7 @@ class Bound:
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "protocol": self.protocol,
             "cores": self.cores,
             "ceiling": self.ceiling,
             "compute_us": self.compute_us,
@@ -83,7 +87,9 @@ class Bound:
 
 
 def bounds(rows: list[dict[str, Any]], rows_per_request: int, cores: int) -> list[Bound]:
-    """One Bound per model that has a batch-32 ceiling with its CPU cost and at least one hey measurement."""
+    """One Bound per model and protocol that has a Conveyor row loaded at the top concurrency, given a
+    batch-32 ceiling with its CPU cost. Per protocol, because hey's cost per request and the server's work
+    both depend on the body: a binary row's best is never set against a JSON row's bound, nor the reverse."""
     out = []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model and r.get("status") == "ok"]
@@ -93,18 +99,25 @@ def bounds(rows: list[dict[str, Any]], rows_per_request: int, cores: int) -> lis
             continue
         top = max(r["concurrency"] for r in loaded)
         at_top = [r for r in loaded if r["concurrency"] == top]
-        ours = [r for r in at_top if r["server"].startswith("conveyor")]
-        fastest = max(ours, key=lambda r: r["rps"], default=None)
-        out.append(
-            Bound(
-                model=model,
-                cores=cores,
-                ceiling=ceiling["rps"],
-                compute_us=ceiling["cpu_us"],
-                client_us=min(r["client_cpu_us"] for r in at_top),
-                rows_per_request=rows_per_request,
-                best_server=fastest["server"] if fastest else None,
-                best=fastest["rps"] * rows_per_request if fastest else None,
-            )
+        protocols = dict.fromkeys(
+            r.get("protocol", "-") for r in at_top if r["server"].startswith("conveyor")
         )
+        for protocol in protocols:
+            same = [r for r in at_top if r.get("protocol", "-") == protocol]
+            fastest = max(
+                (r for r in same if r["server"].startswith("conveyor")), key=lambda r: float(r["rps"])
+            )
+            out.append(
+                Bound(
+                    model=model,
+                    protocol=protocol,
+                    cores=cores,
+                    ceiling=ceiling["rps"],
+                    compute_us=ceiling["cpu_us"],
+                    client_us=min(r["client_cpu_us"] for r in same),
+                    rows_per_request=rows_per_request,
+                    best_server=fastest["server"],
+                    best=fastest["rps"] * rows_per_request,
+                )
+            )
     return out

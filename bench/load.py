@@ -7,6 +7,7 @@ import resource
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -46,6 +47,14 @@ def parse(text: str) -> LoadResult:
         result.error_sample = result.error_sample or message.strip()[:200]
     result.requests = sum(result.status.values()) + result.transport_errors
     return result
+
+
+def mean_ms(row: dict[str, Any]) -> float | None:
+    """Mean latency of a load row from Little's law: hey's workers wait for each answer before sending the
+    next, so mean = concurrency / throughput (hey's own time per request included). Exact where hey's
+    percentiles are not: it prints them at 0.1 ms resolution, too coarse for sub-millisecond c=1 latencies."""
+    c, rps = row.get("concurrency"), row.get("rps")
+    return c / rps * 1000 if isinstance(c, int) and rps else None
 
 
 def run(

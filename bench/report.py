@@ -10,6 +10,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import load
+import targets
+
 COLUMNS = [
     ("model", "model"),
     ("server", "server"),
@@ -98,16 +101,8 @@ def _cell(key: str, value: Any) -> str:
     return str(value)
 
 
-def mean_ms(row: dict[str, Any]) -> float | None:
-    """Mean latency of a load row from Little's law: hey's workers wait for each answer before sending the
-    next, so mean = concurrency / throughput (hey's own time per request included). Exact where hey's
-    percentiles are not: it prints them at 0.1 ms resolution, too coarse for sub-millisecond c=1 latencies."""
-    c, rps = row.get("concurrency"), row.get("rps")
-    return c / rps * 1000 if isinstance(c, int) and rps else None
-
-
 def cells(row: dict[str, Any]) -> list[str]:
-    return [_cell(key, mean_ms(row) if key == "mean_ms" else row.get(key)) for key, _ in COLUMNS]
+    return [_cell(key, load.mean_ms(row) if key == "mean_ms" else row.get(key)) for key, _ in COLUMNS]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -141,6 +136,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         markdown_table(rows),
         "",
     ]
+    if meta.get("targets"):
+        lines += [targets.TITLE, "", targets.TEXT, "", targets.markdown_table(meta["targets"]), ""]
     if meta.get("bounds"):
         lines += [BOUNDS_TITLE, "", BOUNDS_TEXT, "", markdown_bounds(meta["bounds"]), ""]
     return "\n".join(lines)
@@ -150,11 +147,13 @@ BOUNDS_TITLE = "## What this machine allows"
 BOUNDS_TEXT = (
     "hey runs on the same cores as the server. A request costs at least the model's compute "
     "(ONNX Runtime CPU per inference at batch 32, from the ceiling run) plus hey's own CPU per request "
-    "(the lowest any row measured at the top concurrency), so cores / (compute + hey) inferences/s "
-    "is the most any server could answer here, even one that spent no CPU itself."
+    "(the lowest any row of the same protocol measured at the top concurrency), so cores / (compute + hey) "
+    "inferences/s is the most any server could answer here, even one that spent no CPU itself. One line per "
+    "protocol, with Conveyor's fastest row of that protocol."
 )
 BOUND_COLUMNS = [
     "model",
+    "protocol",
     "ceiling b32 inf/s",
     "compute µs/inf",
     "hey µs/req",
@@ -170,6 +169,7 @@ def bound_cells(b: dict[str, Any]) -> list[str]:
     limit, ceiling, best = b["limit"], b["ceiling"], b.get("best")
     return [
         b["model"],
+        b.get("protocol", "-"),
         f"{ceiling:,.0f}",
         f"{b['compute_us']:.1f}",
         f"{b['client_us']:.0f}",
@@ -183,7 +183,7 @@ def bound_cells(b: dict[str, Any]) -> list[str]:
 
 def markdown_bounds(bounds: list[dict[str, Any]]) -> str:
     head = "| " + " | ".join(BOUND_COLUMNS) + " |"
-    rule = "|---|" + "---:|" * (len(BOUND_COLUMNS) - 1)
+    rule = "|---|---|" + "---:|" * (len(BOUND_COLUMNS) - 2)
     body = ["| " + " | ".join(bound_cells(b)) + " |" for b in bounds]
     return "\n".join([head, rule, *body])
 
@@ -208,7 +208,7 @@ def print_bounds(bounds: list[dict[str, Any]]) -> None:
         return
     table = Table(title="What this machine allows (hey on the same cores)", caption=BOUNDS_TEXT)
     for i, title in enumerate(BOUND_COLUMNS):
-        table.add_column(title, justify="left" if i == 0 else "right")
+        table.add_column(title, justify="left" if i < 2 else "right")
     for b in bounds:
         table.add_row(*bound_cells(b))
     Console(width=240).print(table)

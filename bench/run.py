@@ -28,6 +28,7 @@ import cpu
 import load
 import numpy as np
 import report
+import targets
 import venvs
 import wire
 from models import BenchModel, build
@@ -229,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     meta["total_s"] = round(time.monotonic() - started, 1)
     meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     meta["bounds"] = [b.as_dict() for b in cpu.bounds(results, args.rows, os.cpu_count() or 1)]
+    meta["targets"] = targets.judge_all(results) if args.rows == 1 else []  # the targets are batch-1
     report.print_table(results)
+    targets.print_table(meta["targets"])
     report.print_bounds(meta["bounds"])
     paths = report.write(args.results_dir, meta, results, partial=partial)
     if not partial and report.update_docs(report.DOCS, meta, results):

@@ -274,13 +274,25 @@ class RayServe(Server):
 
 
 class Lean(Server):
-    """The lean Python reference: bench/peers/lean/app.py (Starlette + uvicorn + orjson + ONNX Runtime)."""
+    """The lean Python reference: bench/peers/lean/app.py (Starlette + uvicorn + orjson + ONNX Runtime).
+
+    The strong reference by default (inference inline, one intra-op thread, no spinning); ``binary`` takes
+    V2 binary tensor requests; ``threadpool`` is the earlier, weaker app (thread pool, ORT defaults).
+    """
 
     peer = "lean"
 
+    def __init__(self, binary: bool = False, threadpool: bool = False, note: str = "") -> None:
+        super().__init__(note)
+        self.binary = binary
+        self.threadpool = threadpool
+
     def command(self, model: BenchModel, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
         argv = [str(venvs.python("lean")), str(venvs.PEERS / "lean" / "app.py")]
-        return [*argv, "--model", str(model.path), "--port", str(port)], _env()
+        argv += ["--model", str(model.path), "--port", str(port)]
+        argv += ["--binary"] if self.binary else []
+        argv += ["--threadpool"] if self.threadpool else []
+        return argv, _env()
 
     def versions(self) -> dict[str, str]:
         return {"starlette": venvs.version("lean", "starlette"), "uvicorn": venvs.version("lean", "uvicorn")}

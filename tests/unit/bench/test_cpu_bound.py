@@ -85,3 +85,31 @@ def test_tree_cpu_counts_a_busy_child() -> None:
         child.kill()
         child.wait()
     assert cpu.process_cpu_s(child.pid) == 0.0  # a gone process counts nothing
+
+
+def test_each_protocol_gets_its_own_bound_and_best_row() -> None:
+    rows = [r for r in _rows([60.0, 46.0]) if r["concurrency"] != 1]
+    for r in rows:
+        r["protocol"] = "V2 JSON"
+    rows.append(
+        {
+            "model": "mlp",
+            "server": "conveyor-bin",
+            "protocol": "V2 binary",
+            "concurrency": 32,
+            "rps": 9_000.0,
+            "status": "ok",
+            "client_cpu_us": 30.0,
+        }
+    )
+    json_bound, binary_bound = cpu.bounds(rows, rows_per_request=1, cores=2)
+    assert (json_bound.protocol, json_bound.best_server, json_bound.client_us) == (
+        "V2 JSON",
+        "conveyor-1",
+        46.0,
+    )
+    assert (binary_bound.protocol, binary_bound.best_server, binary_bound.client_us) == (
+        "V2 binary",
+        "conveyor-bin",
+        30.0,
+    )
