@@ -107,21 +107,40 @@ def test_starts_replicas_routes_only_ready_ones_and_replaces_a_killed_one(
 
 
 async def _replaces_killed(reconciler: Reconciler, registry: Registry) -> None:
+    starting_routed: list[set[str]] = []
+
+    async def check_tables() -> None:  # every table, as it is published: no starting replica in it
+        async for _ in reconciler.watch():
+            starting = {r["id"] for r in reconciler.replicas("clf") if r["state"] == "starting"}
+            if starting & (ids := {x for ids in routed(reconciler).values() for x in ids}):
+                starting_routed.append(starting & ids)
+
     await reconciler.start()
-    await until(
-        lambda: reconciler.replica_counts("clf") == {"revision": 1, "desired": 2, "ready": 2, "total": 2}
-    )
-    table = reconciler.routing()
-    (route,) = table["routes"]
-    assert route["name"] == "clf" and route["version"] == "1" and route["default"] is True
-    assert len(route["replicas"]) == 2
-    victim = reconciler.replicas("clf")[0]
-    os.kill(victim["pid"], signal.SIGKILL)
-    await until(lambda: victim["id"] not in {r["id"] for r in reconciler.replicas()})
-    await until(lambda: reconciler.replica_counts("clf")["ready"] == 2)
-    events = [e.kind for e in registry.deployments.events("clf")]
-    await until(lambda: "ReplicaFailed" in [e.kind for e in registry.deployments.events("clf")], 5)
-    assert events[0] == "RevisionCreated"
+    watcher = asyncio.create_task(check_tables())
+    try:
+        await until(
+            lambda: reconciler.replica_counts("clf") == {"revision": 1, "desired": 2, "ready": 2, "total": 2}
+        )
+        table = reconciler.routing()
+        (route,) = table["routes"]
+        assert route["name"] == "clf" and route["version"] == "1" and route["default"] is True
+        assert len(route["replicas"]) == 2
+        victim = reconciler.replicas("clf")[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        await until(lambda: victim["id"] not in {r["id"] for r in reconciler.replicas()})
+        await until(lambda: reconciler.replica_counts("clf")["ready"] == 2)
+        # Events are written by a background task: wait for the failure's, then read them all.
+        await until(lambda: "ReplicaFailed" in [e.kind for e in registry.deployments.events("clf")], 5)
+    finally:
+        watcher.cancel()
+    events = registry.deployments.events("clf")
+    assert events[0].kind == "RevisionCreated"
+    failed = [e for e in events if e.kind == "ReplicaFailed"]
+    assert len(failed) == 1 and victim["id"] in failed[0].message and "was killed" in failed[0].message
+    replaced = {r["id"] for r in reconciler.replicas("clf")}
+    assert victim["id"] not in replaced and len(replaced) == 2
+    assert set(routed(reconciler)["1*"]) == replaced  # the replacement is routed, the victim no longer
+    assert not starting_routed, f"starting replicas were routed: {starting_routed}"
 
 
 def test_version_change_starts_new_replicas_before_draining_old_ones(
