@@ -173,7 +173,7 @@ def test_a_held_request_is_reported_at_once() -> None:
     plane = ControlPlane([table(1, hold=HOLD)])
 
     async def scenario(gw: Gateway, client: ControlPlaneClient) -> None:
-        await client.wait_for_table(1)
+        assert await client.wait_for_table(1)
         await until(lambda: len(plane.reports) == 1)  # the table's acknowledgement
         held = asyncio.ensure_future(gw.infer(EncodedRequest("tiny", None, b"{}", None, "r")))
         await until(lambda: len(plane.reports) == 2)  # long before the 10 s tick

@@ -36,7 +36,9 @@ def test_a_success_resets_the_streak() -> None:
 def test_failing_probes_eject_an_admitted_replica() -> None:
     s = OutlierState(2)
     s.probe(True)
+    assert s.admitted  # else "not admitted" below would hold whatever the probes did
     s.probe(False)
+    assert s.admitted  # one failure is under the threshold of 2
     s.probe(False)
     assert not s.admitted
 
