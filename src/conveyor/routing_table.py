@@ -12,16 +12,22 @@ from typing import Any
 
 from conveyor.errors import InvalidInput
 
+SCALED_TO_ZERO = "scaledToZero"
+STARTING = "starting"
+HOLD_REASONS = (SCALED_TO_ZERO, STARTING)
+
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """Scale to zero: with no admitted replica, hold up to ``max_requests`` for up to ``timeout_s``."""
+    """With no admitted replica, hold up to ``max_requests`` for up to ``timeout_s``: the version is scaled
+    to zero (``reason`` ``scaledToZero``), or its first replicas are starting (``starting``)."""
 
     timeout_s: float
     max_requests: int
+    reason: str = SCALED_TO_ZERO
 
     def to_doc(self) -> dict[str, Any]:
-        return {"timeoutSeconds": self.timeout_s, "maxRequests": self.max_requests}
+        return {"timeoutSeconds": self.timeout_s, "maxRequests": self.max_requests, "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +129,10 @@ def _hold(doc: Any, where: str) -> Hold:
     max_requests = _field(doc, "maxRequests", int, where)
     if timeout <= 0 or max_requests < 0:
         raise InvalidInput(f"routing table: {where} needs timeoutSeconds > 0 and maxRequests >= 0")
-    return Hold(float(timeout), max_requests)
+    reason = _field(doc, "reason", str, where, default=SCALED_TO_ZERO)  # absent from older control planes
+    if reason not in HOLD_REASONS:
+        raise InvalidInput(f"routing table: {where}.reason must be one of {', '.join(HOLD_REASONS)}")
+    return Hold(float(timeout), max_requests, reason)
 
 
 _MISSING = object()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -122,6 +123,13 @@ class Settings(BaseSettings):
         "for very large JSON bodies (decoding 64 MB of JSON can hold a replica's GIL for about a second).",
     )
     grpc_port: int | None = Field(default=None, description="Port of the V2 gRPC service; unset: no gRPC.")
+    gateway_ready_when: Literal["all", "any"] = Field(
+        default="all",
+        description="When a control-plane gateway's /v2/health/ready answers 200: 'all' (strict, as Triton) "
+        "once every deployment it routes has a ready replica or is scaled to zero; 'any' once at least one "
+        "has, for gateways serving many deployments whose load balancer must not drop them while one "
+        "starts or fails. See docs/serving.md, Readiness.",
+    )
     # -- control plane (docs/control-plane.md) --
     replica_orphan_timeout_s: float = Field(
         default=300.0,

@@ -27,6 +27,16 @@ def gateway(
     grpc_port: Annotated[
         int | None, typer.Option(help="Also serve V2 gRPC on this port (0: any free port).", min=0, max=65535)
     ] = None,
+    ready_when: Annotated[
+        str | None,
+        typer.Option(
+            "--ready-when",
+            metavar="all|any",
+            help="When /v2/health/ready answers 200: all (every deployment routed has a ready replica or is "
+            "scaled to zero; strict, as Triton) or any (at least one has). Default: "
+            "CONVEYOR_GATEWAY_READY_WHEN, else all.",
+        ),
+    ] = None,
 ) -> None:
     """Serve every deployment of the control plane over V2 REST (and gRPC) until Ctrl-C.
 
@@ -39,6 +49,10 @@ def gateway(
     from conveyor.observe.logs import configure_logging
 
     settings = get_settings()
+    if ready_when is not None:
+        if ready_when not in ("all", "any"):
+            raise typer.BadParameter(f"must be all or any, got {ready_when!r}", param_hint="--ready-when")
+        settings = settings.model_copy(update={"gateway_ready_when": ready_when})
     configure_logging(settings)
     control_url = check_url(control_plane or settings.url or DEFAULT_CONTROL_PLANE)
     from conveyor.ports import check_ports_free

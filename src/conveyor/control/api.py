@@ -32,6 +32,8 @@ log = logging.getLogger("conveyor.control")
 KEEPALIVE_S = 5.0
 """A blank line on the routing watch after this long without a table, so both ends see a dead peer."""
 NDJSON = "application/x-ndjson"
+APPLY_SETTLE_S = 3.0
+"""How long apply waits for every live gateway to route what it applied before answering anyway."""
 T = TypeVar("T")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -105,9 +107,11 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
         results = await in_thread(
             ops.apply_documents, registry, body.documents, dry_run=body.dry_run, user=settings.user
         )
-        for r in results:
-            if r["changed"] and not body.dry_run:
-                runtime.changed(r["name"])
+        changed = [r["name"] for r in results if r["changed"] and not body.dry_run]
+        for name in changed:
+            runtime.changed(name)
+        if changed:  # gateways route what apply returns (held while its replicas start: docs/serving.md)
+            await runtime.settle(APPLY_SETTLE_S)
         return {"results": results}
 
     @api.post("/diff", tags=["deployments"])

@@ -19,13 +19,21 @@ from conveyor import errors
 from conveyor.control.autoscaler import AutoscalingPolicy, policy_from_spec
 from conveyor.registry import Registry
 from conveyor.registry.records import DeploymentInfo
-from conveyor.routing_table import Hold
+from conveyor.routing_table import STARTING, Hold
 from conveyor.settings import Settings
 from conveyor.spec import Deployment
 from conveyor.spec.resources import DEFAULT_HOLD_TIMEOUT_SECONDS
 
 log = logging.getLogger("conveyor.control")
 MAX_HELD_REQUESTS = 1000
+
+
+def start_hold(settings: Settings) -> Hold:
+    """The hold of a version whose first replicas are starting: its requests wait for one to get ready, as
+    long as a replica may take to start but never past a request's own deadline (a replica that does not
+    get ready in time is killed and replaced: the requests it held get a 503 saying so)."""
+    timeout = min(settings.replica_start_timeout_s, settings.request_timeout_ms / 1000)
+    return Hold(timeout, MAX_HELD_REQUESTS, STARTING)
 
 
 @dataclass(frozen=True, slots=True)

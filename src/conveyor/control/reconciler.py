@@ -32,7 +32,7 @@ from typing import Any
 
 from conveyor import errors
 from conveyor.control.autoscaler import AutoscalerState, decide, observe
-from conveyor.control.desired import Desired, DesiredLoader
+from conveyor.control.desired import Desired, DesiredLoader, start_hold
 from conveyor.control.routing import RoutingState, build_routes
 from conveyor.digests import EXIT_DATA_LOSS
 from conveyor.registry import Registry
@@ -109,6 +109,7 @@ class Reconciler:
         self.tables = RoutingState()
         self.epoch = self.tables.epoch
         self._loader = DesiredLoader(registry, settings)
+        self._start_hold = start_hold(settings)
         self._desired: dict[str, Desired] = {}
         self._replicas: dict[str, Replica] = {}
         self._runs: dict[str, DeploymentRun] = {}
@@ -121,6 +122,9 @@ class Reconciler:
         self._events: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._event_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._steps_begun = 0
+        self._steps_done = 0
+        self._stepped = asyncio.Event()
 
     # -- ControlRuntime -------------------------------------------------------------------------------
 
@@ -173,6 +177,17 @@ class Reconciler:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    async def settle(self, timeout_s: float) -> bool:
+        after = self._steps_begun + 1  # a step under way may have read the registry before the change
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self._steps_done < after:
+                    await self._stepped.wait()
+                while not self.tables.acknowledged(self.tables.generation):
+                    await asyncio.sleep(0.02)  # gateways report as soon as they applied a table
+                return True
+        return False
+
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -209,11 +224,15 @@ class Reconciler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_S)
             self._wake.clear()
+            self._steps_begun += 1
             try:
                 self.processes.touch_lease()
                 await self._step()
             except Exception:  # the loop must outlive any one failure (a registry hiccup, a bug)
                 log.exception("reconcile step failed")
+            self._steps_done += 1
+            stepped, self._stepped = self._stepped, asyncio.Event()
+            stepped.set()
 
     async def _step(self) -> None:
         now = time.monotonic()
@@ -407,7 +426,12 @@ class Reconciler:
             for r in self._replicas.values()
             if r.state == "ready"
         ]
-        self.tables.publish(build_routes(deployments, ready))
+        starting = [
+            (r.record.deployment, r.record.version)
+            for r in self._replicas.values()
+            if r.state == "starting" and not r.killed
+        ]
+        self.tables.publish(build_routes(deployments, ready, starting, self._start_hold))
         for r in self._replicas.values():
             if r.state == "draining" and r.drain_generation is None:
                 r.drain_generation = self.tables.generation

@@ -129,17 +129,23 @@ class RoutingState:
 def build_routes(
     deployments: Iterable[tuple[str, int, str, Hold | None]],
     ready: Iterable[tuple[str, str, int, str, str]],
+    starting: Iterable[tuple[str, str]] = (),
+    start_hold: Hold | None = None,
 ) -> list[RouteSpec]:
-    """Routes from desired deployments ``(name, revision, version, hold)`` and ready replicas
-    ``(deployment, version, revision, id, address)``.
+    """Routes from desired deployments ``(name, revision, version, hold)``, ready replicas
+    ``(deployment, version, revision, id, address)`` and the ``(deployment, version)`` of starting ones.
 
     The current version of a deployment always has a route (empty: 503, or held with scale to zero) and is the
     default while it has a ready replica; during a rollout whose new replicas are not ready yet, the old
-    version with ready replicas stays the default, so a bare name never answers 503 mid-update.
+    version with ready replicas stays the default, so a bare name never answers 503 mid-update. A version
+    with no ready replica but one starting holds its requests with ``start_hold`` (a new deployment answers
+    its first requests once a replica is ready instead of refusing them); one that is not starting any more
+    (crashed, in its restart backoff, blocked) holds nothing, so a version that cannot start never holds.
     """
     by_version: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
     for deployment, version, revision, rid, address in ready:
         by_version.setdefault((deployment, version), []).append((revision, rid, address))
+    coming = set(starting)
     routes: list[RouteSpec] = []
     for name, revision, version, hold in sorted(deployments):
         versions = {v for d, v in by_version if d == name} | {version}
@@ -150,6 +156,9 @@ def build_routes(
                 default = max(serving, key=lambda v: max(r for r, _, _ in by_version[(name, v)]))
         for v in sorted(versions, key=version_order):
             members = sorted(by_version.get((name, v), []), key=lambda m: m[1])
+            held = hold if v == version else None
+            if held is None and not members and (name, v) in coming:
+                held = start_hold
             routes.append(
                 RouteSpec(
                     name=name,
@@ -158,7 +167,7 @@ def build_routes(
                     revision=max((m[0] for m in members), default=revision),
                     default=v == default,
                     replicas=tuple(ReplicaSpec(rid, address) for _, rid, address in members),
-                    hold=hold if v == version else None,
+                    hold=held,
                 )
             )
     return routes

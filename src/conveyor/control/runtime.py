@@ -50,3 +50,9 @@ class ControlRuntime(Protocol):
     def changed(self, deployment: str | None = None) -> None:
         """Desired state changed (apply, scale, rollback, delete): reconcile now, not at the next tick."""
         ...
+
+    async def settle(self, timeout_s: float) -> bool:
+        """Wait until a reconcile step begun after this call published its routing table and every live
+        gateway applied it (a deployment just applied is then routed, held while its replicas start);
+        False when that took longer than ``timeout_s``."""
+        ...

@@ -38,6 +38,7 @@ def serve_controlled_gateway(
         health_interval_s=settings.health_interval_s,
         eject_after=settings.eject_after_failures,
         connect=functools.partial(ChannelUpstream.for_settings, settings=settings),
+        ready_when=settings.gateway_ready_when,
     )
     client = ControlPlaneClient(gateway, control_url)
 

@@ -24,10 +24,14 @@ from conveyor.gateway.outlier import OutlierState, is_replica_fault
 from conveyor.gateway.replica import Replica, inflight_of
 from conveyor.gateway.routes import Route, RoutingTable
 from conveyor.gateway.upstream import ConnectionFailed, ReplicaUnresponsive, Upstream
-from conveyor.routing_table import ReplicaSpec, parse_table
+from conveyor.routing_table import SCALED_TO_ZERO, STARTING, ReplicaSpec, parse_table
 from conveyor.server.service import EncodedRequest, EncodedResponse, server_metadata
 
 log = logging.getLogger("conveyor.gateway")
+READY_WHEN_ALL = "all"
+READY_WHEN_ANY = "any"
+READY_WHEN = (READY_WHEN_ALL, READY_WHEN_ANY)
+_HOLD_WHY = {STARTING: "its replicas are starting", SCALED_TO_ZERO: "scaled to zero"}
 
 
 class Gateway:
@@ -39,10 +43,14 @@ class Gateway:
         rng: random.Random | None = None,
         connect: Callable[[str], Upstream] = ChannelUpstream,
         eject_after: int = 3,
+        ready_when: str = READY_WHEN_ALL,
     ) -> None:
         """A fixed ``table``, or None: empty (not ready) until the control plane's first ``apply_table``,
-        whose new replicas are reached through ``connect(address)``."""
+        whose new replicas are reached through ``connect(address)``. ``ready_when``: see ``ready``."""
+        if ready_when not in READY_WHEN:
+            raise ValueError(f"ready_when must be one of {', '.join(READY_WHEN)}, got {ready_when!r}")
         self.controlled = table is None
+        self.ready_when = ready_when
         self.table = table if table is not None else RoutingTable([])
         routed = {id(r): r for route in self.table.routes for r in route.replicas}
         self.replicas: list[Replica] = list(routed.values())
@@ -65,10 +73,18 @@ class Gateway:
         return True
 
     def ready(self) -> bool:
-        """Every route with replicas has one admitted (a scale-to-zero route at zero has none to wait for)."""
+        """Server readiness (docs/serving.md): with ``ready_when`` "all" (Triton's strict readiness), every
+        model the table routes can answer now; with "any", at least one can (or none is routed). A route can
+        answer when it has an admitted replica; one without replicas counts when it is scaled to zero (its
+        requests wait for a scale-up by design) or another version of its model can answer (a rollout).
+        A version whose first replicas are starting, or that cannot start, is not ready."""
         if self.controlled and self.epoch is None:
             return False
-        return all(any(r.admitted for r in route.replicas) for route in self.table.routes if route.replicas)
+        routes = self.table.routes
+        serving = {route.name for route in routes if any(r.admitted for r in route.replicas)}
+        if self.ready_when == READY_WHEN_ANY:
+            return not routes or bool(serving) or any(_scaled_to_zero(route) for route in routes)
+        return all(_route_ready(route, serving) for route in routes)
 
     def server_metadata(self) -> dict[str, Any]:
         return server_metadata()
@@ -85,9 +101,14 @@ class Gateway:
         return {**meta, "versions": table.versions(route.name)}
 
     async def model_ready(self, name: str, version: str | None) -> dict[str, Any]:
+        """V2 model readiness: a replica of the version is admitted (NotFound when none is routed)."""
         route = self.table.resolve(name, version)
-        self._pick(route, None)  # Unavailable when no replica of this version is admitted
-        return {"name": name, "ready": True}
+        if self._choose(route, None) is not None:
+            return {"name": name, "ready": True}
+        why = _no_replica(route, None).message
+        if route.hold is not None:
+            why = f"no replica of {_label(route)} is ready yet ({_HOLD_WHY[route.hold.reason]})"
+        return {"name": name, "ready": False, "error": why}
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         route = self.table.resolve(request.model, request.version)
@@ -121,7 +142,12 @@ class Gateway:
         def check() -> tuple[Route, Replica] | None:
             current = self.table.resolve(request.model, request.version)
             chosen = self._choose(current, None)
-            if chosen is None and current.hold is None:  # no longer scaled to zero: answer now
+            if chosen is None and current.hold is None:  # no longer held: answer now
+                if route.hold is not None and route.hold.reason == STARTING:
+                    raise Unavailable(
+                        f"no replica of {_label(current)} is available: the ones starting stopped "
+                        "(see the deployment's events)"
+                    )
                 raise _no_replica(current, None)
             return None if chosen is None else (current, chosen)
 
@@ -261,6 +287,16 @@ class Gateway:
             await asyncio.sleep(0.05)
             await self.check_health()
         return self.ready()
+
+
+def _scaled_to_zero(route: Route) -> bool:
+    return not route.replicas and route.hold is not None and route.hold.reason == SCALED_TO_ZERO
+
+
+def _route_ready(route: Route, serving: set[str]) -> bool:
+    if any(r.admitted for r in route.replicas):
+        return True
+    return not route.replicas and (_scaled_to_zero(route) or route.name in serving)
 
 
 def _label(route: Route) -> str:

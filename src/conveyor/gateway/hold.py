@@ -1,4 +1,5 @@
-"""Requests held for a scale-to-zero route until a replica is admitted, bounded in number and time.
+"""Requests held until a replica is admitted, bounded in number and time: for a route scaled to zero, or one
+whose first replicas are starting (the routing table's ``hold`` and its ``reason``).
 
 Waiters sleep on futures that ``wake()`` resolves (a new table, an admission): no polling. Counts are kept
 per route so the load report can tell the control plane to scale up.
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from conveyor.errors import Unavailable
-from conveyor.routing_table import Hold
+from conveyor.routing_table import STARTING, Hold
 
 T = TypeVar("T")
 RouteKey = tuple[str, str | None]
@@ -39,7 +40,7 @@ class HeldRequests:
         its timeout passes. ``check`` may raise (the route is gone) to end the wait."""
         held = self.counts.get(key, 0)
         if held >= hold.max_requests:
-            raise Unavailable(f"no replica of {what} is running and {held} requests already wait for one")
+            raise Unavailable(f"{_no_replica(what, hold)} and {held} requests already wait for one")
         self.counts[key] = held + 1
         if self.on_held is not None:
             self.on_held()
@@ -49,7 +50,7 @@ class HeldRequests:
             while True:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise Unavailable(f"no replica of {what} became available within {hold.timeout_s:g}s")
+                    raise Unavailable(_timed_out(what, hold))
                 fut: asyncio.Future[None] = loop.create_future()
                 self._waiters.add(fut)
                 try:
@@ -68,3 +69,18 @@ class HeldRequests:
                 self.counts[key] = left
             else:
                 del self.counts[key]
+
+
+def _no_replica(what: str, hold: Hold) -> str:
+    if hold.reason == STARTING:
+        return f"no replica of {what} is ready yet (its replicas are starting)"
+    return f"no replica of {what} is running"
+
+
+def _timed_out(what: str, hold: Hold) -> str:
+    if hold.reason == STARTING:  # slow to load, or never getting ready: the deployment's events say which
+        return (
+            f"no replica of {what} got ready within {hold.timeout_s:g}s: its replicas are still starting "
+            "(see the deployment's events)"
+        )
+    return f"no replica of {what} became available within {hold.timeout_s:g}s"

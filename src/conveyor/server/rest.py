@@ -82,7 +82,8 @@ def create_routes(plane: InferenceService, bodies: BodyReader) -> list[Route]:
 
     async def model_ready(request: Request) -> Response:
         p = request.path_params
-        return _json(await plane.model_ready(p["name"], p.get("version")))
+        doc = await plane.model_ready(p["name"], p.get("version"))
+        return _json(doc, 200 if doc.get("ready") else 400)  # V2: a 4xx says "not ready", as Triton's 400
 
     async def infer(request: Request) -> Response:
         p = request.path_params

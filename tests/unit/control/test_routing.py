@@ -123,3 +123,34 @@ def test_after_a_restart_no_table_is_acknowledged_until_the_live_gateways_are_kn
     assert state.acknowledged(state.generation)
     state.report({"gateway": "g", "epoch": "an old epoch", "generation": 99})
     assert not state.acknowledged(state.generation)
+
+
+START = Hold(timeout_s=30.0, max_requests=1000, reason="starting")
+
+
+def test_a_new_version_whose_replicas_are_starting_holds_its_requests() -> None:
+    routes = build_routes([("clf", 1, "1", None)], [], starting=[("clf", "1")], start_hold=START)
+    assert routes == [RouteSpec("clf", "1", "clf", 1, default=True, replicas=(), hold=START)]
+    doc = {"epoch": "e", "generation": 1, "routes": [routes[0].to_doc()]}
+    assert parse_table(doc).routes == tuple(routes)  # the reason travels
+
+
+def test_the_start_hold_goes_once_a_replica_is_ready_or_nothing_is_starting() -> None:
+    ready = [("clf", "1", 1, "a", "unix:/a")]
+    # A second replica still starting beside a ready one: requests go to the ready one.
+    routes = build_routes([("clf", 1, "1", None)], ready, starting=[("clf", "1")], start_hold=START)
+    assert [r.hold for r in routes] == [None]
+    # Crashed and waiting out its restart backoff (or blocked): not starting, so nothing is held.
+    assert [r.hold for r in build_routes([("clf", 1, "1", None)], [], start_hold=START)] == [None]
+
+
+def test_mid_rollout_only_the_starting_version_holds_and_the_old_one_stays_default() -> None:
+    old = [("clf", "1", 1, "a", "unix:/a")]
+    routes = build_routes([("clf", 2, "2", None)], old, starting=[("clf", "2")], start_hold=START)
+    assert [(r.version, r.default, r.hold) for r in routes] == [("1", True, None), ("2", False, START)]
+
+
+def test_a_scale_to_zero_hold_is_kept_while_a_replica_starts() -> None:
+    zero = Hold(timeout_s=60.0, max_requests=1000)
+    routes = build_routes([("clf", 1, "1", zero)], [], starting=[("clf", "1")], start_hold=START)
+    assert [r.hold for r in routes] == [zero]

@@ -68,8 +68,9 @@ def test_no_healthy_replica_is_unavailable() -> None:
     assert not gw.ready()
     with pytest.raises(Unavailable, match="no healthy replica of lr:2"):
         _infer(gw)
-    with pytest.raises(Unavailable):
-        asyncio.run(gw.model_ready("lr", None))
+    # V2 model readiness answers "not ready" (REST: a 4xx) rather than failing the call.
+    ready = asyncio.run(gw.model_ready("lr", None))
+    assert ready["ready"] is False and "no healthy replica of lr:2" in ready["error"]
 
 
 def test_a_failing_replica_is_ejected_then_readmitted_by_its_probe() -> None:
