@@ -119,6 +119,21 @@ def test_a_lone_request_does_not_wait_for_a_batch(logreg_onnx: Path) -> None:
     b.close()
 
 
+def test_a_lone_request_runs_inline_without_the_worker_and_a_burst_still_merges(logreg_onnx: Path) -> None:
+    b = _batcher(logreg_onnx, max_batch_size=8)
+    x = {"input": np.ones((1, 4), np.float32)}
+
+    async def run() -> None:
+        for _ in range(6):  # the first goes to the worker: its run time is not known yet
+            await b.submit(x)
+        await asyncio.gather(*(b.submit(x) for _ in range(16)))
+
+    asyncio.run(run())
+    b.close()
+    assert b.stats.inline == 5 and b.stats.requests == 22, b.stats
+    assert b.stats.largest_batch > 1  # requests arriving together still share runs
+
+
 def test_a_full_queue_refuses_fast_then_recovers(batching_files: dict[str, Path]) -> None:
     b = _batcher(batching_files["slow"], max_batch_size=1, max_queue_size=2)
     feeds = [{"x": np.full((1, 1), 0.01 * i, np.float32)} for i in range(8)]
