@@ -103,8 +103,6 @@ class Batcher:
         """The requested outputs (all by default) for one request, run alone or merged with others."""
         # Checked before queueing, so a bad request fails alone (InvalidInput) and never spoils a batch.
         feeds, names = self.model.prepare(inputs, outputs)
-        keyed = batch_key(feeds, self._inputs, names) if self._merging else None
-        rows, key = keyed if keyed is not None else (0, None)
         if (
             self._last_run_s <= INLINE_MAX_RUN_S
             and self._waiting == 0
@@ -114,6 +112,8 @@ class Batcher:
             results = self._run_inline(feeds, names)
             if results is not None:
                 return dict(zip(names, results, strict=True))
+        keyed = batch_key(feeds, self._inputs, names) if self._merging else None  # only queued requests merge
+        rows, key = keyed if keyed is not None else (0, None)
         with self._lock:
             if self._closed:
                 raise Unavailable(f"model {self._label!r} is shutting down")

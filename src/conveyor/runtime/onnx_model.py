@@ -28,7 +28,7 @@ def choose_providers(requested: Sequence[str] | None) -> list[str]:
 class _InputSpec:
     """What one input accepts, precomputed so each request costs a few comparisons."""
 
-    __slots__ = ("dtype", "fixed", "is_bytes", "rank", "spec")
+    __slots__ = ("dtype", "fixed", "is_bytes", "rank", "spec", "tail")
 
     def __init__(self, spec: TensorSpec) -> None:
         self.spec = spec
@@ -36,14 +36,24 @@ class _InputSpec:
         self.dtype = numpy_dtype(spec.datatype)
         self.rank = len(spec.shape)
         self.fixed = tuple((i, d) for i, d in enumerate(spec.shape) if d >= 0)
+        # The common case, a free first dimension and fixed others ([-1, 20]): one tuple compare checks it.
+        tail = spec.shape[1:]
+        self.tail = tail if self.rank and spec.shape[0] < 0 and all(d >= 0 for d in tail) else None
 
     def check(self, arr: Array) -> None:
-        s = self.spec
         ok = arr.dtype.kind in "OUS" if self.is_bytes else arr.dtype == self.dtype
         if not ok:
+            s = self.spec
             raise InvalidInput(f"input {s.name!r}: expected datatype {s.datatype}, got {_v2_name(arr)}")
-        if arr.ndim != self.rank or any(arr.shape[i] != d for i, d in self.fixed):
-            raise InvalidInput(f"input {s.name!r}: expected shape {list(s.shape)}, got {list(arr.shape)}")
+        shape = arr.shape
+        if len(shape) == self.rank and self.tail is not None and shape[1:] == self.tail:
+            return
+        if len(shape) != self.rank or any(shape[i] != d for i, d in self.fixed):
+            self._bad_shape(shape)
+
+    def _bad_shape(self, shape: tuple[int, ...]) -> None:
+        s = self.spec
+        raise InvalidInput(f"input {s.name!r}: expected shape {list(s.shape)}, got {list(shape)}")
 
 
 def _v2_name(arr: Array) -> str:
@@ -111,17 +121,26 @@ class OnnxModel:
     def validate(self, inputs: Mapping[str, Array]) -> None:
         """InvalidInput naming the input that is missing, unexpected, or of the wrong datatype or shape."""
         specs = self.input_specs
-        if len(inputs) != len(specs) or any(n not in specs for n in inputs):
-            missing = [n for n in specs if n not in inputs]
-            unexpected = [n for n in inputs if n not in specs]
-            parts = []
-            if missing:
-                parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
-            if unexpected:
-                parts.append(f"unexpected input(s) {', '.join(map(repr, unexpected))}")
-            raise InvalidInput(f"{'; '.join(parts)}; model {self.name!r} takes {', '.join(map(repr, specs))}")
-        for name, arr in inputs.items():
-            specs[name].check(arr)
+        if len(inputs) == len(specs):  # one pass: each name looked up once, its checks decided at load
+            for name, arr in inputs.items():
+                spec = specs.get(name)
+                if spec is None:
+                    break
+                spec.check(arr)
+            else:
+                if self._shared_dims:
+                    self._check_shared_dims(inputs)
+                return
+        missing = [n for n in specs if n not in inputs]
+        unexpected = [n for n in inputs if n not in specs]
+        parts = []
+        if missing:
+            parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
+        if unexpected:
+            parts.append(f"unexpected input(s) {', '.join(map(repr, unexpected))}")
+        raise InvalidInput(f"{'; '.join(parts)}; model {self.name!r} takes {', '.join(map(repr, specs))}")
+
+    def _check_shared_dims(self, inputs: Mapping[str, Array]) -> None:
         for dim, uses in self._shared_dims:
             sizes = {(n, axis): inputs[n].shape[axis] for n, axis in uses}
             if len(set(sizes.values())) > 1:

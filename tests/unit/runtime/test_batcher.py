@@ -124,13 +124,15 @@ def test_a_lone_request_runs_inline_without_the_worker_and_a_burst_still_merges(
     x = {"input": np.ones((1, 4), np.float32)}
 
     async def run() -> None:
-        for _ in range(6):  # the first goes to the worker: its run time is not known yet
+        # The first goes to the worker (its run time is not known yet), as does any after a run that a
+        # loaded machine stretched past the inline bound: most, not all, run inline.
+        for _ in range(20):
             await b.submit(x)
         await asyncio.gather(*(b.submit(x) for _ in range(16)))
 
     asyncio.run(run())
     b.close()
-    assert b.stats.inline == 5 and b.stats.requests == 22, b.stats
+    assert 10 <= b.stats.inline < 20 and b.stats.requests == 36, b.stats
     assert b.stats.largest_batch > 1  # requests arriving together still share runs
 
 
