@@ -125,7 +125,11 @@ class Gateway:
 
     # -- internals --
     def _choose(self, route: Route, exclude: Replica | None) -> Replica | None:
-        ready = [r for r in route.replicas if r.health.admitted and r is not exclude]
+        replicas = route.replicas
+        if len(replicas) == 1:  # conveyor serve's one replica: nothing to choose between, no list, no random
+            only = replicas[0]
+            return only if only.health.admitted and only is not exclude else None
+        ready = [r for r in replicas if r.health.admitted and r is not exclude]
         return power_of_two(ready, inflight_of, self._rng) if ready else None
 
     def _pick(self, route: Route, exclude: Replica | None) -> Replica:

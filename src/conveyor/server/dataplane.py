@@ -45,6 +45,9 @@ class DataPlane:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="conveyor-infer")
         default = batching or BatchingConfig()
         self._batchers = {key: Batcher(m, m.batching or default) for key, m in self._models.items()}
+        self._served: VersionIndex[Batcher] = VersionIndex(
+            (m.name, m.version, self._batchers[k]) for k, m in self._models.items()
+        )
 
     @property
     def models(self) -> list[OnnxModel]:
@@ -66,8 +69,7 @@ class DataPlane:
 
     def batcher(self, name: str, version: str | None = None) -> Batcher:
         """The batcher of a served model (its config, stats and queue)."""
-        m = self.model(name, version)
-        return self._batchers[(m.name, m.version)]
+        return self._served.get(name, version)
 
     async def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         meta = self.model(name, version).metadata()
@@ -80,8 +82,8 @@ class DataPlane:
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         """Decode, queue for the model's batcher, encode; the event loop never waits on ONNX Runtime."""
-        model = self.model(request.model, request.version)
-        batcher = self._batchers[(model.name, model.version)]
+        batcher = self._served.get(request.model, request.version)  # one look-up: the batcher holds its model
+        model = batcher.model
         if len(request.body) <= INLINE_CODEC_BYTES:
             req = self._decode(request)
         else:
