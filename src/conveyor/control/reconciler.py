@@ -170,12 +170,17 @@ class Reconciler:
     def report(self, report: dict[str, Any]) -> None:
         self.tables.report(report)
         if any(route.get("held") for route in report.get("routes", ())):
-            self.changed()  # a request waits for a replica: scale from zero now, not at the next tick
+            # A request waits for a replica: scale from zero now, not at the next tick. A wake, not a reload:
+            # the load comes from this report, and reports arrive up to 20 times a second during a start.
+            self._wake_soon()
+
+    def _wake_soon(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     def changed(self, deployment: str | None = None) -> None:
         self._reload = True
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        self._wake_soon()
 
     async def settle(self, timeout_s: float) -> bool:
         after = self._steps_begun + 1  # a step under way may have read the registry before the change
