@@ -12,7 +12,7 @@ from typing import Any
 import httptools
 
 from conveyor.gateway.upstream import ConnectionFailed
-from conveyor.server.service import EncodedRequest, EncodedResponse
+from conveyor.protocol.service import EncodedRequest, EncodedResponse
 
 
 class _Conn(asyncio.Protocol):

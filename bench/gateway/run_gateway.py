@@ -14,7 +14,7 @@ from conveyor.gateway.app import create_gateway_app, serve_gateway
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.gateway.upstream import Upstream
 from conveyor.runtime import OnnxModel
-from conveyor.server.rest import create_app
+from conveyor.server.app import create_app
 from conveyor.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -1,7 +1,7 @@
 """The one exception tree of Conveyor.
 
 Every error carries a transport-neutral ``code``; each transport maps codes in exactly one table
-(``conveyor.server.errors`` for HTTP, the CLI's exit codes in ``conveyor.cli.output``).
+(``conveyor.frontend.http_errors`` for HTTP, the CLI's exit codes in ``conveyor.cli.output``).
 
     ConveyorError                      code="internal"
     ├── InvalidInput                   code="invalid_argument"   bad request data, bad arguments

@@ -19,7 +19,7 @@ from conveyor.gateway import Gateway, OutlierState, Replica, Route, RoutingTable
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.gateway.upstream import ConnectionFailed
 from conveyor.protocol.codec import encode_infer_request
-from conveyor.server.service import EncodedRequest
+from conveyor.protocol.service import EncodedRequest
 from conveyor.settings import Settings
 from tests.fixtures.batching_models import build_slow
 from tests.fixtures.processes import ProcessGroup

@@ -22,7 +22,7 @@ from conveyor.errors import DeadlineExceeded
 from conveyor.gateway import Gateway, OutlierState, Replica, Route, RoutingTable
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.protocol.codec import decode_infer_response, encode_infer_request
-from conveyor.server.service import EncodedRequest
+from conveyor.protocol.service import EncodedRequest
 from tests.fixtures.processes import ProcessGroup
 from tests.fixtures.replica import start_channel_replica
 

@@ -24,7 +24,7 @@ from conveyor.errors import (
     UnsupportedMediaType,
 )
 
-# An HTTP status back to the error it stands for (the inverse of conveyor.server.errors.STATUS_BY_CODE).
+# An HTTP status back to the error it stands for (the inverse of frontend.http_errors.STATUS_BY_CODE).
 STATUS_ERRORS: dict[int, type[ConveyorError]] = {
     400: InvalidInput,
     404: NotFound,

@@ -23,8 +23,8 @@ from conveyor.control import api_ops as ops
 from conveyor.control.api_bodies import ApplyBody, DiffBody, GatewayReport, RollbackBody, ScaleBody
 from conveyor.control.runtime import ControlRuntime
 from conveyor.errors import ConveyorError
+from conveyor.frontend.http_errors import error_response, status_for
 from conveyor.registry import Registry
-from conveyor.server.errors import error_response, status_for
 from conveyor.settings import Settings
 from conveyor.spec.loader import dotted_path
 

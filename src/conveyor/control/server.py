@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 
 from conveyor.errors import Conflict, Unavailable, disk_full_as_error
-from conveyor.server.uvicorn_server import AnnouncingServer
+from conveyor.frontend.uvicorn_server import AnnouncingServer
 from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.control")

@@ -8,10 +8,9 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 
 from conveyor.errors import ConveyorError, Unavailable
+from conveyor.frontend.rest import create_rest_app
+from conveyor.frontend.runner import run_app
 from conveyor.gateway.gateway import Gateway
-from conveyor.server import rest
-from conveyor.server.bodies import BodyReader
-from conveyor.server.runner import run_app
 from conveyor.settings import Settings
 
 Hook = Callable[[], Awaitable[None]]
@@ -47,16 +46,8 @@ def create_gateway_app(
             if shutdown is not None:
                 await shutdown()
 
-    # The same routes and handlers as a replica's app, so requests and errors look the same.
-    bodies = BodyReader.from_settings(settings)
-    app = Starlette(
-        routes=rest.create_routes(gateway, bodies),
-        exception_handlers=rest.exception_handlers(),
-        lifespan=lifespan,
-    )
+    app = create_rest_app(gateway, settings, lifespan)
     app.state.gateway = gateway
-    app.state.bodies = bodies  # run_app ends waiting body reads at shutdown
-    app.state.settings = settings
     return app
 
 

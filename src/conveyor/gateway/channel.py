@@ -16,7 +16,7 @@ import orjson
 from conveyor.errors import ConveyorError, DeadlineExceeded
 from conveyor.gateway.upstream import ConnectionFailed, ReplicaUnresponsive
 from conveyor.protocol import frames
-from conveyor.server.service import EncodedRequest, EncodedResponse
+from conveyor.protocol.service import EncodedRequest, EncodedResponse
 from conveyor.settings import Settings
 
 _NEVER = float("inf")

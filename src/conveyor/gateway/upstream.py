@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from conveyor.errors import ConveyorError, Unavailable
-from conveyor.server.service import EncodedRequest, EncodedResponse
-
-if TYPE_CHECKING:  # a gateway of replica processes never loads ONNX Runtime
-    from conveyor.server.dataplane import DataPlane
+from conveyor.protocol.service import EncodedRequest, EncodedResponse, InferenceService
 
 
 class ConnectionFailed(Unavailable):
@@ -38,9 +35,10 @@ class Upstream(Protocol):
 
 
 class InProcessUpstream:
-    """A DataPlane in the gateway's own process: no hop, no copy (what Triton does)."""
+    """A replica's DataPlane (any InferenceService) in the gateway's own process: no hop, no copy (what
+    Triton does). Typed by the protocol, so the gateway never imports the replica's server package."""
 
-    def __init__(self, plane: DataPlane, address: str = "inprocess") -> None:
+    def __init__(self, plane: InferenceService, address: str = "inprocess") -> None:
         self.plane = plane
         self.address = address
         # Bound once: the hot path then skips an attribute lookup per request.

@@ -1,7 +1,6 @@
-"""Replica data plane: the transport-neutral DataPlane, the V2 REST front end, and ``serve``.
+"""Replica data plane: the transport-neutral DataPlane, the replica's REST app, and ``serve``.
 
-The names below load on first use, so importing one light module of the package (``server.errors``, the
-HTTP error table the management API shares) does not pull in ONNX Runtime, numpy and gRPC.
+The names below load on first use, so importing the package (or one module of it) loads no other module.
 """
 
 from __future__ import annotations
@@ -10,12 +9,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from conveyor.server.app import create_app, serve
     from conveyor.server.dataplane import DataPlane
-    from conveyor.server.rest import create_app
-    from conveyor.server.runner import serve
 
 __all__ = ["DataPlane", "create_app", "serve"]
-_WHERE = {"DataPlane": "dataplane", "create_app": "rest", "serve": "runner"}
+_WHERE = {"DataPlane": "dataplane", "create_app": "app", "serve": "app"}
 
 
 def __getattr__(name: str) -> Any:

@@ -24,11 +24,11 @@ import orjson
 import uvloop
 
 from conveyor.errors import ConveyorError
+from conveyor.frontend.gc_tuning import freeze_startup_heap
 from conveyor.protocol import frames
+from conveyor.protocol.service import EncodedRequest, InferenceService
 from conveyor.runtime import OnnxModel
-from conveyor.server.gc_tuning import freeze_startup_heap
-from conveyor.server.rest import create_app
-from conveyor.server.service import EncodedRequest, InferenceService
+from conveyor.server.app import create_app
 from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.server.channel")

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from conveyor.protocol.codec import binary_outputs_of, decode_infer_request, encode_infer_response
+from conveyor.protocol.service import EncodedRequest, EncodedResponse, server_metadata
 from conveyor.protocol.types import InferRequest, InferResponse, ResponseOutput
 from conveyor.runtime import Batcher, BatchingConfig, OnnxModel
-from conveyor.server.service import EncodedRequest, EncodedResponse, server_metadata
 from conveyor.versions import VersionIndex
 
 T = TypeVar("T")

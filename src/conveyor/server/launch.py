@@ -17,8 +17,8 @@ from conveyor import errors
 from conveyor.digests import EXIT_DATA_LOSS, check_digest, verify_bytes
 from conveyor.observe.logs import configure_logging
 from conveyor.runtime import OnnxModel
+from conveyor.server.app import serve
 from conveyor.server.channel import Lease, run_channel_replica
-from conveyor.server.runner import serve
 from conveyor.settings import Settings
 
 

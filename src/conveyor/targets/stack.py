@@ -115,7 +115,7 @@ def _inprocess_app(
     on_loaded: Callable[[list[Served]], None] | None,
 ) -> Any:
     import conveyor
-    from conveyor.server.rest import create_app
+    from conveyor.server.app import create_app
 
     loaded = [conveyor.load(r, settings=settings, trust_pickle=trust_pickle, sample=sample) for r in refs]
     aliases = {

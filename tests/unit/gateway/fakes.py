@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from conveyor.server.service import EncodedRequest, EncodedResponse
+from conveyor.protocol.service import EncodedRequest, EncodedResponse
 
 
 class FakeUpstream:

@@ -14,7 +14,7 @@ import pytest
 
 from conveyor.gateway import Gateway
 from conveyor.gateway.control import ControlPlaneClient
-from conveyor.server.service import EncodedRequest
+from conveyor.protocol.service import EncodedRequest
 from tests.unit.gateway.fakes import FakeUpstream
 
 HOLD = {"timeoutSeconds": 5.0, "maxRequests": 10}

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from conveyor.errors import InvalidInput, NotFound, Unavailable
+from conveyor.frontend.http_errors import status_for
 from conveyor.gateway import Gateway
 from conveyor.protocol import frames
-from conveyor.server.errors import status_for
-from conveyor.server.service import EncodedRequest, EncodedResponse
+from conveyor.protocol.service import EncodedRequest, EncodedResponse
 from tests.unit.gateway.fakes import FakeUpstream
 
 HOLD = {"timeoutSeconds": 5.0, "maxRequests": 2}

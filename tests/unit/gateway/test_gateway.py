@@ -9,7 +9,7 @@ import pytest
 
 from conveyor.errors import InvalidInput, Unavailable
 from conveyor.gateway import ConnectionFailed, Gateway, OutlierState, Replica, Route, RoutingTable
-from conveyor.server.service import EncodedRequest, EncodedResponse
+from conveyor.protocol.service import EncodedRequest, EncodedResponse
 from tests.unit.gateway.fakes import FakeUpstream
 
 

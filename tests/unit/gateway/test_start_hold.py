@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from conveyor.errors import Unavailable
+from conveyor.frontend.http_errors import status_for
 from conveyor.gateway import Gateway
-from conveyor.server.errors import status_for
 from tests.unit.gateway.fakes import FakeUpstream
 from tests.unit.gateway.test_dynamic_table import Stack, route, run, table
 

@@ -14,9 +14,9 @@ import pytest
 
 from conveyor.errors import DeadlineExceeded, InvalidInput, Overloaded, Unavailable
 from conveyor.protocol.codec import decode_infer_response, encode_infer_request
+from conveyor.protocol.service import EncodedRequest
 from conveyor.runtime import Batcher, BatchingConfig, OnnxModel
 from conveyor.server.dataplane import DataPlane
-from conveyor.server.service import EncodedRequest
 
 Outcome = dict[str, np.ndarray] | BaseException
 

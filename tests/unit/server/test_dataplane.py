@@ -19,10 +19,10 @@ from conveyor.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from conveyor.frontend.http_errors import status_for
 from conveyor.protocol.types import InferRequest, RequestInput
 from conveyor.runtime import OnnxModel
 from conveyor.server.dataplane import DataPlane
-from conveyor.server.errors import status_for
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_infer_runs_in_the_pool_and_echoes_id_and_version(plane: DataPlane) -> N
 
 def test_encoded_infer_decodes_runs_and_encodes_once(plane: DataPlane) -> None:
     from conveyor.protocol.codec import decode_infer_response, encode_infer_request
-    from conveyor.server.service import EncodedRequest
+    from conveyor.protocol.service import EncodedRequest
 
     body, json_len = encode_infer_request({"input": np.ones((3, 4), np.float32)}, binary=True)
     resp = asyncio.run(plane.infer(EncodedRequest("lr", None, body, json_len, "gen-1")))

@@ -7,27 +7,22 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 import uvicorn
 from starlette.applications import Starlette
 
 from conveyor.errors import Unavailable
-from conveyor.server.bodies import BodyReader
-from conveyor.server.connections import DeadlineHttpProtocol
-from conveyor.server.gc_tuning import freeze_startup_heap
-from conveyor.server.grpc import RunningGrpcServer, start_grpc_server
-from conveyor.server.rest import create_app
-from conveyor.server.service import InferenceService
-from conveyor.server.uvicorn_server import AnnouncingServer
-from conveyor.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from conveyor.runtime import OnnxModel
+from conveyor.frontend.bodies import BodyReader
+from conveyor.frontend.connections import DeadlineHttpProtocol
+from conveyor.frontend.gc_tuning import freeze_startup_heap
+from conveyor.frontend.grpc import RunningGrpcServer, start_grpc_server
+from conveyor.frontend.uvicorn_server import AnnouncingServer
+from conveyor.protocol.service import InferenceService
+from conveyor.settings import Settings
 
 GRACEFUL_SHUTDOWN_S = 30
-log = logging.getLogger("conveyor.server")
+log = logging.getLogger("conveyor.frontend")
 
 
 class UvicornServer(AnnouncingServer):
@@ -85,7 +80,7 @@ def run_app(
     """Serve ``app`` (and gRPC over ``service`` when ``grpc_port`` is set) until signalled; the finished
     server tells whether it started and whether gRPC failed.
 
-    ``app`` is a V2 REST app (rest.create_app or gateway.app.create_gateway_app): its state holds the
+    ``app`` is a V2 REST app (server.app.create_app or gateway.app.create_gateway_app): its state holds the
     settings and the body reader, which shutdown closes.
     """
     settings: Settings = app.state.settings
@@ -115,39 +110,3 @@ def run_app(
     freeze_startup_heap()
     server.run()
     return server
-
-
-def serve(
-    models: Sequence[OnnxModel],
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    settings: Settings | None = None,
-    on_ready: Callable[[str], None] | None = None,
-    log_level: str = "warning",
-    access_log: bool = False,
-    grpc_port: int | None = None,
-    on_grpc_ready: Callable[[str], None] | None = None,
-) -> None:
-    """Serve ``models`` until SIGINT / SIGTERM, then return once in-flight requests have finished.
-
-    With ``grpc_port`` (0: any free port) the V2 gRPC service runs on ``host`` too, in the same event loop
-    and over the same data plane; ``on_grpc_ready`` gets its ``host:port``. Exits with status 1 if either
-    port cannot be bound.
-    """
-    settings = settings or get_settings()
-    app = create_app(models, settings)
-    server = run_app(
-        app,
-        app.state.dataplane,
-        host=host,
-        port=port,
-        on_ready=on_ready,
-        log_level=log_level,
-        access_log=access_log,
-        grpc_port=grpc_port,
-        on_grpc_ready=on_grpc_ready,
-        max_message_bytes=settings.max_body_bytes,
-    )
-    if server.failed:
-        raise SystemExit(1)

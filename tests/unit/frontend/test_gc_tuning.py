@@ -2,7 +2,7 @@
 
 import gc
 
-from conveyor.server.gc_tuning import GEN0_THRESHOLD, freeze_startup_heap
+from conveyor.frontend.gc_tuning import GEN0_THRESHOLD, freeze_startup_heap
 
 
 def test_freeze_moves_the_heap_out_of_collection_and_raises_gen0() -> None:

@@ -1,14 +1,14 @@
-"""The V2 REST front end: Starlette routes over the DataPlane (bodies read by server/bodies.py) and the HTTP
-error mapping."""
+"""The V2 REST front end: Starlette routes over any InferenceService (a replica's DataPlane or the gateway),
+bodies read by frontend/bodies.py, errors mapped by frontend/http_errors.py."""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -18,15 +18,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from conveyor.errors import ConveyorError, InvalidInput, UnsupportedMediaType
-from conveyor.server.bodies import BodyReader, ClientGone
-from conveyor.server.errors import error_response, status_for
-from conveyor.server.service import EncodedRequest, InferenceService
+from conveyor.frontend.bodies import BodyReader, ClientGone
+from conveyor.frontend.http_errors import error_response, status_for
+from conveyor.protocol.service import EncodedRequest, InferenceService
 from conveyor.settings import Settings
 
-if TYPE_CHECKING:  # the routes serve any InferenceService: the gateway's process needs no ONNX Runtime
-    from conveyor.runtime import OnnxModel
-
-log = logging.getLogger("conveyor.server")
+log = logging.getLogger("conveyor.frontend")
 JSON = "application/json"
 OCTET = "application/octet-stream"
 _ACCEPTED_TYPES = {JSON, OCTET}
@@ -36,6 +33,7 @@ MAX_ID_HEADER = 256
 # Generated ids: a random per-process prefix and a counter, unique without a syscall per request.
 _ID_PREFIX = uuid.uuid4().hex[:12]
 _id_counter = itertools.count(1)
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 
 def _header_safe(value: str) -> bool:
@@ -154,28 +152,15 @@ def exception_handlers() -> dict[Any, Any]:
     }
 
 
-def create_app(models: Sequence[OnnxModel], settings: Settings) -> Starlette:
-    """A Starlette app serving ``models`` over the V2 REST API; the inference pool closes on shutdown."""
-    from conveyor.runtime import BatchingConfig
-    from conveyor.server.dataplane import DataPlane
-
-    batching = BatchingConfig.from_settings(settings)
-    plane = DataPlane(models, max_elements=settings.max_elements, batching=batching)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            plane.close()
-
+def create_rest_app(service: InferenceService, settings: Settings, lifespan: Lifespan) -> Starlette:
+    """The V2 REST app over ``service``: a replica's and the gateway's are the same routes and handlers, so
+    requests and errors look the same from either."""
     bodies = BodyReader.from_settings(settings)
     app = Starlette(
-        routes=create_routes(plane, bodies),
+        routes=create_routes(service, bodies),
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
-    app.state.dataplane = plane
     app.state.bodies = bodies  # run_app ends waiting body reads at shutdown
     app.state.settings = settings
     return app

@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 import grpc
 
 from conveyor.errors import ConveyorError, Unavailable
+from conveyor.frontend.grpc_errors import grpc_status_for, retry_metadata
 from conveyor.protocol.grpc import pb, pb_grpc
 from conveyor.protocol.protobuf import body_to_infer_response, infer_request_to_body
-from conveyor.server.grpc_errors import grpc_status_for, retry_metadata
-from conveyor.server.service import EncodedRequest, InferenceService
+from conveyor.protocol.service import EncodedRequest, InferenceService
 
-log = logging.getLogger("conveyor.server")
+log = logging.getLogger("conveyor.frontend")
 REQUEST_ID = "x-request-id"
 _ID_PREFIX = uuid.uuid4().hex[:12]
 _id_counter = itertools.count(1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 
 from conveyor.errors import InvalidInput, NotFound, Overloaded, PayloadTooLarge, Unavailable
-from conveyor.server.errors import STATUS_BY_CODE as HTTP
-from conveyor.server.grpc_errors import STATUS_BY_CODE as GRPC
-from conveyor.server.grpc_errors import grpc_status_for, retry_metadata
+from conveyor.frontend.grpc_errors import STATUS_BY_CODE as GRPC
+from conveyor.frontend.grpc_errors import grpc_status_for, retry_metadata
+from conveyor.frontend.http_errors import STATUS_BY_CODE as HTTP
 
 
 def test_every_error_code_has_a_grpc_status() -> None:

@@ -20,10 +20,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from conveyor.errors import InvalidInput
-from conveyor.server.malloc import MemoryReturn
+from conveyor.frontend.malloc import MemoryReturn
 from conveyor.settings import Settings
 
-log = logging.getLogger("conveyor.server.bodies")
+log = logging.getLogger("conveyor.frontend.bodies")
 # The connection cannot carry another request after an unread body: tell the client, and uvicorn, to close.
 _CLOSE = {"connection": "close"}
 CLOSING_IDLE_S = 1.0  # at shutdown: the longest gap in a body still arriving

@@ -1,4 +1,4 @@
-"""The one mapping from error codes to gRPC status codes, in step with the HTTP table in ``errors.py``."""
+"""The one mapping from error codes to gRPC status codes, in step with the HTTP table (http_errors.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """uvicorn's server as every Conveyor process runs it: it announces its URL once listening and returns,
 rather than re-raising the signal, after a graceful stop on SIGINT / SIGTERM.
 
-Replicas and gateways (server/runner.py, which adds gRPC) and the control plane (control/server.py) share it.
+Replicas and gateways (frontend/runner.py adds gRPC) and the control plane (control/server.py) share it.
 """
 
 from __future__ import annotations
