@@ -14,7 +14,7 @@ from conveyor.gateway.app import create_gateway_app, serve_gateway
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.gateway.upstream import Upstream
 from conveyor.runtime import OnnxModel
-from conveyor.server.app import create_app
+from conveyor.server.dataplane import DataPlane
 from conveyor.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -31,7 +31,7 @@ def main() -> None:
     upstream: Upstream
     if args.upstream == "inprocess":
         model = OnnxModel(args.model.read_bytes(), name=args.model.stem, version=None)
-        upstream = InProcessUpstream(create_app([model], settings).state.dataplane)
+        upstream = InProcessUpstream(DataPlane.from_settings([model], settings))
     elif args.upstream.startswith("http:"):
         host, port = args.upstream.removeprefix("http:").rsplit(":", 1)
         upstream = HttpUpstream(host, int(port))

@@ -18,19 +18,15 @@ if TYPE_CHECKING:
 
 
 def create_app(models: Sequence[OnnxModel], settings: Settings) -> Starlette:
-    """A Starlette app serving ``models`` over the V2 REST API; the inference pool closes on shutdown."""
-    from conveyor.runtime import BatchingConfig
+    """A Starlette app serving ``models`` over the V2 REST API; its lifespan is the DataPlane's."""
     from conveyor.server.dataplane import DataPlane
 
-    batching = BatchingConfig.from_settings(settings)
-    plane = DataPlane(models, max_elements=settings.max_elements, batching=batching)
+    plane = DataPlane.from_settings(models, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
+        async with plane:
             yield
-        finally:
-            plane.close()
 
     app = create_rest_app(plane, settings, lifespan)
     app.state.dataplane = plane

@@ -28,7 +28,7 @@ from conveyor.frontend.gc_tuning import freeze_startup_heap
 from conveyor.protocol import frames
 from conveyor.protocol.service import EncodedRequest, InferenceService
 from conveyor.runtime import OnnxModel
-from conveyor.server.app import create_app
+from conveyor.server.dataplane import DataPlane
 from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.server.channel")
@@ -185,14 +185,11 @@ def run_channel_replica(
     """Serve ``models`` on the channel only (no HTTP port) until signalled: the launcher's ``--channel``."""
     if parent_pid is not None:
         die_with_parent(parent_pid)
-    # The REST app's lifespan owns the DataPlane's start and stop (batchers, pools): reuse it as is.
-    app = create_app(models, settings)
+    plane = DataPlane.from_settings(models, settings)
 
     async def main() -> None:
-        async with app.router.lifespan_context(app):
-            await serve_channel(
-                app.state.dataplane, address, on_ready=on_ready, parent_pid=parent_pid, lease=lease
-            )
+        async with plane:
+            await serve_channel(plane, address, on_ready=on_ready, parent_pid=parent_pid, lease=lease)
 
     freeze_startup_heap()
     uvloop.run(main())

@@ -1,7 +1,9 @@
 """The transport-neutral replica data plane: served models by (name, version), health, metadata, inference.
 
 REST and gRPC front ends are thin layers over this. Each served version has a dynamic batcher (its own worker
-thread); small bodies are decoded and encoded on the event loop, big ones in a thread pool.
+thread); small bodies are decoded and encoded on the event loop, big ones in a thread pool. The plane owns its
+lifecycle (``async with plane:``), so whoever serves it (the REST app, a channel replica, a gateway holding it
+in-process) stops it the same way and no caller needs a web app to reach it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from conveyor.protocol.codec import binary_outputs_of, decode_infer_request, encode_infer_response
 from conveyor.protocol.service import EncodedRequest, EncodedResponse, server_metadata
 from conveyor.protocol.types import InferRequest, InferResponse, ResponseOutput
 from conveyor.runtime import Batcher, BatchingConfig, OnnxModel
 from conveyor.versions import VersionIndex
+
+if TYPE_CHECKING:
+    from conveyor.settings import Settings
 
 T = TypeVar("T")
 # Bodies and outputs up to this size are decoded / encoded on the event loop: cheaper than a thread hop, and
@@ -48,6 +54,22 @@ class DataPlane:
         self._served: VersionIndex[Batcher] = VersionIndex(
             (m.name, m.version, self._batchers[k]) for k, m in self._models.items()
         )
+
+    @classmethod
+    def from_settings(cls, models: Sequence[OnnxModel], settings: Settings) -> DataPlane:
+        """The plane a replica serves: element limit and default batching from ``settings``."""
+        return cls(
+            models, max_elements=settings.max_elements, batching=BatchingConfig.from_settings(settings)
+        )
+
+    async def __aenter__(self) -> Self:
+        # Sessions and batchers are ready once the plane is built: serving may start at once.
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     @property
     def models(self) -> list[OnnxModel]:

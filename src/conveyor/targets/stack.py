@@ -115,7 +115,7 @@ def _inprocess_app(
     on_loaded: Callable[[list[Served]], None] | None,
 ) -> Any:
     import conveyor
-    from conveyor.server.app import create_app
+    from conveyor.server.dataplane import DataPlane
 
     loaded = [conveyor.load(r, settings=settings, trust_pickle=trust_pickle, sample=sample) for r in refs]
     aliases = {
@@ -126,15 +126,13 @@ def _inprocess_app(
     served = list({(m.name, m.version): Served(m.name, m.version) for m in loaded}.values())
     if on_loaded is not None:
         on_loaded(served)
-    # The replica's own app builds the DataPlane and owns its start/stop (batchers, pools) in its lifespan.
     sessions = {(m.name, m.version): m.session for m in loaded}  # a version named twice loads once
-    replica_app = create_app(list(sessions.values()), settings)
-    upstream = InProcessUpstream(replica_app.state.dataplane)
-    replica = Replica(upstream, OutlierState(settings.eject_after_failures))
+    plane = DataPlane.from_settings(list(sessions.values()), settings)
+    replica = Replica(InProcessUpstream(plane), OutlierState(settings.eject_after_failures))
     lifespan = contextlib.AsyncExitStack()
 
     async def startup() -> None:
-        await lifespan.enter_async_context(replica_app.router.lifespan_context(replica_app))
+        await lifespan.enter_async_context(plane)
 
     return create_gateway_app(
         _gateway(served, [replica], aliases, settings), settings, startup=startup, shutdown=lifespan.aclose

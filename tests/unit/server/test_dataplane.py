@@ -105,3 +105,24 @@ def test_encoded_infer_decodes_runs_and_encodes_once(plane: DataPlane) -> None:
 )
 def test_every_error_code_has_one_http_status(error: type[ConveyorError], status: int) -> None:
     assert status_for(error("x")) == status
+
+
+def test_a_plane_serves_as_a_context_and_stops_its_threads_on_leaving(logreg_onnx: Path) -> None:
+    from conveyor.protocol.codec import encode_infer_request
+    from conveyor.protocol.service import EncodedRequest
+    from conveyor.settings import Settings
+
+    body, json_len = encode_infer_request({"input": np.ones((1, 4), np.float32)})
+
+    async def serve_one() -> tuple[DataPlane, str | None]:
+        model = OnnxModel(logreg_onnx.read_bytes(), name="ctx")
+        async with DataPlane.from_settings([model], Settings(max_batch_size=3)) as plane:
+            assert plane.batcher("ctx").config.max_batch_size == 3  # batching comes from the settings
+            resp = await plane.infer(EncodedRequest("ctx", None, body, json_len, "r1"))
+        return plane, resp.request_id
+
+    plane, answered = asyncio.run(serve_one())
+    assert answered == "r1"
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("conveyor-batcher-ctx")]
+    with pytest.raises(RuntimeError, match="shutdown"):  # the codec pool is shut down too
+        asyncio.run(plane.run(int))
