@@ -26,7 +26,7 @@ from conveyor.settings import Settings
 log = logging.getLogger("conveyor.frontend")
 JSON = "application/json"
 OCTET = "application/octet-stream"
-_ACCEPTED_TYPES = {JSON, OCTET}
+ACCEPTED_TYPES = {JSON, OCTET}
 HEADER_LENGTH = "inference-header-content-length"
 REQUEST_ID = "x-request-id"
 MAX_ID_HEADER = 256
@@ -36,7 +36,11 @@ _id_counter = itertools.count(1)
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 
-def _header_safe(value: str) -> bool:
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}-{next(_id_counter)}"
+
+
+def header_safe(value: str) -> bool:
     """Printable ASCII of a sane length: what may be echoed into a response header."""
     return 0 < len(value) <= MAX_ID_HEADER and value.isascii() and value.isprintable()
 
@@ -47,7 +51,7 @@ def _json(doc: Any, status: int = 200) -> Response:
 
 def _check_content_type(request: Request) -> None:
     ctype = request.headers.get("content-type")
-    if ctype and ctype.split(";", 1)[0].strip().lower() not in _ACCEPTED_TYPES:
+    if ctype and ctype.split(";", 1)[0].strip().lower() not in ACCEPTED_TYPES:
         raise UnsupportedMediaType(f"content type {ctype!r} is not supported; send {JSON} or {OCTET}")
 
 
@@ -87,12 +91,12 @@ def create_routes(plane: InferenceService, bodies: BodyReader) -> list[Route]:
         p = request.path_params
         _check_content_type(request)
         header_len = _header_length(request)
-        req_id = request.headers.get(REQUEST_ID) or f"{_ID_PREFIX}-{next(_id_counter)}"
+        req_id = request.headers.get(REQUEST_ID) or new_request_id()
         async with bodies.body(request) as body:
             resp = await plane.infer(EncodedRequest(p["name"], p.get("version"), body, header_len, req_id))
         # The answer's id may come from the request body ("id"): it goes into the header only when it is a
         # valid header value, else the header carries the generated id (the body keeps the client's).
-        rid = resp.request_id if _header_safe(resp.request_id) else req_id
+        rid = resp.request_id if header_safe(resp.request_id) else req_id
         headers = {REQUEST_ID: req_id if REQUEST_ID in request.headers else rid}
         if resp.json_length is None:
             return Response(resp.body, headers=headers, media_type=JSON)

@@ -14,9 +14,9 @@ from starlette.applications import Starlette
 
 from conveyor.errors import Unavailable
 from conveyor.frontend.bodies import BodyReader
-from conveyor.frontend.connections import DeadlineHttpProtocol
 from conveyor.frontend.gc_tuning import freeze_startup_heap
 from conveyor.frontend.grpc import RunningGrpcServer, start_grpc_server
+from conveyor.frontend.hot_path import hot_protocol
 from conveyor.frontend.uvicorn_server import AnnouncingServer
 from conveyor.protocol.service import InferenceService
 from conveyor.settings import Settings
@@ -89,7 +89,7 @@ def run_app(
         host=host,
         port=port,
         loop="uvloop",
-        http=DeadlineHttpProtocol,
+        http=hot_protocol(service, app.state.bodies),  # V2 inference without the ASGI layers
         timeout_keep_alive=settings.keep_alive_timeout_s,
         lifespan="on",
         access_log=access_log,

@@ -1,0 +1,253 @@
+"""The V2 inference route served inside uvicorn's HTTP protocol, without the ASGI and Starlette layers.
+
+Measured on 2 cores with the tiny model (docs/benchmarks.md): a request through Starlette's routing, request
+and response objects costs about twice what the model does, and uvicorn writes the head and the body of every
+response in two system calls. So a ``POST /v2/models/{name}[/versions/{version}]/infer`` whose whole body has
+arrived with its head is answered here, straight from the parser's callbacks: one task, one write.
+
+Only the plain case takes this path; everything else goes the regular way, through the same routes and the
+body reader with its deadlines: another method or path, a query string or escaped path, no Content-Length or
+one over the limit, ``Expect: 100-continue``, a request pipelined behind one still being answered, and a body
+that has not fully arrived when its head is parsed (it is handed to the regular path with the bytes read so
+far). Answers, errors and headers are the regular route's, byte for byte where it matters (tests prove it).
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+import orjson
+
+from conveyor.errors import ConveyorError, InvalidInput, UnsupportedMediaType
+from conveyor.frontend.bodies import BodyReader
+from conveyor.frontend.connections import DeadlineHttpProtocol
+from conveyor.frontend.http_errors import status_for
+from conveyor.frontend.rest import ACCEPTED_TYPES, JSON, OCTET, header_safe, new_request_id
+from conveyor.protocol.service import EncodedRequest, EncodedResponse, InferenceService
+
+log = logging.getLogger("conveyor.frontend")
+_PREFIX, _SUFFIX = b"/v2/models/", b"/infer"
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+_JSON_TYPE = b"content-type: " + JSON.encode() + b"\r\n"
+_OCTET_TYPE = b"content-type: " + OCTET.encode() + b"\r\n"
+
+
+class _HotRequest:
+    """One request on the hot path. Stands in for uvicorn's RequestResponseCycle where the protocol looks
+    at its cycle (pipelining, disconnects, graceful shutdown): the attributes below are the ones it reads."""
+
+    __slots__ = (
+        "chunks",
+        "client_id",
+        "content_type",
+        "declared",
+        "disconnected",
+        "header_length",
+        "keep_alive",
+        "message_event",
+        "model",
+        "more_body",
+        "response_complete",
+        "version",
+    )
+
+    def __init__(self, model: str, version: str | None, declared: int, keep_alive: bool) -> None:
+        self.model = model
+        self.version = version
+        self.declared = declared
+        self.keep_alive = keep_alive
+        self.content_type: bytes | None = None
+        self.header_length: bytes | None = None
+        self.client_id: bytes | None = None
+        self.chunks: list[bytes] = []
+        self.more_body = True
+        self.response_complete = False
+        self.disconnected = False
+        self.message_event = self  # uvicorn calls cycle.message_event.set(): nothing waits here
+
+    def set(self) -> None:
+        pass
+
+
+def parse_infer_path(url: bytes) -> tuple[str, str | None] | None:
+    """(model, version) of a plain V2 infer URL, or None: anything unusual takes the regular path."""
+    if not (url.startswith(_PREFIX) and url.endswith(_SUFFIX)) or b"?" in url or b"%" in url:
+        return None
+    parts = url[len(_PREFIX) : -len(_SUFFIX)].split(b"/")
+    if len(parts) == 1 and parts[0]:
+        return parts[0].decode("latin-1"), None
+    if len(parts) == 3 and parts[1] == b"versions" and parts[0] and parts[2]:
+        return parts[0].decode("latin-1"), parts[2].decode("latin-1")
+    return None
+
+
+def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[DeadlineHttpProtocol]:
+    """uvicorn's protocol class for one server, answering V2 inference over ``service`` on the hot path."""
+
+    class HotPathProtocol(DeadlineHttpProtocol):
+        _hot: _HotRequest | None = None  # a hot request whose body is still arriving in this feed
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._hot is not None and self.transport.is_closing():
+                self._hot = None  # a malformed request: uvicorn answered 400 and closes
+            elif (
+                self._hot is not None
+            ):  # the body did not come with the head: the regular path reads the rest
+                hot, self._hot = self._hot, None
+                DeadlineHttpProtocol.on_headers_complete(self)
+                body = b"".join(hot.chunks)
+                if body and self.cycle is not None:
+                    DeadlineHttpProtocol.on_body(self, body)
+
+        def on_headers_complete(self) -> None:
+            hot = self._take(self.url) if self.parser.get_method() == b"POST" else None
+            if hot is None:
+                super().on_headers_complete()
+                return
+            self._cancel_head_deadline()  # as the regular path does: the request has its head
+            self._hot = hot
+
+        def _take(self, url: bytes) -> _HotRequest | None:
+            target = parse_infer_path(url)
+            cycle = self.cycle
+            if (
+                target is None
+                or self.expect_100_continue
+                or self.limit_concurrency is not None
+                or (cycle is not None and not cycle.response_complete)  # pipelined: keep the order
+                or self.parser.should_upgrade()
+            ):
+                return None
+            declared = content_type = header_length = client_id = None
+            for name, value in self.headers:
+                if name == b"content-length":
+                    declared = value
+                elif name == b"content-type":
+                    content_type = value
+                elif name == b"inference-header-content-length":
+                    header_length = value
+                elif name == b"x-request-id":
+                    client_id = value
+            if declared is None or not declared.isdigit() or int(declared) > bodies.max_bytes:
+                return None  # chunked, malformed or too large: the regular path answers it
+            keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+            hot = _HotRequest(target[0], target[1], int(declared), keep_alive)
+            hot.content_type, hot.header_length, hot.client_id = content_type, header_length, client_id
+            return hot
+
+        def on_body(self, body: bytes) -> None:
+            if self._hot is not None:
+                self._hot.chunks.append(body)
+                return
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            hot = self._hot
+            if hot is None:
+                super().on_message_complete()
+                return
+            self._hot = None
+            hot.more_body = False
+            self.cycle = hot  # type: ignore[assignment]  # see _HotRequest
+            task = self.loop.create_task(self._answer(hot))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+        async def _answer(self, hot: _HotRequest) -> None:
+            body = hot.chunks[0] if len(hot.chunks) == 1 else b"".join(hot.chunks)
+            hot.chunks = []
+            budget = bodies.budget
+            if not budget.reserve(len(body)):
+                out = _error(
+                    hot,
+                    503,
+                    f"too many request bodies in flight ({budget.held} of "
+                    f"{budget.limit} bytes held); retry later",
+                )
+            else:
+                try:
+                    out = await _infer(service, hot, body)
+                finally:
+                    budget.release(len(body))
+            self._finish(hot, out)
+
+        def _finish(self, hot: _HotRequest, parts: list[bytes]) -> None:
+            hot.response_complete = True
+            if hot.disconnected or self.transport.is_closing():
+                return  # the client left: nothing to answer, not an error
+            head = parts[0]
+            defaults = self.server_state.default_headers  # the date header uvicorn keeps current
+            extra = [b"%s: %s\r\n" % (n, v) for n, v in defaults]
+            if not hot.keep_alive:
+                extra.append(b"connection: close\r\n")
+            self.transport.write(b"".join([head, *extra, *parts[1:]]))
+            if not hot.keep_alive:
+                self.transport.close()
+            self.on_response_complete()
+
+    return HotPathProtocol
+
+
+async def _infer(service: InferenceService, hot: _HotRequest, body: bytes) -> list[bytes]:
+    """The regular route's work and answer, as [status line, headers..., blank line + body]."""
+    request_id = hot.client_id.decode("latin-1") if hot.client_id else new_request_id()
+    try:
+        _check(hot)
+        json_length = _header_length(hot.header_length)
+        resp = await service.infer(EncodedRequest(hot.model, hot.version, body, json_length, request_id))
+    except ConveyorError as exc:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("request %s failed: %s", hot.model, exc)
+        return _error(hot, status, exc.message)
+    except Exception as exc:  # a bug answers 500 like the regular path, and the connection lives on
+        log.exception("unexpected error on /v2/models/%s/infer", hot.model)
+        return _error(hot, 500, f"internal error: {type(exc).__name__}")
+    return _ok(hot, resp, request_id)
+
+
+def _check(hot: _HotRequest) -> None:
+    ctype = hot.content_type
+    if ctype and ctype.split(b";", 1)[0].strip().lower().decode("latin-1") not in ACCEPTED_TYPES:
+        shown = ctype.decode("latin-1")
+        raise UnsupportedMediaType(f"content type {shown!r} is not supported; send {JSON} or {OCTET}")
+
+
+def _header_length(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        shown = raw.decode("latin-1")
+        raise InvalidInput(f"Inference-Header-Content-Length must be an integer, got {shown!r}") from None
+
+
+def _ok(hot: _HotRequest, resp: EncodedResponse, request_id: str) -> list[bytes]:
+    # The answer's id may come from the body ("id"): into the header only when it is a valid header value.
+    if hot.client_id is None and header_safe(resp.request_id):
+        request_id = resp.request_id
+    rid = request_id.encode("latin-1")
+    body = resp.body
+    if resp.json_length is None:
+        head = b"%scontent-length: %d\r\nx-request-id: %s\r\n" % (_JSON_TYPE, len(body), rid)
+    else:
+        head = b"%scontent-length: %d\r\nx-request-id: %s\r\ninference-header-content-length: %d\r\n" % (
+            _OCTET_TYPE,
+            len(body),
+            rid,
+            resp.json_length,
+        )
+    return [_STATUS_LINES[200], head, b"\r\n", body]
+
+
+def _error(hot: _HotRequest, status: int, message: str) -> list[bytes]:
+    body = orjson.dumps({"error": message})
+    head = [b"%scontent-length: %d\r\n" % (_JSON_TYPE, len(body))]
+    if hot.client_id is not None:
+        head.append(b"x-request-id: %s\r\n" % hot.client_id)
+    if status in (429, 503):
+        head.append(b"retry-after: 1\r\n")
+    return [_STATUS_LINES.get(status, _STATUS_LINES[500]), *head, b"\r\n", body]

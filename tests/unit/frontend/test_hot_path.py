@@ -1,0 +1,182 @@
+"""Which requests the hot path takes, driven through uvicorn's protocol with an in-memory transport.
+
+The integration test (tests/integration/test_hot_path.py) shows the answers match the regular route's over
+real sockets; this one shows the hot path is the one answering — the service called without the ASGI app,
+one write per answer — and that what it must not take reaches the ASGI app whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from conveyor.frontend.bodies import BodyReader
+from conveyor.frontend.hot_path import hot_protocol, parse_infer_path
+from conveyor.protocol.service import EncodedRequest, EncodedResponse
+
+
+class Service:
+    """An InferenceService that echoes the request's size; what it received is kept."""
+
+    def __init__(self) -> None:
+        self.requests: list[EncodedRequest] = []
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return True
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {}
+
+    async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        return {}
+
+    async def model_ready(self, name: str, version: str | None) -> dict[str, Any]:
+        return {}
+
+    async def infer(self, request: EncodedRequest) -> EncodedResponse:
+        self.requests.append(request)
+        return EncodedResponse(b'{"n":%d}' % len(request.body), None, request.request_id, "1")
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Regular:
+    """The ASGI app: the regular path. Records the bodies it got."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.bodies.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+def request(path: str, body: bytes, *headers: str) -> bytes:
+    head = [f"POST {path} HTTP/1.1", "Host: x", f"Content-Length: {len(body)}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def drive(*chunks: bytes, max_bytes: int = 1 << 20) -> tuple[Service, Regular, Transport]:
+    service, app = Service(), Regular()
+    config = uvicorn.Config(app, log_level="warning")
+    config.load()
+    bodies = BodyReader(max_bytes=max_bytes, budget_bytes=1 << 24, idle_timeout_s=5, timeout_s=5)
+    state = ServerState()
+    protocol = hot_protocol(service, bodies)(config=config, server_state=state, app_state={})
+    transport = Transport()
+    protocol.connection_made(transport)
+    for chunk in chunks:
+        protocol.data_received(chunk)
+        await asyncio.sleep(0.01)
+    for _ in range(100):
+        if not state.tasks:
+            break
+        await asyncio.sleep(0.01)
+    protocol.connection_lost(None)
+    return service, app, transport
+
+
+def test_a_plain_infer_request_is_answered_by_the_service_in_one_write() -> None:
+    body = b'{"inputs": []}'
+    service, app, transport = asyncio.run(
+        drive(request("/v2/models/m/versions/2/infer", body, "X-Request-Id: a"))
+    )
+    assert app.bodies == []
+    [req] = service.requests
+    assert (req.model, req.version, req.body, req.request_id) == ("m", "2", body, "a")
+    [answer] = transport.writes
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b'\r\n\r\n{"n":14}')
+    assert b"x-request-id: a\r\n" in answer
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    """The first is hot; the ones pipelined behind it wait their turn (on whichever path)."""
+    raw = b"".join(request("/v2/models/m/infer", b"{}", f"X-Request-Id: {i}") for i in range(3))
+    service, app, transport = asyncio.run(drive(raw))
+    assert service.requests[0].request_id == "0"
+    assert len(service.requests) + len(app.bodies) == 3
+    assert b"".join(transport.writes).count(b"HTTP/1.1 200 OK\r\n") == 3
+    assert b"x-request-id: 0\r\n" in transport.writes[0]
+
+
+def test_a_body_split_from_its_head_goes_the_regular_way_whole() -> None:
+    body = b'{"inputs": [1, 2, 3]}'
+    raw = request("/v2/models/m/infer", body)
+    cut = raw.index(b"\r\n\r\n") + 6
+    service, app, transport = asyncio.run(drive(raw[:cut], raw[cut:]))
+    assert service.requests == [] and app.bodies == [body]
+    assert b"".join(transport.writes).startswith(b"HTTP/1.1 200 OK")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        request("/v2/models/m/infer?x=1", b"{}"),
+        request("/v2/models/m/ready", b"{}"),
+        request("/v2/models/m/infer", b"{}", "Expect: 100-continue"),
+        b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\n\r\n",
+        b"GET /v2/models/m/infer HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+)
+def test_what_the_hot_path_leaves_to_the_regular_route(raw: bytes) -> None:
+    service, app, _ = asyncio.run(drive(raw))
+    assert service.requests == [] and len(app.bodies) == 1
+
+
+def test_a_body_over_the_limit_is_left_to_the_regular_route() -> None:
+    service, app, _ = asyncio.run(drive(request("/v2/models/m/infer", b"x" * 100), max_bytes=10))
+    assert service.requests == [] and app.bodies == [b"x" * 100]
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        (b"/v2/models/m/infer", ("m", None)),
+        (b"/v2/models/m/versions/3/infer", ("m", "3")),
+        (b"/v2/models//infer", None),
+        (b"/v2/models/m/versions//infer", None),
+        (b"/v2/models/a/b/infer", None),
+        (b"/v2/models/m%20x/infer", None),
+        (b"/v2/models/m/infer?x", None),
+    ],
+)
+def test_infer_paths(url: bytes, target: tuple[str, str | None] | None) -> None:
+    assert parse_infer_path(url) == target
