@@ -32,7 +32,7 @@ def _help(*argv: str) -> str:
 
 
 def launcher_help() -> str:
-    return _help(sys.executable, "-m", "conveyor.server.launch", "--help")
+    return _help(sys.executable, "-m", "conveyor.server", "--help")
 
 
 def serve_help() -> str:
@@ -115,7 +115,7 @@ class Server:
 
 
 class ConveyorReplica(Server):
-    """A Conveyor replica straight from the ONNX file: ``python -m conveyor.server.launch``."""
+    """A Conveyor replica straight from the ONNX file: ``python -m conveyor.server``."""
 
     def __init__(self, max_batch_size: int | None = None, note: str = "") -> None:
         super().__init__(note)
@@ -127,7 +127,7 @@ class ConveyorReplica(Server):
         return ""
 
     def command(self, model: BenchModel, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
-        argv = [sys.executable, "-m", "conveyor.server.launch", "--model", f"{model.name}={model.path}"]
+        argv = [sys.executable, "-m", "conveyor.server", "--model", f"{model.name}={model.path}"]
         argv += ["--port", str(port)]
         if self.max_batch_size is not None:
             argv += ["--max-batch-size", str(self.max_batch_size)]

@@ -112,7 +112,7 @@ def main() -> None:
                 env["PYTHONPATH"] = flags[1:]
                 extra = []
             group, port = ProcessGroup(), free_port()
-            cmd = [sys.executable, "-m", "conveyor.server.launch", "--port", str(port), *extra]
+            cmd = [sys.executable, "-m", "conveyor.server", "--port", str(port), *extra]
             proc = group.start([*cmd, "--model", f"{name}={path}"], env=env)
             try:
                 base = f"http://127.0.0.1:{port}"

@@ -80,7 +80,7 @@ def main() -> None:
     py = sys.executable
     sock = tmp / "replica.sock"
     rest_port, tcp_port = free_port(), free_port()
-    replica = [py, "-m", "conveyor.server.launch", "--model", f"lr={model}"]
+    replica = [py, "-m", "conveyor.server", "--model", f"lr={model}"]
     setups: dict[str, tuple[list[list[str]], str]] = {
         "lean Starlette+ORT (no gateway)": (
             [[py, str(REPO / "bench/peers/lean/app.py"), "--model", str(model)]],

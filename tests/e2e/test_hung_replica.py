@@ -53,7 +53,7 @@ def serve(processes: ProcessGroup, tmp_path: Path, cli_env: dict[str, str]) -> I
     proc = processes.start([*args, "--grpc-port", str(grpc_port)], env=cli_env)
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/v2/health/ready", proc, timeout=60)
-    pids = [pid for pid, cmd in children(proc.pid).items() if "conveyor.server.launch" in cmd]
+    pids = [pid for pid, cmd in children(proc.pid).items() if "-m conveyor.server " in cmd]
     assert len(pids) == 2, children(proc.pid)
     try:
         yield Serve(url, f"127.0.0.1:{grpc_port}", pids)

@@ -88,7 +88,7 @@ def stack(logreg_onnx: Path) -> Iterator[Stack]:
         socks = []
         for version in ("1", "2"):
             sock = f"unix:{run_dir / f'r{version}.sock'}"
-            launch = [sys.executable, "-m", "conveyor.server.launch", "--channel", sock]
+            launch = [sys.executable, "-m", "conveyor.server", "--channel", sock]
             _start_and_wait(group, [*launch, "--model", f"tiny:{version}={logreg_onnx}"], "listening on")
             socks.append(sock)
         s = Stack(control, "", socks[0], socks[1], generation=1)

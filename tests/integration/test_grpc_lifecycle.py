@@ -16,7 +16,7 @@ from tests.fixtures.processes import ProcessGroup, output_of
 
 
 def _launch(processes: ProcessGroup, model: Path, grpc_port: int) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "conveyor.server.launch", "--port", "0", "--grpc-port", str(grpc_port)]
+    args = [sys.executable, "-m", "conveyor.server", "--port", "0", "--grpc-port", str(grpc_port)]
     return processes.start([*args, "--model", f"lr={model}"])
 
 

@@ -16,7 +16,7 @@ from tests.fixtures.replica import running_replica
 
 
 def launch(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "conveyor.server.launch", "--port", str(free_port()), *args]
+    cmd = [sys.executable, "-m", "conveyor.server", "--port", str(free_port()), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 

@@ -30,7 +30,7 @@ def start_replica(
     processes: ProcessGroup, model: Path, env: dict[str, str]
 ) -> tuple[int, subprocess.Popen[bytes]]:
     port = free_port()
-    args = [sys.executable, "-m", "conveyor.server.launch", "--port", str(port)]
+    args = [sys.executable, "-m", "conveyor.server", "--port", str(port)]
     args += ["--model", f"clf:1={model}"]
     proc = processes.start(args, env=env)
     wait_http_ok(f"http://127.0.0.1:{port}/v2/health/ready", proc, timeout=30)

@@ -15,7 +15,7 @@ from tests.fixtures.processes import ProcessGroup, output_of
 
 
 def test_announces_url_and_stops_cleanly_on_sigterm(processes: ProcessGroup, logreg_onnx: Path) -> None:
-    args = [sys.executable, "-m", "conveyor.server.launch", "--port", "0", "--model", f"lr={logreg_onnx}"]
+    args = [sys.executable, "-m", "conveyor.server", "--port", "0", "--model", f"lr={logreg_onnx}"]
     proc = processes.start(args)
     deadline = time.monotonic() + 30
     while not (found := re.search(r"listening on (http://\S+)", output_of(proc))):
@@ -35,7 +35,7 @@ def test_a_channel_replica_outlives_its_lease_only_while_it_is_refreshed(
     lease = tmp_path / "controlplane.lease"
     lease.touch()
     sock = tmp_path / "r.sock"
-    args = [sys.executable, "-m", "conveyor.server.launch", "--model", f"clf:1={logreg_onnx}"]
+    args = [sys.executable, "-m", "conveyor.server", "--model", f"clf:1={logreg_onnx}"]
     proc = processes.start(
         [*args, "--channel", f"unix:{sock}", "--lease", str(lease), "--orphan-after", "1.5"]
     )

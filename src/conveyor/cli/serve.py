@@ -87,7 +87,7 @@ def serve(
 ) -> None:
     """Serve model versions over V2 REST (and gRPC) until Ctrl-C, then finish in-flight requests and exit."""
     from conveyor.errors import InvalidInput
-    from conveyor.targets.stack import Served, serve_local
+    from conveyor.targets.serve_stack import Served, serve_local
 
     if placement not in ("auto", "inprocess", "process"):
         raise InvalidInput(f"--placement must be auto, inprocess or process, got {placement!r}")

@@ -11,7 +11,7 @@ from conveyor.cli.output import console, err_console, titled_table
 from conveyor.settings import get_settings
 
 if TYPE_CHECKING:
-    from conveyor.control.stack import Stack
+    from conveyor.control.supervisor import Stack
 
 READY_TIMEOUT_S = 180.0
 
@@ -68,7 +68,7 @@ def up(
     describe, scale, rollback, ...) talks to the management API on --api-port. Ctrl-C stops the gateway
     first (in-flight requests finish), then the control plane, which drains and stops the replicas.
     """
-    from conveyor.control.stack import Child, Stack
+    from conveyor.control.supervisor import Child, Stack
 
     documents: list[dict[str, Any]] = []
     if file is not None:

@@ -17,9 +17,9 @@ from typing import Any
 
 from conveyor import errors
 from conveyor.control.autoscaler import AutoscalingPolicy, policy_from_spec
+from conveyor.protocol.table import STARTING, Hold
 from conveyor.registry import Registry
 from conveyor.registry.records import DeploymentInfo
-from conveyor.routing_table import STARTING, Hold
 from conveyor.settings import Settings
 from conveyor.spec import Deployment
 from conveyor.spec.resources import DEFAULT_HOLD_TIMEOUT_SECONDS

@@ -33,7 +33,7 @@ from typing import Any
 from conveyor import errors
 from conveyor.control.autoscaler import AutoscalerState, decide, observe
 from conveyor.control.desired import Desired, DesiredLoader, start_hold
-from conveyor.control.routing import RoutingState, build_routes
+from conveyor.control.publisher import RoutingState, build_routes
 from conveyor.digests import EXIT_DATA_LOSS
 from conveyor.registry import Registry
 from conveyor.settings import Settings

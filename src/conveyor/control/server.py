@@ -50,7 +50,7 @@ def control_plane_lock(run_dir: Path) -> Iterator[None]:
 
 def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
     """The management API app with the reconciler started and stopped in its lifespan."""
-    from conveyor.control.api import create_api
+    from conveyor.control.management import create_api
     from conveyor.control.reconciler import Reconciler
     from conveyor.registry import Registry
     from conveyor.targets.processes import LocalProcesses, socket_dir

@@ -3,7 +3,7 @@
 from conveyor.gateway.gateway import Gateway
 from conveyor.gateway.outlier import OutlierState
 from conveyor.gateway.replica import Replica
-from conveyor.gateway.routes import Route, RoutingTable
+from conveyor.gateway.table import Route, RoutingTable
 from conveyor.gateway.upstream import ConnectionFailed, InProcessUpstream, Upstream
 
 __all__ = [

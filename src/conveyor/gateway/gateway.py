@@ -22,10 +22,10 @@ from conveyor.gateway.channel import ChannelUpstream
 from conveyor.gateway.hold import HeldRequests
 from conveyor.gateway.outlier import OutlierState, is_replica_fault
 from conveyor.gateway.replica import Replica, inflight_of
-from conveyor.gateway.routes import Route, RoutingTable
+from conveyor.gateway.table import Route, RoutingTable
 from conveyor.gateway.upstream import ConnectionFailed, ReplicaUnresponsive, Upstream
 from conveyor.protocol.service import EncodedRequest, EncodedResponse, server_metadata
-from conveyor.routing_table import SCALED_TO_ZERO, STARTING, ReplicaSpec, parse_table
+from conveyor.protocol.table import SCALED_TO_ZERO, STARTING, ReplicaSpec, parse_table
 
 log = logging.getLogger("conveyor.gateway")
 READY_WHEN_ALL = "all"

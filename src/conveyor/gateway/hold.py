@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from conveyor.errors import Unavailable
-from conveyor.routing_table import STARTING, Hold
+from conveyor.protocol.table import STARTING, Hold
 
 T = TypeVar("T")
 RouteKey = tuple[str, str | None]

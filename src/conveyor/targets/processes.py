@@ -125,7 +125,7 @@ class LocalProcesses:
         args = [
             sys.executable,
             "-m",
-            "conveyor.server.launch",
+            "conveyor.server",
             "--model",
             f"{deployment}:{version}={model_file}",
             "--channel",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conveyor.errors import InvalidInput
-from conveyor.targets.stack import resolve_placement
+from conveyor.targets.serve_stack import resolve_placement
 
 
 def test_auto_is_inprocess_for_one_replica_and_processes_for_more() -> None:

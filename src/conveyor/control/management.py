@@ -19,8 +19,8 @@ from starlette.exceptions import HTTPException
 
 from conveyor import __version__
 from conveyor.control import API_HEADER
-from conveyor.control import api_ops as ops
-from conveyor.control.api_bodies import ApplyBody, DiffBody, GatewayReport, RollbackBody, ScaleBody
+from conveyor.control import management_ops as ops
+from conveyor.control.management_bodies import ApplyBody, DiffBody, GatewayReport, RollbackBody, ScaleBody
 from conveyor.control.runtime import ControlRuntime
 from conveyor.errors import ConveyorError
 from conveyor.frontend.http_errors import error_response, status_for

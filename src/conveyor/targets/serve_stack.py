@@ -152,7 +152,7 @@ def _process_app(
     served = [Served(f.name, f.version) for f in files]
     if on_loaded is not None:
         on_loaded(served)
-    command = [sys.executable, "-m", "conveyor.server.launch"]
+    command = [sys.executable, "-m", "conveyor.server"]
     for f in files:
         command += f.launch_args
     env = {f"CONVEYOR_{field.upper()}": str(getattr(settings, field)) for field in _REPLICA_SETTINGS}

@@ -1,6 +1,7 @@
-"""Start a replica from ONNX files, for tests and benchmarks (``conveyor serve`` is the user's command).
+"""The replica process every target starts: the control plane's reconciler and ``conveyor serve --replicas N``
+run it with ``--channel`` (the gateway's hop), and tests and benchmarks run it on an HTTP port.
 
-python -m conveyor.server.launch --model NAME[:VERSION]=FILE [--sha256 NAME[:VERSION]=HEX] [--model ...]
+python -m conveyor.server --model NAME[:VERSION]=FILE [--sha256 NAME[:VERSION]=HEX] [--model ...]
     [--port P] [--max-body-bytes N]
     [--grpc-port P] [--channel unix:PATH|tcp:HOST:PORT] [--parent-pid PID] [--lease FILE --orphan-after S]
     [--max-batch-size N] [--max-queue-delay-us N] [--max-queue-size N] [--request-timeout-ms N]
@@ -61,7 +62,7 @@ def _refuse(message: str) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m conveyor.server.launch", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m conveyor.server", description=__doc__)
     ap.add_argument("--model", action="append", required=True, metavar="NAME[:VERSION]=FILE")
     ap.add_argument(
         "--sha256",

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from conveyor.errors import InvalidInput
-from conveyor.routing_table import Hold, ReplicaSpec, parse_table
+from conveyor.protocol.table import Hold, ReplicaSpec, parse_table
 
 ROUTE: dict[str, Any] = {
     "name": "tiny",

@@ -1,6 +1,6 @@
 """The routing table the control plane pushes to gateways, and what gateways report back.
 
-``RoutingState`` keeps the current table (``epoch`` + ``generation``, routes as ``conveyor.routing_table``
+``RoutingState`` keeps the current table (``epoch`` + ``generation``, routes as ``conveyor.protocol.table``
 types), wakes every watcher when it changes, and remembers each gateway's last load report: the acknowledged
 table and in-flight requests per version.
 """
@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from conveyor.routing_table import Hold, ReplicaSpec, RouteSpec, TableSnapshot
+from conveyor.protocol.table import Hold, ReplicaSpec, RouteSpec, TableSnapshot
 from conveyor.versions import version_order
 
 GATEWAY_LIVE_S = 3.0

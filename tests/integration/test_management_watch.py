@@ -13,7 +13,7 @@ import orjson
 import pytest
 import uvicorn
 
-from conveyor.control import api
+from conveyor.control import management
 from conveyor.registry import LocalArtifactStore, Registry
 from conveyor.settings import Settings
 from tests.fixtures.control_runtime import FakeRuntime
@@ -22,10 +22,10 @@ from tests.fixtures.processes import free_port
 
 @pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, FakeRuntime]]:
-    monkeypatch.setattr(api, "KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(management, "KEEPALIVE_S", 0.2)
     with Registry(f"sqlite:///{tmp_path / 'r.db'}", LocalArtifactStore(tmp_path / "a")) as registry:
         runtime = FakeRuntime(registry)
-        app = api.create_api(registry, runtime, Settings(home=tmp_path))
+        app = management.create_api(registry, runtime, Settings(home=tmp_path))
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)

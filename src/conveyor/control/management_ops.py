@@ -1,5 +1,5 @@
 """What the management API does with the registry: apply, scale, describe. Synchronous (run in a thread);
-the routes in ``api.py`` add the live state from the ``ControlRuntime`` on the event loop.
+the routes in ``management.py`` add the live state from the ``ControlRuntime`` on the event loop.
 """
 
 from __future__ import annotations

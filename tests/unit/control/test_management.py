@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conveyor.control.api import create_api
+from conveyor.control.management import create_api
 from conveyor.registry import LocalArtifactStore, Registry
 from conveyor.settings import Settings
 from tests.fixtures.control_runtime import FakeRuntime

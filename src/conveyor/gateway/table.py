@@ -1,4 +1,5 @@
-"""The routing table: model name and version (or an alias, resolved when the stack starts) → replicas.
+"""The routing table a gateway applies: model name and version (or an alias, resolved when the stack
+starts) → replicas.
 
 A bare name reaches the route marked ``default`` (the deployment's current version, which after a rollback is
 not the highest), or the highest version when none of that name is marked.
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 from conveyor.errors import Conflict
 from conveyor.gateway.replica import Replica
-from conveyor.routing_table import Hold
+from conveyor.protocol.table import Hold
 from conveyor.versions import VersionIndex
 
 

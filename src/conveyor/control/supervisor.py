@@ -25,7 +25,7 @@ from conveyor.errors import Unavailable
 from conveyor.ports import check_ports_free
 from conveyor.targets.backoff import Backoff
 
-log = logging.getLogger("conveyor.control.stack")
+log = logging.getLogger("conveyor.control.supervisor")
 _PR_SET_PDEATHSIG = 1
 START_TIMEOUT_S = 60.0
 

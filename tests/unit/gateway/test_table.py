@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conveyor.errors import Conflict, NotFound
-from conveyor.gateway.routes import Route, RoutingTable
+from conveyor.gateway.table import Route, RoutingTable
 
 
 def _table() -> RoutingTable:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from conveyor.control.routing import RoutingState, build_routes
-from conveyor.routing_table import Hold, RouteSpec, parse_table
+from conveyor.control.publisher import RoutingState, build_routes
+from conveyor.protocol.table import Hold, RouteSpec, parse_table
 
 
 def test_the_current_version_is_default_and_listed_even_without_replicas() -> None:
