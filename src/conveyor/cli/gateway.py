@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 import typer
@@ -47,6 +48,7 @@ def gateway(
     from conveyor.cli.client import check_url
     from conveyor.gateway.controlled import serve_controlled_gateway
     from conveyor.observe.logs import configure_logging
+    from conveyor.targets.inprocess import LoadedUpstream
 
     settings = get_settings()
     if ready_when is not None:
@@ -75,6 +77,7 @@ def gateway(
         grpc_port=grpc_port,
         on_ready=on_ready,
         on_grpc_ready=on_grpc_ready,
+        load_inprocess=functools.partial(LoadedUpstream, settings=settings),
     )
 
 

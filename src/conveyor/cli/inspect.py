@@ -34,6 +34,11 @@ def _ready(counts: dict[str, int]) -> str:
     return f"{counts.get('ready', 0)}/{counts.get('desired', 0)}"
 
 
+def _placement(d: dict[str, Any]) -> str:
+    """inprocess: in each gateway (no hop, no isolation); process: replica processes (older servers: -)."""
+    return str(d.get("placement") or "-")
+
+
 @get_app.command("deployments")
 def get_deployments(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Deployments with their current revision, model version and ready/desired replicas."""
@@ -49,13 +54,14 @@ def get_deployments(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
             d["name"],
             str(d["revision"]),
             d.get("model") or "-",
+            _placement(d),
             _ready(d["replicas"]) + (" [red](cannot run: see describe)[/]" if d.get("problem") else ""),
             urls.get(d["name"], f"{d['endpoint']}/infer"),
             human_time(d["updated_at"]),
         ]
         for d in answer["deployments"]
     ]
-    columns = ("name", "revision", "model", "ready", INFER_COLUMN, "updated")
+    columns = ("name", "revision", "model", "placement", "ready", INFER_COLUMN, "updated")
     console.print(titled_table("Deployments", columns, rows))
 
 
@@ -103,6 +109,7 @@ def describe_deployment(
     endpoint = infer_urls(url).get(name, f"{d['endpoint']}/infer")
     console.print(f"  endpoint   {endpoint} (POST)", highlight=False)
     console.print(f"  replicas   {_ready(d['replicas'])} ready ({d['replicas'].get('total', 0)} running)")
+    console.print(f"  placement  {_placement(d)}", highlight=False)
     console.print(f"  updated    {human_time(d['updated_at'])}, created by {d.get('created_by') or '-'}")
     if d.get("problem"):
         console.print(f"  [red]cannot run:[/] {d['problem']}", highlight=False)

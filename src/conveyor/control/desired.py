@@ -17,7 +17,7 @@ from typing import Any
 
 from conveyor import errors
 from conveyor.control.autoscaler import AutoscalingPolicy, policy_from_spec
-from conveyor.protocol.table import STARTING, Hold
+from conveyor.protocol.table import STARTING, Hold, InProcessLoad
 from conveyor.registry import Registry
 from conveyor.registry.records import DeploymentInfo
 from conveyor.settings import Settings
@@ -54,6 +54,8 @@ class Desired:
     policy: AutoscalingPolicy | None
     hold: Hold | None
     """The routing table's ``hold`` (scale to zero), or None."""
+    inprocess: InProcessLoad | None = None
+    """Placement inprocess: what each gateway loads (no replica process); None: replica processes."""
 
 
 class DesiredLoader:
@@ -155,6 +157,9 @@ class DesiredLoader:
             "max_elements": self._settings.max_elements,
         }
         identity = {"model": version.name, "version": version.version, "sha256": version.sha256, **options}
+        inprocess = spec.placement == "inprocess"  # auto is process for `conveyor up` (docs/serving.md)
+        if inprocess:  # only then: the templates of process replicas running before the field stay the same
+            identity["placement"] = "inprocess"
         template = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
         self._templates[template] = version.sha256
         # Not part of the template (the digest is, above): the replica's --sha256 for its --model.
@@ -164,6 +169,20 @@ class DesiredLoader:
         if spec.autoscaling is not None and spec.autoscaling.scale_to_zero:
             timeout = spec.autoscaling.hold_timeout_seconds or DEFAULT_HOLD_TIMEOUT_SECONDS  # set by the spec
             hold = Hold(float(timeout), MAX_HELD_REQUESTS)
+        load = None
+        if inprocess:
+            load = InProcessLoad(
+                model_file=str(model_file),
+                sha256=version.sha256,
+                model=info.name,  # served as deployment:version, as a replica process serves it
+                version=str(version.version),
+                max_batch_size=batching.max_batch_size or 1,
+                max_queue_delay_us=batching.max_queue_delay_microseconds or 0,
+                max_queue_size=batching.max_queue_size or 1,
+                request_timeout_ms=batching.request_timeout_milliseconds or 1,
+                intra_op_threads=options["intra_op_threads"],
+                max_elements=self._settings.max_elements,
+            )
         return Desired(
             name=info.name,
             revision=info.revision,
@@ -176,4 +195,5 @@ class DesiredLoader:
             replicas=spec.replicas,
             policy=policy,
             hold=hold,
+            inprocess=load,
         )

@@ -180,6 +180,11 @@ def scale(registry: Registry, name: str, replicas: int, *, user: str) -> ApplyRe
         )
     if why := _over_local_cap(resource.spec.target, replicas):
         raise errors.InvalidInput(f"replicas: {replicas}; {why}")
+    if resource.spec.placement == "inprocess" and replicas != 1:
+        raise errors.InvalidInput(
+            f"replicas: {replicas}; deployment {name!r} has placement: inprocess (one copy inside each "
+            "gateway): apply it with placement: process to scale it"
+        )
     spec = current.spec
     scaled = Deployment.model_validate({**spec, "spec": {**spec["spec"], "replicas": replicas}})
     return deployments.apply(
@@ -215,10 +220,19 @@ def status(info: DeploymentInfo, runtime: ControlRuntime) -> dict[str, Any]:
     return {
         **info.to_dict(),
         "replicas": runtime.replica_counts(info.name),
+        "placement": placement(info.spec),
         "routed": runtime.routed(),
         "endpoint": endpoint_path(info.name),
         "problem": runtime.problem(info.name),
     }
+
+
+def placement(spec: dict[str, Any]) -> str:
+    """Where a deployment's replicas run: ``process`` or ``inprocess`` (auto, left out of the canonical
+    spec, is process under the control plane; docs/serving.md)."""
+    inner = spec.get("spec")
+    chosen = inner.get("placement", "auto") if isinstance(inner, dict) else "auto"
+    return "inprocess" if chosen == "inprocess" else "process"
 
 
 def endpoint_path(name: str) -> str:

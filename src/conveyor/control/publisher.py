@@ -131,9 +131,11 @@ def build_routes(
     ready: Iterable[tuple[str, str, int, str, str]],
     starting: Iterable[tuple[str, str]] = (),
     start_hold: Hold | None = None,
+    inprocess: Iterable[tuple[str, str, int, ReplicaSpec, bool]] = (),
 ) -> list[RouteSpec]:
     """Routes from desired deployments ``(name, revision, version, hold)``, ready replicas
-    ``(deployment, version, revision, id, address)`` and the ``(deployment, version)`` of starting ones.
+    ``(deployment, version, revision, id, address)``, the ``(deployment, version)`` of starting ones, and
+    in-process replicas ``(deployment, version, revision, spec, ready)``.
 
     The current version of a deployment always has a route (empty: 503, or held with scale to zero) and is the
     default while it has a ready replica; during a rollout whose new replicas are not ready yet, the old
@@ -141,32 +143,44 @@ def build_routes(
     with no ready replica but one starting holds its requests with ``start_hold`` (a new deployment answers
     its first requests once a replica is ready instead of refusing them); one that is not starting any more
     (crashed, in its restart backoff, blocked) holds nothing, so a version that cannot start never holds.
+
+    An in-process replica is listed from the start, ready or not: each gateway loads it when it first sees
+    it and admits it once loaded. Until every gateway has (``ready``) its version is not the default, and a
+    version with only such replicas holds its requests with ``start_hold``, for a gateway that is loading it.
     """
-    by_version: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    by_version: dict[tuple[str, str], list[tuple[int, ReplicaSpec]]] = {}
     for deployment, version, revision, rid, address in ready:
-        by_version.setdefault((deployment, version), []).append((revision, rid, address))
+        by_version.setdefault((deployment, version), []).append((revision, ReplicaSpec(rid, address)))
+    loading: dict[tuple[str, str], list[tuple[int, ReplicaSpec]]] = {}
+    for deployment, version, revision, spec, is_ready in inprocess:
+        (by_version if is_ready else loading).setdefault((deployment, version), []).append((revision, spec))
     coming = set(starting)
     routes: list[RouteSpec] = []
     for name, revision, version, hold in sorted(deployments):
-        versions = {v for d, v in by_version if d == name} | {version}
+        versions = {v for d, v in (*by_version, *loading) if d == name} | {version}
         default = version
         if not by_version.get((name, version)):
             serving = [v for v in versions if by_version.get((name, v))]
             if serving:  # the newest revision among those still serving
-                default = max(serving, key=lambda v: max(r for r, _, _ in by_version[(name, v)]))
+                default = max(serving, key=lambda v: max(r for r, _ in by_version[(name, v)]))
         for v in sorted(versions, key=version_order):
-            members = sorted(by_version.get((name, v), []), key=lambda m: m[1])
+            members = sorted(
+                [*by_version.get((name, v), []), *loading.get((name, v), [])], key=lambda m: m[1].id
+            )
             held = hold if v == version else None
-            if held is None and not members and (name, v) in coming:
+            in_gateways = all(m.inprocess is not None for _, m in members)
+            if held is None and (name, v) in coming and not members:
                 held = start_hold
+            elif held is None and members and in_gateways:
+                held = start_hold  # held by a gateway that is still loading it (or reloading, restarted)
             routes.append(
                 RouteSpec(
                     name=name,
                     version=v,
                     deployment=name,
-                    revision=max((m[0] for m in members), default=revision),
+                    revision=max((r for r, _ in members), default=revision),
                     default=v == default,
-                    replicas=tuple(ReplicaSpec(rid, address) for _, rid, address in members),
+                    replicas=tuple(m for _, m in members),
                     hold=held,
                 )
             )

@@ -33,6 +33,7 @@ from typing import Any
 from conveyor import errors
 from conveyor.control.autoscaler import AutoscalerState, decide, observe
 from conveyor.control.desired import Desired, DesiredLoader, start_hold
+from conveyor.control.inprocess import InProcessReplicas
 from conveyor.control.publisher import RoutingState, build_routes
 from conveyor.digests import EXIT_DATA_LOSS
 from conveyor.registry import Registry
@@ -112,6 +113,7 @@ class Reconciler:
         self._start_hold = start_hold(settings)
         self._desired: dict[str, Desired] = {}
         self._replicas: dict[str, Replica] = {}
+        self._inprocess = InProcessReplicas(self.tables)
         self._runs: dict[str, DeploymentRun] = {}
         self._wake = asyncio.Event()
         self._reload = True
@@ -141,6 +143,14 @@ class Reconciler:
     def replica_counts(self, deployment: str) -> dict[str, int]:
         mine = [r for r in list(self._replicas.values()) if r.record.deployment == deployment]
         desired = self._desired.get(deployment)
+        virtual = self._inprocess.of(deployment)
+        if desired is not None and desired.inprocess is not None:  # one copy in each gateway
+            return {
+                "revision": desired.revision,
+                "desired": 1,
+                "ready": sum(v.ready and v.template == desired.template for v in virtual),
+                "total": len(mine) + len(virtual),
+            }
         wanted = 0 if desired is None else self._count(desired, self._runs.get(deployment, DeploymentRun()))
         return {
             "revision": 0 if desired is None else desired.revision,
@@ -149,7 +159,7 @@ class Reconciler:
                 r.state == "ready" and desired is not None and r.record.template == desired.template
                 for r in mine
             ),
-            "total": len(mine),
+            "total": len(mine) + len(virtual),
         }
 
     def routed(self) -> bool:
@@ -251,6 +261,7 @@ class Reconciler:
         for r in list(self._replicas.values()):
             if r.record.deployment not in self._desired and r.state in ("starting", "ready"):
                 self._drain(r, "deployment deleted")
+        self._inprocess.retire_deleted(set(self._desired))
         self._publish()
         self._stop_drained()
         if self._dirty:
@@ -355,6 +366,9 @@ class Reconciler:
         run = self._runs.setdefault(d.name, DeploymentRun())
         mine = [r for r in self._replicas.values() if r.record.deployment == d.name]
         live = [r for r in mine if r.state in ("starting", "ready")]
+        if d.inprocess is not None:
+            self._converge_inprocess(d, live)
+            return
         current = [r for r in live if r.record.template == d.template]
         old = [r for r in live if r.record.template != d.template]
         self._autoscale(d, run, current, now)
@@ -371,6 +385,17 @@ class Reconciler:
         if old and len(ready) >= want:
             for r in old:
                 self._drain(r, f"replaced by revision {d.revision}")
+        if len(ready) >= want:  # a previous revision ran in the gateways: its copies go once these serve
+            self._inprocess.retire(d.name)
+
+    def _converge_inprocess(self, d: Desired, processes: list[Replica]) -> None:
+        """Placement inprocess: list its virtual replica; once every gateway admitted it, the replicas of
+        other revisions (in-process or processes) leave the table, as old replicas do in a rolling update."""
+        replica = self._inprocess.want(d)
+        if replica.ready:
+            self._inprocess.retire(d.name, keep=replica)
+            for r in processes:
+                self._drain(r, f"replaced by revision {d.revision} (in-process)")
 
     def _count(self, d: Desired, run: DeploymentRun) -> int:
         if d.replicas is not None:
@@ -436,7 +461,8 @@ class Reconciler:
             for r in self._replicas.values()
             if r.state == "starting" and not r.killed
         ]
-        self.tables.publish(build_routes(deployments, ready, starting, self._start_hold))
+        virtual = self._inprocess.routes()
+        self.tables.publish(build_routes(deployments, ready, starting, self._start_hold, virtual))
         for r in self._replicas.values():
             if r.state == "draining" and r.drain_generation is None:
                 r.drain_generation = self.tables.generation

@@ -92,6 +92,7 @@ class ControlPlaneClient:
         timeout = httpx.Timeout(5.0, read=self._read_timeout_s)
         self._http = httpx.AsyncClient(base_url=self.control_url, timeout=timeout, transport=self._transport)
         self.gateway.held.on_held = self.report_now
+        self.gateway.on_admitted = self.report_now  # an in-process replica loaded: the control plane waits
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._follow()), loop.create_task(self._report())]
 
@@ -114,6 +115,7 @@ class ControlPlaneClient:
                 await task
         self._tasks = []
         self.gateway.held.on_held = None
+        self.gateway.on_admitted = None
         if self._http is not None:
             await self._http.aclose()
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from conveyor.gateway.app import create_gateway_app, serve_gateway
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.gateway.control import ControlPlaneClient
-from conveyor.gateway.gateway import Gateway
+from conveyor.gateway.gateway import Gateway, LoadInProcess
 from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.gateway")
@@ -30,15 +30,18 @@ def serve_controlled_gateway(
     on_ready: Callable[[str], None] | None = None,
     on_grpc_ready: Callable[[str], None] | None = None,
     first_table_timeout_s: float = FIRST_TABLE_TIMEOUT_S,
+    load_inprocess: LoadInProcess | None = None,
 ) -> None:
     """Serve V2 REST (and gRPC with ``grpc_port``) over the table the control plane at ``control_url`` pushes,
-    until SIGINT / SIGTERM. ``on_ready`` gets the http URL once the port listens."""
+    until SIGINT / SIGTERM. ``on_ready`` gets the http URL once the port listens; ``load_inprocess`` loads
+    the replicas of deployments with placement inprocess (without it, a table listing one is refused)."""
     gateway = Gateway(
         None,
         health_interval_s=settings.health_interval_s,
         eject_after=settings.eject_after_failures,
         connect=functools.partial(ChannelUpstream.for_settings, settings=settings),
         ready_when=settings.gateway_ready_when,
+        load_inprocess=load_inprocess,
     )
     client = ControlPlaneClient(gateway, control_url)
 

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from conveyor.errors import NotFound, Unavailable
+from conveyor.errors import InvalidInput, NotFound, Unavailable
 from conveyor.gateway.balance import power_of_two
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.gateway.hold import HeldRequests
@@ -28,6 +28,8 @@ from conveyor.protocol.service import EncodedRequest, EncodedResponse, server_me
 from conveyor.protocol.table import SCALED_TO_ZERO, STARTING, ReplicaSpec, parse_table
 
 log = logging.getLogger("conveyor.gateway")
+LoadInProcess = Callable[[ReplicaSpec, Callable[[], None]], Upstream]
+"""Builds the upstream of an in-process replica from its table entry; it calls the callable once loaded."""
 READY_WHEN_ALL = "all"
 READY_WHEN_ANY = "any"
 READY_WHEN = (READY_WHEN_ALL, READY_WHEN_ANY)
@@ -44,9 +46,12 @@ class Gateway:
         connect: Callable[[str], Upstream] = ChannelUpstream,
         eject_after: int = 3,
         ready_when: str = READY_WHEN_ALL,
+        load_inprocess: LoadInProcess | None = None,
     ) -> None:
         """A fixed ``table``, or None: empty (not ready) until the control plane's first ``apply_table``,
-        whose new replicas are reached through ``connect(address)``. ``ready_when``: see ``ready``."""
+        whose new replicas are reached through ``connect(address)``, or loaded in this process by
+        ``load_inprocess`` (injected: the gateway package never imports the server's). ``ready_when``: see
+        ``ready``."""
         if ready_when not in READY_WHEN:
             raise ValueError(f"ready_when must be one of {', '.join(READY_WHEN)}, got {ready_when!r}")
         self.controlled = table is None
@@ -60,6 +65,9 @@ class Gateway:
         self.generation: int | None = None
         """The applied (acknowledged) table's epoch and generation; None before the first."""
         self._connect = connect
+        self._load_inprocess = load_inprocess
+        self.on_admitted: Callable[[], None] | None = None
+        """Called when a probe admitted a replica (the control plane client reports it at once)."""
         self._eject_after = eject_after
         self._retiring: dict[str, Replica] = {}  # out of the table, requests still in flight
         self._closing: set[asyncio.Task[None]] = set()
@@ -217,8 +225,22 @@ class Gateway:
         self.held.wake()
 
     def _new_replica(self, spec: ReplicaSpec) -> Replica:
-        health = OutlierState(self._eject_after, admitted=True)
-        return Replica(self._connect(spec.address), health, name=spec.id)
+        if spec.inprocess is None:  # the control plane lists a replica process once it saw it ready
+            health = OutlierState(self._eject_after, admitted=True)
+            return Replica(self._connect(spec.address), health, name=spec.id)
+        if self._load_inprocess is None:
+            raise InvalidInput(
+                f"routing table: replica {spec.id} runs in-process, and this gateway cannot load models"
+            )
+        # Loaded here, from now: admitted by the health check once its probe passes.
+        upstream = self._load_inprocess(spec, self._loaded)
+        return Replica(upstream, OutlierState(self._eject_after, admitted=False), name=spec.id)
+
+    def _loaded(self) -> None:
+        """An in-process replica finished loading: probe now rather than at the next health tick."""
+        task = asyncio.get_running_loop().create_task(self.check_health())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _retire(self, replica: Replica) -> None:
         replica.retired = True
@@ -252,6 +274,8 @@ class Gateway:
                 log.warning("replica %s ejected: health probes failing", replica.name)
         if admitted:
             self.held.wake()
+            if self.on_admitted is not None:
+                self.on_admitted()
 
     def eject(self, address: str) -> None:
         """Take a replica out of rotation at once (its process is known to have exited)."""

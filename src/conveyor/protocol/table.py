@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.digests import check_digest
 from conveyor.errors import InvalidInput
 
+INPROCESS = "inprocess:"
+"""Address of a replica a gateway runs in its own process: ``inprocess:DEPLOYMENT/VERSION/TEMPLATE``."""
 SCALED_TO_ZERO = "scaledToZero"
 STARTING = "starting"
 HOLD_REASONS = (SCALED_TO_ZERO, STARTING)
@@ -31,12 +34,54 @@ class Hold:
 
 
 @dataclass(frozen=True, slots=True)
+class InProcessLoad:
+    """What a gateway loads into its own process for a replica with placement inprocess: the artifact as the
+    control plane's store holds it, the digest its bytes must have, the name and version it is served as,
+    and the batching and threads a replica process of the same template would get."""
+
+    model_file: str
+    sha256: str
+    model: str
+    version: str
+    max_batch_size: int
+    max_queue_delay_us: int
+    max_queue_size: int
+    request_timeout_ms: int
+    intra_op_threads: int
+    max_elements: int
+
+    def to_doc(self) -> dict[str, Any]:
+        return {key: getattr(self, name) for name, key in _LOAD_FIELDS.items()}
+
+
+# field -> wire name; every one required (a gateway must never guess how to load a model)
+_LOAD_FIELDS = {
+    "model_file": "modelFile",
+    "sha256": "sha256",
+    "model": "model",
+    "version": "version",
+    "max_batch_size": "maxBatchSize",
+    "max_queue_delay_us": "maxQueueDelayMicroseconds",
+    "max_queue_size": "maxQueueSize",
+    "request_timeout_ms": "requestTimeoutMilliseconds",
+    "intra_op_threads": "intraOpThreads",
+    "max_elements": "maxElements",
+}
+_LOAD_AT_LEAST_ONE = ("max_batch_size", "max_queue_size", "request_timeout_ms", "max_elements")
+
+
+@dataclass(frozen=True, slots=True)
 class ReplicaSpec:
     id: str
     address: str
+    inprocess: InProcessLoad | None = None
+    """Set exactly when ``address`` is ``inprocess:...``: the gateway loads the model itself."""
 
     def to_doc(self) -> dict[str, Any]:
-        return {"id": self.id, "address": self.address}
+        doc: dict[str, Any] = {"id": self.id, "address": self.address}
+        if self.inprocess is not None:  # absent otherwise: tables of process replicas are as they were
+            doc["inprocess"] = self.inprocess.to_doc()
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +164,34 @@ def _replica(doc: Any, where: str) -> ReplicaSpec:
     address = _field(doc, "address", str, where)
     if not address:
         raise InvalidInput(f"routing table: {where} has an empty address")
-    return ReplicaSpec(_field(doc, "id", str, where, default=address), address)
+    raw_load = doc.get("inprocess")
+    load = None if raw_load is None else _load(raw_load, f"{where}.inprocess")
+    if address.startswith(INPROCESS) != (load is not None):
+        raise InvalidInput(
+            f"routing table: {where} needs an inprocess load description exactly when its address is "
+            f"{INPROCESS}..., got address {address!r}" + (" with one" if load is not None else " without")
+        )
+    return ReplicaSpec(_field(doc, "id", str, where, default=address), address, load)
+
+
+def _load(doc: Any, where: str) -> InProcessLoad:
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"routing table: {where} must be an object or null")
+    values: dict[str, Any] = {}
+    for name, key in _LOAD_FIELDS.items():
+        kind = str if name in ("model_file", "sha256", "model", "version") else int
+        value = _field(doc, key, kind, where)
+        if kind is str and not value:
+            raise InvalidInput(f"routing table: {where}.{key} must not be empty")
+        least = 1 if name in _LOAD_AT_LEAST_ONE else 0
+        if kind is int and value < least:
+            raise InvalidInput(f"routing table: {where}.{key} must be >= {least}, got {value}")
+        values[name] = value
+    try:
+        check_digest(values["sha256"])
+    except InvalidInput as exc:
+        raise InvalidInput(f"routing table: {where}.sha256: {exc.message}") from None
+    return InProcessLoad(**values)
 
 
 def _hold(doc: Any, where: str) -> Hold:

@@ -234,6 +234,9 @@ class Traffic(SpecModel):
         return parse_duration(self.interval)
 
 
+Placement = Literal["auto", "inprocess", "process"]
+
+
 class DeploymentSpec(SpecModel):
     model: str = Field(description="The model version to serve: NAME:VERSION or NAME@ALIAS.")
     replicas: int | None = Field(
@@ -244,6 +247,15 @@ class DeploymentSpec(SpecModel):
     resources: Resources = Field(default_factory=Resources)
     traffic: Traffic = Field(default_factory=Traffic)
     target: Literal["local", "ray", "kubernetes"] = "local"
+    # Left out of the canonical form when auto, so the fingerprints of revisions stored before the field
+    # existed stay what they were (an unchanged file re-applied is still "unchanged").
+    placement: Placement = Field(
+        default="auto",
+        exclude_if=lambda placement: placement == "auto",
+        description="Where the replica runs: process (its own, supervised: crash isolation, scaling), "
+        "inprocess (inside each gateway: no hop; one copy per gateway, no replicas > 1, no autoscaling) "
+        "or auto (process, for the local target).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -270,6 +282,25 @@ class DeploymentSpec(SpecModel):
         if value is not None and info.data.get("replicas") is not None:
             raise invalid("give either replicas or autoscaling, not both")
         return value
+
+    # On placement (declared after both), so the error names the combination where the user chose it.
+    @field_validator("placement")
+    @classmethod
+    def _inprocess_is_one_copy(cls, placement: str, info: ValidationInfo) -> str:
+        if placement != "inprocess":
+            return placement
+        if info.data.get("autoscaling") is not None:
+            raise invalid(
+                "inprocess runs one copy inside each gateway and cannot autoscale: remove autoscaling "
+                "or use placement: process"
+            )
+        replicas = info.data.get("replicas")
+        if replicas is not None and replicas != 1:
+            raise invalid(
+                f"inprocess runs one copy inside each gateway, not replicas: {replicas}: use replicas: 1 "
+                "or placement: process"
+            )
+        return placement
 
 
 class Resource(SpecModel):

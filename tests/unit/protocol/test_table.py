@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from conveyor.errors import InvalidInput
-from conveyor.protocol.table import Hold, ReplicaSpec, parse_table
+from conveyor.protocol.table import Hold, InProcessLoad, ReplicaSpec, parse_table
 
 ROUTE: dict[str, Any] = {
     "name": "tiny",
@@ -60,5 +60,76 @@ def _with(**changes: Any) -> dict[str, Any]:
     ],
 )
 def test_a_malformed_table_is_refused_naming_the_problem(doc: Any, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        parse_table(doc)
+
+
+# -- in-process replicas (placement inprocess) --------------------------------------------------------
+
+LOAD: dict[str, Any] = {
+    "modelFile": "/home/conveyor/artifacts/ab/abcd.onnx",
+    "sha256": "a" * 64,
+    "model": "tiny",
+    "version": "2",
+    "maxBatchSize": 32,
+    "maxQueueDelayMicroseconds": 500,
+    "maxQueueSize": 256,
+    "requestTimeoutMilliseconds": 30000,
+    "intraOpThreads": 1,
+    "maxElements": 16777216,
+}
+INPROCESS_REPLICA: dict[str, Any] = {
+    "id": "tiny-ab12cd-inprocess",
+    "address": "inprocess:tiny/2/ab12cd",
+    "inprocess": LOAD,
+}
+
+
+def test_an_inprocess_replica_carries_its_load_description_there_and_back() -> None:
+    doc = _with(replicas=[INPROCESS_REPLICA])
+    (route,) = parse_table(doc).routes
+    (replica,) = route.replicas
+    assert replica.inprocess == InProcessLoad(
+        model_file=LOAD["modelFile"],
+        sha256="a" * 64,
+        model="tiny",
+        version="2",
+        max_batch_size=32,
+        max_queue_delay_us=500,
+        max_queue_size=256,
+        request_timeout_ms=30000,
+        intra_op_threads=1,
+        max_elements=16777216,
+    )
+    assert replica.to_doc() == INPROCESS_REPLICA
+    # A process replica's entry is as it was: no inprocess key.
+    assert ReplicaSpec("a", "unix:/a.sock").to_doc() == {"id": "a", "address": "unix:/a.sock"}
+
+
+def _replica(**changes: Any) -> dict[str, Any]:
+    return _with(replicas=[{**INPROCESS_REPLICA, **changes}])
+
+
+def _load(**changes: Any) -> dict[str, Any]:
+    return _replica(inprocess={**LOAD, **changes})
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (_replica(inprocess=None), "needs an inprocess load description .* without"),
+        (_with(replicas=[{"address": "unix:/a.sock", "inprocess": LOAD}]), "exactly when .* with one"),
+        (_replica(inprocess="tiny.onnx"), r"replicas\[0\]\.inprocess must be an object"),
+        (_replica(inprocess={**LOAD, "sha256": None}), r"inprocess\.sha256 must be str, got None"),
+        (_load(sha256="ABC"), r"inprocess\.sha256: invalid artifact digest"),
+        (_load(modelFile=""), r"inprocess\.modelFile must not be empty"),
+        (_load(version=2), r"inprocess\.version must be str"),
+        (_load(maxBatchSize=0), r"inprocess\.maxBatchSize must be >= 1"),
+        (_load(maxQueueDelayMicroseconds=-1), r"inprocess\.maxQueueDelayMicroseconds must be >= 0"),
+        (_load(intraOpThreads=True), r"inprocess\.intraOpThreads must be int"),
+        (_load(maxElements=1.5), r"inprocess\.maxElements must be int"),
+    ],
+)
+def test_a_malformed_inprocess_replica_refuses_the_table(doc: Any, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_table(doc)
