@@ -28,6 +28,8 @@ class VirtualReplica:
     spec: ReplicaSpec
     ready: bool = False
     since: float = field(default_factory=time.monotonic)
+    reported: set[str] = field(default_factory=set)
+    """Load failures already recorded as events."""
 
 
 class InProcessReplicas:
@@ -57,6 +59,12 @@ class InProcessReplicas:
         # No gateway, no load: a deployment nobody serves is not ready (as a replica that never answers).
         live = len(self._tables.live_reports())
         return live > 0 and self._tables.admitted_by(address) == live
+
+    def new_problems(self, replica: VirtualReplica) -> list[str]:
+        """Load failures gateways reported for ``replica`` that were not returned before."""
+        fresh = sorted(self._tables.problems(replica.spec.address) - replica.reported)
+        replica.reported.update(fresh)
+        return fresh
 
     def of(self, deployment: str) -> list[VirtualReplica]:
         return [r for r in self._replicas.values() if r.deployment == deployment]

@@ -110,6 +110,16 @@ class RoutingState:
                     break
         return count
 
+    def problems(self, address: str) -> set[str]:
+        """Why live gateways could not load the in-process replica at ``address`` (empty: none failed)."""
+        found = set()
+        for r in self.live_reports():
+            for route in r.get("routes", ()):
+                for x in route.get("replicas", ()):
+                    if x.get("address") == address and isinstance(x.get("problem"), str):
+                        found.add(f"gateway {r.get('gateway')}: {x['problem']}")
+        return found
+
     def gateways(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         return [

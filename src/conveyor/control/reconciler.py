@@ -392,6 +392,9 @@ class Reconciler:
         """Placement inprocess: list its virtual replica; once every gateway admitted it, the replicas of
         other revisions (in-process or processes) leave the table, as old replicas do in a rolling update."""
         replica = self._inprocess.want(d)
+        for problem in self._inprocess.new_problems(replica):
+            why = f"in-process replica {replica.spec.id} not loaded: {problem}"
+            self._event(d.name, "ReplicaFailed", why)
         if replica.ready:
             self._inprocess.retire(d.name, keep=replica)
             for r in processes:

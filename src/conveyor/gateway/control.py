@@ -32,10 +32,17 @@ def load_report(gateway: Gateway, gateway_id: str, url: str, grpc_url: str | Non
         return None
     routes = []
     for route in gateway.table.routes:
-        replicas = [
-            {"address": r.upstream.address, "admitted": r.admitted, "inFlight": r.inflight}
-            for r in route.replicas
-        ]
+        replicas = []
+        for r in route.replicas:
+            row: dict[str, Any] = {
+                "address": r.upstream.address,
+                "admitted": r.admitted,
+                "inFlight": r.inflight,
+            }
+            # An in-process replica whose load failed says why: the control plane records it as an event.
+            if (problem := getattr(r.upstream, "problem", None)) is not None:
+                row["problem"] = str(problem)
+            replicas.append(row)
         routes.append(
             {
                 "name": route.name,
