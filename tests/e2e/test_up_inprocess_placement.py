@@ -118,3 +118,26 @@ def test_inprocess_placement_with_two_replicas_is_refused_naming_the_field(
     assert len(lines) == 1 and "spec.placement" in lines[0] and "replicas: 2" in lines[0], out.stderr
     assert "Traceback" not in out.stderr + out.stdout
     assert stack.api("/deployments")["deployments"] == []
+
+
+def test_switching_placement_both_ways_under_load_loses_nothing(stack: UpStack, tmp_path: Path) -> None:
+    process = tmp_path / "clf-process.yaml"
+    process.write_text(
+        SPEC.format(model="clf:1", replicas=2).replace("placement: inprocess", "placement: process")
+    )
+    stack.start("-f", str(process))
+    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", LOGREG_BODY)
+    try:
+        stack.wait(lambda: load.running_for() > 1.0, what="load running")
+        # Into the gateway: the replica processes stop once every gateway serves version 2 itself.
+        stack.cli("apply", "-f", write_spec(tmp_path, "clf:2"), "--wait", "--timeout", "60")
+        assert infer_version(stack) == "2"
+        stack.wait(lambda: stack.replicas("clf") == [] and replica_processes(stack) == [], what="none left")
+        # And back: the in-process copy leaves the table once the new replica processes are ready.
+        stack.cli("apply", "-f", str(process), "--wait", "--timeout", "60")
+        assert stack.serving("clf", "1", 2) and infer_version(stack) == "1"
+        assert [r["version"] for r in stack.api("/routing")["routes"]] == ["1"]
+    finally:
+        result = load.stop()
+    assert result.failed == 0, result.output
+    assert result.ok > 100, result.output
