@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from conveyor.protocol.codec import binary_outputs_of, decode_infer_request, encode_infer_response
+from conveyor.protocol.plain import decode_plain, encode_plain
 from conveyor.protocol.service import EncodedRequest, EncodedResponse, server_metadata
 from conveyor.protocol.types import InferRequest, InferResponse, ResponseOutput
 from conveyor.runtime import Batcher, BatchingConfig, OnnxModel
@@ -106,7 +107,19 @@ class DataPlane:
         """Decode, queue for the model's batcher, encode; the event loop never waits on ONNX Runtime."""
         batcher = self._served.get(request.model, request.version)  # one look-up: the batcher holds its model
         model = batcher.model
-        if len(request.body) <= INLINE_CODEC_BYTES:
+        small = len(request.body) <= INLINE_CODEC_BYTES
+        plain = None
+        if small and request.json_length is None:
+            plain = decode_plain(request.body, self.max_elements)
+        if plain is not None:  # the commonest request: no general codec either way (protocol/plain.py)
+            inputs, body_id = plain
+            rid = request.request_id if body_id is None else body_id
+            results = await batcher.submit(inputs)
+            if sum(a.nbytes for a in results.values()) <= INLINE_CODEC_BYTES:
+                answer = encode_plain(model.name, model.version, rid, results, model.output_datatypes)
+                if answer is not None:
+                    return EncodedResponse(answer, None, rid or request.request_id, model.version)
+        if small:
             req = self._decode(request)
         else:
             req = await self.run(self._decode, request)
