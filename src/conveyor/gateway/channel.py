@@ -37,6 +37,7 @@ class _Connection(asyncio.Protocol):
     ) -> None:
         self.address = address
         self.transport: asyncio.Transport | None = None
+        self._outbox: frames.Outbox | None = None
         self.pending: dict[int, tuple[asyncio.Future[tuple[int, bytes]], float]] = {}
         self._timeout_s = timeout_s
         self._ping_after_s = ping_after_s
@@ -51,9 +52,12 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
+        self._outbox = frames.Outbox(self.transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self._outbox is not None:
+            self._outbox.discard()
         self._fail_pending(ConnectionFailed(f"connection to replica {self.address} was lost"))
 
     def _fail_pending(self, exc: ConveyorError) -> None:
@@ -93,7 +97,8 @@ class _Connection(asyncio.Protocol):
         if self._timer is None:  # the connection was idle: start watching it
             self._last_received = now
             self._timer = self._loop.call_at(now + self._first_wake_s, self._tick)
-        self.transport.writelines(frames.frame(stream, kind, *parts))
+        assert self._outbox is not None  # set with the transport
+        self._outbox.put(frames.frame(stream, kind, *parts))
         return fut
 
     def _tick(self) -> None:
@@ -119,7 +124,7 @@ class _Connection(asyncio.Protocol):
             wake = self._ping_sent + self._pong_timeout_s
         elif now - self._last_received >= self._ping_after_s:
             self._ping_sent = now
-            self.transport.writelines(frames.frame(0, frames.PING))
+            self.transport.writelines(frames.frame(0, frames.PING))  # now: it is the only frame due
             wake = now + self._pong_timeout_s
         else:
             wake = self._last_received + self._ping_after_s
@@ -128,6 +133,8 @@ class _Connection(asyncio.Protocol):
 
     def _hung(self) -> None:
         transport, self.transport = self.transport, None  # no new request goes to it
+        if self._outbox is not None:
+            self._outbox.discard()
         msg = f"replica {self.address} did not answer a ping within {self._pong_timeout_s:g}s: hung"
         self._fail_pending(ReplicaUnresponsive(msg))
         if transport is not None:

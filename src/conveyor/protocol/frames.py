@@ -7,6 +7,7 @@ gateway's liveness check on a connection with requests outstanding (docs/operati
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,37 @@ def decode_error(payload: bytes) -> ConveyorError:
     if cls is errors.Overloaded:
         return errors.Overloaded(message, retry_after_s=float(doc.get("retry_after_s", 1.0)))
     return cls(message)
+
+
+class Outbox:
+    """Frames for one connection, written together once the event loop has run what is ready now.
+
+    Under load many requests (or answers) for the same connection are produced in one turn of the event
+    loop; writing each at once costs a system call, and a wake-up of the peer, per frame. Here they leave in
+    one ``writelines`` at the end of the turn; a lone frame waits only for that turn to end.
+    """
+
+    __slots__ = ("_frames", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport: asyncio.Transport | None = transport
+        self._frames: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def put(self, frame: list[bytes]) -> None:
+        if not self._frames:
+            self._loop.call_soon(self._flush)
+        self._frames += frame
+
+    def _flush(self) -> None:
+        out, self._frames = self._frames, []
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.writelines(out)
+
+    def discard(self) -> None:
+        """The connection is gone or given up: nothing more is written."""
+        self._transport = None
+        self._frames = []
 
 
 class FrameReader:

@@ -41,12 +41,16 @@ class _Connection(asyncio.Protocol):
         self._inflight = inflight
         self._reader = frames.FrameReader()
         self._transport: asyncio.Transport | None = None
+        self._outbox: frames.Outbox | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
+        self._outbox = frames.Outbox(self._transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._outbox is not None:
+            self._outbox.discard()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -58,8 +62,8 @@ class _Connection(asyncio.Protocol):
             return
         for stream, kind, payload in received:
             if kind == frames.PING:  # answered here, ahead of any work: the gateway's proof of life
-                if self._transport is not None:
-                    self._transport.writelines(frames.frame(stream, frames.PONG))
+                if self._outbox is not None:
+                    self._outbox.put(frames.frame(stream, frames.PONG))
                 continue
             task = asyncio.get_running_loop().create_task(self._handle(stream, kind, payload))
             self._inflight.add(task)
@@ -75,8 +79,8 @@ class _Connection(asyncio.Protocol):
             log.exception("channel request failed")
             err = ConveyorError(f"internal error: {type(exc).__name__}")
             out = frames.frame(stream, frames.ERROR, frames.encode_error(err))
-        if self._transport is not None:
-            self._transport.writelines(out)
+        if self._outbox is not None:
+            self._outbox.put(out)  # answers finished in the same turn leave in one write
 
     async def _answer(self, kind: int, payload: bytes) -> tuple[bytes, ...]:
         svc = self._service

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from conveyor.errors import InvalidInput, NotFound, Overloaded
@@ -45,3 +47,35 @@ def test_addresses_parse_or_are_refused() -> None:
     assert frames.parse_address("tcp:127.0.0.1:9000") == ("tcp", "127.0.0.1", 9000)
     with pytest.raises(InvalidInput):
         frames.parse_address("http://x")
+
+
+def test_frames_put_in_one_loop_turn_leave_in_one_write() -> None:
+    class Transport:
+        def __init__(self) -> None:
+            self.writes: list[list[bytes]] = []
+
+        def writelines(self, data: list[bytes]) -> None:
+            self.writes.append(list(data))
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def main() -> Transport:
+        transport = Transport()
+        outbox = frames.Outbox(transport)  # type: ignore[arg-type]
+        for stream in (1, 2, 3):
+            outbox.put(frames.frame(stream, frames.OK, b"x"))
+        assert transport.writes == []  # nothing leaves before the turn ends
+        await asyncio.sleep(0)
+        outbox.put(frames.frame(4, frames.OK, b"y"))
+        await asyncio.sleep(0)
+        outbox.put(frames.frame(5, frames.OK, b"z"))
+        outbox.discard()  # the connection went away: what was waiting is dropped
+        await asyncio.sleep(0)
+        return transport
+
+    writes = asyncio.run(main()).writes
+    assert len(writes) == 2
+    reader = frames.FrameReader()
+    assert [s for s, _, _ in reader.feed(b"".join(writes[0]))] == [1, 2, 3]
+    assert [s for s, _, _ in reader.feed(b"".join(writes[1]))] == [4]
