@@ -107,29 +107,39 @@ def decode_error(payload: bytes) -> ConveyorError:
 
 
 class Outbox:
-    """Frames for one connection, written together once the event loop has run what is ready now.
+    """Frames for one connection: the first of a turn of the event loop leaves at once, the ones that follow
+    in the same turn leave together when it ends.
 
-    Under load many requests (or answers) for the same connection are produced in one turn of the event
-    loop; writing each at once costs a system call, and a wake-up of the peer, per frame. Here they leave in
-    one ``writelines`` at the end of the turn; a lone frame waits only for that turn to end.
+    Under load many requests (or answers) for the same connection are produced in one turn; writing each at
+    once costs a system call, and a wake-up of the peer, per frame. A lone frame, though, is on the critical
+    path of its request: it is written immediately, and only what comes after it in the turn is held back.
     """
 
-    __slots__ = ("_frames", "_loop", "_transport")
+    __slots__ = ("_busy", "_frames", "_loop", "_transport")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport: asyncio.Transport | None = transport
         self._frames: list[bytes] = []
+        self._busy = False  # a frame left in this turn: the next ones wait for its end
         self._loop = asyncio.get_running_loop()
 
     def put(self, frame: list[bytes]) -> None:
-        if not self._frames:
-            self._loop.call_soon(self._flush)
-        self._frames += frame
+        if self._busy:
+            self._frames += frame
+            return
+        self._busy = True
+        self._loop.call_soon(self._flush)
+        self._write(frame)
 
     def _flush(self) -> None:
         out, self._frames = self._frames, []
+        self._busy = False
+        if out:
+            self._write(out)
+
+    def _write(self, frames: list[bytes]) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.writelines(out)
+            self._transport.writelines(frames)
 
     def discard(self) -> None:
         """The connection is gone or given up: nothing more is written."""
