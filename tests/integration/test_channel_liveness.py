@@ -72,7 +72,7 @@ def test_a_stopped_replica_fails_its_in_flight_requests_as_retryable_within_the_
 def test_an_inference_longer_than_the_liveness_window_is_answered(
     processes: ProcessGroup, tmp_path: Path
 ) -> None:
-    model = build_slow(tmp_path / "slow.onnx", k=20)
+    model = build_slow(tmp_path / "slow.onnx", k=60)  # about 1 s on 2 idle cores: well past 0.5 s
     sock = tmp_path / "slow.sock"
     start_channel_replica(processes, "slow:1", model, sock)
     upstream = ChannelUpstream(f"unix:{sock}", ping_after_s=0.05, pong_timeout_s=0.2)
