@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 from conveyor import errors
 
@@ -39,4 +40,17 @@ def verify_bytes(what: str, data: bytes, expected: str) -> bytes:
     Under 1 ms per MB (hashlib: 1.9 ms for the 2.7 MB bench MLP, 75 ms for 100 MiB).
     """
     verify(what, expected, hashlib.sha256(data).hexdigest())
+    return data
+
+
+def read_artifact(ref: str, path: str | Path, expected: str | None) -> bytes:
+    """A model file's bytes for model ``ref``, verified against ``expected`` when given: the bytes hashed
+    are the bytes ONNX Runtime parses, so nothing can change in between. Unavailable when the file cannot
+    be read, IntegrityError when its digest is not the version's."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise errors.Unavailable(f"model {ref}: cannot read {path}: {e.strerror or e}") from None
+    if expected is not None:
+        verify_bytes(f"model {ref}: artifact {path}", data, expected)
     return data

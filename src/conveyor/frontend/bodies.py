@@ -50,6 +50,10 @@ class BodyBudget:
     def release(self, n: int) -> None:
         self.held -= n
 
+    def refusal(self) -> str:
+        """What a client refused for want of room is told."""
+        return f"too many request bodies in flight ({self.held} of {self.limit} bytes held); retry later"
+
 
 @dataclass(eq=False)
 class _Reading:
@@ -186,7 +190,7 @@ def _too_large(message: str) -> HTTPException:
 def _over_budget(budget: BodyBudget) -> HTTPException:
     return HTTPException(
         503,
-        f"too many request bodies in flight ({budget.held} of {budget.limit} bytes held); retry later",
+        budget.refusal(),
         headers={**_CLOSE, "retry-after": "1"},
     )
 

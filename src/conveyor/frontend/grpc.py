@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,14 +16,13 @@ import grpc
 
 from conveyor.errors import ConveyorError, Unavailable
 from conveyor.frontend.grpc_errors import grpc_status_for, retry_metadata
+from conveyor.frontend.rest import new_request_id
 from conveyor.protocol.grpc import pb, pb_grpc
 from conveyor.protocol.protobuf import body_to_infer_response, infer_request_to_body
 from conveyor.protocol.service import EncodedRequest, InferenceService
 
 log = logging.getLogger("conveyor.frontend")
 REQUEST_ID = "x-request-id"
-_ID_PREFIX = uuid.uuid4().hex[:12]
-_id_counter = itertools.count(1)
 R = TypeVar("R")
 Handler = Callable[[Any, Any, Any], Awaitable[R]]
 
@@ -99,7 +96,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     @_guarded
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        rid = request.id or _metadata_value(context, REQUEST_ID) or f"{_ID_PREFIX}-{next(_id_counter)}"
+        rid = request.id or _metadata_value(context, REQUEST_ID) or new_request_id()
         if request.raw_input_contents:
             body, json_length = infer_request_to_body(request)  # a join: no per-element work
         else:  # typed contents go element by element through numpy: off the event loop

@@ -19,11 +19,18 @@ from http import HTTPStatus
 
 import orjson
 
-from conveyor.errors import ConveyorError, InvalidInput, UnsupportedMediaType
+from conveyor.errors import ConveyorError
 from conveyor.frontend.bodies import BodyReader
 from conveyor.frontend.connections import DeadlineHttpProtocol
-from conveyor.frontend.http_errors import status_for
-from conveyor.frontend.rest import ACCEPTED_TYPES, JSON, OCTET, header_safe, new_request_id
+from conveyor.frontend.http_errors import BACKPRESSURE, status_for
+from conveyor.frontend.rest import (
+    JSON,
+    OCTET,
+    check_content_type,
+    header_safe,
+    new_request_id,
+    parse_header_length,
+)
 from conveyor.protocol.service import EncodedRequest, EncodedResponse, InferenceService
 
 log = logging.getLogger("conveyor.frontend")
@@ -41,7 +48,6 @@ class _HotRequest:
         "chunks",
         "client_id",
         "content_type",
-        "declared",
         "disconnected",
         "header_length",
         "keep_alive",
@@ -52,10 +58,9 @@ class _HotRequest:
         "version",
     )
 
-    def __init__(self, model: str, version: str | None, declared: int, keep_alive: bool) -> None:
+    def __init__(self, model: str, version: str | None, keep_alive: bool) -> None:
         self.model = model
         self.version = version
-        self.declared = declared
         self.keep_alive = keep_alive
         self.content_type: bytes | None = None
         self.header_length: bytes | None = None
@@ -90,16 +95,14 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self._hot is not None and self.transport.is_closing():
-                self._hot = None  # a malformed request: uvicorn answered 400 and closes
-            elif (
-                self._hot is not None
-            ):  # the body did not come with the head: the regular path reads the rest
-                hot, self._hot = self._hot, None
-                DeadlineHttpProtocol.on_headers_complete(self)
-                body = b"".join(hot.chunks)
-                if body and self.cycle is not None:
-                    DeadlineHttpProtocol.on_body(self, body)
+            hot, self._hot = self._hot, None
+            if hot is None or self.transport.is_closing():  # closing: malformed, uvicorn answered 400
+                return
+            # The body did not come with the head: the regular path reads the rest.
+            DeadlineHttpProtocol.on_headers_complete(self)
+            body = b"".join(hot.chunks)
+            if body and self.cycle is not None:
+                DeadlineHttpProtocol.on_body(self, body)
 
         def on_headers_complete(self) -> None:
             hot = self._take(self.url) if self.parser.get_method() == b"POST" else None
@@ -133,7 +136,7 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
             if declared is None or not declared.isdigit() or int(declared) > bodies.max_bytes:
                 return None  # chunked, malformed or too large: the regular path answers it
             keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-            hot = _HotRequest(target[0], target[1], int(declared), keep_alive)
+            hot = _HotRequest(target[0], target[1], keep_alive)
             hot.content_type, hot.header_length, hot.client_id = content_type, header_length, client_id
             return hot
 
@@ -160,12 +163,7 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
             hot.chunks = []
             budget = bodies.budget
             if not budget.reserve(len(body)):
-                out = _error(
-                    hot,
-                    503,
-                    f"too many request bodies in flight ({budget.held} of "
-                    f"{budget.limit} bytes held); retry later",
-                )
+                out = _error(hot, 503, budget.refusal())
             else:
                 try:
                     out = await _infer(service, hot, body)
@@ -194,8 +192,8 @@ async def _infer(service: InferenceService, hot: _HotRequest, body: bytes) -> li
     """The regular route's work and answer, as [status line, headers..., blank line + body]."""
     request_id = hot.client_id.decode("latin-1") if hot.client_id else new_request_id()
     try:
-        _check(hot)
-        json_length = _header_length(hot.header_length)
+        check_content_type(_latin1(hot.content_type))
+        json_length = parse_header_length(_latin1(hot.header_length))
         resp = await service.infer(EncodedRequest(hot.model, hot.version, body, json_length, request_id))
     except ConveyorError as exc:
         status = status_for(exc)
@@ -208,21 +206,8 @@ async def _infer(service: InferenceService, hot: _HotRequest, body: bytes) -> li
     return _ok(hot, resp, request_id)
 
 
-def _check(hot: _HotRequest) -> None:
-    ctype = hot.content_type
-    if ctype and ctype.split(b";", 1)[0].strip().lower().decode("latin-1") not in ACCEPTED_TYPES:
-        shown = ctype.decode("latin-1")
-        raise UnsupportedMediaType(f"content type {shown!r} is not supported; send {JSON} or {OCTET}")
-
-
-def _header_length(raw: bytes | None) -> int | None:
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        shown = raw.decode("latin-1")
-        raise InvalidInput(f"Inference-Header-Content-Length must be an integer, got {shown!r}") from None
+def _latin1(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")  # as Starlette decodes header values
 
 
 def _ok(hot: _HotRequest, resp: EncodedResponse, request_id: str) -> list[bytes]:
@@ -248,6 +233,6 @@ def _error(hot: _HotRequest, status: int, message: str) -> list[bytes]:
     head = [b"%scontent-length: %d\r\n" % (_JSON_TYPE, len(body))]
     if hot.client_id is not None:
         head.append(b"x-request-id: %s\r\n" % hot.client_id)
-    if status in (429, 503):
+    if status in BACKPRESSURE:
         head.append(b"retry-after: 1\r\n")
     return [_STATUS_LINES.get(status, _STATUS_LINES[500]), *head, b"\r\n", body]

@@ -27,8 +27,12 @@ def status_for(exc: ConveyorError) -> int:
     return STATUS_BY_CODE.get(exc.code, 500)
 
 
+BACKPRESSURE = frozenset({429, 503})
+"""Statuses that tell a client to come back: answered with ``retry-after: 1``."""
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     headers = dict(headers or {})
-    if status in (429, 503):
+    if status in BACKPRESSURE:
         headers.setdefault("retry-after", "1")  # overload is backpressure: tell clients when to come back
     return Response(orjson.dumps({"error": message}), status, headers, media_type="application/json")

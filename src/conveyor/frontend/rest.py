@@ -49,14 +49,14 @@ def _json(doc: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status, media_type=JSON)
 
 
-def _check_content_type(request: Request) -> None:
-    ctype = request.headers.get("content-type")
+def check_content_type(ctype: str | None) -> None:
+    """UnsupportedMediaType unless the Content-Type header (if any) is JSON or octet-stream."""
     if ctype and ctype.split(";", 1)[0].strip().lower() not in ACCEPTED_TYPES:
         raise UnsupportedMediaType(f"content type {ctype!r} is not supported; send {JSON} or {OCTET}")
 
 
-def _header_length(request: Request) -> int | None:
-    raw = request.headers.get(HEADER_LENGTH)
+def parse_header_length(raw: str | None) -> int | None:
+    """The Inference-Header-Content-Length header's value; InvalidInput unless an integer."""
     if raw is None:
         return None
     try:
@@ -89,8 +89,8 @@ def create_routes(plane: InferenceService, bodies: BodyReader) -> list[Route]:
 
     async def infer(request: Request) -> Response:
         p = request.path_params
-        _check_content_type(request)
-        header_len = _header_length(request)
+        check_content_type(request.headers.get("content-type"))
+        header_len = parse_header_length(request.headers.get(HEADER_LENGTH))
         req_id = request.headers.get(REQUEST_ID) or new_request_id()
         async with bodies.body(request) as body:
             resp = await plane.infer(EncodedRequest(p["name"], p.get("version"), body, header_len, req_id))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from conveyor import errors
-from conveyor.digests import EXIT_DATA_LOSS, check_digest, verify_bytes
+from conveyor.digests import EXIT_DATA_LOSS, check_digest, read_artifact
 from conveyor.observe.logs import configure_logging
 from conveyor.runtime import OnnxModel
 from conveyor.server.app import serve
@@ -42,16 +42,9 @@ def _model(spec: str, threads: int, digests: dict[str, str]) -> OnnxModel:
         raise SystemExit(f"--model wants NAME[:VERSION]=FILE, got {spec!r}")
     name, _, version = ref.partition(":")
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        _refuse(f"model {ref}: cannot read {path}: {e.strerror or e}")
-    expected = digests.pop(ref, None)
-    if expected is not None:
-        # The bytes hashed are the bytes ONNX Runtime parses: nothing can change in between.
-        try:
-            verify_bytes(f"model {ref}: artifact {path}", data, expected)
-        except errors.IntegrityError as e:
-            _refuse(str(e))
+        data = read_artifact(ref, path, digests.pop(ref, None))
+    except (errors.Unavailable, errors.IntegrityError) as e:
+        _refuse(e.message)
     return OnnxModel(data, name=name, version=version or None, intra_op_threads=threads)
 
 

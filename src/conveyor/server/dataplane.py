@@ -16,7 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from conveyor.protocol.codec import binary_outputs_of, decode_infer_request, encode_infer_response
+from conveyor.protocol.codec import (
+    BinaryOutputs,
+    binary_outputs_of,
+    decode_infer_request,
+    encode_infer_response,
+)
 from conveyor.protocol.plain import decode_plain, encode_plain
 from conveyor.protocol.service import EncodedRequest, EncodedResponse, server_metadata
 from conveyor.protocol.types import InferRequest, InferResponse, ResponseOutput
@@ -111,31 +116,32 @@ class DataPlane:
         plain = None
         if small and request.json_length is None:
             plain = decode_plain(request.body, self.max_elements)
-        if plain is not None:  # the commonest request: no general codec either way (protocol/plain.py)
+        binary: BinaryOutputs = False
+        if plain is not None:  # the commonest request: no general codec (protocol/plain.py)
             inputs, body_id = plain
             rid = request.request_id if body_id is None else body_id
             results = await batcher.submit(inputs)
-            if sum(a.nbytes for a in results.values()) <= INLINE_CODEC_BYTES:
-                answer = encode_plain(model.name, model.version, rid, results, model.output_datatypes)
-                if answer is not None:
-                    return EncodedResponse(answer, None, rid or request.request_id, model.version)
-        if small:
-            req = self._decode(request)
         else:
-            req = await self.run(self._decode, request)
-        results = await batcher.submit({i.name: i.data for i in req.inputs}, req.output_names())
+            req = self._decode(request) if small else await self.run(self._decode, request)
+            rid, binary = req.id or "", binary_outputs_of(req)  # _decode gave the request an id
+            results = await batcher.submit({i.name: i.data for i in req.inputs}, req.output_names())
+        inline = sum(a.nbytes for a in results.values()) <= INLINE_CODEC_BYTES
+        if plain is not None and inline:
+            answer = encode_plain(model.name, model.version, rid, results, model.output_datatypes)
+            if answer is not None:
+                return EncodedResponse(answer, None, rid or request.request_id, model.version)
         types = model.output_datatypes
         resp = InferResponse(
             model_name=model.name,
             model_version=model.version,
-            id=req.id,
+            id=rid,
             outputs=[ResponseOutput(n, types[n], a.shape, a) for n, a in results.items()],
         )
-        if sum(a.nbytes for a in results.values()) <= INLINE_CODEC_BYTES:
-            out, json_len = encode_infer_response(resp, binary_outputs=binary_outputs_of(req))
+        if inline:
+            out, json_len = encode_infer_response(resp, binary_outputs=binary)
         else:
-            out, json_len = await self.run(encode_infer_response, resp, binary_outputs=binary_outputs_of(req))
-        return EncodedResponse(out, json_len, resp.id or request.request_id, model.version)
+            out, json_len = await self.run(encode_infer_response, resp, binary_outputs=binary)
+        return EncodedResponse(out, json_len, rid or request.request_id, model.version)
 
     async def drain(self) -> None:
         """Wait until every accepted request has been answered (for a graceful stop)."""

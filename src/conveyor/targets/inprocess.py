@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 from conveyor.errors import ConveyorError, Unavailable
@@ -93,17 +92,11 @@ class LoadedUpstream:
 
 
 def _build(load: InProcessLoad, settings: Settings) -> Plane:
-    from conveyor.digests import verify_bytes
+    from conveyor.digests import read_artifact
     from conveyor.runtime import OnnxModel
     from conveyor.server.dataplane import DataPlane
 
-    ref = f"{load.model}:{load.version}"
-    try:
-        data = Path(load.model_file).read_bytes()
-    except OSError as exc:
-        raise Unavailable(f"model {ref}: cannot read {load.model_file}: {exc.strerror or exc}") from None
-    # The bytes hashed are the bytes ONNX Runtime parses, as in a replica process.
-    verify_bytes(f"model {ref}: artifact {load.model_file}", data, load.sha256)
+    data = read_artifact(f"{load.model}:{load.version}", load.model_file, load.sha256)
     model = OnnxModel(data, name=load.model, version=load.version, intra_op_threads=load.intra_op_threads)
     replica_settings = settings.model_copy(
         update={
