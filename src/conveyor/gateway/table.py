@@ -18,7 +18,7 @@ from conveyor.versions import VersionIndex
 
 @dataclass(eq=False, slots=True)
 class Route:
-    """One served model version and the replicas serving it."""
+    """One served model version and the replicas serving it; ``warm`` is the one that answered last."""
 
     name: str
     version: str | None
@@ -26,6 +26,7 @@ class Route:
     default: bool = False
     hold: Hold | None = None
     revision: int | None = None
+    warm: Replica | None = None
 
 
 class RoutingTable:

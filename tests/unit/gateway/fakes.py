@@ -23,6 +23,7 @@ class FakeUpstream:
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         self.seen.append(request)
+        await asyncio.sleep(0)  # a real upstream always suspends: requests sent together overlap
         if self.gate is not None:
             await self.gate.wait()
         if self.fail_with is not None:

@@ -34,10 +34,20 @@ def test_forwards_the_resolved_version_and_the_request_id() -> None:
     assert sorted((r.version, r.request_id) for r in seen) == [("1", "req-1"), ("2", "abc")]
 
 
+def _together(gw: Gateway, n: int) -> list[EncodedResponse | BaseException]:
+    """``n`` requests in flight at once: each finds the others' in-flight counts, so they spread."""
+
+    async def burst() -> list[EncodedResponse | BaseException]:
+        calls = (gw.infer(EncodedRequest("lr", None, b"{}", None, f"req-{i}")) for i in range(n))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    return asyncio.run(burst())
+
+
 def test_a_connection_failure_is_retried_once_on_another_replica() -> None:
     gw, (r0, _) = _stack()
     r0.fail_with = ConnectionFailed("refused")
-    answers = {_infer(gw).body for _ in range(20)}
+    answers = {a.body for a in _together(gw, 20) if isinstance(a, EncodedResponse)}
     assert answers == {b"r1"}
     assert len(r0.seen) > 0  # it was tried, and every such request still succeeded
 
@@ -76,18 +86,34 @@ def test_no_healthy_replica_is_unavailable() -> None:
 def test_a_failing_replica_is_ejected_then_readmitted_by_its_probe() -> None:
     gw, (r0, _) = _stack(eject_after=2)
     r0.fail_with = Unavailable("replica broken")
-    failures = 0
-    for _ in range(30):
-        try:
-            _infer(gw)
-        except Unavailable:
-            failures += 1
+    # Two at a time: the one r1 answered last is busy with the first, so the second goes to r0.
+    answers = [a for _ in range(15) for a in _together(gw, 2)]
+    failures = sum(isinstance(a, Unavailable) for a in answers)
     assert failures == 2  # two faults eject it; after that only r1 is chosen
     assert not gw.replicas[0].admitted
     r0.fail_with = None
     asyncio.run(gw.check_health())
     assert gw.replicas[0].admitted
-    assert b"r0" in {_infer(gw).body for _ in range(30)}
+    assert b"r0" in {a.body for _ in range(5) for a in _together(gw, 2) if isinstance(a, EncodedResponse)}
+
+
+def test_one_request_at_a_time_stays_on_the_replica_that_answered_last() -> None:
+    gw, _ = _stack(3)
+    bodies = [_infer(gw).body for _ in range(30)]
+    assert len(set(bodies)) == 1  # warm: its process awake, its caches hot
+    warm = bodies[0]
+    gw.eject(warm.decode())
+    after = {_infer(gw).body for _ in range(30)}
+    assert len(after) == 1 and warm not in after  # ejected: the next answer makes another one warm
+
+
+def test_a_request_arriving_while_the_warm_replica_is_busy_goes_elsewhere() -> None:
+    gw, _ = _stack(2)
+    first = _infer(gw).body
+    answers = _together(gw, 2)
+    bodies = sorted(a.body for a in answers if isinstance(a, EncodedResponse))
+    assert bodies == [b"r0", b"r1"]  # the first of the two took the warm one, the second the idle one
+    assert first in bodies
 
 
 def test_eject_by_address_removes_a_replica_at_once() -> None:
