@@ -142,10 +142,9 @@ class Gateway:
         """The replica that answered last when it is idle, else power of two choices over the admitted.
 
         An idle replica is a least-loaded one, and the one that answered last is warm: its process is
-        awake, its caches hold the model. At low load the requests stay on it (measured under ``conveyor
-        up`` with 2 replicas at one request at a time: about a quarter more requests per second than
-        alternating at random, docs/benchmarks.md); as soon as it has a request in flight, the next one
-        is balanced."""
+        awake, its caches hold the model. At low load the requests stay on it (2 replicas, one request at
+        a time: a tenth to a fifth more requests per second than alternating at random, docs/serving.md);
+        as soon as it has a request in flight, the next one is balanced."""
         replicas = route.replicas
         if len(replicas) == 1:  # conveyor serve's one replica: nothing to choose between, no list, no random
             only = replicas[0]
