@@ -136,6 +136,18 @@ class Batcher:
                 self._drop(job)
         return dict(zip(names, results, strict=True))
 
+    def run_now(
+        self, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None
+    ) -> dict[str, Array] | None:
+        """``submit`` for a request its caller knows arrived alone (nothing else in flight, nothing else
+        received with it): run inline now, without the loop pass ``submit`` spends looking for company.
+        None when the model is not known to be fast or the worker is busy: then ``submit`` it."""
+        feeds, names = self.model.prepare(inputs, outputs)
+        if self._last_run_s > INLINE_MAX_RUN_S or self._waiting or self._busy:
+            return None
+        results = self._run_inline(feeds, names)
+        return None if results is None else dict(zip(names, results, strict=True))
+
     async def _alone(self) -> bool:
         """True when no other request arrives in this loop pass: then there is nothing to batch with.
 

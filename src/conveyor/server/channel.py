@@ -36,8 +36,13 @@ _PR_SET_PDEATHSIG = 1
 
 
 class _Connection(asyncio.Protocol):
+    """One gateway connection. A lone INFER frame (the only one of its read, with nothing in flight in this
+    replica) for a fast model is answered in ``data_received`` itself (``DataPlane.infer_now``): no task and
+    no loop pass looking for requests to batch it with; everything else gets a task."""
+
     def __init__(self, service: InferenceService, inflight: set[asyncio.Task[None]]) -> None:
         self._service = service
+        self._infer_now = service.infer_now if isinstance(service, DataPlane) else None
         self._inflight = inflight
         self._reader = frames.FrameReader()
         self._transport: asyncio.Transport | None = None
@@ -60,25 +65,41 @@ class _Connection(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.close()
             return
+        lone = len(received) == 1 and not self._inflight
         for stream, kind, payload in received:
             if kind == frames.PING:  # answered here, ahead of any work: the gateway's proof of life
                 if self._outbox is not None:
                     self._outbox.put(frames.frame(stream, frames.PONG))
                 continue
+            if lone and kind == frames.INFER and (out := self._answer_now(stream, payload)) is not None:
+                if self._outbox is not None:
+                    self._outbox.put(out)
+                continue
             task = asyncio.get_running_loop().create_task(self._handle(stream, kind, payload))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+
+    def _answer_now(self, stream: int, payload: bytes) -> list[bytes] | None:
+        """The answer frame of a lone INFER, or None: it needs the regular (awaited) path."""
+        if self._infer_now is None:
+            return None
+        try:
+            call = frames.decode_call(payload)
+            req = EncodedRequest(call.model, call.version, call.body, call.json_length, call.request_id)
+            resp = self._infer_now(req)
+            if resp is None:
+                return None
+            meta = frames.encode_reply(resp.json_length, resp.request_id, resp.model_version)
+            return frames.frame(stream, frames.OK, meta, resp.body)
+        except Exception as exc:
+            return _error_frame(stream, exc)
 
     async def _handle(self, stream: int, kind: int, payload: bytes) -> None:
         try:
             parts = await self._answer(kind, payload)
             out = frames.frame(stream, frames.OK, *parts)
-        except ConveyorError as exc:
-            out = frames.frame(stream, frames.ERROR, frames.encode_error(exc))
-        except Exception as exc:  # a bug must not take the connection (and its other requests) down
-            log.exception("channel request failed")
-            err = ConveyorError(f"internal error: {type(exc).__name__}")
-            out = frames.frame(stream, frames.ERROR, frames.encode_error(err))
+        except Exception as exc:
+            out = _error_frame(stream, exc)
         if self._outbox is not None:
             self._outbox.put(out)  # answers finished in the same turn leave in one write
 
@@ -96,6 +117,13 @@ class _Connection(asyncio.Protocol):
         if kind == frames.MODEL_READY:
             return (orjson.dumps(await svc.model_ready(call.model, call.version)),)
         raise ConveyorError(f"unknown channel request kind {kind}")
+
+
+def _error_frame(stream: int, exc: Exception) -> list[bytes]:
+    if not isinstance(exc, ConveyorError):  # a bug must not take the connection (and its other requests) down
+        log.error("channel request failed", exc_info=exc)
+        exc = ConveyorError(f"internal error: {type(exc).__name__}")
+    return frames.frame(stream, frames.ERROR, frames.encode_error(exc))
 
 
 async def serve_channel(

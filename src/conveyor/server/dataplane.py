@@ -126,22 +126,30 @@ class DataPlane:
             rid, binary = req.id or "", binary_outputs_of(req)  # _decode gave the request an id
             results = await batcher.submit({i.name: i.data for i in req.inputs}, req.output_names())
         inline = sum(a.nbytes for a in results.values()) <= INLINE_CODEC_BYTES
-        if plain is not None and inline:
-            answer = encode_plain(model.name, model.version, rid, results, model.output_datatypes)
-            if answer is not None:
-                return EncodedResponse(answer, None, rid or request.request_id, model.version)
-        types = model.output_datatypes
-        resp = InferResponse(
-            model_name=model.name,
-            model_version=model.version,
-            id=rid,
-            outputs=[ResponseOutput(n, types[n], a.shape, a) for n, a in results.items()],
-        )
         if inline:
-            out, json_len = encode_infer_response(resp, binary_outputs=binary)
-        else:
-            out, json_len = await self.run(encode_infer_response, resp, binary_outputs=binary)
+            return _encode(model, request, rid, results, binary, plain=plain is not None)
+        resp = _response(model, rid, results)
+        out, json_len = await self.run(encode_infer_response, resp, binary_outputs=binary)
         return EncodedResponse(out, json_len, rid or request.request_id, model.version)
+
+    def infer_now(self, request: EncodedRequest) -> EncodedResponse | None:
+        """``infer`` on the calling thread for a request its caller knows arrived alone: a plain JSON body
+        (protocol/plain.py) for a model whose runs are short, answered without a task or a loop pass.
+        None when it is not such a request, or the model's worker is busy: then ``infer`` it. Errors are
+        ``infer``'s, raised here."""
+        batcher = self._served.get(request.model, request.version)
+        if len(request.body) > INLINE_CODEC_BYTES or request.json_length is not None:
+            return None
+        plain = decode_plain(request.body, self.max_elements)
+        if plain is None:
+            return None
+        inputs, body_id = plain
+        results = batcher.run_now(inputs)
+        if results is None:
+            return None
+        rid = request.request_id if body_id is None else body_id
+        # Alone, so whatever the outputs' size nobody waits behind their encoding.
+        return _encode(batcher.model, request, rid, results, False, plain=True)
 
     async def drain(self) -> None:
         """Wait until every accepted request has been answered (for a graceful stop)."""
@@ -164,13 +172,7 @@ class DataPlane:
     def infer_sync(self, model: OnnxModel, request: InferRequest) -> InferResponse:
         """Run one decoded request on ``model`` in the calling thread."""
         results = model.predict({i.name: i.data for i in request.inputs}, request.output_names())
-        types = model.output_datatypes
-        return InferResponse(
-            model_name=model.name,
-            model_version=model.version,
-            id=request.id,
-            outputs=[ResponseOutput(n, types[n], a.shape, a) for n, a in results.items()],
-        )
+        return _response(model, request.id, results)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` in the codec pool (big bodies), off the event loop."""
@@ -182,3 +184,32 @@ class DataPlane:
         for b in self._batchers.values():
             b.close()
         self._pool.shutdown(wait=True)
+
+
+def _response(model: OnnxModel, rid: str | None, results: dict[str, Any]) -> InferResponse:
+    types = model.output_datatypes
+    return InferResponse(
+        model_name=model.name,
+        model_version=model.version,
+        id=rid,
+        outputs=[ResponseOutput(n, types[n], a.shape, a) for n, a in results.items()],
+    )
+
+
+def _encode(
+    model: OnnxModel,
+    request: EncodedRequest,
+    rid: str,
+    results: dict[str, Any],
+    binary: BinaryOutputs,
+    *,
+    plain: bool,
+) -> EncodedResponse:
+    """The answer, encoded on the calling thread: without the general codec for a plain request when its
+    outputs allow (protocol/plain.py), else with it."""
+    if plain:
+        answer = encode_plain(model.name, model.version, rid, results, model.output_datatypes)
+        if answer is not None:
+            return EncodedResponse(answer, None, rid or request.request_id, model.version)
+    out, json_len = encode_infer_response(_response(model, rid, results), binary_outputs=binary)
+    return EncodedResponse(out, json_len, rid or request.request_id, model.version)
