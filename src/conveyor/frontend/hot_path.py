@@ -5,15 +5,21 @@ and response objects costs about twice what the model does, and uvicorn writes t
 response in two system calls. So a ``POST /v2/models/{name}[/versions/{version}]/infer`` whose whole body has
 arrived with its head is answered here, straight from the parser's callbacks: one task, one write.
 
+A body that comes in several reads (clients write a head and a body of more than a few KB in separate
+segments: the mlp's 8 KB JSON body mostly did) stays on this path while the rest arrives within
+``HOT_BODY_WAIT_S``, its declared length reserved from the body budget meanwhile; one that takes longer is
+handed to the regular path with the bytes read so far, and that path's deadlines (408) apply.
+
 Only the plain case takes this path; everything else goes the regular way, through the same routes and the
 body reader with its deadlines: another method or path, a query string or escaped path, no Content-Length or
-one over the limit, ``Expect: 100-continue``, a request pipelined behind one still being answered, and a body
-that has not fully arrived when its head is parsed (it is handed to the regular path with the bytes read so
-far). Answers, errors and headers are the regular route's, byte for byte where it matters (tests prove it).
+one over the limit, a body over ``HOT_MAX_SPLIT_BODY`` that does not come with its head, a full body budget,
+``Expect: 100-continue``, and a request pipelined behind one still being answered. Answers, errors and
+headers are the regular route's, byte for byte where it matters (tests prove it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from http import HTTPStatus
 
@@ -35,6 +41,9 @@ from conveyor.protocol.service import EncodedRequest, EncodedResponse, Inference
 
 log = logging.getLogger("conveyor.frontend")
 _PREFIX, _SUFFIX = b"/v2/models/", b"/infer"
+# How long the rest of a body may take to arrive, and how big it may be, for its request to stay here.
+HOT_BODY_WAIT_S = 0.05
+HOT_MAX_SPLIT_BODY = 1024 * 1024
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _JSON_TYPE = b"content-type: " + JSON.encode() + b"\r\n"
 _OCTET_TYPE = b"content-type: " + OCTET.encode() + b"\r\n"
@@ -48,20 +57,24 @@ class _HotRequest:
         "chunks",
         "client_id",
         "content_type",
+        "declared",
         "disconnected",
         "header_length",
         "keep_alive",
         "message_event",
         "model",
         "more_body",
+        "reserved",
         "response_complete",
         "version",
     )
 
-    def __init__(self, model: str, version: str | None, keep_alive: bool) -> None:
+    def __init__(self, model: str, version: str | None, keep_alive: bool, declared: int) -> None:
         self.model = model
         self.version = version
         self.keep_alive = keep_alive
+        self.declared = declared
+        self.reserved = 0  # budget held while the body arrives in several reads
         self.content_type: bytes | None = None
         self.header_length: bytes | None = None
         self.client_id: bytes | None = None
@@ -90,19 +103,52 @@ def parse_infer_path(url: bytes) -> tuple[str, str | None] | None:
 def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[DeadlineHttpProtocol]:
     """uvicorn's protocol class for one server, answering V2 inference over ``service`` on the hot path."""
 
+    def _release(hot: _HotRequest) -> None:
+        bodies.budget.release(hot.reserved)
+        hot.reserved = 0
+
     class HotPathProtocol(DeadlineHttpProtocol):
-        _hot: _HotRequest | None = None  # a hot request whose body is still arriving in this feed
+        _hot: _HotRequest | None = None  # a hot request whose body is still arriving
+        _hot_timer: asyncio.TimerHandle | None = None  # armed while it is
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            hot, self._hot = self._hot, None
-            if hot is None or self.transport.is_closing():  # closing: malformed, uvicorn answered 400
+            hot = self._hot
+            if hot is None or self._hot_timer is not None:
                 return
-            # The body did not come with the head: the regular path reads the rest.
+            if self.transport.is_closing():  # malformed: uvicorn answered 400
+                self._hot = None
+                return
+            # The body did not all come with the head: wait a little for the rest, its room reserved.
+            if hot.declared <= HOT_MAX_SPLIT_BODY and bodies.budget.reserve(hot.declared):
+                hot.reserved = hot.declared
+                self._hot_timer = self.loop.call_later(HOT_BODY_WAIT_S, self._hand_over)
+            else:
+                self._hand_over()
+
+        def _hand_over(self) -> None:
+            """The regular path reads the rest of the body, from the bytes read so far."""
+            self._hot_timer = None
+            hot, self._hot = self._hot, None
+            if hot is None or self.transport.is_closing():
+                return
+            _release(hot)
             DeadlineHttpProtocol.on_headers_complete(self)
             body = b"".join(hot.chunks)
             if body and self.cycle is not None:
                 DeadlineHttpProtocol.on_body(self, body)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            hot, self._hot = self._hot, None
+            if hot is not None:  # left while its body was arriving
+                self._cancel_hot_timer()
+                _release(hot)
+            super().connection_lost(exc)
+
+        def _cancel_hot_timer(self) -> None:
+            if self._hot_timer is not None:
+                self._hot_timer.cancel()
+                self._hot_timer = None
 
         def on_headers_complete(self) -> None:
             hot = self._take(self.url) if self.parser.get_method() == b"POST" else None
@@ -136,7 +182,7 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
             if declared is None or not declared.isdigit() or int(declared) > bodies.max_bytes:
                 return None  # chunked, malformed or too large: the regular path answers it
             keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-            hot = _HotRequest(target[0], target[1], keep_alive)
+            hot = _HotRequest(target[0], target[1], keep_alive, int(declared))
             hot.content_type, hot.header_length, hot.client_id = content_type, header_length, client_id
             return hot
 
@@ -152,6 +198,7 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
                 super().on_message_complete()
                 return
             self._hot = None
+            self._cancel_hot_timer()
             hot.more_body = False
             self.cycle = hot  # type: ignore[assignment]  # see _HotRequest
             task = self.loop.create_task(self._answer(hot))
@@ -162,13 +209,14 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
             body = hot.chunks[0] if len(hot.chunks) == 1 else b"".join(hot.chunks)
             hot.chunks = []
             budget = bodies.budget
-            if not budget.reserve(len(body)):
+            if not hot.reserved and not budget.reserve(len(body)):
                 out = _error(hot, 503, budget.refusal())
             else:
+                hot.reserved = hot.reserved or len(body)
                 try:
                     out = await _infer(service, hot, body)
                 finally:
-                    budget.release(len(body))
+                    _release(hot)
             self._finish(hot, out)
 
         def _finish(self, hot: _HotRequest, parts: list[bytes]) -> None:

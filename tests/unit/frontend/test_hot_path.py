@@ -8,6 +8,7 @@ one write per answer — and that what it must not take reaches the ASGI app who
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from conveyor.frontend.bodies import BodyReader
-from conveyor.frontend.hot_path import hot_protocol, parse_infer_path
+from conveyor.frontend.hot_path import HOT_BODY_WAIT_S, HOT_MAX_SPLIT_BODY, hot_protocol, parse_infer_path
 from conveyor.protocol.service import EncodedRequest, EncodedResponse
 
 
@@ -93,7 +94,12 @@ def request(path: str, body: bytes, *headers: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-async def drive(*chunks: bytes, max_bytes: int = 1 << 20) -> tuple[Service, Regular, Transport]:
+HELD: list[int] = []  # the body budget's bytes held after each drive: every reservation given back
+
+
+async def drive(
+    *chunks: bytes, max_bytes: int = 1 << 20, gap_s: float = 0.01
+) -> tuple[Service, Regular, Transport]:
     service, app = Service(), Regular()
     config = uvicorn.Config(app, log_level="warning")
     config.load()
@@ -104,12 +110,13 @@ async def drive(*chunks: bytes, max_bytes: int = 1 << 20) -> tuple[Service, Regu
     protocol.connection_made(transport)
     for chunk in chunks:
         protocol.data_received(chunk)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(gap_s)
     for _ in range(100):
         if not state.tasks:
             break
         await asyncio.sleep(0.01)
     protocol.connection_lost(None)
+    HELD.append(bodies.budget.held)
     return service, app, transport
 
 
@@ -136,13 +143,41 @@ def test_pipelined_requests_are_answered_in_order() -> None:
     assert b"x-request-id: 0\r\n" in transport.writes[0]
 
 
-def test_a_body_split_from_its_head_goes_the_regular_way_whole() -> None:
-    body = b'{"inputs": [1, 2, 3]}'
+def _split(body: bytes, *cuts: int) -> list[bytes]:
     raw = request("/v2/models/m/infer", body)
-    cut = raw.index(b"\r\n\r\n") + 6
-    service, app, transport = asyncio.run(drive(raw[:cut], raw[cut:]))
+    at = [0, *(raw.index(b"\r\n\r\n") + 4 + c for c in cuts), len(raw)]
+    return [raw[a:b] for a, b in itertools.pairwise(at)]
+
+
+def test_a_body_arriving_in_several_reads_stays_on_the_hot_path() -> None:
+    body = b'{"inputs": [1, 2, 3, 4, 5, 6, 7, 8]}'
+    HELD.clear()
+    service, app, transport = asyncio.run(drive(*_split(body, 0, 2, 9)))  # head alone, then three reads
+    assert app.bodies == [] and [r.body for r in service.requests] == [body]
+    [answer] = transport.writes
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert HELD == [0]
+
+
+def test_a_body_whose_rest_is_slow_goes_the_regular_way_whole() -> None:
+    body = b'{"inputs": [1, 2, 3]}'
+    HELD.clear()
+    service, app, transport = asyncio.run(drive(*_split(body, 2), gap_s=HOT_BODY_WAIT_S * 3))
     assert service.requests == [] and app.bodies == [body]
     assert b"".join(transport.writes).startswith(b"HTTP/1.1 200 OK")
+    assert HELD == [0]
+
+
+def test_a_big_body_split_from_its_head_goes_the_regular_way_at_once() -> None:
+    body = b"x" * (HOT_MAX_SPLIT_BODY + 1)
+    service, app, _ = asyncio.run(drive(*_split(body, 100), max_bytes=2 * HOT_MAX_SPLIT_BODY))
+    assert service.requests == [] and app.bodies == [body]
+
+
+def test_a_client_leaving_mid_body_gives_its_reservation_back() -> None:
+    HELD.clear()
+    service, app, _ = asyncio.run(drive(_split(b'{"inputs": [1, 2, 3]}', 2)[0] + b"{}", gap_s=0))
+    assert service.requests == [] and app.bodies == [] and HELD == [0]
 
 
 @pytest.mark.parametrize(
