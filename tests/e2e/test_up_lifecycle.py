@@ -139,7 +139,10 @@ def test_the_smallest_spec_examples_tiny_yaml_serves_with_model_version(
 
 
 def test_tritonclient_grpc_and_http_through_the_up_gateway(stack: UpStack, tmp_path: Path) -> None:
+    """tritonclient's gRPC client, and its HTTP client with binary tensors and with JSON both ways, get
+    ONNX Runtime's answers through `conveyor up` (two replica processes behind the gateway)."""
     import numpy as np
+    import onnxruntime as ort
     import tritonclient.grpc as tg
     import tritonclient.http as th
 
@@ -150,21 +153,30 @@ def test_tritonclient_grpc_and_http_through_the_up_gateway(stack: UpStack, tmp_p
     grpc_port = free_port()
     stack.start("-f", str(spec), "--grpc-port", str(grpc_port))
     x = np.array([[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]], dtype=np.float32)
-    labels = []
-    for module, address in ((tg, f"127.0.0.1:{grpc_port}"), (th, f"127.0.0.1:{stack.port}")):
+    session = ort.InferenceSession(str(tmp_path / "clf.onnx"), providers=["CPUExecutionProvider"])
+    want_label, want_proba = session.run(["label", "probabilities"], {"input": x})
+    cases = [(tg, f"127.0.0.1:{grpc_port}", True), (th, f"127.0.0.1:{stack.port}", True)]
+    cases.append((th, f"127.0.0.1:{stack.port}", False))
+    for module, address, binary in cases:
         client = module.InferenceServerClient(address)
         try:
             inp = module.InferInput("input", list(x.shape), "FP32")
-            inp.set_data_from_numpy(x)
-            result = client.infer("clf", [inp])
-            labels.append(result.as_numpy("label").tolist())
+            if module is th:
+                inp.set_data_from_numpy(x, binary_data=binary)
+                outputs = [th.InferRequestedOutput(n, binary_data=binary) for n in ("label", "probabilities")]
+            else:
+                inp.set_data_from_numpy(x)
+                outputs = [tg.InferRequestedOutput(n) for n in ("label", "probabilities")]
+            result = client.infer("clf", [inp], outputs=outputs)
+            case = f"{module.__name__} binary={binary}"
+            np.testing.assert_array_equal(result.as_numpy("label"), want_label, err_msg=case)
+            np.testing.assert_allclose(result.as_numpy("probabilities"), want_proba, rtol=1e-5, err_msg=case)
             response = result.get_response()
             version = response["model_version"] if module is th else response.model_version
             assert version == "1"
             assert client.is_model_ready("clf")
         finally:
             client.close()
-    assert labels[0] == labels[1] and len(labels[0]) == 2
 
 
 def _child_pid(parent: int, marker: str) -> int:
