@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -55,6 +56,7 @@ spec:
     scaleToZero: true
     holdTimeoutSeconds: 60
 """
+BURST = TO_ZERO.replace("maxReplicas: 2", "maxReplicas: 4\n    targetInFlight: 4")
 
 
 @pytest.fixture
@@ -129,3 +131,21 @@ def test_scale_to_zero_holds_a_request_until_a_replica_is_ready(stack: UpStack, 
     assert response.json()["model_version"] == "1"
     assert cold < 30, f"cold start took {cold:.1f}s"
     assert [k for _, k, _ in scale_events(stack)][-2:] == ["ScaledDown", "ScaledUp"]
+
+
+def test_a_burst_at_zero_replicas_scales_by_its_size_and_every_request_is_answered(
+    stack: UpStack, tmp_path: Path
+) -> None:
+    """16 requests at once at 0 replicas, targetInFlight 4, maxReplicas 4: the gateway reports the first one
+    held at once (one replica starts), the rest while it starts; the deployment goes to ceil(16 / 4) = 4."""
+    spec = tmp_path / "burst.yaml"
+    spec.write_text(BURST)
+    stack.start("-f", str(spec))
+    stack.wait(lambda: desired(stack) == 0 and not stack.replicas("clf"), timeout=30, what="scaled to zero")
+
+    url = f"{stack.gateway_url}/v2/models/clf/infer"
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: httpx.post(url, content=BODY, timeout=90), range(16)))
+    assert [r.status_code for r in answers] == [200] * 16, [r.text for r in answers if r.status_code != 200]
+    ups = [m for _, k, m in scale_events(stack) if k == "ScaledUp"]
+    assert any(" -> 4: " in m for m in ups), ups  # the whole burst sized it, not its first request

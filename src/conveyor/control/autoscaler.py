@@ -86,6 +86,8 @@ class AutoscalerState:
     last_traffic_time: float | None = None
     idle_since: float | None = None
     """Time of the first zero-traffic sample after the last non-zero one; None while there is traffic."""
+    from_zero: bool = False
+    """The last scale was up from zero and no replica has been ready since: held requests keep sizing it."""
 
     @classmethod
     def for_policy(cls, policy: AutoscalingPolicy) -> AutoscalerState:
@@ -172,9 +174,23 @@ def decide(policy: AutoscalingPolicy, state: AutoscalerState, now: float, curren
         if held <= 0:
             return hold("at 0 replicas with no requests held")
         to = min(max(_ceil(held / policy.target_in_flight), 1), hi)
-        return scale(
+        decision = scale(
             to, f"{_n(held)} requests held at 0 replicas -> {to} now (no up-stabilization from zero)"
         )
+        return replace(decision, state=replace(decision.state, from_zero=True))
+    if state.from_zero and samples and samples[-1].ready_replicas > 0:
+        state = replace(state, from_zero=False)
+    if state.from_zero:
+        # The burst that woke the version may still be arriving while its replicas start: the first held
+        # request alone started one. Size it by everything held since, up only, until a replica is ready.
+        since = state.last_scale_time
+        held = max((s.in_flight for s in samples if since is None or s.time >= since), default=0.0)
+        to = min(_ceil(held / policy.target_in_flight), hi)
+        if to > current:
+            decision = scale(
+                to, f"{_n(held)} requests held while {current} replicas start from zero -> {to} now"
+            )
+            return replace(decision, state=replace(decision.state, from_zero=True))
 
     if not samples:
         return hold(f"no samples in the last {_n(policy.window_s)}s: holding at {current}")

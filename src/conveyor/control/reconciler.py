@@ -417,7 +417,8 @@ class Reconciler:
             run.target = run.target if run.target is not None else max(d.policy.min_replicas, 1)
         count = self._count(d, run)
         load = self.tables.load(d.name, d.version)
-        held = load is not None and load > 0 and count == 0
+        # Requests held at zero, or while the replicas started from zero are not ready: sample now.
+        held = load is not None and load > 0 and (count == 0 or run.scaler.from_zero)
         if now - run.last_sample < SCALE_SAMPLE_S and not held:
             return
         run.last_sample = now

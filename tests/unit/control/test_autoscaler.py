@@ -193,6 +193,44 @@ def test_scale_from_zero_sizes_for_the_held_requests() -> None:
     assert decide(ZERO, state, 0, 0).desired == ZERO.max_replicas
 
 
+def test_a_burst_arriving_while_the_first_replica_starts_sizes_the_scale_from_zero() -> None:
+    """The gateway reports its first held request at once; the rest of the burst comes in later reports,
+    while the one replica that started is not ready yet: each report scales up to ceil(held / target)."""
+    policy = AutoscalingPolicy(
+        min_replicas=0,
+        max_replicas=4,
+        target_in_flight=4,
+        window_s=10,
+        scale_up_stabilization_s=30,
+        scale_to_zero=True,
+    )
+    state = observe(AutoscalerState.for_policy(policy), 0.0, 1, 0)
+    first = decide(policy, state, 0.0, 0)
+    assert first.desired == 1
+    state = observe(first.state, 0.1, 9, 0)  # more held, the replica still starting
+    second = decide(policy, state, 0.1, 1)
+    assert second.desired == 3 and "start from zero" in second.reason
+    state = observe(second.state, 0.2, 16, 0)
+    third = decide(policy, state, 0.2, 3)
+    assert third.desired == 4
+    state = observe(third.state, 0.3, 40, 0)
+    assert decide(policy, state, 0.3, 4).desired == 4  # max_replicas
+    # Once a replica is ready the usual rules apply again, up-stabilization included.
+    state = observe(third.state, 5.0, 1, 1)
+    ready = decide(policy, state, 5.0, 4)
+    assert not ready.state.from_zero and ready.desired == 4
+    state = observe(ready.state, 6.0, 40, 1)
+    assert decide(policy, state, 6.0, 4).desired == 4
+
+
+def test_scaling_up_from_a_ready_version_still_waits_for_its_window() -> None:
+    policy = AutoscalingPolicy(
+        min_replicas=1, max_replicas=4, target_in_flight=4, window_s=10, scale_up_stabilization_s=30
+    )
+    state = observe(AutoscalerState.for_policy(policy), 0.0, 16, 0)  # starting, not from zero
+    assert decide(policy, state, 0.0, 1).desired == 1
+
+
 def test_scale_to_zero_after_idle_and_back_on_the_next_request() -> None:
     steps = simulate(ZERO, lambda t: 6 if t < 100 else 0 if t < 400 else 1, until=420, replicas=2)
     at = {s.time: s.decision.desired for s in steps}
