@@ -138,9 +138,18 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     ]
     if meta.get("targets"):
         lines += [targets.TITLE, "", targets.TEXT, "", targets.markdown_table(meta["targets"]), ""]
+    if meta.get("targets_interleaved"):
+        lines += [targets.INTERLEAVED_TITLE, "", targets.INTERLEAVED_TEXT, ""]
+        lines += [targets.markdown_table(meta["targets_interleaved"]), ""]
+        lines += ["Rounds (req/s each): " + "; ".join(_rounds(r) for r in meta.get("interleaved", [])), ""]
     if meta.get("bounds"):
         lines += [BOUNDS_TITLE, "", BOUNDS_TEXT, "", markdown_bounds(meta["bounds"]), ""]
     return "\n".join(lines)
+
+
+def _rounds(row: dict[str, Any]) -> str:
+    each = ", ".join(f"{x:,.0f}" for x in row.get("rps_each", []))
+    return f"{row['model']} {row['server']} c={row['concurrency']}: {each}"
 
 
 BOUNDS_TITLE = "## What this machine allows"

@@ -4,7 +4,7 @@
                         [--rows 8]
 
 Each option also reads BENCH_MODELS, BENCH_SERVERS, BENCH_DURATION, BENCH_WARMUP, BENCH_CONCURRENCY,
-BENCH_ROWS.
+BENCH_ROWS, BENCH_ROUNDS.
 Every row records the CPU its server and hey spent per request; with the model's compute cost from the ceiling
 run, the report says how many inferences/s this machine allows any server (bench/cpu.py).
 A full run writes bench/results/latest.{json,md} and a timestamped copy under bench/results/history/;
@@ -27,6 +27,7 @@ import config
 import cpu
 import load
 import numpy as np
+import paired
 import report
 import targets
 import venvs
@@ -63,6 +64,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="rows per load request (default 1: batch-1 requests); inferences/s = req/s x rows",
     )
     ap.add_argument("--no-ceiling", action="store_true", help="skip the in-process ONNX Runtime ceiling rows")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=int(env("BENCH_ROUNDS", "4")),
+        help="rounds of the interleaved target runs (0: judge the targets on the sequential rows only)",
+    )
     ap.add_argument("--results-dir", type=Path, default=BENCH / "results")
     return ap.parse_args(argv)
 
@@ -193,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     results: list[dict[str, Any]] = []
+    interleaved: list[dict[str, Any]] = []
     for name in model_names:
         say(f"model {name}: building")
         model = build(name, WORK / "models")
@@ -226,13 +234,22 @@ def main(argv: list[str] | None = None) -> int:
                 )
         for row in rows:
             results.extend(bench_row(row, model, args, bodies[row.server.wire_format]))
+        if args.rounds > 0 and args.rows == 1:
+            try:
+                interleaved.extend(paired.measure(model, rows, bodies, WORK, say, rounds=args.rounds))
+            except Exception as exc:  # the sequential rows still stand
+                say(f"{name}: interleaved target runs FAILED: {exc}")
 
     meta["total_s"] = round(time.monotonic() - started, 1)
     meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     meta["bounds"] = [b.as_dict() for b in cpu.bounds(results, args.rows, os.cpu_count() or 1)]
     meta["targets"] = targets.judge_all(results) if args.rows == 1 else []  # the targets are batch-1
+    meta["interleaved"] = interleaved
+    meta["targets_interleaved"] = targets.judge_all(interleaved) if interleaved else []
     report.print_table(results)
     targets.print_table(meta["targets"])
+    if meta["targets_interleaved"]:
+        targets.print_table(meta["targets_interleaved"], interleaved=args.rounds)
     report.print_bounds(meta["bounds"])
     paths = report.write(args.results_dir, meta, results, partial=partial)
     if not partial and report.update_docs(report.DOCS, meta, results):

@@ -7,6 +7,7 @@ hey's p50 and on the mean (Little's law) both, each its own line: neither stands
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,8 +111,18 @@ def judge(target: Target, rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not out["ours"] or not out["theirs"]:
         return {**out, "reason": f"no {METRICS[target.metric]} figure (0 or missing)"}
     ratio = out["ours"] / out["theirs"]
+    pairs = _per_round(ours, theirs, target.metric)
+    if pairs:  # interleaved rows: the median of the ratios of runs taken side by side
+        ratio = statistics.median(pairs)
     met = ratio >= target.bound if target.higher_is_better else ratio <= target.bound
     return {**out, "ratio": ratio, "status": "met" if met else "missed"}
+
+
+def _per_round(ours: dict[str, Any], theirs: dict[str, Any], metric: str) -> list[float]:
+    a, b = ours.get(f"{metric}_each"), theirs.get(f"{metric}_each")
+    if not isinstance(a, list) or not isinstance(b, list) or len(a) != len(b):
+        return []
+    return [x / y for x, y in zip(a, b, strict=True) if x and y]
 
 
 def judge_all(rows: list[dict[str, Any]], targets: list[Target] | None = None) -> list[dict[str, Any]]:
@@ -148,6 +159,15 @@ TEXT = (
 COLUMNS = ["placement", "target", "protocol", "Conveyor", "lean", "ratio", "status"]
 
 
+INTERLEAVED_TITLE = "## Targets, interleaved"
+INTERLEAVED_TEXT = (
+    "The verdict. Every server a model's targets name is up at once and short runs (3 s after 1 s of "
+    "warmup) go round them in turn, in alternating order; the ratio is the median of the per-round ratios "
+    "and the figures the medians of the rounds, so a machine that slows down for a while slows both sides "
+    "of a ratio (bench/paired.py). The sequential rows above run minutes apart."
+)
+
+
 def markdown_table(judged: list[dict[str, Any]]) -> str:
     head = "| " + " | ".join(COLUMNS) + " |"
     rule = "|---|---|---|---:|---:|---:|---|"
@@ -155,13 +175,17 @@ def markdown_table(judged: list[dict[str, Any]]) -> str:
     return "\n".join([head, rule, *body])
 
 
-def print_table(judged: list[dict[str, Any]]) -> None:
+def print_table(judged: list[dict[str, Any]], interleaved: int = 0) -> None:
+    """The sequential table, or with ``interleaved`` (the rounds) the verdict from the interleaved runs."""
     from rich.console import Console
     from rich.table import Table
 
     if not judged:
         return
-    table = Table(title="Targets (same protocol, same concurrency, same run)", caption=TEXT)
+    title = "Targets (same protocol, same concurrency, same run)"
+    if interleaved:
+        title = f"Targets, interleaved ({interleaved} rounds, medians): the verdict"
+    table = Table(title=title, caption=INTERLEAVED_TEXT if interleaved else TEXT)
     for i, title in enumerate(COLUMNS):
         table.add_column(title, justify="right" if 3 <= i <= 5 else "left")
     for j in judged:

@@ -102,3 +102,45 @@ def test_every_target_of_the_issue_is_listed_once() -> None:
     assert [j["target"] for j in judged] == texts  # each printed, even when its rows did not run
     table = targets.markdown_table(judged)
     assert table.count("\n") == len(texts) + 1
+
+
+def test_the_interleaved_runs_cover_exactly_the_rows_and_concurrencies_the_targets_name() -> None:
+    import config
+    import paired
+
+    every = config.ROWS
+    need = paired.needed("tiny", every)
+    assert need == {
+        "conveyor-gw-inproc": {1, 32},
+        "conveyor-up-r2": {1, 32},
+        "lean": {1, 32},
+    }
+    assert paired.needed("cnn", every) == {
+        "conveyor-gw-inproc": {32},
+        "lean": {32},
+        "conveyor-gw-inproc-bin": {32},
+        "lean-binary": {32},
+    }
+    without_lean = [r for r in every if r.name != "lean"]
+    assert paired.needed("tiny", without_lean) == {}  # a target needs both of its rows
+
+
+def test_the_interleaved_verdict_reads_the_medians_and_lists_each_round() -> None:
+    import report
+
+    rows = [_row("conveyor-gw-inproc", 32, 12_000, 2.0), _row("lean", 32, 10_000, 3.0)]
+    rows[0]["rps_each"], rows[1]["rps_each"] = [11_000, 12_000, 13_000], [9_000, 10_000, 11_000]
+    tiny32 = [t for t in targets.TARGETS if t.model == "tiny" and t.concurrency == 32]
+    judged = targets.judge_all(rows, tiny32)
+    table = targets.markdown_table(judged)
+    assert "| 12,000 | 10,000 | 1.20× | met |" in table
+    assert report._rounds(rows[0]) == "tiny conveyor-gw-inproc c=32: 11,000, 12,000, 13,000"
+
+
+def test_interleaved_rows_are_judged_on_the_median_of_their_per_round_ratios() -> None:
+    ours = _row("conveyor-up-r2", 32, 7_398, 4.1, rps_each=[7_398, 7_350, 8_578])
+    lean = _row("lean", 32, 10_651, 2.8, rps_each=[10_112, 10_651, 10_823])
+    up32 = [t for t in targets.TARGETS if t.server == "conveyor-up-r2" and t.concurrency == 32]
+    [judged] = targets.judge_all([ours, lean], up32)
+    # medians 7,398 / 10,651 = 0.69; per round 0.73, 0.69, 0.79: the runs side by side say 0.73
+    assert round(judged["ratio"], 2) == 0.73 and judged["status"] == "met"
