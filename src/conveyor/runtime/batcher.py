@@ -118,11 +118,7 @@ class Batcher:
             if self._closed:
                 raise Unavailable(f"model {self._label!r} is shutting down")
             if self._waiting >= self.config.max_queue_size:
-                self.stats.rejected += 1
-                raise Overloaded(
-                    f"model {self._label!r} has {self._waiting} requests waiting, its max_queue_size; "
-                    "retry later"
-                )
+                raise self._overloaded()
             self._waiting += 1
         loop = asyncio.get_running_loop()
         job = _Job(feeds, names, rows, key, loop)
@@ -135,6 +131,20 @@ class Batcher:
             if job.future.cancelled():
                 self._drop(job)
         return dict(zip(names, results, strict=True))
+
+    def refuse_if_full(self) -> None:
+        """Overloaded now if the queue is full: called before a request is decoded, so a refusal costs no
+        parsing and no tensors. A request let through may still be refused by ``submit`` (the queue may
+        fill meanwhile); one refused here might have fit a moment later and is told to retry."""
+        if self._waiting >= self.config.max_queue_size:
+            with self._lock:
+                raise self._overloaded()
+
+    def _overloaded(self) -> Overloaded:
+        self.stats.rejected += 1  # under the lock
+        return Overloaded(
+            f"model {self._label!r} has {self._waiting} requests waiting, its max_queue_size; retry later"
+        )
 
     def run_now(
         self, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None

@@ -111,6 +111,7 @@ class DataPlane:
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         """Decode, queue for the model's batcher, encode; the event loop never waits on ONNX Runtime."""
         batcher = self._served.get(request.model, request.version)  # one look-up: the batcher holds its model
+        batcher.refuse_if_full()  # before decoding: a refusal costs no parsing (issue 12)
         model = batcher.model
         small = len(request.body) <= INLINE_CODEC_BYTES
         plain = None

@@ -126,3 +126,29 @@ def test_a_plane_serves_as_a_context_and_stops_its_threads_on_leaving(logreg_onn
     assert not [t.name for t in threading.enumerate() if t.name.startswith("conveyor-batcher-ctx")]
     with pytest.raises(RuntimeError, match="shutdown"):  # the codec pool is shut down too
         asyncio.run(plane.run(int))
+
+
+def test_a_full_queue_refuses_before_the_body_is_decoded(
+    logreg_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.errors import Overloaded
+    from conveyor.protocol.service import EncodedRequest
+    from conveyor.server import dataplane
+
+    plane = DataPlane([OnnxModel(logreg_onnx.read_bytes(), name="lr")], max_workers=1)
+    try:
+        batcher = plane.batcher("lr")
+        batcher._waiting = batcher.config.max_queue_size  # as if that many were queued
+
+        def no_decoding(*_: object) -> None:
+            raise AssertionError("a request that will be refused was decoded")
+
+        monkeypatch.setattr(dataplane, "decode_plain", no_decoding)
+        monkeypatch.setattr(dataplane, "decode_infer_request", no_decoding)
+        body = b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}'
+        with pytest.raises(Overloaded, match="max_queue_size; retry later"):
+            asyncio.run(plane.infer(EncodedRequest("lr", None, body, None, "r")))
+        assert batcher.stats.rejected == 1
+        batcher._waiting = 0
+    finally:
+        plane.close()
