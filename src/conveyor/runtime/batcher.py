@@ -103,12 +103,7 @@ class Batcher:
         """The requested outputs (all by default) for one request, run alone or merged with others."""
         # Checked before queueing, so a bad request fails alone (InvalidInput) and never spoils a batch.
         feeds, names = self.model.prepare(inputs, outputs)
-        if (
-            self._last_run_s <= INLINE_MAX_RUN_S
-            and self._waiting == 0
-            and self._busy == 0
-            and await self._alone()
-        ):
+        if self._inline_ok() and await self._alone():
             results = self._run_inline(feeds, names)
             if results is not None:
                 return dict(zip(names, results, strict=True))
@@ -153,10 +148,14 @@ class Batcher:
         received with it): run inline now, without the loop pass ``submit`` spends looking for company.
         None when the model is not known to be fast or the worker is busy: then ``submit`` it."""
         feeds, names = self.model.prepare(inputs, outputs)
-        if self._last_run_s > INLINE_MAX_RUN_S or self._waiting or self._busy:
+        if not self._inline_ok():
             return None
         results = self._run_inline(feeds, names)
         return None if results is None else dict(zip(names, results, strict=True))
+
+    def _inline_ok(self) -> bool:
+        """The model's runs are short and its worker has nothing: a lone request may run on the loop."""
+        return self._last_run_s <= INLINE_MAX_RUN_S and self._waiting == 0 and self._busy == 0
 
     async def _alone(self) -> bool:
         """True when no other request arrives in this loop pass: then there is nothing to batch with.

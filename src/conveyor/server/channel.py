@@ -26,7 +26,7 @@ import uvloop
 from conveyor.errors import ConveyorError
 from conveyor.frontend.gc_tuning import freeze_startup_heap
 from conveyor.protocol import frames
-from conveyor.protocol.service import EncodedRequest, InferenceService
+from conveyor.protocol.service import EncodedRequest, EncodedResponse, InferenceService
 from conveyor.runtime import OnnxModel
 from conveyor.server.dataplane import DataPlane
 from conveyor.settings import Settings
@@ -84,13 +84,8 @@ class _Connection(asyncio.Protocol):
         if self._infer_now is None:
             return None
         try:
-            call = frames.decode_call(payload)
-            req = EncodedRequest(call.model, call.version, call.body, call.json_length, call.request_id)
-            resp = self._infer_now(req)
-            if resp is None:
-                return None
-            meta = frames.encode_reply(resp.json_length, resp.request_id, resp.model_version)
-            return frames.frame(stream, frames.OK, meta, resp.body)
+            resp = self._infer_now(_infer_request(payload))
+            return None if resp is None else frames.frame(stream, frames.OK, *_infer_reply(resp))
         except Exception as exc:
             return _error_frame(stream, exc)
 
@@ -107,16 +102,23 @@ class _Connection(asyncio.Protocol):
         svc = self._service
         if kind == frames.HEALTH:
             return (b"1" if svc.ready() else b"0",)
-        call = frames.decode_call(payload)
         if kind == frames.INFER:
-            req = EncodedRequest(call.model, call.version, call.body, call.json_length, call.request_id)
-            resp = await svc.infer(req)
-            return frames.encode_reply(resp.json_length, resp.request_id, resp.model_version), resp.body
+            return _infer_reply(await svc.infer(_infer_request(payload)))
+        call = frames.decode_call(payload)
         if kind == frames.METADATA:
             return (orjson.dumps(await svc.model_metadata(call.model, call.version)),)
         if kind == frames.MODEL_READY:
             return (orjson.dumps(await svc.model_ready(call.model, call.version)),)
         raise ConveyorError(f"unknown channel request kind {kind}")
+
+
+def _infer_request(payload: bytes) -> EncodedRequest:
+    call = frames.decode_call(payload)
+    return EncodedRequest(call.model, call.version, call.body, call.json_length, call.request_id)
+
+
+def _infer_reply(resp: EncodedResponse) -> tuple[bytes, bytes]:
+    return frames.encode_reply(resp.json_length, resp.request_id, resp.model_version), resp.body
 
 
 def _error_frame(stream: int, exc: Exception) -> list[bytes]:
