@@ -52,6 +52,9 @@ class HttpUpstream:
         self._host, self._port = host, port
         self._idle: list[_Conn] = []
 
+    def admit(self, name: str, version: str | None) -> None:
+        pass
+
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         conn = self._idle.pop() if self._idle else None
         if conn is None or conn.transport is None:

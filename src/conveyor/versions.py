@@ -50,8 +50,12 @@ class VersionIndex(Generic[T]):
         """The served versions of ``name``, lowest first."""
         return [v for v in self._versions.get(name, []) if v is not None]
 
+    def find(self, name: str, version: str | None = None) -> T | None:
+        """``get`` without the error: None when nothing is served as (name, version)."""
+        return self._default.get(name) if version is None else self._by_key.get((name, version))
+
     def get(self, name: str, version: str | None = None) -> T:
-        found = self._default.get(name) if version is None else self._by_key.get((name, version))
+        found = self.find(name, version)
         if found is not None:
             return found
         if name not in self._versions:

@@ -97,11 +97,12 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     @_guarded
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         rid = request.id or _metadata_value(context, REQUEST_ID) or new_request_id()
+        version = request.model_version or None
+        self._service.admit(request.model_name, version)  # a refusal converts nothing
         if request.raw_input_contents:
             body, json_length = infer_request_to_body(request)  # a join: no per-element work
         else:  # typed contents go element by element through numpy: off the event loop
             body, json_length = await asyncio.to_thread(infer_request_to_body, request)
-        version = request.model_version or None
         resp = await self._service.infer(EncodedRequest(request.model_name, version, body, json_length, rid))
         context.set_trailing_metadata(((REQUEST_ID, resp.request_id),))
         return body_to_infer_response(

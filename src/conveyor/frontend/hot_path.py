@@ -5,6 +5,10 @@ and response objects costs about twice what the model does, and uvicorn writes t
 response in two system calls. So a ``POST /v2/models/{name}[/versions/{version}]/infer`` whose whole body has
 arrived with its head is answered here, straight from the parser's callbacks: one task, one write.
 
+Admission is decided with the head (``InferenceService.admit``): a request the model cannot take now is
+answered 429 as soon as its body has gone by, and that body is neither kept nor decoded, nor is a task
+made for it. Under overload that is most requests, so a refusal must cost a fraction of an answer.
+
 A body that comes in several reads (clients write a head and a body of more than a few KB in separate
 segments: the mlp's 8 KB JSON body mostly did) stays on this path while the rest arrives within
 ``HOT_BODY_WAIT_S``, its declared length reserved from the body budget meanwhile; one that takes longer is
@@ -25,7 +29,7 @@ from http import HTTPStatus
 
 import orjson
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, Overloaded
 from conveyor.frontend.bodies import BodyReader
 from conveyor.frontend.connections import DeadlineHttpProtocol
 from conveyor.frontend.http_errors import BACKPRESSURE, status_for
@@ -64,6 +68,7 @@ class _HotRequest:
         "message_event",
         "model",
         "more_body",
+        "refusal",
         "reserved",
         "response_complete",
         "version",
@@ -79,6 +84,7 @@ class _HotRequest:
         self.header_length: bytes | None = None
         self.client_id: bytes | None = None
         self.chunks: list[bytes] = []
+        self.refusal: Overloaded | None = None  # refused at admission: the body is read past, not kept
         self.more_body = True
         self.response_complete = False
         self.disconnected = False
@@ -103,6 +109,8 @@ def parse_infer_path(url: bytes) -> tuple[str, str | None] | None:
 def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[DeadlineHttpProtocol]:
     """uvicorn's protocol class for one server, answering V2 inference over ``service`` on the hot path."""
 
+    admit = service.admit
+
     def _release(hot: _HotRequest) -> None:
         bodies.budget.release(hot.reserved)
         hot.reserved = 0
@@ -118,6 +126,9 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
                 return
             if self.transport.is_closing():  # malformed: uvicorn answered 400
                 self._hot = None
+                return
+            if hot.refusal is not None:  # read past the rest, no budget needed; as long as any split body
+                self._hot_timer = self.loop.call_later(HOT_BODY_WAIT_S, self._refuse_unfinished)
                 return
             # The body did not all come with the head: wait a little for the rest, its room reserved.
             if hot.declared <= HOT_MAX_SPLIT_BODY and bodies.budget.reserve(hot.declared):
@@ -137,6 +148,17 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
             body = b"".join(hot.chunks)
             if body and self.cycle is not None:
                 DeadlineHttpProtocol.on_body(self, body)
+
+        def _refuse_unfinished(self) -> None:
+            """A refused request's body did not finish arriving in time: answer, and close the connection
+            rather than read the rest."""
+            self._hot_timer = None
+            hot, self._hot = self._hot, None
+            if hot is None or hot.refusal is None or self.transport.is_closing():
+                return
+            hot.keep_alive = False
+            self.cycle = hot  # type: ignore[assignment]  # see _HotRequest
+            self._finish(hot, _refused(hot, hot.refusal))
 
         def connection_lost(self, exc: Exception | None) -> None:
             hot, self._hot = self._hot, None
@@ -184,11 +206,17 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
             keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
             hot = _HotRequest(target[0], target[1], keep_alive, int(declared))
             hot.content_type, hot.header_length, hot.client_id = content_type, header_length, client_id
+            try:
+                admit(hot.model, hot.version)
+            except Overloaded as exc:
+                hot.refusal = exc
             return hot
 
         def on_body(self, body: bytes) -> None:
-            if self._hot is not None:
-                self._hot.chunks.append(body)
+            hot = self._hot
+            if hot is not None:
+                if hot.refusal is None:
+                    hot.chunks.append(body)
                 return
             super().on_body(body)
 
@@ -201,6 +229,11 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
             self._cancel_hot_timer()
             hot.more_body = False
             self.cycle = hot  # type: ignore[assignment]  # see _HotRequest
+            if hot.refusal is not None:
+                # No task: answered on the next loop step (not inside the parser, so a request pipelined
+                # behind this one finds it still open and waits its turn, as any other does).
+                self.loop.call_soon(self._finish, hot, _refused(hot, hot.refusal))
+                return
             task = self.loop.create_task(self._answer(hot))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -274,6 +307,10 @@ def _ok(hot: _HotRequest, resp: EncodedResponse, request_id: str) -> list[bytes]
             resp.json_length,
         )
     return [_STATUS_LINES[200], head, b"\r\n", body]
+
+
+def _refused(hot: _HotRequest, exc: Overloaded) -> list[bytes]:
+    return _error(hot, status_for(exc), exc.message)
 
 
 def _error(hot: _HotRequest, status: int, message: str) -> list[bytes]:

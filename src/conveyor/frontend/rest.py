@@ -92,6 +92,7 @@ def create_routes(plane: InferenceService, bodies: BodyReader) -> list[Route]:
         check_content_type(request.headers.get("content-type"))
         header_len = parse_header_length(request.headers.get(HEADER_LENGTH))
         req_id = request.headers.get(REQUEST_ID) or new_request_id()
+        plane.admit(p["name"], p.get("version"))  # a refusal reads no body (and sends no 100 Continue)
         async with bodies.body(request) as body:
             resp = await plane.infer(EncodedRequest(p["name"], p.get("version"), body, header_len, req_id))
         # The answer's id may come from the request body ("id"): it goes into the header only when it is a

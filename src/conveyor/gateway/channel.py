@@ -166,6 +166,9 @@ class ChannelUpstream:
         self._next = itertools.cycle(range(connections))
         self._connecting: dict[int, asyncio.Future[_Connection]] = {}
 
+    def admit(self, name: str, version: str | None) -> None:
+        """Never refuses: only the replica knows its queue (the gateway marks it full when it says so)."""
+
     @classmethod
     def for_settings(cls, address: str, settings: Settings) -> ChannelUpstream:
         """Probes as patient as the health interval allows; the replica answers 504 itself at

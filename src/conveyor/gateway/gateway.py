@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from conveyor.errors import InvalidInput, NotFound, Unavailable
+from conveyor.errors import InvalidInput, NotFound, Overloaded, Unavailable
 from conveyor.gateway.balance import power_of_two
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.gateway.hold import HeldRequests
@@ -118,10 +118,28 @@ class Gateway:
             why = f"no replica of {_label(route)} is ready yet ({_HOLD_WHY[route.hold.reason]})"
         return {"name": name, "ready": False, "error": why}
 
+    def admit(self, name: str, version: str | None) -> None:
+        """Overloaded when every admitted replica of the version is full (it refused a request and none of
+        its requests has ended since); a lone replica in this process is asked itself, which may make room.
+        Nothing is forwarded to find out: the gateway sheds before the hop (docs/batching.md, "Overload")."""
+        route = self.table.find(name, version)
+        if route is None:
+            return  # infer answers NotFound
+        replicas = route.replicas
+        if len(replicas) == 1:
+            only = replicas[0]
+            if only.full and only.health.admitted:
+                raise _overloaded(route)
+            only.upstream.admit(route.name, route.version)
+        elif _every_admitted_full(route):
+            raise _overloaded(route)
+
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         route = self.table.resolve(request.model, request.version)
         first = self._choose(route, None)
         if first is None:
+            if _every_admitted_full(route):
+                raise _overloaded(route)
             route, first = await self._hold(route, request)
         try:
             response = await self._send(first, _for_route(route, request))
@@ -148,16 +166,18 @@ class Gateway:
         replicas = route.replicas
         if len(replicas) == 1:  # conveyor serve's one replica: nothing to choose between, no list, no random
             only = replicas[0]
-            return only if only.health.admitted and only is not exclude else None
+            return only if only.health.admitted and not only.full and only is not exclude else None
         warm = route.warm
         if warm is not None and warm.inflight == 0 and warm.health.admitted and warm is not exclude:
-            return warm
-        ready = [r for r in replicas if r.health.admitted and r is not exclude]
+            return warm  # idle, so not full
+        ready = [r for r in replicas if r.health.admitted and not r.full and r is not exclude]
         return power_of_two(ready, inflight_of, self._rng) if ready else None
 
     def _pick(self, route: Route, exclude: Replica | None) -> Replica:
         chosen = self._choose(route, exclude)
         if chosen is None:
+            if _every_admitted_full(route, exclude):
+                raise _overloaded(route)
             raise _no_replica(route, exclude)
         return chosen
 
@@ -184,7 +204,13 @@ class Gateway:
         replica.inflight += 1
         try:
             response = await replica.upstream.infer(request)
+        except Overloaded:
+            # Full: nothing more goes to it until one of its requests ends (one that was in flight
+            # before this refusal). With none in flight, whoever filled it is not us: try again next time.
+            replica.full = replica.inflight > 1
+            raise
         except Exception as exc:
+            replica.full = False
             if isinstance(exc, ReplicaUnresponsive):  # hung: every request sent to it now would wait too
                 if replica.health.admitted:
                     log.warning("replica %s ejected: %s", replica.name, exc)
@@ -196,6 +222,7 @@ class Gateway:
             replica.inflight -= 1
             if replica.retired and replica.inflight == 0:
                 self._close(replica)
+        replica.full = False
         replica.health.success()
         return response
 
@@ -344,6 +371,16 @@ def _route_ready(route: Route, serving: set[str]) -> bool:
 
 def _label(route: Route) -> str:
     return route.name + (f":{route.version}" if route.version else "")
+
+
+def _every_admitted_full(route: Route, excluded: Replica | None = None) -> bool:
+    """Some replica of the route is admitted, and every admitted one (but ``excluded``) is full."""
+    admitted = [r for r in route.replicas if r.health.admitted and r is not excluded]
+    return bool(admitted) and all(r.full for r in admitted)
+
+
+def _overloaded(route: Route) -> Overloaded:
+    return Overloaded(f"every replica of {_label(route)} has a full queue; retry later")
 
 
 def _no_replica(route: Route, excluded: Replica | None) -> Unavailable:

@@ -48,6 +48,12 @@ class RoutingTable:
     def versions(self, name: str) -> list[str]:
         return self._index.versions(name)
 
+    def find(self, name: str, version: str | None) -> Route | None:
+        """``resolve`` without the error: None when nothing routes (name, version)."""
+        if version is None and (route := self._defaults.get(name)) is not None:
+            return route
+        return self._index.find(name, version)
+
     def resolve(self, name: str, version: str | None) -> Route:
         if version is None and (route := self._defaults.get(name)) is not None:
             return route

@@ -21,6 +21,11 @@ class Upstream(Protocol):
 
     address: str
 
+    def admit(self, name: str, version: str | None) -> None:
+        """Overloaded when the replica would refuse a request now, if it can tell without a hop (in this
+        process); a replica behind a connection never raises here."""
+        ...
+
     async def infer(self, request: EncodedRequest) -> EncodedResponse: ...
 
     async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]: ...
@@ -42,6 +47,7 @@ class InProcessUpstream:
         self.plane = plane
         self.address = address
         # Bound once: the hot path then skips an attribute lookup per request.
+        self.admit = plane.admit
         self.infer = plane.infer
         self.model_metadata = plane.model_metadata
         self.model_ready = plane.model_ready

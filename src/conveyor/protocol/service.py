@@ -52,4 +52,10 @@ class InferenceService(Protocol):
 
     async def model_ready(self, name: str, version: str | None) -> dict[str, Any]: ...
 
+    def admit(self, name: str, version: str | None) -> None:
+        """Raise Overloaded when a request for this model would be refused now, before its body is read or
+        decoded, so a refusal costs next to nothing; return otherwise (``infer`` still decides, and raises
+        every other error, NotFound included)."""
+        ...
+
     async def infer(self, request: EncodedRequest) -> EncodedResponse: ...

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 
@@ -109,12 +109,19 @@ class Batcher:
                 return dict(zip(names, results, strict=True))
         keyed = batch_key(feeds, self._inputs, names) if self._merging else None  # only queued requests merge
         rows, key = keyed if keyed is not None else (0, None)
-        with self._lock:
-            if self._closed:
-                raise Unavailable(f"model {self._label!r} is shutting down")
-            if self._waiting >= self.config.max_queue_size:
-                raise self._overloaded()
-            self._waiting += 1
+        for room_made in (False, True):
+            with self._lock:
+                if self._closed:
+                    raise Unavailable(f"model {self._label!r} is shutting down")
+                if self._waiting < self.config.max_queue_size:
+                    self._waiting += 1
+                    break
+                if room_made:
+                    raise self._overloaded()
+            # Full since admit() let this request in (others came while it looked for company): as there.
+            if not self._make_room():
+                with self._lock:
+                    raise self._overloaded()
         loop = asyncio.get_running_loop()
         job = _Job(feeds, names, rows, key, loop)
         timer = loop.call_later(self._timeout_s, self._expire, job)
@@ -127,13 +134,24 @@ class Batcher:
                 self._drop(job)
         return dict(zip(names, results, strict=True))
 
-    def refuse_if_full(self) -> None:
-        """Overloaded now if the queue is full: called before a request is decoded, so a refusal costs no
-        parsing and no tensors. A request let through may still be refused by ``submit`` (the queue may
-        fill meanwhile); one refused here might have fit a moment later and is told to retry."""
-        if self._waiting >= self.config.max_queue_size:
+    def admit(self) -> None:
+        """Return if one more request may queue, else raise Overloaded: called before a request is decoded,
+        so a refusal costs no parsing and no tensors.
+
+        A full queue of a fast model's requests is not a reason to refuse: it means the worker thread is
+        behind (it needs the GIL, which a busy event loop holds for up to the switch interval), not that
+        the model is. Then the caller runs the oldest queued requests itself, one model call as the worker
+        would have made, and the new request takes their place: goodput stays at what the server can do
+        instead of collapsing into refusals (docs/batching.md, "Overload"). A slow model's full queue is
+        refused at once. A request let through may still be refused by ``submit`` if the queue fills
+        meanwhile."""
+        if self._waiting >= self.config.max_queue_size and not self._make_room():
             with self._lock:
                 raise self._overloaded()
+
+    def _make_room(self) -> bool:
+        """For a fast model, run the oldest queued requests here (see admit); False when nothing was run."""
+        return self._last_run_s <= INLINE_MAX_RUN_S and self._run_queued()
 
     def _overloaded(self) -> Overloaded:
         self.stats.rejected += 1  # under the lock
@@ -193,6 +211,36 @@ class Batcher:
             with self._lock:
                 self._busy -= 1
 
+    def _run_queued(self) -> bool:
+        """Run queued requests on the calling thread: the oldest, and the ones after it that merge with it,
+        up to ``max_batch_size`` (one model call; two when the last one taken does not merge). False when
+        there were none to take: the worker holds them all already."""
+        jobs: deque[_Job] = deque()
+        rows, cap = 0, self.config.max_batch_size
+        with self._lock:  # close() queues its stop sentinel under this lock: none is taken here
+            if self._closed:
+                return False
+            while len(jobs) < cap:
+                try:
+                    job = self._queue.get_nowait()
+                except Empty:
+                    break
+                if job is None:  # cannot happen while not closed; never swallow the sentinel
+                    self._queue.put(None)
+                    break
+                jobs.append(job)
+                rows += job.rows
+                if job.key is None or job.key != jobs[0].key or rows >= cap:
+                    break
+        if not jobs:
+            return False
+        here = asyncio.get_running_loop()
+        while jobs:
+            batch = self._take(jobs)
+            if batch:
+                self._run(batch, here=here)
+        return True
+
     def _drop(self, job: _Job) -> None:
         with self._lock:
             if job.state == _QUEUED:
@@ -223,7 +271,7 @@ class Batcher:
             if self._closed:
                 return
             self._closed = True
-        self._queue.put(None)
+            self._queue.put(None)  # under the lock, so _run_queued never puts a request behind it
         self._thread.join(timeout)
         log.info("batcher for %s stopped: %s", self._label, self.stats)
 
@@ -242,7 +290,7 @@ class Batcher:
                 stopping = self._gather(pending) or stopping
             batch = self._take(pending)
             if batch:
-                self._run(batch)
+                self._run(batch, time.thread_time)
 
     def _gather(self, pending: deque[_Job]) -> bool:
         """Move queued requests into ``pending``; True once the stop sentinel is seen."""
@@ -305,51 +353,71 @@ class Batcher:
             self._busy += len(batch)
         return batch
 
-    def _run(self, batch: list[_Job]) -> None:
+    def _run(
+        self,
+        batch: list[_Job],
+        clock: Callable[[], float] = time.perf_counter,
+        here: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """Run one batch and hand its results back: the worker does, and a loop making room (admit).
+
+        ``here``: the event loop running on the calling thread, whose requests are answered directly.
+        ``clock`` times the run for ``_last_run_s``. The worker passes its thread's CPU clock: the wall time
+        of its run includes waiting for the GIL afterwards, up to the switch interval (5 ms) while an event
+        loop is busy, which would make a 20 µs model look slow exactly when the loop needs it to run
+        queued requests itself. A loop's own runs keep the wall clock: that is how long the loop stood."""
         results: Sequence[Result] | None = None
+        runs, merged_rows = 0, 0
         if len(batch) > 1:
             try:
-                start = time.perf_counter()
+                start = clock()
                 outputs = self.model.run(merge([j.feeds for j in batch]), batch[0].names)
-                self._last_run_s = time.perf_counter() - start
+                self._last_run_s = clock() - start
                 results = split(outputs, [j.rows for j in batch])
             except Exception:  # rerun alone below, so only the request at fault fails
                 results = None
-            if results is None:
-                self.stats.fallbacks += 1
-            else:
-                rows = sum(j.rows for j in batch)
-                self.stats.runs += 1
-                self.stats.batch_rows[rows] += 1
-                self.stats.largest_batch = max(self.stats.largest_batch, rows)
-                self._last_rows = rows
+            if results is not None:
+                runs, merged_rows = 1, sum(j.rows for j in batch)
         if results is None:
-            results = [self._run_alone(j) for j in batch]
-            self._last_rows = sum(j.rows for j in batch)
-        self.stats.requests += len(batch)
-        self._deliver(batch, results)
+            results = [self._run_alone(j, clock) for j in batch]
+            runs = len(batch)
+        self._last_rows = sum(j.rows for j in batch)
+        with self._lock:  # two threads may run batches at once (the worker, and a loop in admit)
+            stats = self.stats
+            stats.requests += len(batch)
+            stats.runs += runs
+            if merged_rows:
+                stats.batch_rows[merged_rows] += 1
+                stats.largest_batch = max(stats.largest_batch, merged_rows)
+            elif len(batch) > 1:
+                stats.fallbacks += 1
+        self._deliver(batch, results, here)
+        with self._lock:
+            self._busy -= len(batch)
 
-    def _run_alone(self, job: _Job) -> Result:
-        self.stats.runs += 1
+    def _run_alone(self, job: _Job, clock: Callable[[], float]) -> Result:
         try:
-            start = time.perf_counter()
+            start = clock()
             results = self.model.run(job.feeds, job.names)
-            self._last_run_s = time.perf_counter() - start
+            self._last_run_s = clock() - start
             return results
         except ConveyorError as e:
             return e
         except Exception as e:  # never let one request's failure stop the worker
             return InferenceFailed(f"model {self._label!r} failed: {e}")
 
-    def _deliver(self, batch: list[_Job], results: Sequence[Result]) -> None:
+    def _deliver(
+        self, batch: list[_Job], results: Sequence[Result], here: asyncio.AbstractEventLoop | None
+    ) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, tuple[list[_Job], list[Result]]] = {}
         for job, result in zip(batch, results, strict=True):
             jobs, res = by_loop.setdefault(job.loop, ([], []))
             jobs.append(job)
             res.append(result)
         for loop, (jobs, res) in by_loop.items():
+            if loop is here:  # this thread's loop: no wake-up to send
+                _resolve(jobs, res)
+                continue
             # A closed loop (RuntimeError) means nobody is waiting for these any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, jobs, res)
-        with self._lock:
-            self._busy -= len(batch)

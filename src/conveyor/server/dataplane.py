@@ -108,10 +108,16 @@ class DataPlane:
         self.model(name, version)
         return {"name": name, "ready": True}
 
+    def admit(self, name: str, version: str | None) -> None:
+        """Overloaded if the version's queue is full and no room can be made (Batcher.admit)."""
+        batcher = self._served.find(name, version)
+        if batcher is not None:
+            batcher.admit()
+
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         """Decode, queue for the model's batcher, encode; the event loop never waits on ONNX Runtime."""
         batcher = self._served.get(request.model, request.version)  # one look-up: the batcher holds its model
-        batcher.refuse_if_full()  # before decoding: a refusal costs no parsing (issue 12)
+        batcher.admit()  # before decoding: a refusal costs no parsing
         model = batcher.model
         small = len(request.body) <= INLINE_CODEC_BYTES
         plain = None

@@ -57,6 +57,7 @@ class LoadedUpstream:
         else:
             self._plane = plane
             # Bound once, as InProcessUpstream does: from now on requests call the plane directly.
+            self.admit = plane.admit  # type: ignore[method-assign]
             self.infer = plane.infer  # type: ignore[method-assign]
             self.model_metadata = plane.model_metadata  # type: ignore[method-assign]
             self.model_ready = plane.model_ready  # type: ignore[method-assign]
@@ -68,6 +69,9 @@ class LoadedUpstream:
     def _not_loaded(self) -> Unavailable:
         why = f"its load failed: {self.problem}" if self.problem else "it is loading"
         return Unavailable(f"in-process replica {self.name} cannot serve: {why}")
+
+    def admit(self, name: str, version: str | None) -> None:
+        """Loading: infer answers why."""
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         raise self._not_loaded()

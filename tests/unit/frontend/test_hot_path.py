@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
+from conveyor.errors import Overloaded
 from conveyor.frontend.bodies import BodyReader
 from conveyor.frontend.hot_path import HOT_BODY_WAIT_S, HOT_MAX_SPLIT_BODY, hot_protocol, parse_infer_path
 from conveyor.protocol.service import EncodedRequest, EncodedResponse
@@ -25,6 +26,7 @@ class Service:
 
     def __init__(self) -> None:
         self.requests: list[EncodedRequest] = []
+        self.refuse: str | None = None  # admit() raises Overloaded with this message
 
     def live(self) -> bool:
         return True
@@ -40,6 +42,10 @@ class Service:
 
     async def model_ready(self, name: str, version: str | None) -> dict[str, Any]:
         return {}
+
+    def admit(self, name: str, version: str | None) -> None:
+        if self.refuse is not None:
+            raise Overloaded(self.refuse)
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         self.requests.append(request)
@@ -98,9 +104,10 @@ HELD: list[int] = []  # the body budget's bytes held after each drive: every res
 
 
 async def drive(
-    *chunks: bytes, max_bytes: int = 1 << 20, gap_s: float = 0.01
+    *chunks: bytes, max_bytes: int = 1 << 20, gap_s: float = 0.01, refuse: str | None = None
 ) -> tuple[Service, Regular, Transport]:
     service, app = Service(), Regular()
+    service.refuse = refuse
     config = uvicorn.Config(app, log_level="warning")
     config.load()
     bodies = BodyReader(max_bytes=max_bytes, budget_bytes=1 << 24, idle_timeout_s=5, timeout_s=5)
@@ -131,6 +138,34 @@ def test_a_plain_infer_request_is_answered_by_the_service_in_one_write() -> None
     [answer] = transport.writes
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b'\r\n\r\n{"n":14}')
     assert b"x-request-id: a\r\n" in answer
+
+
+def test_a_refused_request_is_answered_429_from_its_head_without_a_task_or_its_body() -> None:
+    raw = request("/v2/models/m/infer", b'{"inputs": [1, 2, 3]}', "X-Request-Id: r1")
+    HELD.clear()
+    service, app, transport = asyncio.run(drive(raw, raw, refuse="queue full; retry later"))
+    assert service.requests == [] and app.bodies == [] and HELD == [0]  # infer never called
+    assert len(transport.writes) == 2  # one write each, the connection kept
+    assert all(b"connection: close" not in w for w in transport.writes)
+    first = transport.writes[0]
+    assert first.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
+    assert b"retry-after: 1\r\n" in first and b"x-request-id: r1\r\n" in first
+    assert first.endswith(b'{"error":"queue full; retry later"}')
+
+
+def test_a_refused_request_whose_body_comes_in_pieces_is_answered_once_it_has_gone_by() -> None:
+    service, _, transport = asyncio.run(drive(*_split(b'{"inputs": [1, 2, 3]}', 0, 5), refuse="full"))
+    [answer] = transport.writes
+    assert answer.startswith(b"HTTP/1.1 429 ") and b"connection: close" not in answer
+    assert service.requests == []
+
+
+def test_a_refused_request_whose_body_stalls_is_answered_and_its_connection_closed() -> None:
+    pieces = _split(b'{"inputs": [1, 2, 3]}', 2)
+    _, _, transport = asyncio.run(drive(*pieces, gap_s=HOT_BODY_WAIT_S * 3, refuse="full"))
+    [answer] = transport.writes
+    assert answer.startswith(b"HTTP/1.1 429 ") and b"connection: close\r\n" in answer
+    assert transport.closed
 
 
 def test_pipelined_requests_are_answered_in_order() -> None:

@@ -21,6 +21,9 @@ class FakeUpstream:
         self.metadata_calls = 0
         self.closed = 0
 
+    def admit(self, name: str, version: str | None) -> None:
+        pass
+
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         self.seen.append(request)
         await asyncio.sleep(0)  # a real upstream always suspends: requests sent together overlap

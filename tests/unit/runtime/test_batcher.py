@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,46 @@ def test_close_runs_queued_work_stops_the_thread_and_refuses_new_requests(logreg
     assert not b._thread.is_alive() and b.stats.requests == 10
     with pytest.raises(Unavailable):
         asyncio.run(b.submit(x))
+
+
+def test_a_full_queue_of_a_fast_model_is_run_by_the_loop_instead_of_refused(logreg_onnx: Path) -> None:
+    # The worker thread is held inside a run (as a GIL-starved worker is): its queue fills. For a fast model
+    # admit() then runs the queued requests on the caller's loop and lets the next one in, where a slow
+    # model's queue refuses (test_a_full_queue_refuses_fast_then_recovers).
+    b = _batcher(logreg_onnx, max_batch_size=8, max_queue_size=2)
+    x = np.ones((1, 4), np.float32)
+    worker_may_run = threading.Event()
+    run = b.model.run
+
+    def gated_run(feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+        if threading.current_thread() is b._thread:
+            assert worker_may_run.wait(10)
+        return run(feeds, names)
+
+    b.model.run = gated_run  # type: ignore[method-assign,assignment]
+
+    async def until(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 5
+        while not condition():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.001)
+
+    async def scenario() -> tuple[list[Outcome], list[Outcome], int]:
+        held = asyncio.ensure_future(b.submit({"input": x}))  # the model's first request: to the worker
+        await until(lambda: b._busy == 1)
+        b._last_run_s = 20e-6  # what the worker's earlier runs of this model would have measured
+        queued = [asyncio.ensure_future(b.submit({"input": x * 2})) for _ in range(2)]
+        await until(lambda: b._waiting == 2)  # queued behind the held run: the queue is full
+        b.admit()  # would raise Overloaded if it could not make room
+        done = await asyncio.gather(*queued, return_exceptions=True)
+        busy_then = b._busy
+        later = asyncio.ensure_future(b.submit({"input": x * 3}))
+        worker_may_run.set()
+        return done, [await held, await later], busy_then
+
+    done, rest, busy_then = asyncio.run(scenario())
+    b.close()
+    assert busy_then == 1  # the loop answered the queued two while the worker still held its run
+    for r in [*done, *rest]:
+        assert isinstance(r, dict) and r["probabilities"].shape == (1, 3), r
+    assert b.stats.rejected == 0 and b.stats.requests == 4 and b.stats.runs == 3  # the two merged
