@@ -47,6 +47,8 @@ class _Conn(asyncio.Protocol):
 
 
 class HttpUpstream:
+    local = False
+
     def __init__(self, host: str, port: int) -> None:
         self.address = f"http://{host}:{port}"
         self._host, self._port = host, port

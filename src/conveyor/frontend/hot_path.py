@@ -9,6 +9,11 @@ Admission is decided with the head (``InferenceService.admit``): a request the m
 answered 429 as soon as its body has gone by, and that body is neither kept nor decoded, nor is a task
 made for it. Under overload that is most requests, so a refusal must cost a fraction of an answer.
 
+A refusal says ``retry-after: 1``. A connection that asks again sooner and is refused again gets that
+refusal only when its second has passed: a client that ignores Retry-After cannot turn the server's time
+into refusals (64 hey workers made 18,000 a second, and the model starved of CPU), while one that honours
+it is answered at once, like any other. Requests that are let in are never held.
+
 A body that comes in several reads (clients write a head and a body of more than a few KB in separate
 segments: the mlp's 8 KB JSON body mostly did) stays on this path while the rest arrives within
 ``HOT_BODY_WAIT_S``, its declared length reserved from the body budget meanwhile; one that takes longer is
@@ -32,7 +37,7 @@ import orjson
 from conveyor.errors import ConveyorError, Overloaded
 from conveyor.frontend.bodies import BodyReader
 from conveyor.frontend.connections import DeadlineHttpProtocol
-from conveyor.frontend.http_errors import BACKPRESSURE, status_for
+from conveyor.frontend.http_errors import BACKPRESSURE, RETRY_AFTER_S, status_for
 from conveyor.frontend.rest import (
     JSON,
     OCTET,
@@ -49,6 +54,7 @@ _PREFIX, _SUFFIX = b"/v2/models/", b"/infer"
 HOT_BODY_WAIT_S = 0.05
 HOT_MAX_SPLIT_BODY = 1024 * 1024
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+_TOO_MANY = _STATUS_LINES[429]
 _JSON_TYPE = b"content-type: " + JSON.encode() + b"\r\n"
 _OCTET_TYPE = b"content-type: " + OCTET.encode() + b"\r\n"
 
@@ -118,6 +124,7 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
     class HotPathProtocol(DeadlineHttpProtocol):
         _hot: _HotRequest | None = None  # a hot request whose body is still arriving
         _hot_timer: asyncio.TimerHandle | None = None  # armed while it is
+        _refused_at = -float(RETRY_AFTER_S)  # loop time of this connection's last 429
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
@@ -231,8 +238,14 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
             self.cycle = hot  # type: ignore[assignment]  # see _HotRequest
             if hot.refusal is not None:
                 # No task: answered on the next loop step (not inside the parser, so a request pipelined
-                # behind this one finds it still open and waits its turn, as any other does).
-                self.loop.call_soon(self._finish, hot, _refused(hot, hot.refusal))
+                # behind this one finds it still open and waits its turn, as any other does), or when the
+                # Retry-After of this connection's last refusal has passed, if it asked again before.
+                early = self._refused_at + RETRY_AFTER_S - self.loop.time()
+                parts = _refused(hot, hot.refusal)
+                if early > 0:
+                    self.loop.call_later(early, self._finish, hot, parts)
+                else:
+                    self.loop.call_soon(self._finish, hot, parts)
                 return
             task = self.loop.create_task(self._answer(hot))
             self.tasks.add(task)
@@ -257,6 +270,8 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
             if hot.disconnected or self.transport.is_closing():
                 return  # the client left: nothing to answer, not an error
             head = parts[0]
+            if head is _TOO_MANY:
+                self._refused_at = self.loop.time()
             defaults = self.server_state.default_headers  # the date header uvicorn keeps current
             extra = [b"%s: %s\r\n" % (n, v) for n, v in defaults]
             if not hot.keep_alive:

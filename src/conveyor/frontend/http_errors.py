@@ -29,10 +29,12 @@ def status_for(exc: ConveyorError) -> int:
 
 BACKPRESSURE = frozenset({429, 503})
 """Statuses that tell a client to come back: answered with ``retry-after: 1``."""
+RETRY_AFTER_S = 1
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     headers = dict(headers or {})
     if status in BACKPRESSURE:
-        headers.setdefault("retry-after", "1")  # overload is backpressure: tell clients when to come back
+        # Overload is backpressure: tell clients when to come back.
+        headers.setdefault("retry-after", str(RETRY_AFTER_S))
     return Response(orjson.dumps({"error": message}), status, headers, media_type="application/json")

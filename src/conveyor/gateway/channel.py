@@ -144,6 +144,8 @@ class _Connection(asyncio.Protocol):
 class ChannelUpstream:
     """A replica in another process, reached over ``unix:PATH`` or ``tcp:HOST:PORT``."""
 
+    local = False
+
     def __init__(
         self,
         address: str,

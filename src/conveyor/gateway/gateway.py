@@ -207,7 +207,8 @@ class Gateway:
         except Overloaded:
             # Full: nothing more goes to it until one of its requests ends (one that was in flight
             # before this refusal). With none in flight, whoever filled it is not us: try again next time.
-            replica.full = replica.inflight > 1
+            # One in this process answers admit() exactly instead.
+            replica.full = replica.inflight > 1 and not replica.upstream.local
             raise
         except Exception as exc:
             replica.full = False

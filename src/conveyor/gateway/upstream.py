@@ -20,6 +20,9 @@ class Upstream(Protocol):
     """A replica as the gateway sees it. Errors are ``conveyor.errors`` exceptions, as a DataPlane raises."""
 
     address: str
+    local: bool
+    """In this process: ``admit`` knows the replica's queue exactly (it frees when the worker takes a batch,
+    before the results are back), so the gateway never needs to mark it full."""
 
     def admit(self, name: str, version: str | None) -> None:
         """Overloaded when the replica would refuse a request now, if it can tell without a hop (in this
@@ -42,6 +45,8 @@ class Upstream(Protocol):
 class InProcessUpstream:
     """A replica's DataPlane (any InferenceService) in the gateway's own process: no hop, no copy (what
     Triton does). Typed by the protocol, so the gateway never imports the replica's server package."""
+
+    local = True
 
     def __init__(self, plane: InferenceService, address: str = "inprocess") -> None:
         self.plane = plane

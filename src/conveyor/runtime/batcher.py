@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 
@@ -27,6 +27,12 @@ log = logging.getLogger("conveyor.runtime")
 # is blocked meanwhile, so a slow model always goes through the worker (and keeps its deadline timer). 1 ms
 # is about what the saved handoff costs at worst on a loaded 2-core machine, far below any request timeout.
 INLINE_MAX_RUN_S = 0.001
+# Runs are timed on the running thread's CPU clock: a wall clock would count the wait for the GIL after
+# ONNX Runtime returns (up to the switch interval, 5 ms, while an event loop is busy) and the time the OS
+# gave the core to another process, and make a 20 µs model look slow exactly when the machine is busiest
+# and the loop most needs to run queued requests itself (admit). ONNX Runtime's calling thread works its
+# share of a parallel run, so a model that is slow in CPU still reads slow.
+_cpu = time.thread_time
 _QUEUED, _STARTED, _DROPPED = 0, 1, 2
 Result = list[Array] | ConveyorError
 
@@ -198,9 +204,9 @@ class Batcher:
             self.stats.runs += 1
             self.stats.inline += 1
         try:
-            start = time.perf_counter()
+            start = _cpu()
             results = self.model.run(feeds, names)
-            self._last_run_s = time.perf_counter() - start
+            self._last_run_s = _cpu() - start
             self._last_rows = 0  # alone: the next lone request need not wait for a batch
             return results
         except ConveyorError:
@@ -290,7 +296,7 @@ class Batcher:
                 stopping = self._gather(pending) or stopping
             batch = self._take(pending)
             if batch:
-                self._run(batch, time.thread_time)
+                self._run(batch)
 
     def _gather(self, pending: deque[_Job]) -> bool:
         """Move queued requests into ``pending``; True once the stop sentinel is seen."""
@@ -353,33 +359,24 @@ class Batcher:
             self._busy += len(batch)
         return batch
 
-    def _run(
-        self,
-        batch: list[_Job],
-        clock: Callable[[], float] = time.perf_counter,
-        here: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
+    def _run(self, batch: list[_Job], here: asyncio.AbstractEventLoop | None = None) -> None:
         """Run one batch and hand its results back: the worker does, and a loop making room (admit).
 
-        ``here``: the event loop running on the calling thread, whose requests are answered directly.
-        ``clock`` times the run for ``_last_run_s``. The worker passes its thread's CPU clock: the wall time
-        of its run includes waiting for the GIL afterwards, up to the switch interval (5 ms) while an event
-        loop is busy, which would make a 20 µs model look slow exactly when the loop needs it to run
-        queued requests itself. A loop's own runs keep the wall clock: that is how long the loop stood."""
+        ``here``: the event loop running on the calling thread, whose requests are answered directly."""
         results: Sequence[Result] | None = None
         runs, merged_rows = 0, 0
         if len(batch) > 1:
             try:
-                start = clock()
+                start = _cpu()
                 outputs = self.model.run(merge([j.feeds for j in batch]), batch[0].names)
-                self._last_run_s = clock() - start
+                self._last_run_s = _cpu() - start
                 results = split(outputs, [j.rows for j in batch])
             except Exception:  # rerun alone below, so only the request at fault fails
                 results = None
             if results is not None:
                 runs, merged_rows = 1, sum(j.rows for j in batch)
         if results is None:
-            results = [self._run_alone(j, clock) for j in batch]
+            results = [self._run_alone(j) for j in batch]
             runs = len(batch)
         self._last_rows = sum(j.rows for j in batch)
         with self._lock:  # two threads may run batches at once (the worker, and a loop in admit)
@@ -395,11 +392,11 @@ class Batcher:
         with self._lock:
             self._busy -= len(batch)
 
-    def _run_alone(self, job: _Job, clock: Callable[[], float]) -> Result:
+    def _run_alone(self, job: _Job) -> Result:
         try:
-            start = clock()
+            start = _cpu()
             results = self.model.run(job.feeds, job.names)
-            self._last_run_s = clock() - start
+            self._last_run_s = _cpu() - start
             return results
         except ConveyorError as e:
             return e

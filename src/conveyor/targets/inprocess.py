@@ -34,6 +34,8 @@ class Plane(InferenceService, Protocol):
 class LoadedUpstream:
     """An in-process replica that loads itself; its hot path, once loaded, is the DataPlane's own methods."""
 
+    local = True
+
     def __init__(self, spec: ReplicaSpec, on_loaded: Callable[[], None], *, settings: Settings) -> None:
         """``on_loaded`` is called (on the event loop) when the model is ready to serve."""
         if spec.inprocess is None:

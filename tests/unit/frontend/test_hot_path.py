@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -56,10 +57,12 @@ class Transport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[bytes] = []
+        self.times: list[float] = []
         self.closed = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.writes.append(bytes(data))
+        self.times.append(time.monotonic())
 
     def is_closing(self) -> bool:
         return self.closed
@@ -104,7 +107,11 @@ HELD: list[int] = []  # the body budget's bytes held after each drive: every res
 
 
 async def drive(
-    *chunks: bytes, max_bytes: int = 1 << 20, gap_s: float = 0.01, refuse: str | None = None
+    *chunks: bytes,
+    max_bytes: int = 1 << 20,
+    gap_s: float = 0.01,
+    refuse: str | None = None,
+    linger_s: float = 0.0,
 ) -> tuple[Service, Regular, Transport]:
     service, app = Service(), Regular()
     service.refuse = refuse
@@ -122,6 +129,7 @@ async def drive(
         if not state.tasks:
             break
         await asyncio.sleep(0.01)
+    await asyncio.sleep(linger_s)
     protocol.connection_lost(None)
     HELD.append(bodies.budget.held)
     return service, app, transport
@@ -143,14 +151,21 @@ def test_a_plain_infer_request_is_answered_by_the_service_in_one_write() -> None
 def test_a_refused_request_is_answered_429_from_its_head_without_a_task_or_its_body() -> None:
     raw = request("/v2/models/m/infer", b'{"inputs": [1, 2, 3]}', "X-Request-Id: r1")
     HELD.clear()
-    service, app, transport = asyncio.run(drive(raw, raw, refuse="queue full; retry later"))
+    service, app, transport = asyncio.run(drive(raw, refuse="queue full; retry later"))
     assert service.requests == [] and app.bodies == [] and HELD == [0]  # infer never called
-    assert len(transport.writes) == 2  # one write each, the connection kept
-    assert all(b"connection: close" not in w for w in transport.writes)
-    first = transport.writes[0]
+    [first] = transport.writes  # one write, the connection kept
+    assert b"connection: close" not in first
     assert first.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
     assert b"retry-after: 1\r\n" in first and b"x-request-id: r1\r\n" in first
     assert first.endswith(b'{"error":"queue full; retry later"}')
+
+
+def test_a_retry_before_retry_after_is_refused_only_once_that_has_passed() -> None:
+    raw = request("/v2/models/m/infer", b"{}")
+    service, _, transport = asyncio.run(drive(raw, raw, gap_s=0.05, refuse="full", linger_s=1.2))
+    assert service.requests == [] and len(transport.writes) == 2
+    assert all(w.startswith(b"HTTP/1.1 429 ") for w in transport.writes)
+    assert 0.9 <= transport.times[1] - transport.times[0] <= 1.1  # the second waited out the first's second
 
 
 def test_a_refused_request_whose_body_comes_in_pieces_is_answered_once_it_has_gone_by() -> None:

@@ -21,6 +21,8 @@ class FakeUpstream:
         self.metadata_calls = 0
         self.closed = 0
 
+    local = False
+
     def admit(self, name: str, version: str | None) -> None:
         pass
 

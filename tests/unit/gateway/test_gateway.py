@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from conveyor.errors import InvalidInput, Unavailable
+from conveyor.errors import InvalidInput, Overloaded, Unavailable
 from conveyor.gateway import ConnectionFailed, Gateway, OutlierState, Replica, Route, RoutingTable
 from conveyor.protocol.service import EncodedRequest, EncodedResponse
 from tests.unit.gateway.fakes import FakeUpstream
@@ -138,3 +138,59 @@ def test_in_flight_counts_return_to_zero() -> None:
 
     asyncio.run(burst())
     assert [r.inflight for r in gw.replicas] == [0, 0]
+
+
+class QueueUpstream(FakeUpstream):
+    """Holds up to ``capacity`` requests until released; refuses more with Overloaded, as a full replica."""
+
+    def __init__(self, address: str, capacity: int) -> None:
+        super().__init__(address)
+        self.capacity = capacity
+        self.held: list[asyncio.Future[None]] = []
+
+    async def infer(self, request: EncodedRequest) -> EncodedResponse:
+        self.seen.append(request)
+        if len(self.held) >= self.capacity:
+            raise Overloaded(f"{self.address} is full")
+        done = asyncio.get_running_loop().create_future()
+        self.held.append(done)
+        await done
+        self.held.remove(done)
+        return EncodedResponse(self.address.encode(), None, request.request_id, request.version)
+
+
+def test_the_gateway_sheds_when_every_replica_is_full_without_forwarding() -> None:
+    ups = [QueueUpstream(f"r{i}", capacity=1) for i in range(2)]
+    gw = Gateway(RoutingTable([Route("lr", "1", [Replica(u, OutlierState(3)) for u in ups])]))
+    asyncio.run(gw.check_health())
+
+    def request(i: int) -> EncodedRequest:
+        return EncodedRequest("lr", None, b"{}", None, f"req-{i}")
+
+    async def scenario() -> tuple[list[EncodedResponse | BaseException], int, str, str]:
+        held = [asyncio.ensure_future(gw.infer(request(i))) for i in range(2)]  # one on each replica
+        while sum(len(u.held) for u in ups) < 2:
+            await asyncio.sleep(0)
+        refused = await asyncio.gather(*(gw.infer(request(i)) for i in range(2, 8)), return_exceptions=True)
+        forwarded = sum(len(u.seen) for u in ups)
+        with pytest.raises(Overloaded, match="every replica of lr:1 has a full queue"):
+            gw.admit("lr", None)  # decided from the head, before any body is read
+        freed = ups[0]
+        freed.held[0].set_result(None)  # one of its requests ends: it may take another
+        await asyncio.wait(held, return_when=asyncio.FIRST_COMPLETED)
+        gw.admit("lr", None)
+        later = asyncio.ensure_future(gw.infer(request(9)))
+        while not freed.held:
+            await asyncio.sleep(0)
+        for u in ups:
+            for f in list(u.held):
+                f.set_result(None)
+        answer = await later
+        await asyncio.gather(*held)
+        return refused, forwarded, freed.address, answer.body.decode()
+
+    refused, forwarded, freed, answered_by = asyncio.run(scenario())
+    assert len(refused) == 6 and all(isinstance(r, Overloaded) for r in refused)
+    # Only the first refusal of each replica crossed a hop; the gateway refused the other four itself.
+    assert forwarded == 4
+    assert answered_by == freed  # the next request went to the replica with room, not the full one
