@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import load
+import overload
 import targets
 
 COLUMNS = [
@@ -142,6 +143,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines += [targets.INTERLEAVED_TITLE, "", targets.INTERLEAVED_TEXT, ""]
         lines += [targets.markdown_table(meta["targets_interleaved"]), ""]
         lines += ["Rounds (req/s each): " + "; ".join(_rounds(r) for r in meta.get("interleaved", [])), ""]
+    if meta.get("overload"):
+        lines += overload.markdown(meta["overload"])
     if meta.get("bounds"):
         lines += [BOUNDS_TITLE, "", BOUNDS_TEXT, "", markdown_bounds(meta["bounds"]), ""]
     return "\n".join(lines)

@@ -27,6 +27,7 @@ import config
 import cpu
 import load
 import numpy as np
+import overload
 import paired
 import report
 import targets
@@ -69,6 +70,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=int(env("BENCH_ROUNDS", "4")),
         help="rounds of the interleaved target runs (0: judge the targets on the sequential rows only)",
+    )
+    ap.add_argument(
+        "--overload-rounds",
+        type=int,
+        default=int(env("BENCH_OVERLOAD_ROUNDS", "4")),
+        help="rounds of the overload runs on the tiny model, c=64, queue 4 vs default (0: skip them)",
     )
     ap.add_argument("--results-dir", type=Path, default=BENCH / "results")
     return ap.parse_args(argv)
@@ -239,6 +246,18 @@ def main(argv: list[str] | None = None) -> int:
                 interleaved.extend(paired.measure(model, rows, bodies, WORK, say, rounds=args.rounds))
             except Exception as exc:  # the sequential rows still stand
                 say(f"{name}: interleaved target runs FAILED: {exc}")
+        if (
+            name == "tiny"
+            and args.overload_rounds > 0
+            and args.rows == 1
+            and any(r.name.startswith("conveyor") for r in rows)
+        ):
+            json_body = WORK / "bodies" / f"{name}.{wire.V2}.json"
+            json_body.write_bytes(wire.encode(wire.V2, model.input_name, model.load_input))
+            try:
+                meta["overload"] = overload.measure(model, json_body, WORK, say, rounds=args.overload_rounds)
+            except Exception as exc:  # the other rows still stand
+                say(f"{name}: overload runs FAILED: {exc}")
 
     meta["total_s"] = round(time.monotonic() - started, 1)
     meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -251,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     if meta["targets_interleaved"]:
         targets.print_table(meta["targets_interleaved"], interleaved=args.rounds)
     report.print_bounds(meta["bounds"])
+    if meta.get("overload"):
+        overload.print_tables(meta["overload"])
     paths = report.write(args.results_dir, meta, results, partial=partial)
     if not partial and report.update_docs(report.DOCS, meta, results):
         paths.append(report.DOCS)

@@ -135,12 +135,15 @@ class ConveyorReplica(Server):
 
 
 class ConveyorGateway(Server):
-    """``conveyor serve FILE --replicas N [--placement P]``: clients talk to the gateway, which forwards."""
+    """``conveyor serve FILE --replicas N [--placement P] [EXTRA...]``: clients talk to the gateway."""
 
-    def __init__(self, replicas: int, placement: str | None = None, note: str = "") -> None:
+    def __init__(
+        self, replicas: int, placement: str | None = None, note: str = "", extra: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(note)
         self.replicas = replicas
         self.placement = placement
+        self.extra = extra
 
     def unavailable(self) -> str:
         missing = [
@@ -160,6 +163,7 @@ class ConveyorGateway(Server):
         ]
         if self.placement:
             argv += ["--placement", self.placement]
+        argv += self.extra
         return argv, _env(CONVEYOR_HOME=str(workdir / "conveyor-home"))
 
 
@@ -170,9 +174,10 @@ class ConveyorUp(Server):
     deployment costs over ``conveyor serve --replicas N``.
     """
 
-    def __init__(self, replicas: int, note: str = "") -> None:
+    def __init__(self, replicas: int, note: str = "", batching: dict[str, int] | None = None) -> None:
         super().__init__(note)
         self.replicas = replicas
+        self.batching = batching or {}  # spec.batching fields, e.g. {"maxQueueSize": 4}
 
     def unavailable(self) -> str:
         return "" if "Usage: conveyor up" in _help(str(CONVEYOR), "up", "--help") else "no `conveyor up` yet"
@@ -182,6 +187,8 @@ class ConveyorUp(Server):
         spec.write_text(
             "apiVersion: conveyor.dev/v1\nkind: Deployment\n"
             f"metadata:\n  name: {model.name}\nspec:\n  model: {model.name}:1\n  replicas: {self.replicas}\n"
+            + ("  batching:\n" if self.batching else "")
+            + "".join(f"    {k}: {v}\n" for k, v in self.batching.items())
         )
         home = workdir / "conveyor-up-home"
         script = (
