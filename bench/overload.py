@@ -14,7 +14,6 @@ near 1 s in a row with 429s is those refusals, not answers.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import load
+import paired
 from models import BenchModel
 from servers import ConveyorGateway, ConveyorUp, Server
 
@@ -89,30 +89,18 @@ def measure(
     chosen = [p for p in pairs() if not p.saturated.unavailable()]
     servers = [(p.group, s) for p in chosen for s in (p.saturated, p.small)]
     runs: dict[int, list[load.LoadResult]] = {id(s): [] for _, s in servers}
-    started: list[Server] = []
-    try:
-        for i, (_, server) in enumerate(servers):
-            workdir = work / "overload" / f"{i}-{model.name}"
-            shutil.rmtree(workdir, ignore_errors=True)
-            workdir.mkdir(parents=True)
-            server.start(model, workdir, work / "logs" / f"overload-{i}-{model.name}.log")
-            started.append(server)
-            server.ready(model)
+    with paired.all_up([(str(i), s) for i, (_, s) in enumerate(servers)], model, work, "overload"):
         say(f"{model.name}: overload runs at c={CONCURRENCY} over {len(servers)} servers ({rounds} rounds)")
-        for i in range(rounds):
-            for group, server in servers if i % 2 == 0 else list(reversed(servers)):
-                url = server.url(model)
-                load.run(url, body, CONCURRENCY, warmup_s)
-                result = load.run(url, body, CONCURRENCY, duration_s)
-                runs[id(server)].append(result)
-                ok, refused = result.status.get(200, 0), result.status.get(429, 0)
-                say(
-                    f"overload {group} {server.note} round {i + 1}: {ok / duration_s:,.0f} answered/s, "
-                    f"{refused / duration_s:,.0f} refused/s, {result.errors - refused} other errors"
-                )
-    finally:
-        for server in started:
-            server.stop()
+        for i, (group, server) in paired.in_turn(servers, rounds):
+            url = server.url(model)
+            load.run(url, body, CONCURRENCY, warmup_s)
+            result = load.run(url, body, CONCURRENCY, duration_s)
+            runs[id(server)].append(result)
+            ok, refused = result.status.get(200, 0), result.status.get(429, 0)
+            say(
+                f"overload {group} {server.note} round {i + 1}: {ok / duration_s:,.0f} answered/s, "
+                f"{refused / duration_s:,.0f} refused/s, {result.errors - refused} other errors"
+            )
     rows = [_row(group, s, runs[id(s)], duration_s) for group, s in servers if runs[id(s)]]
     verdicts = []
     for p in chosen:

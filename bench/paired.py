@@ -11,11 +11,12 @@ figures shown are the medians of the rounds. Drift lands on both sides of every 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import check
 import config
@@ -23,6 +24,35 @@ import load
 import targets
 import wire
 from models import BenchModel
+from servers import Server
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def all_up(servers: Sequence[tuple[str, Server]], model: BenchModel, work: Path, tag: str) -> Iterator[None]:
+    """Start every (name, server) for ``model`` and wait until each answers; stop them all on leaving."""
+    started: list[Server] = []
+    try:
+        for name, server in servers:
+            workdir = work / tag / f"{name}-{model.name}"
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir(parents=True)
+            server.start(model, workdir, work / "logs" / f"{tag}-{name}-{model.name}.log")
+            started.append(server)
+            server.ready(model)
+        yield
+    finally:
+        for server in started:
+            server.stop()
+
+
+def in_turn(items: Sequence[T], rounds: int) -> Iterator[tuple[int, T]]:
+    """(round, item), going round ``items`` ``rounds`` times in alternating order (ABC, CBA, ...): a steady
+    drift of the machine lands on every item alike."""
+    for i in range(rounds):
+        for item in items if i % 2 == 0 else reversed(items):
+            yield i, item
 
 
 def needed(model: str, rows: list[config.Row]) -> dict[str, set[int]]:
@@ -55,40 +85,28 @@ def measure(
     runs: dict[tuple[str, int], list[load.LoadResult]] = {}
     errors: dict[tuple[str, int], int] = {}
     wrong: dict[str, int] = {}
-    started: list[config.Row] = []
-    try:
-        for row in group:
-            workdir = work / "paired" / f"{row.name}-{model.name}"
-            shutil.rmtree(workdir, ignore_errors=True)
-            workdir.mkdir(parents=True)
-            row.server.start(model, workdir, work / "logs" / f"paired-{row.name}-{model.name}.log")
-            started.append(row)
-            row.server.ready(model)
+    with all_up([(r.name, r.server) for r in group], model, work, "paired"):
         say(
             f"{model.name}: interleaved target runs over {', '.join(r.name for r in group)} ({rounds} rounds)"
         )
-        for i in range(rounds):
-            for row in group if i % 2 == 0 else reversed(group):  # ABC CBA: a steady drift cancels out
-                body = bodies[row.server.wire_format]
-                url = row.server.url(model)
-                headers = wire.headers(row.server.wire_format, body.read_bytes())
-                for c in sorted(wanted[row.name]):
-                    load.run(url, body, c, warmup_s, headers=headers)
-                    result = load.run(url, body, c, duration_s, headers=headers)
-                    runs.setdefault((row.name, c), []).append(result)
-                    errors[(row.name, c)] = errors.get((row.name, c), 0) + result.errors
-                    say(
-                        f"{model.name} × {row.name} c={c} round {i + 1}: {result.rps:,.0f} req/s, "
-                        f"p50 {result.p50_ms} ms, {result.errors} errors"
-                    )
+        for i, row in in_turn(group, rounds):
+            body = bodies[row.server.wire_format]
+            url = row.server.url(model)
+            headers = wire.headers(row.server.wire_format, body.read_bytes())
+            for c in sorted(wanted[row.name]):
+                load.run(url, body, c, warmup_s, headers=headers)
+                result = load.run(url, body, c, duration_s, headers=headers)
+                runs.setdefault((row.name, c), []).append(result)
+                errors[(row.name, c)] = errors.get((row.name, c), 0) + result.errors
+                say(
+                    f"{model.name} × {row.name} c={c} round {i + 1}: {result.rps:,.0f} req/s, "
+                    f"p50 {result.p50_ms} ms, {result.errors} errors"
+                )
         for row in group:
             verdict = check.check(row.server.url(model), row.server.wire_format, model)
             wrong[row.name] = verdict.wrong
             for c in wanted[row.name]:
                 errors[(row.name, c)] += verdict.errors
-    finally:
-        for row in started:
-            row.server.stop()
     out = []
     for (name, c), results in sorted(runs.items()):
         row = next(r for r in group if r.name == name)

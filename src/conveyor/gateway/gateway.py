@@ -125,14 +125,10 @@ class Gateway:
         route = self.table.find(name, version)
         if route is None:
             return  # infer answers NotFound
-        replicas = route.replicas
-        if len(replicas) == 1:
-            only = replicas[0]
-            if only.full and only.health.admitted:
-                raise _overloaded(route)
-            only.upstream.admit(route.name, route.version)
-        elif _every_admitted_full(route):
+        if _every_admitted_full(route):
             raise _overloaded(route)
+        if len(route.replicas) == 1:  # conveyor serve's: which replica infer will choose is known
+            route.replicas[0].upstream.admit(route.name, route.version)
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         route = self.table.resolve(request.model, request.version)
@@ -376,8 +372,13 @@ def _label(route: Route) -> str:
 
 def _every_admitted_full(route: Route, excluded: Replica | None = None) -> bool:
     """Some replica of the route is admitted, and every admitted one (but ``excluded``) is full."""
-    admitted = [r for r in route.replicas if r.health.admitted and r is not excluded]
-    return bool(admitted) and all(r.full for r in admitted)
+    admitted = False
+    for r in route.replicas:  # asked per request from the head: no list
+        if r.health.admitted and r is not excluded:
+            if not r.full:
+                return False
+            admitted = True
+    return admitted
 
 
 def _overloaded(route: Route) -> Overloaded:

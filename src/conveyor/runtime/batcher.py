@@ -115,19 +115,10 @@ class Batcher:
                 return dict(zip(names, results, strict=True))
         keyed = batch_key(feeds, self._inputs, names) if self._merging else None  # only queued requests merge
         rows, key = keyed if keyed is not None else (0, None)
-        for room_made in (False, True):
+        # Full since admit() let this request in (others came while it looked for company): as there.
+        if not self._claim() and not (self._make_room() and self._claim()):
             with self._lock:
-                if self._closed:
-                    raise Unavailable(f"model {self._label!r} is shutting down")
-                if self._waiting < self.config.max_queue_size:
-                    self._waiting += 1
-                    break
-                if room_made:
-                    raise self._overloaded()
-            # Full since admit() let this request in (others came while it looked for company): as there.
-            if not self._make_room():
-                with self._lock:
-                    raise self._overloaded()
+                raise self._overloaded()
         loop = asyncio.get_running_loop()
         job = _Job(feeds, names, rows, key, loop)
         timer = loop.call_later(self._timeout_s, self._expire, job)
@@ -139,6 +130,16 @@ class Batcher:
             if job.future.cancelled():
                 self._drop(job)
         return dict(zip(names, results, strict=True))
+
+    def _claim(self) -> bool:
+        """Take a place in the queue; False when it is full. Unavailable once closed."""
+        with self._lock:
+            if self._closed:
+                raise Unavailable(f"model {self._label!r} is shutting down")
+            if self._waiting >= self.config.max_queue_size:
+                return False
+            self._waiting += 1
+            return True
 
     def admit(self) -> None:
         """Return if one more request may queue, else raise Overloaded: called before a request is decoded,
@@ -379,7 +380,13 @@ class Batcher:
             results = [self._run_alone(j) for j in batch]
             runs = len(batch)
         self._last_rows = sum(j.rows for j in batch)
-        with self._lock:  # two threads may run batches at once (the worker, and a loop in admit)
+        # Under the lock: two threads may run batches at once (the worker, and a loop in admit). The batch
+        # stops counting as busy before its answers go out: handing them to another loop releases the GIL,
+        # and that loop may then see the next lone request before this thread runs again (a lone request
+        # found the worker "busy" with answers already given). drain() may so return a moment before the
+        # hand-over; close() joins this thread, which always finishes it.
+        with self._lock:
+            self._busy -= len(batch)
             stats = self.stats
             stats.requests += len(batch)
             stats.runs += runs
@@ -389,8 +396,6 @@ class Batcher:
             elif len(batch) > 1:
                 stats.fallbacks += 1
         self._deliver(batch, results, here)
-        with self._lock:
-            self._busy -= len(batch)
 
     def _run_alone(self, job: _Job) -> Result:
         try:

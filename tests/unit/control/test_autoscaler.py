@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import pytest
@@ -196,14 +196,7 @@ def test_scale_from_zero_sizes_for_the_held_requests() -> None:
 def test_a_burst_arriving_while_the_first_replica_starts_sizes_the_scale_from_zero() -> None:
     """The gateway reports its first held request at once; the rest of the burst comes in later reports,
     while the one replica that started is not ready yet: each report scales up to ceil(held / target)."""
-    policy = AutoscalingPolicy(
-        min_replicas=0,
-        max_replicas=4,
-        target_in_flight=4,
-        window_s=10,
-        scale_up_stabilization_s=30,
-        scale_to_zero=True,
-    )
+    policy = replace(ZERO, max_replicas=4)
     state = observe(AutoscalerState.for_policy(policy), 0.0, 1, 0)
     first = decide(policy, state, 0.0, 0)
     assert first.desired == 1
