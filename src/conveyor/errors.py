@@ -7,6 +7,8 @@ Every error carries a transport-neutral ``code``; each transport maps codes in e
     ├── InvalidInput                   code="invalid_argument"   bad request data, bad arguments
     │   ├── UnsupportedMediaType       code="unsupported_media_type"
     │   └── PayloadTooLarge            code="too_large"          body / element limits
+    ├── Unauthenticated                code="unauthenticated"    no token, or a bad, expired or revoked one
+    ├── PermissionDenied               code="permission_denied"  the token's role does not allow the action
     ├── NotFound                       code="not_found"          model, version, alias, artifact
     ├── Conflict                       code="conflict"           alias points at a version being deleted, ...
     ├── IntegrityError                 code="data_loss"          artifact digest mismatch
@@ -53,6 +55,18 @@ class UnsupportedMediaType(InvalidInput):
 
 class PayloadTooLarge(InvalidInput):
     code = "too_large"
+
+
+class Unauthenticated(ConveyorError):
+    """The caller did not prove who it is: no token, or one that is malformed, unknown, expired or revoked."""
+
+    code = "unauthenticated"
+
+
+class PermissionDenied(ConveyorError):
+    """The caller is known, and its role (or its model glob) does not allow what it asked."""
+
+    code = "permission_denied"
 
 
 class NotFound(ConveyorError):

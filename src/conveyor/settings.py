@@ -140,6 +140,30 @@ class Settings(BaseSettings):
         default=120.0, description="A replica not ready this long after its start is killed and replaced."
     )
 
+    # -- security (docs/security.md) --
+    token: str | None = Field(
+        default=None,
+        description="Bearer token the CLI sends to the management API and to gateways (CONVEYOR_TOKEN); "
+        "unset: the admin token `conveyor up` wrote under the home, when talking to a loopback stack.",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) the gateway (REST and gRPC) and the management API serve TLS "
+        "with; set together with tls_key_file. `conveyor certs dev` makes one for trying it.",
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file.")
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle the CLI and gateways verify servers' certificates with, instead of the "
+        "system's trust store.",
+    )
+    # (artifact signing and encryption settings go here)
+
+    @property
+    def admin_token_file(self) -> Path:
+        """Where `conveyor up` keeps the admin token it creates on first start (mode 0600)."""
+        return self.home / "admin.token"
+
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"

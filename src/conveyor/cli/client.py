@@ -20,6 +20,8 @@ from conveyor.errors import (
     NotFound,
     Overloaded,
     PayloadTooLarge,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
     UnsupportedMediaType,
 )
@@ -27,6 +29,8 @@ from conveyor.errors import (
 # An HTTP status back to the error it stands for (the inverse of frontend.http_errors.STATUS_BY_CODE).
 STATUS_ERRORS: dict[int, type[ConveyorError]] = {
     400: InvalidInput,
+    401: Unauthenticated,
+    403: PermissionDenied,
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,

@@ -42,6 +42,8 @@ EXIT_CODES: dict[str, int] = {
     "resource_exhausted": 8,
     "deadline_exceeded": 9,
     "disk_full": 10,
+    "unauthenticated": 11,
+    "permission_denied": 12,
 }
 
 

@@ -12,6 +12,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "failed_precondition": 400,
     "unsupported_media_type": 415,
     "too_large": 413,
+    "unauthenticated": 401,
+    "permission_denied": 403,
     "not_found": 404,
     "conflict": 409,
     "unavailable": 503,

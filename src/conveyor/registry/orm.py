@@ -1,4 +1,5 @@
-"""SQLAlchemy ORM tables of the registry: models, versions, aliases, deployments (DDL: migrations/)."""
+"""SQLAlchemy ORM tables of the registry: models, versions, aliases, deployments, tokens, the audit log and
+signatures (DDL: migrations/)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -144,3 +148,65 @@ class DeploymentEvent(Base):
     time: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     kind: Mapped[str] = mapped_column(String(64), nullable=False)
     message: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class ApiToken(Base):
+    """A bearer token: only its salted hash is kept; ``token_id`` is the public part that finds the row."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        UniqueConstraint("token_id", name="uq_api_tokens_token_id"),
+        # A name is taken while its token is live; a revoked token's name may be reused.
+        Index(
+            "uq_api_tokens_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    models: Mapped[str | None] = mapped_column(String(256))  # glob of the model names a predictor may call
+    rate_limit: Mapped[float | None] = mapped_column(Float)  # requests per second; None: unlimited
+    salt: Mapped[str] = mapped_column(String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(256))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class AuditRecord(Base):
+    """One change, chained to the one before by ``prev_hash`` (security/audit_chain.py)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    time: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(256), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    object: Mapped[str] = mapped_column(String(300), nullable=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class ModelSignature(Base):
+    """An Ed25519 signature of a version's artifact digest by one key (security/signing.py)."""
+
+    __tablename__ = "model_signatures"
+    __table_args__ = (UniqueConstraint("model_version_id", "key_id", name="uq_model_signatures_version_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    key_id: Mapped[str] = mapped_column(String(64), nullable=False)  # fingerprint of the public key
+    signature: Mapped[str] = mapped_column(Text, nullable=False)  # base64
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    signed_by: Mapped[str | None] = mapped_column(String(256))
