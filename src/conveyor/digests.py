@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from conveyor import errors
+from conveyor.security.encryption import ArtifactCipher, plaintext
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -43,14 +44,18 @@ def verify_bytes(what: str, data: bytes, expected: str) -> bytes:
     return data
 
 
-def read_artifact(ref: str, path: str | Path, expected: str | None) -> bytes:
+def read_artifact(
+    ref: str, path: str | Path, expected: str | None, cipher: ArtifactCipher | None = None
+) -> bytes:
     """A model file's bytes for model ``ref``, verified against ``expected`` when given: the bytes hashed
-    are the bytes ONNX Runtime parses, so nothing can change in between. Unavailable when the file cannot
-    be read, IntegrityError when its digest is not the version's."""
+    are the bytes ONNX Runtime parses, so nothing can change in between. An encrypted blob of the artifact
+    store is decrypted with ``cipher`` first. Unavailable when the file cannot be read, IntegrityError when
+    its digest is not the version's (or it cannot be decrypted)."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise errors.Unavailable(f"model {ref}: cannot read {path}: {e.strerror or e}") from None
+    data = plaintext(data, cipher, f"model {ref}: artifact {path}")
     if expected is not None:
         verify_bytes(f"model {ref}: artifact {path}", data, expected)
     return data

@@ -157,12 +157,41 @@ class Settings(BaseSettings):
         description="PEM CA bundle the CLI and gateways verify servers' certificates with, instead of the "
         "system's trust store.",
     )
-    # (artifact signing and encryption settings go here)
+    # -- artifact signing and encryption (docs/security.md) --
+    trusted_keys_dir: Path | None = Field(
+        default=None,
+        description="Directory whose *.pub files are the Ed25519 keys trusted to sign models; unset: "
+        "`home`/keys, where `conveyor keys create` writes keypairs.",
+    )
+    require_signed_models: bool = Field(
+        default=False,
+        description="Require a verifying signature by a trusted key for every deployment's model version, "
+        "as if each spec said requireSignedModels: true (checked at apply and at every replica start).",
+    )
+    artifact_key: str | None = Field(
+        default=None,
+        description="Base64 of 32 random bytes (`openssl rand -base64 32`): new artifacts are stored "
+        "encrypted with AES-256-GCM under it and encrypted ones are read with it (CONVEYOR_ARTIFACT_KEY).",
+        repr=False,
+    )
+    artifact_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the artifact key (base64 of 32 bytes), instead of artifact_key.",
+    )
 
     @property
     def admin_token_file(self) -> Path:
         """Where `conveyor up` keeps the admin token it creates on first start (mode 0600)."""
         return self.home / "admin.token"
+
+    @property
+    def keys_dir(self) -> Path:
+        """Where `conveyor keys create` writes keypairs (NAME.key, NAME.pub)."""
+        return self.home / "keys"
+
+    @property
+    def effective_trusted_keys_dir(self) -> Path:
+        return self.trusted_keys_dir if self.trusted_keys_dir is not None else self.keys_dir
 
     @property
     def artifacts_dir(self) -> Path:

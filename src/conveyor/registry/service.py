@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -26,7 +27,10 @@ from conveyor.registry.deployments import DeploymentStore
 from conveyor.registry.orm import Alias, DeploymentRevision, DeploymentRow, Model, ModelVersion, utcnow
 from conveyor.registry.records import ModelInfo, VersionInfo
 from conveyor.registry.refs import check_alias, check_name, check_version, parse_ref
+from conveyor.registry.signatures import SignatureInfo, SignatureStore
 from conveyor.registry.store import ArtifactStore, LocalArtifactStore
+from conveyor.security.encryption import cipher_from
+from conveyor.security.signing import PublicKey, policy_problem, sign
 from conveyor.settings import Settings
 
 PRODUCTION = "production"
@@ -52,7 +56,8 @@ class Registry:
     def from_settings(cls, settings: Settings) -> Registry:
         """SQLite (or ``database_url``) and a local artifact store under ``settings.home``."""
         settings.home.mkdir(parents=True, exist_ok=True)
-        store = LocalArtifactStore(settings.artifacts_dir)
+        cipher = cipher_from(settings.artifact_key, settings.artifact_key_file)
+        store = LocalArtifactStore(settings.artifacts_dir, cipher)
         return cls(settings.effective_database_url, store, user=settings.user)
 
     @property
@@ -347,6 +352,25 @@ class Registry:
         """Where the version's artifact lies, NOT verified (maybe missing): for a loader that verifies what it
         reads."""
         return self._store.location(v.sha256)
+
+    # -- signatures (security/signing.py) ----------------------------------------------------------------
+
+    @property
+    def signatures(self) -> SignatureStore:
+        """Ed25519 signatures of versions, on this registry's database."""
+        return SignatureStore(self._db, user=self._user)
+
+    def sign_version(self, v: VersionInfo, private: Ed25519PrivateKey) -> SignatureInfo:
+        """Sign ``v`` (name, number, artifact digest) with ``private`` and store it; the artifact is
+        verified first, so a corrupt one is never signed."""
+        self.artifact_path(v)
+        return self.signatures.add(v.name, v.version, sign(private, v.name, v.version, v.sha256))
+
+    def signature_problem(self, v: VersionInfo, trusted: dict[str, PublicKey]) -> str | None:
+        """Why ``v`` may not run under requireSignedModels, or None when a trusted key's signature of it
+        verifies."""
+        found = [s.signed for s in self.signatures.of_version(v.name, v.version)]
+        return policy_problem(v.name, v.version, v.sha256, found, trusted)
 
     # -- helpers -----------------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Content-addressed artifact store: blobs named by their SHA-256, written atomically, verified on every load.
 
 ``ArtifactStore`` is the interface (an S3-compatible store can implement it later); ``LocalArtifactStore``
-keeps blobs under a folder as ``root/ab/cdef...``.
+keeps blobs under a folder as ``root/ab/cdef...``, encrypted with AES-256-GCM when given a cipher
+(security/encryption.py; the digest stays the plaintext's).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import IO
 
 from conveyor import errors
 from conveyor.digests import check_digest, verify
+from conveyor.security.encryption import ArtifactCipher, is_encrypted, plaintext
 
 __all__ = ["ArtifactStore", "LocalArtifactStore", "check_digest"]
 _CHUNK = 1024 * 1024
@@ -43,7 +45,8 @@ class ArtifactStore(ABC):
 
     @abstractmethod
     def path(self, sha256: str) -> Path:
-        """A local file holding the verified content (NotFound if missing, IntegrityError if corrupt)."""
+        """The local file of the blob, verified (NotFound if missing, IntegrityError if corrupt). It holds
+        the stored form: encrypted when the store encrypts; ``digests.read_artifact`` reads either form."""
 
     @abstractmethod
     def location(self, sha256: str) -> Path:
@@ -62,8 +65,10 @@ class ArtifactStore(ABC):
 class LocalArtifactStore(ArtifactStore):
     """Blobs in a local folder, sharded by the first two hex digits of their digest."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cipher: ArtifactCipher | None = None) -> None:
         self.root = Path(root)
+        self.cipher = cipher
+        """Encrypts new blobs and decrypts encrypted ones; None: new blobs are plaintext."""
 
     def __repr__(self) -> str:
         return f"LocalArtifactStore({str(self.root)!r})"
@@ -89,9 +94,17 @@ class LocalArtifactStore(ArtifactStore):
     def _write(self, chunks: Iterable[bytes]) -> tuple[str, int]:
         # A full disk is DiskFull, raised after the temp file is gone: a failed put leaves nothing behind.
         with errors.disk_full_as_error(f"an artifact to {self.root}"):
-            return self._write_atomically(chunks)
+            if self.cipher is None:
+                return self._write_atomically(chunks)
+            # AES-GCM seals the whole content at once: held in memory, as every loader holds it anyway.
+            data = b"".join(chunks)
+            sha256 = hashlib.sha256(data).hexdigest()
+            if self._blob(sha256).exists():
+                return sha256, len(data)
+            written, _ = self._write_atomically(iter((self.cipher.encrypt(data),)), sha256)
+            return written, len(data)
 
-    def _write_atomically(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+    def _write_atomically(self, chunks: Iterable[bytes], name: str | None = None) -> tuple[str, int]:
         # The temp file lives under root, so os.replace is an atomic rename on one filesystem; readers
         # see either no blob or the whole blob, never a partial one.
         self.root.mkdir(parents=True, exist_ok=True)
@@ -107,7 +120,7 @@ class LocalArtifactStore(ArtifactStore):
                     size += len(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            sha256 = digest.hexdigest()
+            sha256 = name or digest.hexdigest()
             final = self._blob(sha256)
             if final.exists():
                 tmp.unlink()  # content-addressed: the same bytes are already there
@@ -128,6 +141,7 @@ class LocalArtifactStore(ArtifactStore):
             data = blob.read_bytes()
         except FileNotFoundError:
             raise errors.NotFound(f"artifact {sha256} not found in {self.root}") from None
+        data = plaintext(data, self.cipher, f"artifact {sha256}")
         verify(f"artifact {sha256}", sha256, hashlib.sha256(data).hexdigest())
         return data
 
@@ -136,6 +150,11 @@ class LocalArtifactStore(ArtifactStore):
         digest = hashlib.sha256()
         try:
             with open(blob, "rb") as f:
+                head = f.read(_CHUNK)
+                if is_encrypted(head):
+                    self.read_bytes(sha256)  # decrypts and verifies (an encrypted blob is read whole)
+                    return blob
+                digest.update(head)
                 for chunk in iter(lambda: f.read(_CHUNK), b""):
                     digest.update(chunk)
         except FileNotFoundError:

@@ -18,6 +18,7 @@ from conveyor import errors
 from conveyor.digests import EXIT_DATA_LOSS, check_digest, read_artifact
 from conveyor.observe.logs import configure_logging
 from conveyor.runtime import OnnxModel
+from conveyor.security.encryption import ArtifactCipher, cipher_from
 from conveyor.server.app import serve
 from conveyor.server.channel import Lease, run_channel_replica
 from conveyor.settings import Settings
@@ -36,13 +37,13 @@ def _digests(specs: list[str]) -> dict[str, str]:
     return digests
 
 
-def _model(spec: str, threads: int, digests: dict[str, str]) -> OnnxModel:
+def _model(spec: str, threads: int, digests: dict[str, str], cipher: ArtifactCipher | None) -> OnnxModel:
     ref, sep, path = spec.partition("=")
     if not sep or not ref or not path:
         raise SystemExit(f"--model wants NAME[:VERSION]=FILE, got {spec!r}")
     name, _, version = ref.partition(":")
     try:
-        data = read_artifact(ref, path, digests.pop(ref, None))
+        data = read_artifact(ref, path, digests.pop(ref, None), cipher)
     except (errors.Unavailable, errors.IntegrityError) as e:
         _refuse(e.message)
     return OnnxModel(data, name=name, version=version or None, intra_op_threads=threads)
@@ -96,7 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(**overrides)
     configure_logging(settings, args.log_level)
     digests = _digests(args.sha256)
-    models = [_model(spec, settings.intra_op_threads, digests) for spec in args.model]
+    try:  # the artifact key comes through the environment, as every setting does
+        cipher = cipher_from(settings.artifact_key, settings.artifact_key_file)
+    except errors.InvalidInput as e:
+        _refuse(e.message)
+    models = [_model(spec, settings.intra_op_threads, digests, cipher) for spec in args.model]
     if digests:
         raise SystemExit(f"--sha256 for a model not given with --model: {', '.join(digests)}")
 

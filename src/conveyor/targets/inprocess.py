@@ -100,9 +100,11 @@ class LoadedUpstream:
 def _build(load: InProcessLoad, settings: Settings) -> Plane:
     from conveyor.digests import read_artifact
     from conveyor.runtime import OnnxModel
+    from conveyor.security.encryption import cipher_from
     from conveyor.server.dataplane import DataPlane
 
-    data = read_artifact(f"{load.model}:{load.version}", load.model_file, load.sha256)
+    cipher = cipher_from(settings.artifact_key, settings.artifact_key_file)
+    data = read_artifact(f"{load.model}:{load.version}", load.model_file, load.sha256, cipher)
     model = OnnxModel(data, name=load.model, version=load.version, intra_op_threads=load.intra_op_threads)
     replica_settings = settings.model_copy(
         update={
