@@ -193,6 +193,7 @@ def scale(registry: Registry, name: str, replicas: int, *, user: str) -> ApplyRe
         model=current.model,
         created_by=user,
         change_cause=f"scale to {replicas}",
+        action="deployment.scale",
     )
 
 

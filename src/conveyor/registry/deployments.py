@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from conveyor import errors
+from conveyor.registry import audit
 from conveyor.registry.db import Database
 from conveyor.registry.orm import DeploymentEvent, DeploymentRevision, DeploymentRow, utcnow
 from conveyor.registry.records import ApplyResult, DeploymentInfo, EventInfo, RevisionInfo
@@ -44,14 +45,16 @@ class DeploymentStore:
         model: str | None = None,
         created_by: str | None = None,
         change_cause: str = "apply",
+        action: str = "deployment.apply",
     ) -> ApplyResult:
         """Store ``spec`` (canonical ``to_dict()``) as a new revision unless it is current.
 
         ``model`` is the resolved ``name:version`` the revision runs. Current means the same fingerprint AND
-        the same model, so re-applying a spec whose alias has moved since makes a new revision.
+        the same model, so re-applying a spec whose alias has moved since makes a new revision. A new revision
+        is recorded in the audit log as ``action`` (``deployment.scale`` for a scale).
         """
         (result,) = self.apply_all(
-            [(spec, fingerprint, model)], created_by=created_by, change_cause=change_cause
+            [(spec, fingerprint, model)], created_by=created_by, change_cause=change_cause, action=action
         )
         return result
 
@@ -61,6 +64,7 @@ class DeploymentStore:
         *,
         created_by: str | None = None,
         change_cause: str = "apply",
+        action: str = "deployment.apply",
     ) -> builtins.list[ApplyResult]:
         """``apply`` for several ``(spec, fingerprint, model)`` in ONE transaction: all are stored or none.
 
@@ -83,6 +87,7 @@ class DeploymentStore:
 
         def txn(s: Session) -> list[ApplyResult]:
             results: dict[str, ApplyResult] = {}
+            made: list[tuple[str, dict[str, Any]]] = []
             for name, spec, fingerprint, model in sorted(checked, key=lambda c: c[0]):
                 row = self._lock_or_create(s, name, by)
                 if row.current_revision:
@@ -92,6 +97,10 @@ class DeploymentStore:
                         continue
                 revision = _add_revision(s, row, spec, fingerprint, model, by, cause)
                 results[name] = ApplyResult(name, revision, changed=True)
+                made.append((name, _audit_details(spec, revision, model, fingerprint, cause)))
+            # After every row lock: the audit lock is taken last, so it never waits inside a row lock.
+            for name, details in made:
+                audit.append(s, actor=by, action=action, object=name, details=details)
             return [results[name] for name in names]
 
         return self._db.transaction(txn, write=True, retries=_APPLY_RETRIES)
@@ -120,18 +129,26 @@ class DeploymentStore:
             if (target.fingerprint, target.model) == (current.fingerprint, current.model):
                 return ApplyResult(name, row.current_revision, changed=False)
             cause = f"rollback to {target_number}"
+            before = row.current_revision
             revision = _add_revision(s, row, target.spec, target.fingerprint, target.model, by, cause)
+            details: dict[str, Any] = {"from_revision": before, "to_revision": target_number}
+            details.update(revision=revision, model=target.model)
+            audit.append(s, actor=by, action="deployment.rollback", object=name, details=details)
             return ApplyResult(name, revision, changed=True)
 
         return self._db.transaction(txn, write=True, retries=_APPLY_RETRIES)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, user: str | None = None) -> None:
         """Delete a deployment with all its revisions and events; the name may then start again at 1."""
         _check_name(name)
+        by = user if user is not None else self._user
 
         def txn(s: Session) -> None:
             row = _deployment(s, name, lock=True)
+            current = _revision_row(s, row, row.current_revision) if row.current_revision else None
+            details = {"revision": row.current_revision, "model": current.model if current else None}
             s.execute(delete(DeploymentRow).where(DeploymentRow.id == row.id))
+            audit.append(s, actor=by, action="deployment.delete", object=name, details=details)
 
         self._db.transaction(txn, write=True)
 
@@ -259,6 +276,18 @@ def _add_revision(
     _add_event(s, row, "RevisionCreated", f"revision {row.current_revision}: {cause}")
     s.flush()
     return row.current_revision
+
+
+def _audit_details(
+    spec: dict[str, Any], revision: int, model: str | None, fingerprint: str, cause: str
+) -> dict[str, Any]:
+    """What the audit log keeps of a new revision: enough to tell what changed, never the whole spec."""
+    details: dict[str, Any] = {"revision": revision, "model": model, "fingerprint": fingerprint}
+    inner = spec.get("spec")
+    if isinstance(inner, dict) and "replicas" in inner:
+        details["replicas"] = inner["replicas"]
+    details["change_cause"] = cause
+    return details
 
 
 def _add_event(s: Session, row: DeploymentRow, kind: str, message: str) -> DeploymentEvent:

@@ -22,6 +22,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from conveyor import errors
+from conveyor.registry import audit
+from conveyor.registry.audit import AuditLog
 from conveyor.registry.db import Database
 from conveyor.registry.deployments import DeploymentStore
 from conveyor.registry.orm import Alias, DeploymentRevision, DeploymentRow, Model, ModelVersion, utcnow
@@ -68,6 +70,11 @@ class Registry:
     def deployments(self) -> DeploymentStore:
         """Deployments and their revisions, on this registry's database (one engine, one migration)."""
         return DeploymentStore(self._db, user=self._user)
+
+    @property
+    def audit(self) -> AuditLog:
+        """The hash-chained audit log on this registry's database: every change above appends to it."""
+        return AuditLog(self._db, user=self._user)
 
     @property
     def database(self) -> Database:
@@ -147,6 +154,11 @@ class Registry:
                 self._put(artifact)
             for alias in alias_list:
                 self._upsert_alias(s, model.id, alias, row.version)
+            details = {"sha256": sha256, "size_bytes": size, "framework": framework, "aliases": alias_list}
+            if parent_version is not None:
+                details["parent_version"] = parent_version
+            ref = f"{name}:{row.version}"
+            audit.append(s, actor=by, action="model.register", object=ref, details=details)
             return _version_info(name, row, alias_list)
 
         try:
@@ -156,10 +168,11 @@ class Registry:
                 self.discard_unreferenced([sha256])
             raise
 
-    def delete_version(self, name: str, version: int) -> None:
+    def delete_version(self, name: str, version: int, *, user: str | None = None) -> None:
         """Delete one version; refused (Conflict) while an alias points at it. Its blob goes when unshared."""
         check_name(name)
         check_version(version)
+        by = user if user is not None else self._user
 
         def txn(s: Session) -> None:
             model = self._model(s, name, lock=True)
@@ -184,6 +197,8 @@ class Registry:
             s.delete(row)
             s.flush()
             self._delete_blob_if_unused(s, sha256)
+            details = {"sha256": sha256}
+            audit.append(s, actor=by, action="version.delete", object=f"{name}:{version}", details=details)
 
         self._db.transaction(txn, write=True)
 
@@ -197,9 +212,10 @@ class Registry:
 
         self._db.transaction(txn, write=True)
 
-    def delete_model(self, name: str) -> None:
+    def delete_model(self, name: str, *, user: str | None = None) -> None:
         """Delete a model that has no versions left (Conflict otherwise)."""
         check_name(name)
+        by = user if user is not None else self._user
 
         def txn(s: Session) -> None:
             model = self._model(s, name, lock=True)
@@ -209,47 +225,63 @@ class Registry:
             if count:
                 raise errors.Conflict(f"cannot delete model {name!r}: it still has {count} version(s)")
             s.delete(model)
+            s.flush()
+            audit.append(s, actor=by, action="model.delete", object=name)
 
         self._db.transaction(txn, write=True)
 
     # -- aliases and tags --------------------------------------------------------------------------------
 
-    def set_alias(self, name: str, version: int, alias: str) -> VersionInfo:
+    def set_alias(self, name: str, version: int, alias: str, *, user: str | None = None) -> VersionInfo:
         """Point ``alias`` at ``name:version``, moving it in one transaction if it pointed elsewhere."""
         check_name(name)
         check_version(version)
         check_alias(alias)
+        by = user if user is not None else self._user
 
         def txn(s: Session) -> VersionInfo:
             model = self._model(s, name)
             row = self._version(s, model, version)
+            before = self._alias_version(s, model.id, alias)
             self._upsert_alias(s, model.id, alias, version)
+            details = {"version": version, "previous_version": before}
+            audit.append(s, actor=by, action="alias.set", object=f"{name}@{alias}", details=details)
             return _version_info(name, row, self._aliases_of(s, model.id, version))
 
         return self._db.transaction(txn, write=True, retries=2)
 
-    def remove_alias(self, name: str, alias: str) -> None:
+    def remove_alias(self, name: str, alias: str, *, user: str | None = None) -> None:
         check_name(name)
         check_alias(alias)
+        by = user if user is not None else self._user
 
         def txn(s: Session) -> None:
             model = self._model(s, name)
+            before = self._alias_version(s, model.id, alias)
             result = s.execute(delete(Alias).where(Alias.model_id == model.id, Alias.alias == alias))
             if not getattr(result, "rowcount", 0):
                 raise errors.NotFound(f"alias {name}@{alias} not found")
+            details = {"previous_version": before}
+            audit.append(s, actor=by, action="alias.remove", object=f"{name}@{alias}", details=details)
 
         self._db.transaction(txn, write=True)
 
-    def set_tags(self, name: str, version: int, tags: dict[str, str]) -> VersionInfo:
+    def set_tags(
+        self, name: str, version: int, tags: dict[str, str], *, user: str | None = None
+    ) -> VersionInfo:
         """Replace the version's tags (tags are mutable metadata; the version's content is not)."""
         check_name(name)
         check_version(version)
         new_tags = _check_tags(tags)
+        by = user if user is not None else self._user
 
         def txn(s: Session) -> VersionInfo:
             model = self._model(s, name)
             row = self._version(s, model, version)
+            details = {"tags": new_tags, "previous_tags": dict(row.tags or {})}
             row.tags = new_tags
+            s.flush()
+            audit.append(s, actor=by, action="version.tags", object=f"{name}:{version}", details=details)
             return _version_info(name, row, self._aliases_of(s, model.id, version))
 
         return self._db.transaction(txn, write=True)
@@ -432,6 +464,10 @@ class Registry:
         if row is None:
             raise errors.NotFound(f"version {model.name}:{version} not found")
         return row
+
+    @staticmethod
+    def _alias_version(s: Session, model_id: int, alias: str) -> int | None:
+        return s.scalar(select(Alias.version).where(Alias.model_id == model_id, Alias.alias == alias))
 
     @staticmethod
     def _aliases_of(s: Session, model_id: int, version: int) -> list[str]:
