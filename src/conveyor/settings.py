@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from conveyor.security.limits import DEFAULT_MAX_JSON_DEPTH
+
 
 def _default_user() -> str:
     try:
@@ -75,6 +77,24 @@ class Settings(BaseSettings):
     max_elements: int = Field(
         default=16 * 1024 * 1024,
         description="Largest number of tensor elements one request may carry, across all inputs.",
+    )
+    max_json_depth: int = Field(
+        default=DEFAULT_MAX_JSON_DEPTH,
+        ge=4,
+        description="Deepest nesting of lists and objects a JSON request body or a YAML spec may have; "
+        "deeper is refused with 400 naming this limit (docs/security.md, Limits).",
+    )
+    max_connections_per_client: int = Field(
+        default=256,
+        ge=0,
+        description="Open HTTP connections one client IP address may hold on a gateway or replica; a new one "
+        "over it is answered 429 with Retry-After and closed. 0: no limit.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the V2 REST API and the management API (CORS), as a "
+        "JSON list: CONVEYOR_CORS_ORIGINS='[\"https://app.example.com\"]'. Empty: CORS off (no "
+        "Access-Control-* headers).",
     )
     intra_op_threads: int = Field(
         default=0, description="ONNX Runtime intra-op threads per session; 0 lets ONNX Runtime choose."

@@ -30,13 +30,15 @@ from conveyor.protocol.types import (
     RequestInput,
     ResponseOutput,
 )
+from conveyor.security.limits import DEFAULT_MAX_JSON_DEPTH, depth_over, list_depth, too_deep
 
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
+_TENSOR_LISTS = ("inputs", "outputs")
 Tensor = tuple[str, str, tuple[int, ...], Array, dict[str, Any]]
 BinaryOutputs = bool | Container[str]
 
 
-def _load_json(body: bytes, json_length: int | None) -> tuple[Any, int]:
+def _load_json(body: bytes, json_length: int | None, max_depth: int) -> tuple[Any, int]:
     """The JSON document and the offset where binary tensor data starts."""
     view: bytes | memoryview
     if json_length is None:
@@ -50,7 +52,29 @@ def _load_json(body: bytes, json_length: int | None) -> tuple[Any, int]:
     try:
         return orjson.loads(view), start
     except orjson.JSONDecodeError as e:
+        if "depth limit" in str(e):  # orjson's own stop, at 1024 levels
+            raise too_deep("the JSON document", max_depth) from None
         raise InvalidInput(f"malformed JSON: {e}") from None
+
+
+def _check_depth(doc: dict[str, Any], limit: int) -> None:
+    """InvalidInput naming ``limit`` when the request nests deeper. Tensor data are measured along their
+    first elements (numpy refuses ragged data), so the check costs a few steps whatever the tensors' size."""
+    for key, value in doc.items():  # the document is level 1, its values level 2
+        if key not in _TENSOR_LISTS or not isinstance(value, list):
+            deep = depth_over(value, limit - 1)
+        else:  # a tensor is level 3, its fields level 4
+            deep = any(
+                depth_over(item, limit - 2)
+                if not isinstance(item, dict)
+                else any(
+                    list_depth(v) > limit - 3 if field == "data" else depth_over(v, limit - 3)
+                    for field, v in item.items()
+                )
+                for item in value
+            )
+        if deep:
+            raise too_deep("the request body", limit)
 
 
 def _decode_tensors(items: list[Any], kind: str, body: bytes, start: int, max_elements: int) -> list[Tensor]:
@@ -113,11 +137,15 @@ def _decode_tensors(items: list[Any], kind: str, body: bytes, start: int, max_el
     return out
 
 
-def decode_infer_request(body: bytes, json_length: int | None, *, max_elements: int) -> InferRequest:
-    """Server side: an inference request body (plus the binary header length, if any) as numpy inputs."""
-    doc, start = _load_json(body, json_length)
+def decode_infer_request(
+    body: bytes, json_length: int | None, *, max_elements: int, max_depth: int = DEFAULT_MAX_JSON_DEPTH
+) -> InferRequest:
+    """Server side: an inference request body (plus the binary header length, if any) as numpy inputs;
+    nothing is allocated for tensors before every limit (depth, elements, sizes) is checked."""
+    doc, start = _load_json(body, json_length, max_depth)
     if not isinstance(doc, dict):
         raise InvalidInput("the request body must be a JSON object")
+    _check_depth(doc, max_depth)
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("the request needs 'inputs': a non-empty list of tensors")
@@ -249,7 +277,7 @@ def encode_infer_request(
 
 def decode_infer_response(body: bytes, json_length: int | None) -> InferResponse:
     """Client side: a response body as numpy outputs (BYTES as ``bytes`` objects)."""
-    doc, start = _load_json(body, json_length)
+    doc, start = _load_json(body, json_length, sys.maxsize)
     if not isinstance(doc, dict) or not isinstance(doc.get("outputs"), list):
         detail = f": {doc['error']}" if isinstance(doc, dict) and "error" in doc else ""
         raise InvalidInput(f"not an inference response{detail}")

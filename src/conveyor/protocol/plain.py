@@ -18,6 +18,7 @@ import orjson
 from conveyor.errors import ConveyorError
 from conveyor.protocol.datatypes import V2_TO_NUMPY
 from conveyor.protocol.tensors import Array, check_shape, from_json, to_json_data
+from conveyor.security.limits import DEFAULT_MAX_JSON_DEPTH, list_depth
 
 _TENSOR_KEYS = {"name", "datatype", "shape", "data"}
 _DOC_KEYS = ({"inputs"}, {"inputs", "id"})
@@ -25,7 +26,9 @@ _NUMERIC = {name: dt for name, dt in V2_TO_NUMPY.items() if name != "BYTES"}
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
 
-def decode_plain(body: bytes, max_elements: int) -> tuple[dict[str, Array], str | None] | None:
+def decode_plain(
+    body: bytes, max_elements: int, max_depth: int = DEFAULT_MAX_JSON_DEPTH
+) -> tuple[dict[str, Array], str | None] | None:
     """(inputs by name, the body's ``id``) of a plain JSON request, or None for the general codec."""
     try:
         doc = orjson.loads(body)
@@ -50,7 +53,7 @@ def decode_plain(body: bytes, max_elements: int) -> tuple[dict[str, Array], str 
             where = f"input {name!r}"
             shape, count = check_shape(where, item["shape"])
             total += count
-            if total > max_elements:
+            if total > max_elements or 3 + list_depth(item["data"]) > max_depth:  # as codec._check_depth
                 return None
             inputs[name] = from_json(where, datatype, dtype, shape, count, item["data"])
     except ConveyorError:  # the general codec checks every header before any data: its error is the one

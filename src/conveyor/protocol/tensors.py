@@ -15,14 +15,24 @@ from conveyor.errors import InvalidInput
 
 Array = np.ndarray[Any, Any]
 _MAX_DIM = 2**63 - 1  # the spec: each dimension fits an unsigned 64-bit integer; numpy needs it to fit int64
+_MAX_NDIM = 64  # numpy's limit
+_MAX_SPAN = 2**59  # the most elements numpy can lay out with 8-byte items (numeric or object)
 _LEN = struct.Struct("<I")
 
 
 def check_shape(where: str, shape: Any) -> tuple[tuple[int, ...], int]:
-    """The shape as a tuple and its element count; InvalidInput unless a list of non-negative integers."""
-    if isinstance(shape, list) and all(type(d) is int and 0 <= d <= _MAX_DIM for d in shape):
-        return tuple(shape), math.prod(shape)
-    raise InvalidInput(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    """The shape as a tuple and its element count; InvalidInput unless a list of non-negative integers
+    that numpy can make an array of."""
+    if not (isinstance(shape, list) and all(type(d) is int and 0 <= d <= _MAX_DIM for d in shape)):
+        raise InvalidInput(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > _MAX_NDIM:
+        raise InvalidInput(f"{where}: shape has {len(shape)} dimensions; at most {_MAX_NDIM} are supported")
+    count = math.prod(shape)
+    # An empty tensor's other dimensions are not bounded by the element limit, but numpy refuses shapes whose
+    # bytes would not fit 63 bits even then ("array is too big"): [0, 2**62] was a 500.
+    if count == 0 and math.prod(d for d in shape if d) > _MAX_SPAN:
+        raise InvalidInput(f"{where}: shape {shape} is too large even for an empty tensor")
+    return tuple(shape), count
 
 
 def from_json(

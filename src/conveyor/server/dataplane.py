@@ -26,6 +26,7 @@ from conveyor.protocol.plain import decode_plain, encode_plain
 from conveyor.protocol.service import EncodedRequest, EncodedResponse, server_metadata
 from conveyor.protocol.types import InferRequest, InferResponse, ResponseOutput
 from conveyor.runtime import Batcher, BatchingConfig, OnnxModel
+from conveyor.security.limits import DEFAULT_MAX_JSON_DEPTH
 from conveyor.versions import VersionIndex
 
 if TYPE_CHECKING:
@@ -46,11 +47,13 @@ class DataPlane:
         models: Sequence[OnnxModel],
         *,
         max_elements: int = 16 * 1024 * 1024,
+        max_depth: int = DEFAULT_MAX_JSON_DEPTH,
         max_workers: int | None = None,
         batching: BatchingConfig | None = None,
     ) -> None:
         """``batching`` applies to models whose own ``batching`` is None (default: BatchingConfig())."""
         self.max_elements = max_elements
+        self.max_depth = max_depth
         self._index: VersionIndex[OnnxModel] = VersionIndex((m.name, m.version, m) for m in models)
         self._models = self._index.items()
         workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
@@ -63,9 +66,12 @@ class DataPlane:
 
     @classmethod
     def from_settings(cls, models: Sequence[OnnxModel], settings: Settings) -> DataPlane:
-        """The plane a replica serves: element limit and default batching from ``settings``."""
+        """The plane a replica serves: element and depth limits and default batching from ``settings``."""
         return cls(
-            models, max_elements=settings.max_elements, batching=BatchingConfig.from_settings(settings)
+            models,
+            max_elements=settings.max_elements,
+            max_depth=settings.max_json_depth,
+            batching=BatchingConfig.from_settings(settings),
         )
 
     async def __aenter__(self) -> Self:
@@ -122,7 +128,7 @@ class DataPlane:
         small = len(request.body) <= INLINE_CODEC_BYTES
         plain = None
         if small and request.json_length is None:
-            plain = decode_plain(request.body, self.max_elements)
+            plain = decode_plain(request.body, self.max_elements, self.max_depth)
         binary: BinaryOutputs = False
         if plain is not None:  # the commonest request: no general codec (protocol/plain.py)
             inputs, body_id = plain
@@ -147,7 +153,7 @@ class DataPlane:
         batcher = self._served.get(request.model, request.version)
         if len(request.body) > INLINE_CODEC_BYTES or request.json_length is not None:
             return None
-        plain = decode_plain(request.body, self.max_elements)
+        plain = decode_plain(request.body, self.max_elements, self.max_depth)
         if plain is None:
             return None
         inputs, body_id = plain
@@ -164,7 +170,9 @@ class DataPlane:
             await b.drain()
 
     def _decode(self, request: EncodedRequest) -> InferRequest:
-        req = decode_infer_request(request.body, request.json_length, max_elements=self.max_elements)
+        req = decode_infer_request(
+            request.body, request.json_length, max_elements=self.max_elements, max_depth=self.max_depth
+        )
         if req.id is None:
             req.id = request.request_id
         return req

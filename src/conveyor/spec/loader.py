@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from conveyor import errors
+from conveyor.security.limits import DEFAULT_MAX_JSON_DEPTH
 from conveyor.spec.resources import API_VERSION, KINDS, Resource
 from conveyor.spec.yamlsource import Document, YamlSyntaxError, read_documents
 from conveyor.spec.yamlsource import Path as FieldPath
@@ -35,19 +36,22 @@ _BOUNDS = {
 }
 
 
-def load_file(path: str | Path) -> list[Resource]:
+def load_file(path: str | Path, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> list[Resource]:
     """The resources in the YAML file at ``path``; InvalidInput lists every problem in it."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise errors.InvalidInput(f"cannot read spec file {path}: {exc}") from None
-    return load_documents(text, source=str(path))
+    return load_documents(text, source=str(path), max_depth=max_depth)
 
 
-def load_documents(text: str, source: str = "<string>") -> list[Resource]:
-    """The resources in a (multi-document) YAML text; InvalidInput lists every problem in it."""
+def load_documents(
+    text: str, source: str = "<string>", max_depth: int = DEFAULT_MAX_JSON_DEPTH
+) -> list[Resource]:
+    """The resources in a (multi-document) YAML text; InvalidInput lists every problem in it (nesting
+    deeper than ``max_depth``, the max_json_depth setting, is one)."""
     try:
-        documents = read_documents(text)
+        documents = read_documents(text, max_depth)
     except YamlSyntaxError as exc:
         message = f"{source}:{exc.line}:{exc.column}: invalid YAML: {exc.message}"
         raise errors.InvalidInput(message, source=source, problems=[message]) from None

@@ -1,6 +1,8 @@
 """YAML documents to plain Python values, with the line of every field, for errors that point at the file.
 
 PyYAML's composer gives nodes with marks; this walks them once, keeping a map from field path to line.
+Nesting is limited (PyYAML's composer recurses: 1,000 levels of ``[`` was a RecursionError) and so is the
+number of values aliases expand to (a few lines of ``&a [*b, *b, ...]`` expand exponentially).
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ from typing import Any
 
 import yaml
 
+from conveyor.security.limits import DEFAULT_MAX_JSON_DEPTH
+
 Path = tuple[str | int, ...]
+MAX_VALUES = 100_000
+"""Values (mappings, lists, scalars) one text may expand to, aliases counted each time they are used."""
 
 
 @dataclass
@@ -36,10 +42,35 @@ class YamlSyntaxError(Exception):
         self.line, self.column, self.message = line, column, message
 
 
-def read_documents(text: str) -> list[Document]:
-    """Every non-empty document in ``text``; YamlSyntaxError on text that is not YAML."""
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
+    """The safe loader, refusing collections nested deeper than ``max_depth`` before composing them."""
+
+    max_depth = DEFAULT_MAX_JSON_DEPTH
+    depth = 0
+    values = 0  # counted by _value, across the documents of one text
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.depth >= self.max_depth and self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+            raise yaml.composer.ComposerError(
+                None, None, _too_deep(self.max_depth), self.peek_event().start_mark
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
+
+
+def _too_deep(limit: int) -> str:
+    return f"nested more than {limit} levels deep (the max_json_depth limit)"
+
+
+def read_documents(text: str, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> list[Document]:
+    """Every non-empty document in ``text``; YamlSyntaxError on text that is not YAML, nests deeper than
+    ``max_depth`` or expands (aliases) to more than MAX_VALUES values."""
     try:  # the reader checks every character up front: a control character fails here
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
+        loader.max_depth = max_depth
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
         line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
@@ -66,10 +97,17 @@ def read_documents(text: str) -> list[Document]:
     return documents
 
 
-def _value(loader: yaml.SafeLoader, node: yaml.Node, path: Path, doc: Document, seen: frozenset[int]) -> Any:
+def _value(loader: _Loader, node: yaml.Node, path: Path, doc: Document, seen: frozenset[int]) -> Any:
     if id(node) in seen:  # an alias pointing at one of its own ancestors
         doc.problems.append((node.start_mark.line + 1, path, "recursive YAML alias"))
         return None
+    loader.values += 1
+    deep = len(seen) >= loader.max_depth and isinstance(node, yaml.CollectionNode)
+    if deep or loader.values > MAX_VALUES:  # aliases nest and repeat what the composer checked
+        mark = node.start_mark
+        raise YamlSyntaxError(
+            mark.line + 1, mark.column + 1, _too_deep(loader.max_depth) if deep else _too_many()
+        )
     inside = seen | {id(node)}
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves '<<' merge keys
@@ -94,3 +132,7 @@ def _value(loader: yaml.SafeLoader, node: yaml.Node, path: Path, doc: Document, 
             items.append(_value(loader, item_node, (*path, index), doc, inside))
         return items
     return loader.construct_object(node, deep=True)
+
+
+def _too_many() -> str:
+    return f"more than {MAX_VALUES} values once aliases are expanded"
