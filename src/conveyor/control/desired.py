@@ -17,6 +17,7 @@ from typing import Any
 
 from conveyor import errors
 from conveyor.control.autoscaler import AutoscalingPolicy, policy_from_spec
+from conveyor.control.signed_models import SignedModels
 from conveyor.protocol.table import STARTING, Hold, InProcessLoad
 from conveyor.registry import Registry
 from conveyor.registry.records import DeploymentInfo
@@ -66,6 +67,7 @@ class DesiredLoader:
     def __init__(self, registry: Registry, settings: Settings) -> None:
         self._registry = registry
         self._settings = settings
+        self._signed = SignedModels.from_settings(settings)
         self._verified: set[str] = set()
         self._refs: dict[str, str] = {}
         """sha256 → the ``model:version`` last seen with it, to name it in messages."""
@@ -137,6 +139,8 @@ class DesiredLoader:
             raise errors.InvalidInput(f"target {spec.target!r} is not supported by this control plane yet")
         ref = getattr(info, "model", None) or spec.model
         version = self._registry.resolve(ref)
+        if (unsigned := self._signed.problem(self._registry, spec, version)) is not None:
+            raise errors.InvalidInput(unsigned)  # no replica of it starts; what runs of a signed one stays
         self._refs[version.sha256] = version.ref
         if version.sha256 not in self._verified and version.sha256 not in self.corrupt:
             try:

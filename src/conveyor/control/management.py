@@ -22,6 +22,7 @@ from conveyor.control import API_HEADER
 from conveyor.control import management_ops as ops
 from conveyor.control.management_bodies import ApplyBody, DiffBody, GatewayReport, RollbackBody, ScaleBody
 from conveyor.control.runtime import ControlRuntime
+from conveyor.control.signed_models import SignedModels
 from conveyor.errors import ConveyorError
 from conveyor.frontend.http_errors import error_response, status_for
 from conveyor.registry import Registry
@@ -101,11 +102,18 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
     async def get_model(name: str) -> dict[str, Any]:
         return await in_thread(ops.model_detail, registry, name)
 
+    signed = SignedModels.from_settings(settings)  # requireSignedModels, checked at apply
+
     @api.post("/apply", tags=["deployments"])
     async def apply(body: ApplyBody) -> dict[str, Any]:
         """Validate every document, resolve every model reference, then apply each (or only report)."""
         results = await in_thread(
-            ops.apply_documents, registry, body.documents, dry_run=body.dry_run, user=settings.user
+            ops.apply_documents,
+            registry,
+            body.documents,
+            dry_run=body.dry_run,
+            user=settings.user,
+            policy=signed,
         )
         changed = [r["name"] for r in results if r["changed"] and not body.dry_run]
         for name in changed:

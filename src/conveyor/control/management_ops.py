@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from conveyor import errors
 from conveyor.control.runtime import ControlRuntime
+from conveyor.control.signed_models import SignedModels
 from conveyor.registry import Registry
 from conveyor.registry.records import ApplyResult, DeploymentInfo, VersionInfo
 from conveyor.spec import KINDS, Deployment
@@ -96,12 +97,20 @@ def resolve_models(registry: Registry, resources: list[Deployment]) -> list[Vers
 
 
 def apply_documents(
-    registry: Registry, documents: list[dict[str, Any]], *, dry_run: bool, user: str
+    registry: Registry,
+    documents: list[dict[str, Any]],
+    *,
+    dry_run: bool,
+    user: str,
+    policy: SignedModels | None = None,
 ) -> list[dict[str, Any]]:
-    """Validate all, resolve all, then apply all in one transaction (or, with ``dry_run``, say what would
-    change)."""
+    """Validate all, resolve all, check signatures where required (``policy``; None: the spec's
+    requireSignedModels against no trusted key), then apply all in one transaction (or, with ``dry_run``,
+    say what would change)."""
     resources = validate_documents(documents)
-    models = [v.ref for v in resolve_models(registry, resources)]
+    versions = resolve_models(registry, resources)
+    check_signed(registry, resources, versions, policy or SignedModels(everywhere=False, trusted_dir=None))
+    models = [v.ref for v in versions]
     if dry_run:
         outcome = [
             _preview(registry, resource, model)[0] for resource, model in zip(resources, models, strict=True)
@@ -113,6 +122,20 @@ def apply_documents(
         {"kind": resource.kind, **result.to_dict(), "model": model}
         for resource, result, model in zip(resources, outcome, models, strict=True)
     ]
+
+
+def check_signed(
+    registry: Registry, resources: list[Deployment], versions: list[VersionInfo], policy: SignedModels
+) -> None:
+    """InvalidInput, one line per deployment, for each that requires signed models and whose version is
+    not signed by a trusted key (or whose signature does not verify)."""
+    problems = [
+        f"deployment {r.metadata.name!r}: {why}"
+        for r, v in zip(resources, versions, strict=True)
+        if (why := policy.problem(registry, r.spec, v)) is not None
+    ]
+    if problems:
+        raise errors.InvalidInput("\n".join(problems), problems=problems)
 
 
 def diff_documents(registry: Registry, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:

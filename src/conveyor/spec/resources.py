@@ -257,6 +257,14 @@ class DeploymentSpec(SpecModel):
         "or auto (process, for the local target).",
     )
 
+    # Left out of the canonical form when false, like placement (fingerprints of older revisions unchanged).
+    require_signed_models: bool = Field(
+        default=False,
+        exclude_if=lambda required: not required,
+        description="Run only a model version signed by a trusted key (`conveyor models sign`): apply "
+        "refuses others, and no replica loads them (docs/security.md, Signed models).",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _default_replicas(cls, data: Any) -> Any:
