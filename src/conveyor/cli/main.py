@@ -11,7 +11,7 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from conveyor import __version__
-from conveyor.cli import backup, deployments, gateway, help_labels, inspect, models, predict, serve, up
+from conveyor.cli import audit, backup, deployments, gateway, help_labels, inspect, models, predict, serve, up
 from conveyor.cli.output import err_console, exit_code_for
 from conveyor.errors import ConveyorError, DiskFull, is_disk_full
 
@@ -34,6 +34,7 @@ app.command("serve")(serve.serve)
 app.command("predict")(predict.predict)
 app.command("backup")(backup.backup)
 app.command("restore")(backup.restore)
+app.add_typer(audit.app, name="audit")
 # Deployments, through the management API of a running control plane (CONVEYOR_URL).
 app.command("apply")(deployments.apply)
 app.command("diff")(deployments.diff)
