@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from conveyor import __version__
 from conveyor.control import API_HEADER
 from conveyor.control import management_ops as ops
+from conveyor.control.audit_routes import audit_routes
 from conveyor.control.management_bodies import ApplyBody, DiffBody, GatewayReport, RollbackBody, ScaleBody
 from conveyor.control.runtime import ControlRuntime
 from conveyor.control.signed_models import SignedModels
@@ -225,6 +226,7 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
         runtime.report(body.model_dump(by_alias=True))
         return {"ok": True}
 
+    api.include_router(audit_routes(registry))
     return api
 
 
