@@ -19,8 +19,9 @@ def test_backup_then_restore_into_a_new_home(
     made = json.loads(cli("backup", str(archive), "--json").stdout)
     assert (made["models"], made["versions"], made["aliases"]) == (1, 2, 1)
     assert made["artifacts"] in (1, 2) and made["artifact_bytes"] > 0  # equal conversions share one blob
+    assert made["audit_records"] == 2
     table = cli("backup", str(tmp_path / "again.tar")).stdout
-    assert "Backed up to again.tar" in table and "versions" in table
+    assert "Backed up to again.tar" in table and "versions" in table and "audit records" in table
 
     other = {**cli_env, "CONVEYOR_HOME": str(tmp_path / "other")}
 
@@ -30,6 +31,11 @@ def test_backup_then_restore_into_a_new_home(
     restored = run("restore", str(archive), "--json")
     assert restored.returncode == 0, restored.stderr
     assert json.loads(restored.stdout) == made
+    chain = json.loads(run("audit", "verify", "--json").stdout)
+    assert (
+        chain["intact"]
+        and chain["head_hash"] == json.loads(cli("audit", "verify", "--json").stdout)["head_hash"]
+    )
     before = json.loads(cli("models", "list", "--json").stdout)
     assert json.loads(run("models", "list", "--json").stdout) == before
     again = run("models", "register", "iris", str(iris_files["skops"]), "--json")

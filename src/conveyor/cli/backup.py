@@ -54,6 +54,10 @@ def _run(action: Callable[..., BackupSummary], path: Path, label: str, verb: str
         [key, str(getattr(summary, key))]
         for key in ("models", "versions", "aliases", "deployments", "revisions", "events", "artifacts")
     ]
+    rows += [
+        [key.replace("_", " "), str(getattr(summary, key))]
+        for key in ("signatures", "tokens", "audit_records")
+    ]
     rows.append(["artifact bytes", human_size(summary.artifact_bytes)])
     rows.append(["schema revision", summary.schema_revision])
     table = titled_table(f"{verb} {path.name}", ("what", "count"), rows, right=("count",))

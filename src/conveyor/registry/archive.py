@@ -19,7 +19,18 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ROWS = "registry.json"
 ARTIFACTS = "artifacts/"
-TABLES = ("models", "versions", "aliases", "deployments", "revisions", "events")
+# The row lists of registry.json; an archive of schema 0003 or older lacks the last three.
+TABLES = (
+    "models",
+    "versions",
+    "aliases",
+    "deployments",
+    "revisions",
+    "events",
+    "signatures",
+    "tokens",
+    "audit_records",
+)
 CHUNK = 1024 * 1024
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total) over the artifacts
@@ -39,6 +50,9 @@ class BackupSummary:
     events: int
     artifacts: int
     artifact_bytes: int
+    signatures: int = 0
+    tokens: int = 0  # salted hashes only: a token itself is never stored
+    audit_records: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +84,7 @@ def summary(path: Path, manifest: dict[str, Any]) -> BackupSummary:
     return BackupSummary(
         path=str(path),
         schema_revision=str(manifest["schema_revision"]),
-        **{t: int(counts[t]) for t in TABLES},
+        **{t: int(counts.get(t, 0)) for t in TABLES},
         artifacts=len(manifest["artifacts"]),
         artifact_bytes=sum(int(a["size"]) for a in manifest["artifacts"]),
     )

@@ -32,10 +32,13 @@ from conveyor.registry.archive import (
 )
 from conveyor.registry.orm import (
     Alias,
+    ApiToken,
+    AuditRecord,
     DeploymentEvent,
     DeploymentRevision,
     DeploymentRow,
     Model,
+    ModelSignature,
     ModelVersion,
 )
 from conveyor.registry.service import Registry
@@ -74,6 +77,8 @@ def _dump_rows(s: Session) -> tuple[str, dict[str, list[dict[str, Any]]]]:
     revision = str(s.scalar(text("SELECT version_num FROM alembic_version")))
     models = {m.id: m for m in s.scalars(select(Model).order_by(Model.name))}
     deps = {d.id: d for d in s.scalars(select(DeploymentRow).order_by(DeploymentRow.name))}
+    versions = list(s.scalars(select(ModelVersion).order_by(ModelVersion.model_id, ModelVersion.version)))
+    refs = {v.id: (models[v.model_id].name, v.version) for v in versions}
     rows: dict[str, list[dict[str, Any]]] = {
         "models": [
             _row(m, name=m.name, description=m.description, last_version=m.last_version)
@@ -93,7 +98,7 @@ def _dump_rows(s: Session) -> tuple[str, dict[str, list[dict[str, Any]]]]:
                 parent_version=v.parent_version,
                 metadata=v.meta,
             )
-            for v in s.scalars(select(ModelVersion).order_by(ModelVersion.model_id, ModelVersion.version))
+            for v in versions
         ],
         "aliases": [
             {"model": models[a.model_id].name, "alias": a.alias, "version": a.version}
@@ -128,8 +133,60 @@ def _dump_rows(s: Session) -> tuple[str, dict[str, list[dict[str, Any]]]]:
             }
             for e in s.scalars(select(DeploymentEvent).order_by(DeploymentEvent.id))
         ],
+        **_security_rows(s, refs),
     }
     return revision, rows
+
+
+def _security_rows(s: Session, refs: dict[int, tuple[str, int]]) -> dict[str, list[dict[str, Any]]]:
+    """Signatures, tokens (their salted hashes: what the table holds) and the audit chain, as stored, so a
+    restored log still verifies."""
+    signatures = s.scalars(
+        select(ModelSignature).order_by(ModelSignature.model_version_id, ModelSignature.key_id)
+    )
+    return {
+        "signatures": [
+            {
+                "model": refs[g.model_version_id][0],
+                "version": refs[g.model_version_id][1],
+                "key_id": g.key_id,
+                "signature": g.signature,
+                "signed_at": iso(g.signed_at),
+                "signed_by": g.signed_by,
+            }
+            for g in signatures
+        ],
+        "tokens": [
+            _row(
+                t,
+                **{k: getattr(t, k) for k in _TOKEN_FIELDS},
+                expires_at=_iso_or_none(t.expires_at),
+                revoked_at=_iso_or_none(t.revoked_at),
+                revoked_by=t.revoked_by,
+            )
+            for t in s.scalars(select(ApiToken).order_by(ApiToken.id))
+        ],
+        "audit_records": [
+            {
+                "seq": a.seq,
+                "time": iso(a.time),
+                "actor": a.actor,
+                "action": a.action,
+                "object": a.object,
+                "details": a.details,
+                "prev_hash": a.prev_hash,
+                "hash": a.hash,
+            }
+            for a in s.scalars(select(AuditRecord).order_by(AuditRecord.seq))
+        ],
+    }
+
+
+_TOKEN_FIELDS = ("token_id", "name", "role", "models", "rate_limit", "salt", "hash")
+
+
+def _iso_or_none(dt: datetime | None) -> str | None:
+    return None if dt is None else iso(dt)
 
 
 def _row(obj: Any, **fields: Any) -> dict[str, Any]:

@@ -34,10 +34,13 @@ from conveyor.registry.archive import (
 )
 from conveyor.registry.orm import (
     Alias,
+    ApiToken,
+    AuditRecord,
     DeploymentEvent,
     DeploymentRevision,
     DeploymentRow,
     Model,
+    ModelSignature,
     ModelVersion,
 )
 from conveyor.registry.service import Registry
@@ -133,12 +136,18 @@ def _verify_archive(path: Path, progress: Progress | None) -> tuple[dict[str, An
         )
     rows = parse_json(texts[ROWS], ROWS)
     counts = {t: len(rows.get(t, [])) for t in TABLES}
-    if counts != manifest.get("counts"):
+    declared = manifest.get("counts")
+    # An archive of schema 0003 or older has no signatures, tokens or audit records: absent counts as 0.
+    if not isinstance(declared, dict) or set(declared) - set(TABLES) or counts != _counts(declared):
         raise errors.IntegrityError(f"backup {path} is corrupt: row counts {counts} differ from the manifest")
     _check_rows(path, rows)
     if any(v["sha256"] not in expected for v in rows["versions"]):
         raise errors.IntegrityError(f"backup {path} is incomplete: a version's artifact is not in it")
     return manifest, rows
+
+
+def _counts(declared: dict[str, Any]) -> dict[str, Any]:
+    return {t: declared.get(t, 0) for t in TABLES}
 
 
 def _malformed(path: Path, what: str) -> errors.InvalidInput:
@@ -190,6 +199,12 @@ def _check_rows(path: Path, rows: dict[str, Any]) -> None:
         for r in [*rows["revisions"], *rows["events"]]:
             if r["deployment"] not in deployments:
                 raise errors.InvalidInput(f"a revision or event of an unknown deployment {r['deployment']!r}")
+        for r in rows.get("signatures", []):
+            if (r["model"], r["version"]) not in versions:
+                raise errors.InvalidInput(f"a signature of a missing version {r['model']}:{r['version']}")
+        seqs = [r["seq"] for r in rows.get("audit_records", [])]
+        if len(set(seqs)) != len(seqs):
+            raise errors.InvalidInput("an audit record's seq appears twice")
     except errors.InvalidInput as exc:
         raise _malformed(path, exc.message) from None
     except (KeyError, TypeError, AttributeError) as exc:
@@ -233,6 +248,8 @@ def _check_empty(s: Session) -> None:
     present = {
         "models": s.scalar(select(func.count()).select_from(Model)),
         "deployments": s.scalar(select(func.count()).select_from(DeploymentRow)),
+        "tokens": s.scalar(select(func.count()).select_from(ApiToken)),
+        "audit records": s.scalar(select(func.count()).select_from(AuditRecord)),
     }
     if any(present.values()):
         what = ", ".join(f"{n} {t}" for t, n in present.items() if n)
@@ -298,6 +315,47 @@ def _insert_rows(s: Session, rows: dict[str, Any]) -> None:
         for r in rows["events"]
     )
     s.flush()
+    _insert_security_rows(s, rows, models)
+
+
+def _insert_security_rows(s: Session, rows: dict[str, Any], models: dict[str, Model]) -> None:
+    """Signatures, tokens and the audit chain (absent from archives of schema 0003 and older)."""
+    version_ids = {(m.name, v.version): v.id for m in models.values() for v in _versions_of(s, m)}
+    s.add_all(
+        ModelSignature(
+            model_version_id=version_ids[(r["model"], r["version"])],
+            key_id=r["key_id"],
+            signature=r["signature"],
+            signed_at=parse_time(r["signed_at"]),
+            signed_by=r["signed_by"],
+        )
+        for r in rows.get("signatures", [])
+    )
+    for r in rows.get("tokens", []):
+        token = ApiToken(
+            **{k: r[k] for k in ("token_id", "name", "role", "models", "rate_limit", "salt", "hash")},
+            expires_at=_time_or_none(r["expires_at"]),
+            revoked_at=_time_or_none(r["revoked_at"]),
+            revoked_by=r["revoked_by"],
+        )
+        s.add(_stamp(token, r))
+    s.add_all(  # exactly as stored: the chain verifies after a restore as it did before the backup
+        AuditRecord(
+            seq=r["seq"],
+            time=parse_time(r["time"]),
+            **{k: r[k] for k in ("actor", "action", "object", "details", "prev_hash", "hash")},
+        )
+        for r in rows.get("audit_records", [])
+    )
+    s.flush()
+
+
+def _versions_of(s: Session, model: Model) -> list[ModelVersion]:
+    return list(s.scalars(select(ModelVersion).where(ModelVersion.model_id == model.id)))
+
+
+def _time_or_none(value: str | None) -> Any:
+    return None if value is None else parse_time(value)
 
 
 def _stamp(obj: Any, r: dict[str, Any]) -> Any:
