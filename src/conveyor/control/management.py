@@ -25,6 +25,7 @@ from conveyor.control.management_bodies import ApplyBody, DiffBody, GatewayRepor
 from conveyor.control.runtime import ControlRuntime
 from conveyor.control.signed_models import SignedModels
 from conveyor.errors import ConveyorError
+from conveyor.frontend.cors import add_cors
 from conveyor.frontend.http_errors import error_response, status_for
 from conveyor.registry import Registry
 from conveyor.settings import Settings
@@ -62,6 +63,7 @@ def create_api(registry: Registry, runtime: ControlRuntime, settings: Settings) 
     _install_error_handlers(app)
     app.include_router(_routes(registry, runtime, settings), prefix="/api/v1", responses=_ERRORS)
     app.add_middleware(_MarkAnswers)
+    add_cors(app, settings.cors_origins)  # outermost: 401s and errors carry the CORS headers too
     return app
 
 

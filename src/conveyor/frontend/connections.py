@@ -1,16 +1,28 @@
-"""uvicorn's httptools protocol with a deadline on every request head, so no connection idles forever.
+"""uvicorn's httptools protocol with a deadline on every request head, so no connection idles forever, and a
+cap on the connections one client address may hold.
 
 uvicorn arms its keep-alive timer only after a response, and disarms it on the first byte that arrives: a
 connection that never sends a request, or sends half a request line and stops, stays open for good (one
 file descriptor and one protocol object each). Here a connection must deliver a complete request head
 within ``timeout_keep_alive`` of opening and of each response, or it is closed.
+
+The deadline bounds how long a connection lives idle, not how many one client opens: ``limit_per_client``
+answers a client address over ``max_connections_per_client`` 429 with Retry-After and closes the new
+connection, before uvicorn allocates anything for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("conveyor.frontend")
+REFUSED_LINGER_S = 1.0
+"""How long a refused connection stays open for its client to send a request and read the 429."""
 
 
 class DeadlineHttpProtocol(HttpToolsProtocol):
@@ -48,3 +60,74 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         busy = self.cycle is not None and not self.cycle.response_complete
         if not busy and not self.pipeline and not self.transport.is_closing():
             self.transport.close()
+
+
+def _refusal(limit: int) -> bytes:
+    body = orjson.dumps(
+        {"error": f"too many connections from this client (limit {limit}: max_connections_per_client)"}
+    )
+    head = (
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def limit_per_client(protocol: type[HttpToolsProtocol], limit: int) -> type[HttpToolsProtocol]:
+    """``protocol`` with at most ``limit`` open connections per client IP address (0: no limit). Connections
+    without an IP address (Unix sockets) are not counted."""
+    if limit <= 0:
+        return protocol
+    open_by_client: dict[str, int] = {}
+    refusal = _refusal(limit)
+
+    class PerClientLimit(protocol):  # type: ignore[valid-type,misc]
+        _counted: str | None = None  # the client address this connection counts against
+        _refused: asyncio.TimerHandle | None = None  # closes a refused connection
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            peer: Any = transport.get_extra_info("peername")
+            client = peer[0] if isinstance(peer, tuple) and peer else None
+            if client is not None:
+                held = open_by_client.get(client, 0)
+                if held >= limit:
+                    self._refuse(transport, client, held)
+                    return
+                open_by_client[client] = held + 1
+                self._counted = client
+            super().connection_made(transport)
+
+        def _refuse(self, transport: asyncio.Transport, client: str, held: int) -> None:
+            # One line per burst: observe/logs.py folds repeats of this template into one count.
+            log.warning(
+                "refused a connection from %s: it holds %d, the limit per client is %d "
+                "(max_connections_per_client)",
+                client,
+                held,
+                limit,
+            )
+            self.transport = transport
+            transport.write(refusal)  # read by the client once it sends its request
+            self._refused = self.loop.call_later(REFUSED_LINGER_S, transport.close)
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused is not None:  # its request has come: the answer is already on its way
+                self.transport.close()
+                return
+            super().data_received(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._refused is not None:
+                self._refused.cancel()
+                return  # uvicorn never knew of it
+            client, self._counted = self._counted, None
+            if client is not None:
+                left = open_by_client[client] - 1
+                if left:
+                    open_by_client[client] = left
+                else:
+                    del open_by_client[client]
+            super().connection_lost(exc)
+
+    PerClientLimit.__name__ = protocol.__name__
+    return PerClientLimit

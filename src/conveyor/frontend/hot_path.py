@@ -22,8 +22,9 @@ handed to the regular path with the bytes read so far, and that path's deadlines
 Only the plain case takes this path; everything else goes the regular way, through the same routes and the
 body reader with its deadlines: another method or path, a query string or escaped path, no Content-Length or
 one over the limit, a body over ``HOT_MAX_SPLIT_BODY`` that does not come with its head, a full body budget,
-``Expect: 100-continue``, and a request pipelined behind one still being answered. Answers, errors and
-headers are the regular route's, byte for byte where it matters (tests prove it).
+``Expect: 100-continue``, an ``Origin`` header (browsers: CORS), and a request pipelined behind one still
+being answered. Answers, errors and headers are the regular route's, byte for byte where it matters (tests
+prove it).
 """
 
 from __future__ import annotations
@@ -208,6 +209,8 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
                     header_length = value
                 elif name == b"x-request-id":
                     client_id = value
+                elif name == b"origin":  # a browser's: the regular path adds CORS headers (frontend/cors.py)
+                    return None
             if declared is None or not declared.isdigit() or int(declared) > bodies.max_bytes:
                 return None  # chunked, malformed or too large: the regular path answers it
             keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()

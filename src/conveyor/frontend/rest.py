@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from conveyor.errors import ConveyorError, InvalidInput, UnsupportedMediaType
 from conveyor.frontend.bodies import BodyReader, ClientGone
+from conveyor.frontend.cors import add_cors
 from conveyor.frontend.http_errors import error_response, status_for
 from conveyor.protocol.service import EncodedRequest, InferenceService
 from conveyor.settings import Settings
@@ -166,6 +167,7 @@ def create_rest_app(service: InferenceService, settings: Settings, lifespan: Lif
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    add_cors(app, settings.cors_origins)
     app.state.bodies = bodies  # run_app ends waiting body reads at shutdown
     app.state.settings = settings
     return app
