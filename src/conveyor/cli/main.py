@@ -11,7 +11,19 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from conveyor import __version__
-from conveyor.cli import audit, backup, deployments, gateway, help_labels, inspect, models, predict, serve, up
+from conveyor.cli import (
+    audit,
+    backup,
+    deployments,
+    gateway,
+    help_labels,
+    inspect,
+    keys,
+    models,
+    predict,
+    serve,
+    up,
+)
 from conveyor.cli.output import err_console, exit_code_for
 from conveyor.errors import ConveyorError, DiskFull, is_disk_full
 
@@ -30,6 +42,7 @@ app.command("up")(up.up)
 app.command("server")(up.server)
 app.command("gateway")(gateway.gateway)
 app.add_typer(models.app, name="models")
+app.add_typer(keys.app, name="keys")
 app.command("serve")(serve.serve)
 app.command("predict")(predict.predict)
 app.command("backup")(backup.backup)

@@ -1,9 +1,9 @@
-"""``conveyor models ...``: register, list, show, alias and delete model versions."""
+"""``conveyor models ...``: register, list, show, sign, alias and delete model versions."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,10 @@ from conveyor.cli.output import (
     titled_table,
 )
 from conveyor.errors import InvalidInput
+from conveyor.settings import get_settings
+
+if TYPE_CHECKING:
+    from conveyor.registry import Registry
 
 app = typer.Typer(help="Register model versions and manage them in the registry.", no_args_is_help=True)
 
@@ -119,7 +123,7 @@ def list_models(
     """List registered models, or the versions of one model."""
     with conveyor.open_registry() as registry:
         if name is not None:
-            versions = [v.to_dict() for v in registry.list_versions(name)]
+            versions = _with_signatures(registry, name, registry.list_versions(name))
             if as_json:
                 print_json(versions)
             else:
@@ -154,17 +158,41 @@ def show(
     """Show one version (signature, digest, lineage, parity) or all versions of a model."""
     with conveyor.open_registry() as registry:
         if ":" not in ref and "@" not in ref:
-            versions = [v.to_dict() for v in registry.list_versions(ref)]
+            versions = _with_signatures(registry, ref, registry.list_versions(ref))
             if as_json:
                 print_json({"name": ref, "versions": versions})
             else:
                 _print_versions(ref, versions)
             return
-        info = registry.resolve(ref).to_dict()
+        resolved = registry.resolve(ref)
+        info = _with_signatures(registry, resolved.name, [resolved])[0]
     if as_json:
         print_json(info)
     else:
         _print_version(info)
+
+
+@app.command("sign")
+def sign(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION or NAME@ALIAS (NAME: production, else latest).")],
+    key: Annotated[
+        str | None,
+        typer.Option(help="Key to sign with (CONVEYOR_HOME/keys/NAME.key); default: the only one."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign a version with one of your Ed25519 keys: the signature covers the model name, the version
+    number and the artifact's sha256, and is stored in the registry (deployments with
+    requireSignedModels run only versions a trusted key signed)."""
+    from conveyor.security.signing import find_key
+
+    key_name, private = find_key(get_settings().keys_dir, key)
+    with conveyor.open_registry() as registry:
+        info = registry.sign_version(registry.resolve(ref), private)
+    if as_json:
+        print_json({**info.to_dict(), "key": key_name})
+        return
+    console.print(f"[green]Signed[/] [bold]{info.name}:{info.version}[/] with key {key_name} ({info.key_id})")
 
 
 @app.command("alias")
@@ -209,12 +237,41 @@ def _print_versions(name: str, versions: list[dict[str, Any]]) -> None:
             str(v["parent_version"]) if v.get("parent_version") else "-",
             human_time(v.get("created_at")),
             v.get("created_by") or "-",
+            _signed_line(v.get("signatures", [])),
         ]
         for v in versions
     ]
-    columns = ("version", "framework", "size", "sha256", "aliases", "parent", "created", "by")
+    columns = ("version", "framework", "size", "sha256", "aliases", "parent", "created", "by", "signed")
     table = titled_table(f"{name}: versions", columns, rows)
     console.print(table)
+
+
+def _with_signatures(registry: Registry, name: str, versions: list[Any]) -> list[dict[str, Any]]:
+    """Each version as a dict with ``signatures``: key id, the trusted key's name, whether it verifies
+    (None: the key is not trusted here, so it cannot be checked)."""
+    from conveyor.security.signing import trusted_keys, verifies
+
+    trusted = trusted_keys(get_settings().effective_trusted_keys_dir)
+    by_version = registry.signatures.of_model(name)
+    out = []
+    for v in versions:
+        sigs = []
+        for s in by_version.get(v.version, []):
+            key = trusted.get(s.key_id)
+            ok = None if key is None else verifies(key.key, s.signature, v.name, v.version, v.sha256)
+            sigs.append(
+                {"key_id": s.key_id, "key": key and key.name, "verifies": ok, "signed_by": s.signed_by}
+            )
+        out.append({**v.to_dict(), "signatures": sigs})
+    return out
+
+
+def _signed_line(signatures: list[dict[str, Any]]) -> str:
+    """``ci (3f2a...)`` per signature; untrusted keys and signatures that do not verify say so."""
+    if not signatures:
+        return "-"
+    words = {True: "", False: " DOES NOT VERIFY", None: " untrusted"}
+    return ", ".join(f"{s['key'] or s['key_id']}{words[s['verifies']]}" for s in signatures)
 
 
 def _parity_line(parity: dict[str, Any] | None) -> str:
@@ -245,6 +302,7 @@ def _print_version(v: dict[str, Any]) -> None:
     if v.get("tags"):
         console.print("  tags       " + ", ".join(f"{k}={val}" for k, val in sorted(v["tags"].items())))
     console.print(f"  parity     {_parity_line((v.get('metadata') or {}).get('parity'))}")
+    console.print(f"  signed     {_signed_line(v.get('signatures', []))}")
     sig = v.get("signature") or {}
     rows = [
         [kind[:-1], t["name"], t["datatype"], shape_str(t["shape"])]
