@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from conveyor.registry.refs import MAX_VERSION
+from conveyor.security.limits import DEFAULT_MAX_JSON_DEPTH, depth_over, too_deep
 from conveyor.spec.resources import MAX_REPLICAS
 
 
 class Body(BaseModel):
-    """camelCase on the wire; unknown fields refused so a typo (``dry_run``) is an error, not a no-op."""
+    """camelCase on the wire; unknown fields refused so a typo (``dry_run``) is an error, not a no-op; nested
+    no deeper than the default max_json_depth (the spec loader's limit for the same documents)."""
 
     model_config = ConfigDict(alias_generator=to_camel, extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_too_deep(cls, data: Any) -> Any:
+        if depth_over(data, DEFAULT_MAX_JSON_DEPTH):
+            raise ValueError(too_deep("the body", DEFAULT_MAX_JSON_DEPTH).message)
+        return data
 
 
 class ApplyBody(Body):

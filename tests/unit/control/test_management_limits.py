@@ -91,3 +91,16 @@ def test_no_management_route_serves_a_model_file_back(registry: Registry, tmp_pa
             assert r.status_code == 200, (path, r.text)
             assert r.headers["content-type"] == "application/json", path
             assert ARTIFACT[:16] not in r.content, path
+
+
+@pytest.mark.parametrize("path", ["/api/v1/apply", "/api/v1/diff", "/api/v1/deployments/tiny/scale"])
+def test_a_body_nested_deeper_than_max_json_depth_gets_400_naming_the_limit(
+    registry: Registry, tmp_path: Path, path: str
+) -> None:
+    deep: object = {}
+    for _ in range(70):
+        deep = [deep]
+    with client_for(registry, tmp_path) as client:
+        r = client.post(path, json={"documents": [{"metadata": deep}]})
+    assert r.status_code == 400
+    assert "nested more than 64 levels deep (the max_json_depth limit)" in r.json()["error"]
