@@ -166,3 +166,18 @@ def test_the_chain_continues_across_registries_on_the_same_database(fresh_url: s
         assert [(e.seq, e.actor) for e in log] == [(1, "a"), (2, "b")]
         assert log[1].prev_hash == log[0].hash
         assert second.audit.verify().intact
+
+
+@pytest.mark.parametrize(
+    "assignment", ["details = 'not json'", "details = '[1, 2]'", "time = 'yesterday'"], ids=str
+)
+def test_a_record_edited_into_unreadable_values_on_sqlite_is_named_not_a_crash(
+    tmp_path: Path, assignment: str
+) -> None:
+    with Registry(f"sqlite:///{tmp_path / 'r.db'}", LocalArtifactStore(tmp_path / "a"), user="u") as registry:
+        _populate(registry)
+        _sql(registry, f"UPDATE audit_log SET {assignment} WHERE seq = 2")
+        assert len(registry.audit.list()) == 3
+        problem = registry.audit.verify().problem
+        assert problem is not None
+        assert (problem.seq, problem.kind) == (2, "edited")

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, text
+from sqlalchemy import String, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from conveyor import errors
@@ -120,10 +120,10 @@ class AuditLog:
             raise errors.InvalidInput("since must carry a time zone")
 
         def txn(s: Session) -> list[AuditEntry]:
-            stmt = select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(limit)
+            stmt = _raw().order_by(AuditRecord.seq.desc()).limit(limit)
             if since is not None:
                 stmt = stmt.where(AuditRecord.time >= since)
-            return [_entry(r) for r in reversed(list(s.scalars(stmt)))]
+            return [_raw_entry(r) for r in reversed(list(s.execute(stmt)))]
 
         return self._db.transaction(txn)
 
@@ -133,7 +133,7 @@ class AuditLog:
         def txn(s: Session) -> AuditCheck:
             if s.get_bind().dialect.name == "postgresql":  # one snapshot for the whole read
                 s.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-            rows = [_entry(r) for r in s.scalars(select(AuditRecord).order_by(AuditRecord.seq))]
+            rows = [_raw_entry(r) for r in s.execute(_raw().order_by(AuditRecord.seq))]
             last = rows[-1] if rows else None
             return AuditCheck(
                 records=len(rows),
@@ -143,6 +143,45 @@ class AuditLog:
             )
 
         return self._db.transaction(txn)
+
+
+_UNREADABLE_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _raw() -> Any:
+    """The columns with time and details as the database holds them: a row edited into something that is
+    not a time or not JSON must be read (and found by verify), not fail the read."""
+    return select(
+        AuditRecord.seq,
+        type_coerce(AuditRecord.time, String).label("time"),
+        AuditRecord.actor,
+        AuditRecord.action,
+        AuditRecord.object,
+        type_coerce(AuditRecord.details, String).label("details"),
+        AuditRecord.prev_hash,
+        AuditRecord.hash,
+    )
+
+
+def _raw_entry(r: Any) -> AuditEntry:
+    """An entry from ``_raw`` columns; an unreadable time or details reads as a marker whose hash cannot
+    match, so verify reports the record as edited."""
+    time, details = r.time, r.details
+    if not isinstance(time, datetime):  # SQLite's text; PostgreSQL's driver already gave a datetime
+        try:
+            time = datetime.fromisoformat(str(time))
+        except ValueError:
+            time = _UNREADABLE_TIME
+    if time.tzinfo is None:
+        time = time.replace(tzinfo=UTC)
+    if isinstance(details, str | bytes):
+        try:
+            details = orjson.loads(details)
+        except orjson.JSONDecodeError:
+            details = {"<unreadable>": str(details)}
+    if not isinstance(details, dict):
+        details = {"<not an object>": details}
+    return AuditEntry(r.seq, time.astimezone(UTC), r.actor, r.action, r.object, details, r.prev_hash, r.hash)
 
 
 def _entry(r: AuditRecord) -> AuditEntry:
