@@ -4,6 +4,9 @@ ConveyorError the status stands for, so the exit code says the same thing as the
 
 from __future__ import annotations
 
+import ssl
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -70,12 +73,35 @@ def error_for(status: int, message: str) -> ConveyorError:
     return error(message)
 
 
-class ApiClient:
-    """``get``/``post``/``delete`` on ``URL/api/v1/PATH``; one connection pool per command."""
+def verify_for(url: str, ca_file: Path | None) -> ssl.SSLContext | bool:
+    """httpx's ``verify`` for ``url``: an https server's certificate is checked against ``ca_file``, else
+    the system's trust store; plain http needs no context (building one reads the trust store)."""
+    if not url.lower().startswith("https:"):
+        return True
+    from conveyor.security.tls import client_context
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    return client_context(ca_file)
+
+
+class ApiClient:
+    """``get``/``post``/``delete`` on ``URL/api/v1/PATH``; one connection pool per command. An https URL's
+    certificate is verified against ``ca_file`` (a PEM bundle), else the system's trust store."""
+
+    def __init__(
+        self, url: str, *, timeout: float = 30.0, ca_file: Path | None = None, token: str | None = None
+    ) -> None:
+        """``token``: the bearer token to send; None: CONVEYOR_TOKEN, else the local admin token for a
+        loopback URL (security/credentials.py); "": none."""
+        from conveyor.security.credentials import client_token
+        from conveyor.settings import get_settings
+
         self.url = check_url(url).rstrip("/")
-        self._http = httpx.Client(base_url=f"{self.url}/api/v1", timeout=timeout)
+        verify = verify_for(self.url, ca_file)
+        token = client_token(get_settings(), self.url) if token is None else token
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=f"{self.url}/api/v1", timeout=timeout, verify=verify, headers=headers
+        )
 
     def get(self, path: str) -> dict[str, Any]:
         return self.call("GET", path)
@@ -95,15 +121,8 @@ class ApiClient:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
             resp = self._http.request(method, path, json=body)
-        except httpx.ConnectError:
-            raise Unavailable(
-                f"control plane not reachable at {self.url}: "
-                "start it with `conveyor up` (or set CONVEYOR_URL)"
-            ) from None
         except httpx.HTTPError as exc:
-            raise Unavailable(
-                f"control plane at {self.url} failed to answer: {exc or type(exc).__name__}"
-            ) from None
+            raise Unavailable(self._failure(exc)) from None
         if API_HEADER not in resp.headers:  # some other server: its answers mean nothing here
             kind = resp.headers.get("content-type", "no content type").split(";")[0]
             raise Unavailable(
@@ -122,12 +141,26 @@ class ApiClient:
             raise Unavailable(f"{self.url} is not a Conveyor control plane (answered {type(data).__name__})")
         return data
 
+    def _failure(self, exc: httpx.HTTPError) -> str:
+        from conveyor.security.tls import tls_problem
+
+        if (tls := tls_problem(self.url, exc)) is not None:  # an unknown certificate, a server not on TLS
+            return tls
+        if isinstance(exc, httpx.ConnectError):
+            return (
+                f"control plane not reachable at {self.url}: "
+                "start it with `conveyor up` (or set CONVEYOR_URL)"
+            )
+        return f"control plane at {self.url} failed to answer: {exc or type(exc).__name__}"
+
 
 def api_client(url: str | None) -> ApiClient:
-    """A client of ``url``, else of the management API in the settings (CONVEYOR_URL)."""
+    """A client of ``url``, else of the management API in the settings (CONVEYOR_URL), verifying https with
+    the command's --ca, else CONVEYOR_TLS_CA_FILE, else the system's trust store."""
     from conveyor.settings import get_settings
 
-    return ApiClient(url or get_settings().url)
+    settings = get_settings()
+    return ApiClient(url or settings.url, ca_file=ca_file(settings.tls_ca_file))
 
 
 def request(
@@ -158,6 +191,31 @@ UrlOpt = Annotated[
     typer.Option(
         "--url",
         help="Management API of the control plane (default: $CONVEYOR_URL, else http://127.0.0.1:8000).",
+    ),
+]
+# --ca of the command being run (one command per process): its callback keeps it here, so the commands that
+# take --url need no code for it, only the option.
+_CA_OPTION: ContextVar[Path | None] = ContextVar("conveyor_ca_option", default=None)
+
+
+def _remember_ca(value: Path | None) -> None:
+    _CA_OPTION.set(value)
+
+
+def ca_file(default: Path | None) -> Path | None:
+    """The command's --ca when given, else ``default`` (the settings' tls_ca_file)."""
+    return _CA_OPTION.get() or default
+
+
+CaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca",
+        metavar="FILE",
+        help="PEM CA bundle to verify an https server's certificate with (default: $CONVEYOR_TLS_CA_FILE, "
+        "else the system's trust store).",
+        callback=_remember_ca,
+        expose_value=False,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON for scripts instead of tables.")]

@@ -14,6 +14,7 @@ from conveyor import __version__
 from conveyor.cli import (
     audit,
     backup,
+    certs,
     deployments,
     gateway,
     help_labels,
@@ -22,6 +23,7 @@ from conveyor.cli import (
     models,
     predict,
     serve,
+    tokens,
     up,
 )
 from conveyor.cli.output import err_console, exit_code_for
@@ -48,6 +50,8 @@ app.command("predict")(predict.predict)
 app.command("backup")(backup.backup)
 app.command("restore")(backup.restore)
 app.add_typer(audit.app, name="audit")
+app.add_typer(certs.app, name="certs")
+app.add_typer(tokens.app, name="tokens")
 # Deployments, through the management API of a running control plane (CONVEYOR_URL).
 app.command("apply")(deployments.apply)
 app.command("diff")(deployments.diff)

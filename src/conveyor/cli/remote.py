@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from conveyor.cli.client import check_url, error_for, error_message
+from conveyor.cli.client import check_url, error_for, error_message, verify_for
 from conveyor.errors import ConveyorError, InvalidInput, Unavailable
 
 
@@ -38,15 +39,27 @@ def _inputs_of(meta: httpx.Response, url: str) -> list[dict[str, Any]]:
 
 
 def remote_predict(
-    url: str, ref: str, payload: Any, *, outputs: list[str] | None, binary: bool, timeout: float
+    url: str,
+    ref: str,
+    payload: Any,
+    *,
+    outputs: list[str] | None,
+    binary: bool,
+    timeout: float,
+    ca_file: Path | None = None,
 ) -> dict[str, Any]:
-    """Fetch the model's metadata (for input names and datatypes), send the request, decode the answer."""
+    """Fetch the model's metadata (for input names and datatypes), send the request, decode the answer. An
+    https server's certificate is verified against ``ca_file``, else the system's trust store."""
     from conveyor.cli.predict import to_named_arrays
     from conveyor.protocol.codec import decode_infer_response, encode_infer_request
 
     base = check_url(url).rstrip("/") + _model_path(ref)
     try:
-        with httpx.Client(timeout=timeout) as client:
+        from conveyor.security.credentials import auth_headers
+        from conveyor.settings import get_settings
+
+        auth = auth_headers(get_settings(), url)
+        with httpx.Client(timeout=timeout, verify=verify_for(url, ca_file), headers=auth) as client:
             meta = client.get(base)
             _raise_for(meta, base)
             arrays = to_named_arrays(payload, _inputs_of(meta, base))
@@ -62,7 +75,9 @@ def remote_predict(
             resp = client.post(base + "/infer", content=body, headers=headers)
             _raise_for(resp, base + "/infer")
     except httpx.HTTPError as exc:
-        raise Unavailable(f"cannot reach {url}: {exc}") from None
+        from conveyor.security.tls import tls_problem
+
+        raise Unavailable(tls_problem(url, exc) or f"cannot reach {url}: {exc}") from None
     hl = resp.headers.get("Inference-Header-Content-Length")
     try:
         decoded = decode_infer_response(resp.content, int(hl) if hl and hl.isdigit() else None)

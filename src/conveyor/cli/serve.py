@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from conveyor.cli.certs import TlsCertOpt, TlsKeyOpt, with_tls
 from conveyor.cli.output import console, titled_table
 from conveyor.settings import get_settings
 from conveyor.spec.resources import (
@@ -84,10 +85,42 @@ def serve(
     sample: Annotated[
         Path | None, typer.Option(help="Sample inputs for a model file that needs one (PyTorch).")
     ] = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="Callers must send one of the tokens in this file (one per line) as Authorization: Bearer.",
+        ),
+    ] = None,
+    public: Annotated[
+        bool,
+        typer.Option(
+            "--public",
+            help="Serve beyond loopback (--host 0.0.0.0, ...) with no token: anyone who reaches the port may "
+            "call the models.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve model versions over V2 REST (and gRPC) until Ctrl-C, then finish in-flight requests and exit."""
+    """Serve model versions over V2 REST (and gRPC) until Ctrl-C, then finish in-flight requests and exit.
+
+    Open on loopback (the default --host); beyond it, give --token-file or say --public.
+    """
     from conveyor.errors import InvalidInput
+    from conveyor.gateway.auth import GatewayAuth
+    from conveyor.security.credentials import is_loopback_host
+    from conveyor.security.token_file import FileTokens
     from conveyor.targets.serve_stack import Served, serve_local
+
+    if token_file is not None and public:
+        raise InvalidInput("--token-file and --public contradict each other: pick one")
+    if token_file is None and not public and not is_loopback_host(host):
+        raise InvalidInput(
+            f"refusing to serve on {host} without authentication: anyone who reaches it could call the "
+            "models; give --token-file FILE (bearer tokens, one per line) or --public"
+        )
+    auth = GatewayAuth(FileTokens(token_file)) if token_file is not None else None
 
     if placement not in ("auto", "inprocess", "process"):
         raise InvalidInput(f"--placement must be auto, inprocess or process, got {placement!r}")
@@ -101,7 +134,7 @@ def serve(
         )
         if v is not None
     }
-    settings = get_settings().model_copy(update=overrides)
+    settings, tls = with_tls(get_settings().model_copy(update=overrides), tls_cert, tls_key)
     from conveyor.observe.logs import configure_logging
 
     configure_logging(settings)
@@ -147,6 +180,8 @@ def serve(
             on_loaded=on_loaded,
             on_ready=on_ready,
             on_grpc_ready=on_grpc_ready,
+            tls=tls,
+            auth=auth,
         )
     finally:
         status.stop()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from conveyor.cli.certs import TlsCertOpt, TlsKeyOpt, with_tls
 from conveyor.cli.output import console, err_console, titled_table
 from conveyor.settings import get_settings
 
@@ -27,6 +28,8 @@ def server(
             "replicas keep serving and the next control plane adopts them.",
         ),
     ] = False,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Run the control plane: the management API (/api/v1, OpenAPI at /docs) and the reconciler.
 
@@ -41,10 +44,28 @@ def server(
     from conveyor.observe.logs import configure_logging
     from conveyor.ports import check_ports_free
 
+    settings, tls = with_tls(get_settings(), tls_cert, tls_key)
     check_ports_free(host, {"--api-port": api_port})
     _warn_if_exposed(host)
-    configure_logging(get_settings())
-    run_control_plane(get_settings(), host=host, port=api_port, owned=owned, on_ready=on_ready)
+    configure_logging(settings)
+
+    def on_admin_token(path: Path, created: bool) -> None:
+        what = "created an admin token in" if created else "admin token in"
+        console.print(
+            f"{what} [bold]{path}[/] (mode 0600; the CLI uses it for this stack; CONVEYOR_TOKEN overrides)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    run_control_plane(
+        settings,
+        host=host,
+        port=api_port,
+        owned=owned,
+        on_ready=on_ready,
+        tls=tls,
+        on_admin_token=on_admin_token,
+    )
 
 
 def up(
@@ -61,14 +82,19 @@ def up(
     wait: Annotated[
         bool, typer.Option(help="With -f: wait until every deployment's replicas are ready.")
     ] = True,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Start the control plane and a gateway (and apply FILE); run until Ctrl-C, then stop it all cleanly.
 
     Clients call the gateway, e.g. POST http://127.0.0.1:8080/v2/models/NAME/infer; the CLI (apply, get,
     describe, scale, rollback, ...) talks to the management API on --api-port. Ctrl-C stops the gateway
     first (in-flight requests finish), then the control plane, which drains and stops the replicas.
+    With --tls-cert and --tls-key (or CONVEYOR_TLS_CERT_FILE / _KEY_FILE) both serve https only.
     """
     from conveyor.control.supervisor import Child, Stack
+
+    settings, tls = with_tls(get_settings(), tls_cert, tls_key)  # a bad file fails before anything starts
 
     documents: list[dict[str, Any]] = []
     if file is not None:
@@ -78,15 +104,17 @@ def up(
     _warn_if_exposed(host)
     from conveyor.observe.logs import configure_logging
 
-    configure_logging(get_settings())
-    stack = Stack(host=host, api_port=api_port, port=port, grpc_port=grpc_port)
+    configure_logging(settings)
+    stack = Stack(
+        host=host, api_port=api_port, port=port, grpc_port=grpc_port, tls=tls, ca_file=settings.tls_ca_file
+    )
     try:
         with console.status("Starting the control plane and the gateway…", spinner="dots"):
             _start(stack)
         # The control plane and the gateway each announced their URL as they started (and announce it again
         # if restarted): printing both again here said everything twice.
         if documents:
-            _apply_and_wait(stack.api_url, documents, wait)
+            _apply_and_wait(stack, documents, wait)
         console.print("Ctrl-C to stop", style="dim")
 
         def on_restart(child: Child, code: int | None) -> None:
@@ -114,13 +142,13 @@ def _start(stack: Stack) -> None:
         raise
 
 
-def _apply_and_wait(api_url: str, documents: list[dict[str, Any]], wait: bool) -> None:
+def _apply_and_wait(stack: Stack, documents: list[dict[str, Any]], wait: bool) -> None:
     from conveyor.cli.client import ApiClient
     from conveyor.cli.inspect import INFER_COLUMN, infer_url
     from conveyor.cli.rollout import wait_rolled_out
     from conveyor.errors import ConversionError, DeadlineExceeded
 
-    with ApiClient(api_url) as client:
+    with ApiClient(stack.api_url, ca_file=stack.trust_file) as client:
         for result in client.post("/apply", {"documents": documents})["results"]:
             what = "configured" if result["changed"] else "unchanged"
             console.print(
@@ -153,7 +181,8 @@ def _warn_if_exposed(host: str) -> None:
         loopback = False
     if not loopback:
         err_console.print(
-            f"[yellow]warning:[/] the management API on {host} has no authentication yet: anyone who can "
-            "reach it can deploy and delete; keep it on 127.0.0.1 or behind a firewall",
+            f"[yellow]note:[/] serving on {host}, beyond this machine: every call needs a token, and "
+            "without TLS (CONVEYOR_TLS_CERT_FILE / CONVEYOR_TLS_KEY_FILE) tokens travel in clear text "
+            "(docs/security.md)",
             highlight=False,
         )

@@ -57,6 +57,8 @@ class Desired:
     """The routing table's ``hold`` (scale to zero), or None."""
     inprocess: InProcessLoad | None = None
     """Placement inprocess: what each gateway loads (no replica process); None: replica processes."""
+    public: bool = False
+    """``public: true``: gateways answer without a token."""
 
 
 class DesiredLoader:
@@ -200,4 +202,5 @@ class DesiredLoader:
             policy=policy,
             hold=hold,
             inprocess=load,
+            public=spec.public,
         )

@@ -21,13 +21,16 @@ from conveyor import __version__
 from conveyor.control import API_HEADER
 from conveyor.control import management_ops as ops
 from conveyor.control.audit_routes import audit_routes
+from conveyor.control.auth import ApiAuth, requires
 from conveyor.control.management_bodies import ApplyBody, DiffBody, GatewayReport, RollbackBody, ScaleBody
 from conveyor.control.runtime import ControlRuntime
 from conveyor.control.signed_models import SignedModels
+from conveyor.control.token_routes import token_routes
 from conveyor.errors import ConveyorError
 from conveyor.frontend.cors import add_cors
 from conveyor.frontend.http_errors import error_response, status_for
 from conveyor.registry import Registry
+from conveyor.security.tokens import Principal
 from conveyor.settings import Settings
 from conveyor.spec.loader import dotted_path
 
@@ -43,6 +46,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "content": {"application/json": {"example": {"error": "message"}}}}
     for status, text in (
         (400, "Invalid input"),
+        (401, "No token, or a malformed, unknown, expired or revoked one"),
+        (403, "The token's role does not allow this"),
         (404, "Not found"),
         (409, "Conflict"),
         (503, "Unavailable"),
@@ -50,8 +55,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_api(registry: Registry, runtime: ControlRuntime, settings: Settings) -> FastAPI:
-    """The management API app; ``settings.user`` is recorded as ``created_by`` of the revisions it makes."""
+def create_api(
+    registry: Registry, runtime: ControlRuntime, settings: Settings, auth: ApiAuth | None = None
+) -> FastAPI:
+    """The management API app. Every route but ``/health`` needs a token whose role allows it (``auth``;
+    by default one over ``registry`` that pushes token changes to ``runtime``); the token's name is recorded
+    as ``created_by`` of the revisions it makes and as the actor of its audit records."""
+    if auth is None:
+        auth = ApiAuth(registry, runtime.tokens_changed)
     app = FastAPI(
         title="Conveyor management API",
         version=__version__,
@@ -61,9 +72,23 @@ def create_api(registry: Registry, runtime: ControlRuntime, settings: Settings) 
         openapi_url="/openapi.json",
     )
     _install_error_handlers(app)
-    app.include_router(_routes(registry, runtime, settings), prefix="/api/v1", responses=_ERRORS)
+    signed = SignedModels.from_settings(settings)  # requireSignedModels, checked at apply
+    app.include_router(_routes(registry, runtime, auth, signed), prefix="/api/v1", responses=_ERRORS)
     app.add_middleware(_MarkAnswers)
     add_cors(app, settings.cors_origins)  # outermost: 401s and errors carry the CORS headers too
+    app.state.auth = auth
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with inner(a) as state:
+            await auth.start()
+            try:
+                yield state
+            finally:
+                await auth.stop()
+
+    app.router.lifespan_context = lifespan
     return app
 
 
@@ -86,8 +111,9 @@ class _MarkAnswers:
         await self.app(scope, receive, marked)
 
 
-def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> APIRouter:
+def _routes(registry: Registry, runtime: ControlRuntime, auth: ApiAuth, signed: SignedModels) -> APIRouter:
     api = APIRouter()
+    read, deploy, admin, route = (requires(auth, a) for a in ("read", "deploy", "admin", "route"))
 
     async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await run_in_threadpool(fn, *args, **kwargs)
@@ -97,25 +123,23 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
         return {"status": "ok", "version": __version__, "epoch": runtime.epoch}
 
     @api.get("/models", tags=["models"])
-    async def list_models() -> dict[str, Any]:
+    async def list_models(who: Principal = read) -> dict[str, Any]:
         models = await in_thread(registry.list_models)
         return {"models": [m.to_dict() for m in models]}
 
     @api.get("/models/{name}", tags=["models"])
-    async def get_model(name: str) -> dict[str, Any]:
+    async def get_model(name: str, who: Principal = read) -> dict[str, Any]:
         return await in_thread(ops.model_detail, registry, name)
 
-    signed = SignedModels.from_settings(settings)  # requireSignedModels, checked at apply
-
     @api.post("/apply", tags=["deployments"])
-    async def apply(body: ApplyBody) -> dict[str, Any]:
+    async def apply(body: ApplyBody, who: Principal = deploy) -> dict[str, Any]:
         """Validate every document, resolve every model reference, then apply each (or only report)."""
         results = await in_thread(
             ops.apply_documents,
             registry,
             body.documents,
             dry_run=body.dry_run,
-            user=settings.user,
+            user=who.actor,
             policy=signed,
         )
         changed = [r["name"] for r in results if r["changed"] and not body.dry_run]
@@ -126,19 +150,19 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
         return {"results": results}
 
     @api.post("/diff", tags=["deployments"])
-    async def diff(body: DiffBody) -> dict[str, Any]:
+    async def diff(body: DiffBody, who: Principal = read) -> dict[str, Any]:
         """What apply would change, per document: live and new spec, model reference resolved on both sides
         (version and digest) as apply resolves it; ``changed`` is apply's own rule. Stores nothing."""
         results = await in_thread(ops.diff_documents, registry, body.documents)
         return {"differs": any(r["changed"] for r in results), "deployments": results}
 
     @api.get("/deployments", tags=["deployments"])
-    async def list_deployments() -> dict[str, Any]:
+    async def list_deployments(who: Principal = read) -> dict[str, Any]:
         infos = await in_thread(lambda: registry.deployments.list())
         return {"deployments": [ops.status(i, runtime) for i in infos]}
 
     @api.get("/deployments/{name}", tags=["deployments"])
-    async def get_deployment(name: str) -> dict[str, Any]:
+    async def get_deployment(name: str, who: Principal = read) -> dict[str, Any]:
         """DeploymentStatus plus its ``revisions``, its replicas (``instances``) and its recent ``events``."""
         info, extra = await in_thread(ops.describe, registry, name)
         # The replica list is "instances": "replicas" is already the DeploymentStatus counts.
@@ -150,49 +174,53 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
         }
 
     @api.delete("/deployments/{name}", tags=["deployments"])
-    async def delete_deployment(name: str) -> dict[str, Any]:
+    async def delete_deployment(name: str, who: Principal = deploy) -> dict[str, Any]:
         """Delete the deployment and its revisions; its replicas drain and stop."""
-        await in_thread(lambda: registry.deployments.delete(name))
+        await in_thread(lambda: registry.deployments.delete(name, user=who.actor))
         runtime.changed(name)
         return {"name": name, "deleted": True}
 
     @api.post("/deployments/{name}/scale", tags=["deployments"])
-    async def scale(name: str, body: ScaleBody) -> dict[str, Any]:
+    async def scale(name: str, body: ScaleBody, who: Principal = deploy) -> dict[str, Any]:
         """A new revision with ``spec.replicas``; 409 for an autoscaled deployment."""
-        result = await in_thread(ops.scale, registry, name, body.replicas, user=settings.user)
+        result = await in_thread(ops.scale, registry, name, body.replicas, user=who.actor)
         if result.changed:
             runtime.changed(name)
         return result.to_dict()
 
     @api.post("/deployments/{name}/rollback", tags=["deployments"])
-    async def rollback(name: str, body: RollbackBody | None = None) -> dict[str, Any]:
+    async def rollback(
+        name: str, who: Principal = deploy, body: RollbackBody | None = None
+    ) -> dict[str, Any]:
         """A new revision with an earlier revision's spec and model (default: the one before current), with
         the ``model`` it runs and ``next_apply``: what a later apply of its model reference would roll out
         when an alias moved since (else null)."""
         to_revision = body.to_revision if body is not None else None
-        result, extra = await in_thread(ops.rollback, registry, name, to_revision, user=settings.user)
+        result, extra = await in_thread(ops.rollback, registry, name, to_revision, user=who.actor)
         if result.changed:
             runtime.changed(name)
         return {**result.to_dict(), **extra}
 
     @api.get("/deployments/{name}/revisions", tags=["deployments"])
-    async def revisions(name: str) -> dict[str, Any]:
+    async def revisions(name: str, who: Principal = read) -> dict[str, Any]:
         history = await in_thread(lambda: registry.deployments.history(name))
         return {"revisions": [r.to_dict() for r in history]}
 
     @api.get("/deployments/{name}/events", tags=["deployments"])
     async def events(
-        name: str, limit: Annotated[int, Query(ge=1, le=10_000)] = ops.RECENT_EVENTS
+        name: str,
+        who: Principal = read,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = ops.RECENT_EVENTS,
     ) -> dict[str, Any]:
         found = await in_thread(lambda: registry.deployments.events(name, limit))
         return {"events": [e.to_dict() for e in found]}
 
     @api.get("/replicas", tags=["control plane"])
-    async def replicas() -> dict[str, Any]:
+    async def replicas(who: Principal = read) -> dict[str, Any]:
         return {"replicas": runtime.replicas()}
 
     @api.get("/endpoints", tags=["control plane"])
-    async def endpoints() -> dict[str, Any]:
+    async def endpoints(who: Principal = read) -> dict[str, Any]:
         """Where to send inference requests: the live gateways, and each deployment's URL and replicas."""
         infos = await in_thread(lambda: registry.deployments.list())
         gateways = runtime.gateways()
@@ -215,20 +243,21 @@ def _routes(registry: Registry, runtime: ControlRuntime, settings: Settings) -> 
         }
 
     @api.get("/routing", tags=["gateways"])
-    async def routing() -> dict[str, Any]:
+    async def routing(who: Principal = route) -> dict[str, Any]:
         return runtime.routing()
 
     @api.get("/routing/watch", tags=["gateways"], response_class=StreamingResponse)
-    async def routing_watch() -> StreamingResponse:
+    async def routing_watch(who: Principal = route) -> StreamingResponse:
         """NDJSON: the current table at once, then every new one; a blank keep-alive line every 5 s."""
         return StreamingResponse(_ndjson(runtime.watch()), media_type=NDJSON)
 
     @api.post("/gateways/report", tags=["gateways"])
-    async def report(body: GatewayReport) -> dict[str, Any]:
+    async def report(body: GatewayReport, who: Principal = route) -> dict[str, Any]:
         runtime.report(body.model_dump(by_alias=True))
         return {"ok": True}
 
-    api.include_router(audit_routes(registry))
+    api.include_router(token_routes(registry, auth, admin))
+    api.include_router(audit_routes(registry, admin))
     return api
 
 

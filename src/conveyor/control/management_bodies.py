@@ -83,3 +83,17 @@ class GatewayReport(Report):
     epoch: str | None = Field(default=None, description="Epoch of the routing table the gateway applied.")
     generation: int = Field(default=0, ge=0, description="Generation of that table.")
     routes: list[RouteLoad] = Field(default_factory=list)
+
+
+class TokenBody(Body):
+    name: str = Field(
+        min_length=1, max_length=128, description="A name for the token (the audit log's actor)."
+    )
+    role: str = Field(description="admin, deployer, viewer, predictor or gateway (docs/security.md).")
+    models: str | None = Field(
+        default=None, max_length=256, description="Predictor tokens: a glob of the models it may call."
+    )
+    expires_in_seconds: float | None = Field(default=None, gt=0, description="Seconds until it expires.")
+    rate_limit: float | None = Field(
+        default=None, gt=0, le=1_000_000, description="Requests per second it may make on a gateway."
+    )

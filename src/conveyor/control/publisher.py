@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from typing import Any
 
 from conveyor.protocol.table import Hold, ReplicaSpec, RouteSpec, TableSnapshot
+from conveyor.security.tokens import TokenRecord
 from conveyor.versions import version_order
 
 GATEWAY_LIVE_S = 3.0
@@ -28,6 +29,7 @@ class RoutingState:
         self.epoch = secrets.token_hex(4)
         self.generation = 0
         self._routes: tuple[RouteSpec, ...] = ()
+        self._tokens: tuple[TokenRecord, ...] = ()
         self._changed = asyncio.Event()
         self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
         self._unknown_until = 0.0
@@ -36,7 +38,7 @@ class RoutingState:
 
     def table(self) -> dict[str, Any]:
         """The current table as sent to gateways."""
-        return TableSnapshot(self.epoch, self.generation, self._routes).to_doc()
+        return TableSnapshot(self.epoch, self.generation, self._routes, self._tokens).to_doc()
 
     def publish(self, routes: Iterable[RouteSpec]) -> bool:
         """Make ``routes`` current; True (and watchers woken) when they differ from the current ones."""
@@ -44,10 +46,23 @@ class RoutingState:
         if new == self._routes:
             return False
         self._routes = new
+        self._next()
+        return True
+
+    def publish_tokens(self, records: Iterable[TokenRecord]) -> bool:
+        """Make ``records`` the tokens gateways check (a new generation when they changed): a revoked token
+        is refused by every gateway as soon as it applies the table."""
+        new = tuple(records)
+        if new == self._tokens:
+            return False
+        self._tokens = new
+        self._next()
+        return True
+
+    def _next(self) -> None:
         self.generation += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
-        return True
 
     async def watch(self) -> AsyncIterator[dict[str, Any]]:
         while True:
@@ -142,6 +157,7 @@ def build_routes(
     starting: Iterable[tuple[str, str]] = (),
     start_hold: Hold | None = None,
     inprocess: Iterable[tuple[str, str, int, ReplicaSpec, bool]] = (),
+    public: Collection[str] = (),
 ) -> list[RouteSpec]:
     """Routes from desired deployments ``(name, revision, version, hold)``, ready replicas
     ``(deployment, version, revision, id, address)``, the ``(deployment, version)`` of starting ones, and
@@ -157,6 +173,8 @@ def build_routes(
     An in-process replica is listed from the start, ready or not: each gateway loads it when it first sees
     it and admits it once loaded. Until every gateway has (``ready``) its version is not the default, and a
     version with only such replicas holds its requests with ``start_hold``, for a gateway that is loading it.
+
+    The routes of the deployments named in ``public`` need no token.
     """
     by_version: dict[tuple[str, str], list[tuple[int, ReplicaSpec]]] = {}
     for deployment, version, revision, rid, address in ready:
@@ -192,6 +210,7 @@ def build_routes(
                     default=v == default,
                     replicas=tuple(m for _, m in members),
                     hold=held,
+                    public=name in public,
                 )
             )
     return routes

@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor import errors
 from conveyor.control.autoscaler import AutoscalerState, decide, observe
@@ -41,6 +41,9 @@ from conveyor.settings import Settings
 from conveyor.targets.backoff import Backoff
 from conveyor.targets.probe import probe
 from conveyor.targets.processes import LocalProcesses, ReplicaRecord
+
+if TYPE_CHECKING:
+    from conveyor.security.tokens import TokenRecord
 
 log = logging.getLogger("conveyor.control")
 TICK_S = 0.25
@@ -187,6 +190,9 @@ class Reconciler:
     def _wake_soon(self) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
+
+    def tokens_changed(self, records: list[TokenRecord]) -> None:
+        self.tables.publish_tokens(records)
 
     def changed(self, deployment: str | None = None) -> None:
         self._reload = True
@@ -466,7 +472,8 @@ class Reconciler:
             if r.state == "starting" and not r.killed
         ]
         virtual = self._inprocess.routes()
-        self.tables.publish(build_routes(deployments, ready, starting, self._start_hold, virtual))
+        public = {d.name for d in self._desired.values() if d.public}
+        self.tables.publish(build_routes(deployments, ready, starting, self._start_hold, virtual, public))
         for r in self._replicas.values():
             if r.state == "draining" and r.drain_generation is None:
                 r.drain_generation = self.tables.generation

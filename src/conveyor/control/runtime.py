@@ -6,7 +6,10 @@ The API module depends on this interface only; ``conveyor.control.reconciler.Rec
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from conveyor.security.tokens import TokenRecord
 
 
 class ControlRuntime(Protocol):
@@ -49,6 +52,10 @@ class ControlRuntime(Protocol):
 
     def changed(self, deployment: str | None = None) -> None:
         """Desired state changed (apply, scale, rollback, delete): reconcile now, not at the next tick."""
+        ...
+
+    def tokens_changed(self, records: list[TokenRecord]) -> None:
+        """The API's token records changed (created, revoked, expired): push them to every gateway."""
         ...
 
     async def settle(self, timeout_s: float) -> bool:

@@ -13,13 +13,16 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from conveyor.errors import Conflict, Unavailable, disk_full_as_error
-from conveyor.frontend.uvicorn_server import AnnouncingServer
+from conveyor.frontend.uvicorn_server import AnnouncingServer, tls_config
 from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    from conveyor.security.tls import ServerTls
 
 log = logging.getLogger("conveyor.control")
 GRACEFUL_SHUTDOWN_S = 3
@@ -64,6 +67,9 @@ def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
         orphan_after_s=settings.replica_orphan_timeout_s,
     )
     reconciler = Reconciler(registry, settings, processes)
+    from conveyor.security.credentials import ensure_admin_token
+
+    admin_token = ensure_admin_token(registry, settings)  # first start: the local admin token, 0600
     app = create_api(registry, reconciler, settings)
     inner = app.router.lifespan_context
 
@@ -79,6 +85,7 @@ def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
 
     app.router.lifespan_context = lifespan
     app.state.reconciler = reconciler
+    app.state.admin_token = admin_token
     return app
 
 
@@ -90,10 +97,15 @@ def run_control_plane(
     owned: bool = False,
     on_ready: Callable[[str], None] | None = None,
     log_level: str = "warning",
+    tls: ServerTls | None = None,
+    on_admin_token: Callable[[Path, bool], None] | None = None,
 ) -> None:
-    """Serve the management API until SIGINT / SIGTERM."""
+    """Serve the management API until SIGINT / SIGTERM; over TLS only (https://) with ``tls``.
+    ``on_admin_token(path, created)`` is told where the local admin token is, and whether it is new."""
     with control_plane_lock(settings.home / "run"):
         app = build_control_plane(settings, owned=owned)
+        if on_admin_token is not None:
+            on_admin_token(*app.state.admin_token)
         config = uvicorn.Config(
             app,
             host=host,
@@ -103,6 +115,7 @@ def run_control_plane(
             loop="uvloop",
             lifespan="on",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            **tls_config(tls),
         )
         server = AnnouncingServer(config, on_ready)
         server.run()

@@ -34,6 +34,11 @@ def _metadata_value(context: Any, key: str) -> str | None:
     return None
 
 
+def _authorization(context: Any) -> str | None:
+    """The caller's ``authorization`` metadata (gRPC keys are lower case), as HTTP's header."""
+    return _metadata_value(context, "authorization")
+
+
 def _guarded(method: Handler[R]) -> Handler[R]:
     """Errors become a status with a clear message; only a bug becomes INTERNAL, never bad input."""
 
@@ -76,6 +81,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     @_guarded
     async def ModelReady(self, request: Any, context: Any) -> Any:
+        self._service.authorize(request.name, request.version or None, _authorization(context))
         doc = await self._service.model_ready(request.name, request.version or None)
         return pb.ModelReadyResponse(ready=bool(doc.get("ready")))
 
@@ -88,6 +94,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     @_guarded
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        self._service.authorize(request.name, request.version or None, _authorization(context))
         doc = await self._service.model_metadata(request.name, request.version or None)
         resp = pb.ModelMetadataResponse(name=doc["name"], versions=doc["versions"], platform=doc["platform"])
         _tensor_metadata(resp.inputs, doc["inputs"])
@@ -98,6 +105,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         rid = request.id or _metadata_value(context, REQUEST_ID) or new_request_id()
         version = request.model_version or None
+        self._service.authorize(request.model_name, version, _authorization(context))
         self._service.admit(request.model_name, version)  # a refusal converts nothing
         if request.raw_input_contents:
             body, json_length = infer_request_to_body(request)  # a join: no per-element work
@@ -126,10 +134,15 @@ def _build(service: InferenceService, max_message_bytes: int) -> grpc.aio.Server
     return server
 
 
-def _bind(server: grpc.aio.Server, host: str, port: int) -> int:
+def _bind(
+    server: grpc.aio.Server, host: str, port: int, credentials: grpc.ServerCredentials | None = None
+) -> int:
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:  # TLS only: a plaintext client's connection fails its handshake and is closed
+            bound = server.add_secure_port(address, credentials)
     except RuntimeError as e:
         raise Unavailable(f"cannot listen for gRPC on {address}: {e}") from None
     if not bound:
@@ -167,10 +180,16 @@ class RunningGrpcServer:
 
 
 async def start_grpc_server(
-    service: InferenceService, *, host: str, port: int, max_message_bytes: int
+    service: InferenceService,
+    *,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> RunningGrpcServer:
-    """Create, bind and start the gRPC server in the running loop (port 0 picks a free port)."""
+    """Create, bind and start the gRPC server in the running loop (port 0 picks a free port); with
+    ``credentials`` (grpc.ssl_server_credentials) it serves TLS only."""
     server = _build(service, max_message_bytes)
-    bound = _bind(server, host, port)
+    bound = _bind(server, host, port, credentials)
     await server.start()
     return RunningGrpcServer(server, host, bound)

@@ -5,9 +5,10 @@ and response objects costs about twice what the model does, and uvicorn writes t
 response in two system calls. So a ``POST /v2/models/{name}[/versions/{version}]/infer`` whose whole body has
 arrived with its head is answered here, straight from the parser's callbacks: one task, one write.
 
-Admission is decided with the head (``InferenceService.admit``): a request the model cannot take now is
-answered 429 as soon as its body has gone by, and that body is neither kept nor decoded, nor is a task
-made for it. Under overload that is most requests, so a refusal must cost a fraction of an answer.
+Admission is decided with the head (``InferenceService.authorize``, then ``admit``): a request whose token
+may not call the model (401, 403), is over its rate (429), or that the model cannot take now (429) is answered
+as soon as its body has gone by, and that body is neither kept nor decoded, nor is a task made for it. Under
+overload that is most requests, so a refusal must cost a fraction of an answer.
 
 A refusal says ``retry-after: 1``. A connection that asks again sooner and is refused again gets that
 refusal only when its second has passed: a client that ignores Retry-After cannot turn the server's time
@@ -35,10 +36,10 @@ from http import HTTPStatus
 
 import orjson
 
-from conveyor.errors import ConveyorError, Overloaded
+from conveyor.errors import ConveyorError
 from conveyor.frontend.bodies import BodyReader
 from conveyor.frontend.connections import DeadlineHttpProtocol
-from conveyor.frontend.http_errors import BACKPRESSURE, RETRY_AFTER_S, status_for
+from conveyor.frontend.http_errors import BACKPRESSURE, CHALLENGE, RETRY_AFTER_S, status_for
 from conveyor.frontend.rest import (
     JSON,
     OCTET,
@@ -58,6 +59,7 @@ _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in
 _TOO_MANY = _STATUS_LINES[429]
 _JSON_TYPE = b"content-type: " + JSON.encode() + b"\r\n"
 _OCTET_TYPE = b"content-type: " + OCTET.encode() + b"\r\n"
+_CHALLENGE = b"www-authenticate: " + CHALLENGE.encode() + b"\r\n"
 
 
 class _HotRequest:
@@ -91,7 +93,8 @@ class _HotRequest:
         self.header_length: bytes | None = None
         self.client_id: bytes | None = None
         self.chunks: list[bytes] = []
-        self.refusal: Overloaded | None = None  # refused at admission: the body is read past, not kept
+        # Refused with the head (no token, one that may not, a full queue): the body is read past, not kept
+        self.refusal: ConveyorError | None = None
         self.more_body = True
         self.response_complete = False
         self.disconnected = False
@@ -116,7 +119,7 @@ def parse_infer_path(url: bytes) -> tuple[str, str | None] | None:
 def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[DeadlineHttpProtocol]:
     """uvicorn's protocol class for one server, answering V2 inference over ``service`` on the hot path."""
 
-    admit = service.admit
+    admit, authorize = service.admit, service.authorize
 
     def _release(hot: _HotRequest) -> None:
         bodies.budget.release(hot.reserved)
@@ -199,7 +202,7 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
                 or self.parser.should_upgrade()
             ):
                 return None
-            declared = content_type = header_length = client_id = None
+            declared = content_type = header_length = client_id = authorization = None
             for name, value in self.headers:
                 if name == b"content-length":
                     declared = value
@@ -211,14 +214,17 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
                     client_id = value
                 elif name == b"origin":  # a browser's: the regular path adds CORS headers (frontend/cors.py)
                     return None
+                elif name == b"authorization":
+                    authorization = value
             if declared is None or not declared.isdigit() or int(declared) > bodies.max_bytes:
                 return None  # chunked, malformed or too large: the regular path answers it
             keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
             hot = _HotRequest(target[0], target[1], keep_alive, int(declared))
             hot.content_type, hot.header_length, hot.client_id = content_type, header_length, client_id
             try:
+                authorize(hot.model, hot.version, None if authorization is None else _latin1(authorization))
                 admit(hot.model, hot.version)
-            except Overloaded as exc:
+            except ConveyorError as exc:  # 401, 403, 429: answered without the body
                 hot.refusal = exc
             return hot
 
@@ -327,7 +333,7 @@ def _ok(hot: _HotRequest, resp: EncodedResponse, request_id: str) -> list[bytes]
     return [_STATUS_LINES[200], head, b"\r\n", body]
 
 
-def _refused(hot: _HotRequest, exc: Overloaded) -> list[bytes]:
+def _refused(hot: _HotRequest, exc: ConveyorError) -> list[bytes]:
     return _error(hot, status_for(exc), exc.message)
 
 
@@ -338,4 +344,6 @@ def _error(hot: _HotRequest, status: int, message: str) -> list[bytes]:
         head.append(b"x-request-id: %s\r\n" % hot.client_id)
     if status in BACKPRESSURE:
         head.append(b"retry-after: 1\r\n")
+    elif status == 401:
+        head.append(_CHALLENGE)
     return [_STATUS_LINES.get(status, _STATUS_LINES[500]), *head, b"\r\n", body]

@@ -32,6 +32,8 @@ def status_for(exc: ConveyorError) -> int:
 BACKPRESSURE = frozenset({429, 503})
 """Statuses that tell a client to come back: answered with ``retry-after: 1``."""
 RETRY_AFTER_S = 1
+CHALLENGE = 'Bearer realm="conveyor"'
+"""``www-authenticate`` of every 401 (RFC 6750): the client should send ``Authorization: Bearer <token>``."""
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -39,4 +41,6 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     if status in BACKPRESSURE:
         # Overload is backpressure: tell clients when to come back.
         headers.setdefault("retry-after", str(RETRY_AFTER_S))
+    elif status == 401:
+        headers.setdefault("www-authenticate", CHALLENGE)
     return Response(orjson.dumps({"error": message}), status, headers, media_type="application/json")

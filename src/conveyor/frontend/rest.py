@@ -81,10 +81,12 @@ def create_routes(plane: InferenceService, bodies: BodyReader) -> list[Route]:
 
     async def model_metadata(request: Request) -> Response:
         p = request.path_params
+        plane.authorize(p["name"], p.get("version"), request.headers.get("authorization"))
         return _json(await plane.model_metadata(p["name"], p.get("version")))
 
     async def model_ready(request: Request) -> Response:
         p = request.path_params
+        plane.authorize(p["name"], p.get("version"), request.headers.get("authorization"))
         doc = await plane.model_ready(p["name"], p.get("version"))
         return _json(doc, 200 if doc.get("ready") else 400)  # V2: a 4xx says "not ready", as Triton's 400
 
@@ -93,6 +95,7 @@ def create_routes(plane: InferenceService, bodies: BodyReader) -> list[Route]:
         check_content_type(request.headers.get("content-type"))
         header_len = parse_header_length(request.headers.get(HEADER_LENGTH))
         req_id = request.headers.get(REQUEST_ID) or new_request_id()
+        plane.authorize(p["name"], p.get("version"), request.headers.get("authorization"))
         plane.admit(p["name"], p.get("version"))  # a refusal reads no body (and sends no 100 Continue)
         async with bodies.body(request) as body:
             resp = await plane.infer(EncodedRequest(p["name"], p.get("version"), body, header_len, req_id))

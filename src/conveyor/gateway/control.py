@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ import orjson
 
 from conveyor.errors import InvalidInput
 from conveyor.gateway.gateway import Gateway
+from conveyor.security.tls import tls_problem
 
 log = logging.getLogger("conveyor.gateway")
 WATCH_PATH = "/api/v1/routing/watch"
@@ -77,9 +79,12 @@ class ControlPlaneClient:
         read_timeout_s: float = 15.0,
         backoff_s: tuple[float, float] = (0.2, 2.0),
         transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
+        token: str | None = None,
     ) -> None:
         """``read_timeout_s`` notices a control plane that stopped answering (it sends a keep-alive every
-        5 s); ``backoff_s`` is the first and the longest wait between reconnections."""
+        5 s); ``backoff_s`` is the first and the longest wait between reconnections; ``verify`` is the SSL
+        context an https control plane's certificate is checked with (True: httpx's default bundle)."""
         self.gateway = gateway
         self.control_url = control_url.rstrip("/")
         self.gateway_id = gateway_id or f"gw-{secrets.token_hex(4)}"
@@ -90,6 +95,8 @@ class ControlPlaneClient:
         self._read_timeout_s = read_timeout_s
         self._backoff_s = backoff_s
         self._transport = transport
+        self._verify = verify
+        self._headers = {"authorization": f"Bearer {token}"} if token else {}
         self._http: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._table_applied = asyncio.Event()
@@ -97,7 +104,13 @@ class ControlPlaneClient:
 
     async def start(self) -> None:
         timeout = httpx.Timeout(5.0, read=self._read_timeout_s)
-        self._http = httpx.AsyncClient(base_url=self.control_url, timeout=timeout, transport=self._transport)
+        self._http = httpx.AsyncClient(
+            base_url=self.control_url,
+            timeout=timeout,
+            transport=self._transport,
+            verify=self._verify,
+            headers=self._headers,
+        )
         self.gateway.held.on_held = self.report_now
         self.gateway.on_admitted = self.report_now  # an in-process replica loaded: the control plane waits
         loop = asyncio.get_running_loop()
@@ -135,13 +148,16 @@ class ControlPlaneClient:
                 async for line in self._watch():
                     self._apply(line)
                     delay = first
-                problem = "the control plane ended the stream"
+                problem, tls = "the control plane ended the stream", None
             except Exception as exc:  # any failure (refused, reset, timeout): keep the table, retry
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                tls = tls_problem(self.control_url, exc)
             if self.connected:
                 log.warning(
                     "lost the control plane at %s (%s); serving the last table", self.control_url, problem
                 )
+            elif tls is not None:  # an untrusted certificate: say why at once, retrying will not fix it
+                log.error("cannot follow the control plane: %s", tls)
             else:
                 log.debug("control plane at %s unreachable: %s", self.control_url, problem)
             self.connected = False

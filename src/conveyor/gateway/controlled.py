@@ -9,12 +9,18 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from conveyor.gateway.app import create_gateway_app, serve_gateway
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.gateway.control import ControlPlaneClient
 from conveyor.gateway.gateway import Gateway, LoadInProcess
 from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    import ssl
+
+    from conveyor.security.tls import ServerTls
 
 log = logging.getLogger("conveyor.gateway")
 FIRST_TABLE_TIMEOUT_S = 10.0
@@ -31,10 +37,14 @@ def serve_controlled_gateway(
     on_grpc_ready: Callable[[str], None] | None = None,
     first_table_timeout_s: float = FIRST_TABLE_TIMEOUT_S,
     load_inprocess: LoadInProcess | None = None,
+    tls: ServerTls | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
     """Serve V2 REST (and gRPC with ``grpc_port``) over the table the control plane at ``control_url`` pushes,
     until SIGINT / SIGTERM. ``on_ready`` gets the http URL once the port listens; ``load_inprocess`` loads
-    the replicas of deployments with placement inprocess (without it, a table listing one is refused)."""
+    the replicas of deployments with placement inprocess (without it, a table listing one is refused).
+    With ``tls`` the gateway serves https:// (and gRPC over TLS); ``verify`` is the SSL context an https
+    control plane's certificate is checked with."""
     gateway = Gateway(
         None,
         health_interval_s=settings.health_interval_s,
@@ -43,7 +53,11 @@ def serve_controlled_gateway(
         ready_when=settings.gateway_ready_when,
         load_inprocess=load_inprocess,
     )
-    client = ControlPlaneClient(gateway, control_url)
+    from conveyor.security.credentials import client_token
+
+    # A token with the gateway role (or admin: the local one `conveyor up` made) to follow the table.
+    token = client_token(settings, control_url)
+    client = ControlPlaneClient(gateway, control_url, verify=verify, token=token)
 
     async def startup() -> None:
         await client.start()
@@ -75,4 +89,5 @@ def serve_controlled_gateway(
         grpc_port=grpc_port,
         on_grpc_ready=grpc_ready,
         max_message_bytes=settings.max_body_bytes,
+        tls=tls,
     )

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from conveyor.errors import InvalidInput, NotFound, Overloaded, Unavailable
+from conveyor.gateway.auth import GatewayAuth
 from conveyor.gateway.balance import power_of_two
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.gateway.hold import HeldRequests
@@ -47,11 +48,13 @@ class Gateway:
         eject_after: int = 3,
         ready_when: str = READY_WHEN_ALL,
         load_inprocess: LoadInProcess | None = None,
+        auth: GatewayAuth | None = None,
     ) -> None:
         """A fixed ``table``, or None: empty (not ready) until the control plane's first ``apply_table``,
         whose new replicas are reached through ``connect(address)``, or loaded in this process by
         ``load_inprocess`` (injected: the gateway package never imports the server's). ``ready_when``: see
-        ``ready``."""
+        ``ready``. ``auth``: who may call the models (None: anyone); a controlled gateway takes it from the
+        control plane's table."""
         if ready_when not in READY_WHEN:
             raise ValueError(f"ready_when must be one of {', '.join(READY_WHEN)}, got {ready_when!r}")
         self.controlled = table is None
@@ -75,6 +78,7 @@ class Gateway:
         self._metadata: dict[tuple[str, str | None, int | None], dict[str, Any]] = {}
         self._health_task: asyncio.Task[None] | None = None
         self._stopped = False
+        self.auth = auth
 
     # -- InferenceService --
     def live(self) -> bool:
@@ -117,6 +121,17 @@ class Gateway:
         if route.hold is not None:
             why = f"no replica of {_label(route)} is ready yet ({_HOLD_WHY[route.hold.reason]})"
         return {"name": name, "ready": False, "error": why}
+
+    def authorize(self, name: str, version: str | None, authorization: str | None) -> None:
+        """Unauthenticated / PermissionDenied unless the caller's token may call the model (a public route
+        needs none), Overloaded when the token is over its rate limit: asked with the request's head."""
+        auth = self.auth
+        if auth is None:
+            return
+        route = self.table.find(name, version)
+        if route is not None and route.public:
+            return
+        auth.check(name, authorization)
 
     def admit(self, name: str, version: str | None) -> None:
         """Overloaded when every admitted replica of the version is full (it refused a request and none of
@@ -246,7 +261,15 @@ class Gateway:
                     found = current.get(rs.address) or self._retiring.get(rs.address)
                     members[rs.address] = found or self._new_replica(rs)
         routes = [
-            Route(s.name, s.version, [members[r.address] for r in s.replicas], s.default, s.hold, s.revision)
+            Route(
+                s.name,
+                s.version,
+                [members[r.address] for r in s.replicas],
+                s.default,
+                s.hold,
+                s.revision,
+                public=s.public,
+            )
             for s in snap.routes
         ]
         table = RoutingTable(routes)
@@ -258,6 +281,12 @@ class Gateway:
             if address not in members:
                 self._retire(replica)
         self.table, self.replicas = table, list(members.values())
+        if snap.tokens is None:
+            self.auth = None
+        else:
+            if self.auth is None:
+                self.auth = GatewayAuth()
+            self.auth.update(snap.tokens)
         self.epoch, self.generation = snap.epoch, snap.generation
         routed = {(r.name, r.version, r.revision) for r in routes}
         self._metadata = {k: v for k, v in self._metadata.items() if k in routed}

@@ -27,6 +27,7 @@ class Route:
     hold: Hold | None = None
     revision: int | None = None
     warm: Replica | None = None
+    public: bool = False  # callers need no token
 
 
 class RoutingTable:

@@ -52,6 +52,12 @@ class InferenceService(Protocol):
 
     async def model_ready(self, name: str, version: str | None) -> dict[str, Any]: ...
 
+    def authorize(self, name: str, version: str | None, authorization: str | None) -> None:
+        """Raise Unauthenticated / PermissionDenied when the caller (its ``Authorization`` header value) may
+        not call this model, Overloaded when it is over its rate limit; asked before ``admit``, with the
+        request's head."""
+        ...
+
     def admit(self, name: str, version: str | None) -> None:
         """Raise Overloaded when a request for this model would be refused now, before its body is read or
         decoded, so a refusal costs next to nothing; return otherwise (``infer`` still decides, and raises

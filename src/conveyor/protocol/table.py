@@ -12,6 +12,7 @@ from typing import Any
 
 from conveyor.digests import check_digest
 from conveyor.errors import InvalidInput
+from conveyor.security.tokens import TokenRecord
 
 INPROCESS = "inprocess:"
 """Address of a replica a gateway runs in its own process: ``inprocess:DEPLOYMENT/VERSION/TEMPLATE``."""
@@ -93,9 +94,11 @@ class RouteSpec:
     default: bool
     replicas: tuple[ReplicaSpec, ...]
     hold: Hold | None
+    public: bool = False
+    """The Deployment says ``public: true``: callers need no token."""
 
     def to_doc(self) -> dict[str, Any]:
-        return {
+        doc = {
             "name": self.name,
             "version": self.version,
             "deployment": self.deployment,
@@ -104,6 +107,9 @@ class RouteSpec:
             "replicas": [r.to_doc() for r in self.replicas],
             "hold": None if self.hold is None else self.hold.to_doc(),
         }
+        if self.public:
+            doc["public"] = True
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +117,16 @@ class TableSnapshot:
     epoch: str
     generation: int
     routes: tuple[RouteSpec, ...]
+    tokens: tuple[TokenRecord, ...] | None = None
+    """The tokens a caller of a route that is not public must present (salted hashes); None (no ``tokens``
+    in the document): the gateway asks for none, as before tokens existed."""
 
     def to_doc(self) -> dict[str, Any]:
         routes = [r.to_doc() for r in self.routes]
-        return {"epoch": self.epoch, "generation": self.generation, "routes": routes}
+        doc: dict[str, Any] = {"epoch": self.epoch, "generation": self.generation, "routes": routes}
+        if self.tokens is not None:
+            doc["tokens"] = [t.to_doc() for t in self.tokens]
+        return doc
 
 
 def parse_table(doc: Any) -> TableSnapshot:
@@ -137,7 +149,18 @@ def parse_table(doc: Any) -> TableSnapshot:
             if r.name in defaults:
                 raise InvalidInput(f"routing table: it marks more than one version of {r.name!r} as default")
             defaults.add(r.name)
-    return TableSnapshot(epoch, generation, routes)
+    raw_tokens = doc.get("tokens")
+    if raw_tokens is None:
+        return TableSnapshot(epoch, generation, routes)
+    if not isinstance(raw_tokens, list):
+        raise InvalidInput("routing table: tokens must be a list")
+    tokens = []
+    for i, t in enumerate(raw_tokens):
+        try:
+            tokens.append(TokenRecord.from_doc(t))
+        except InvalidInput as exc:
+            raise InvalidInput(f"routing table: tokens[{i}]: {exc.message}") from None
+    return TableSnapshot(epoch, generation, routes, tuple(tokens))
 
 
 def _route(doc: Any, i: int) -> RouteSpec:
@@ -155,7 +178,8 @@ def _route(doc: Any, i: int) -> RouteSpec:
     replicas = tuple(_replica(r, f"{where}.replicas[{j}]") for j, r in enumerate(raw_replicas))
     raw_hold = doc.get("hold")
     hold = None if raw_hold is None else _hold(raw_hold, f"{where}.hold")
-    return RouteSpec(name, version, deployment, revision, default, replicas, hold)
+    public = _field(doc, "public", bool, where, default=False)
+    return RouteSpec(name, version, deployment, revision, default, replicas, hold, public)
 
 
 def _replica(doc: Any, where: str) -> ReplicaSpec:

@@ -31,6 +31,7 @@ from conveyor.registry.records import ModelInfo, VersionInfo
 from conveyor.registry.refs import check_alias, check_name, check_version, parse_ref
 from conveyor.registry.signatures import SignatureInfo, SignatureStore
 from conveyor.registry.store import ArtifactStore, LocalArtifactStore
+from conveyor.registry.tokens import TokenStore
 from conveyor.security.encryption import cipher_from
 from conveyor.security.signing import PublicKey, policy_problem, sign
 from conveyor.settings import Settings
@@ -70,6 +71,11 @@ class Registry:
     def deployments(self) -> DeploymentStore:
         """Deployments and their revisions, on this registry's database (one engine, one migration)."""
         return DeploymentStore(self._db, user=self._user)
+
+    @property
+    def tokens(self) -> TokenStore:
+        """API tokens (salted hashes) on this registry's database."""
+        return TokenStore(self._db)
 
     @property
     def audit(self) -> AuditLog:

@@ -114,6 +114,10 @@ class DataPlane:
         self.model(name, version)
         return {"name": name, "ready": True}
 
+    def authorize(self, name: str, version: str | None, authorization: str | None) -> None:
+        """Anyone: a replica is reached through its gateway, which checked the token, over a socket in the
+        home's private run directory (docs/security.md)."""
+
     def admit(self, name: str, version: str | None) -> None:
         """Overloaded if the version's queue is full and no room can be made (Batcher.admit)."""
         batcher = self._served.find(name, version)

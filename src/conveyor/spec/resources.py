@@ -258,6 +258,14 @@ class DeploymentSpec(SpecModel):
     )
 
     # Left out of the canonical form when false, like placement (fingerprints of older revisions unchanged).
+    public: bool = Field(
+        default=False,
+        exclude_if=lambda public: not public,
+        description="Anyone who reaches a gateway may call this deployment, with no token (docs/security.md). "
+        "Default: a predictor token (or deployer, admin) is needed.",
+    )
+
+    # Left out of the canonical form when false, like placement (fingerprints of older revisions unchanged).
     require_signed_models: bool = Field(
         default=False,
         exclude_if=lambda required: not required,

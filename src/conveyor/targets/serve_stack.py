@@ -13,15 +13,19 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from conveyor.errors import InvalidInput
 from conveyor.gateway import Gateway, InProcessUpstream, OutlierState, Replica, Route, RoutingTable
 from conveyor.gateway.app import create_gateway_app, serve_gateway
+from conveyor.gateway.auth import GatewayAuth
 from conveyor.gateway.channel import ChannelUpstream
 from conveyor.settings import Settings
 from conveyor.targets.artifacts import materialize
 from conveyor.targets.local import LocalTarget
+
+if TYPE_CHECKING:
+    from conveyor.security.tls import ServerTls
 
 Placement = Literal["auto", "inprocess", "process"]
 # Settings a replica process must share with the gateway's, passed as CONVEYOR_* variables (the replica's
@@ -78,8 +82,12 @@ def serve_local(
     on_loaded: Callable[[list[Served]], None] | None = None,
     on_ready: Callable[[str], None] | None = None,
     on_grpc_ready: Callable[[str], None] | None = None,
+    tls: ServerTls | None = None,
+    auth: GatewayAuth | None = None,
 ) -> None:
-    """Serve ``refs`` until SIGINT / SIGTERM; then drain the gateway, stop the replicas, and return."""
+    """Serve ``refs`` until SIGINT / SIGTERM; then drain the gateway, stop the replicas, and return. With
+    ``tls`` the gateway serves https:// and gRPC over TLS (its replicas stay on local unix sockets); with
+    ``auth`` callers need a token it accepts (else anyone who reaches the port may call)."""
     where = resolve_placement(placement, replicas)
     run_dir = Path(tempfile.mkdtemp(prefix="conveyor-stack-"))
     try:
@@ -87,6 +95,7 @@ def serve_local(
             app = _inprocess_app(refs, settings, trust_pickle, sample, on_loaded)
         else:
             app = _process_app(refs, settings, replicas, run_dir, trust_pickle, sample, on_loaded)
+        app.state.gateway.auth = auth
         serve_gateway(
             app,
             host=host,
@@ -95,6 +104,7 @@ def serve_local(
             grpc_port=grpc_port,
             on_grpc_ready=on_grpc_ready,
             max_message_bytes=settings.max_body_bytes,
+            tls=tls,
         )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -41,8 +41,11 @@ def runtime(registry: Registry) -> FakeRuntime:
 
 @pytest.fixture
 def client(registry: Registry, runtime: FakeRuntime, tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(home=tmp_path, user="api-user")
-    with TestClient(create_api(registry, runtime, settings)) as c:
+    settings = Settings(home=tmp_path, user="os-user")
+    token, _ = registry.tokens.create("api-user", "admin")
+    with TestClient(
+        create_api(registry, runtime, settings), headers={"authorization": f"Bearer {token}"}
+    ) as c:
         yield c
 
 
@@ -68,7 +71,7 @@ def test_apply_resolves_the_alias_and_a_second_apply_is_unchanged(
     status = client.get("/api/v1/deployments/tiny").json()
     assert (status["model"], status["created_by"], status["endpoint"]) == (
         "tiny:1",
-        "api-user",
+        "token:api-user",
         "/v2/models/tiny",
     )
     assert status["replicas"] == {"desired": 2, "ready": 2, "total": 2}

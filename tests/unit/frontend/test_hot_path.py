@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from conveyor.errors import Overloaded
+from conveyor.errors import Overloaded, PermissionDenied, Unauthenticated
 from conveyor.frontend.bodies import BodyReader
 from conveyor.frontend.hot_path import HOT_BODY_WAIT_S, HOT_MAX_SPLIT_BODY, hot_protocol, parse_infer_path
 from conveyor.protocol.service import EncodedRequest, EncodedResponse
@@ -28,6 +28,8 @@ class Service:
     def __init__(self) -> None:
         self.requests: list[EncodedRequest] = []
         self.refuse: str | None = None  # admit() raises Overloaded with this message
+        self.token: str | None = None  # authorize() wants "Bearer <token>" when set
+        self.authorized: list[str | None] = []  # the Authorization values it was asked about
 
     def live(self) -> bool:
         return True
@@ -43,6 +45,15 @@ class Service:
 
     async def model_ready(self, name: str, version: str | None) -> dict[str, Any]:
         return {}
+
+    def authorize(self, name: str, version: str | None, authorization: str | None) -> None:
+        self.authorized.append(authorization)
+        if self.token is None:
+            return
+        if authorization is None:
+            raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
+        if authorization != f"Bearer {self.token}":
+            raise PermissionDenied(f"token may not call {name!r}")
 
     def admit(self, name: str, version: str | None) -> None:
         if self.refuse is not None:
@@ -112,9 +123,10 @@ async def drive(
     gap_s: float = 0.01,
     refuse: str | None = None,
     linger_s: float = 0.0,
+    token: str | None = None,
 ) -> tuple[Service, Regular, Transport]:
     service, app = Service(), Regular()
-    service.refuse = refuse
+    service.refuse, service.token = refuse, token
     config = uvicorn.Config(app, log_level="warning")
     config.load()
     bodies = BodyReader(max_bytes=max_bytes, budget_bytes=1 << 24, idle_timeout_s=5, timeout_s=5)
@@ -158,6 +170,28 @@ def test_a_refused_request_is_answered_429_from_its_head_without_a_task_or_its_b
     assert first.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
     assert b"retry-after: 1\r\n" in first and b"x-request-id: r1\r\n" in first
     assert first.endswith(b'{"error":"queue full; retry later"}')
+
+
+def test_a_request_without_a_token_is_answered_401_from_its_head_without_a_task_or_its_body() -> None:
+    raw = request("/v2/models/m/infer", b'{"inputs": [1, 2, 3]}', "X-Request-Id: r1")
+    HELD.clear()
+    service, app, transport = asyncio.run(drive(raw, token="s3cret", refuse="full"))
+    assert service.requests == [] and app.bodies == [] and HELD == [0]
+    [first] = transport.writes
+    assert first.startswith(b"HTTP/1.1 401 Unauthorized\r\n")  # before the queue's 429: who asks comes first
+    assert b'www-authenticate: Bearer realm="conveyor"\r\n' in first and b"retry-after" not in first
+    assert first.endswith(b'{"error":"authentication required: send Authorization: Bearer <token>"}')
+
+
+def test_the_authorization_header_is_handed_to_the_service_and_a_wrong_token_gets_403() -> None:
+    ok = request("/v2/models/m/infer", b"{}", "Authorization: Bearer s3cret")
+    wrong = request("/v2/models/m/infer", b"{}", "Authorization: Bearer other")
+    service, _, transport = asyncio.run(drive(ok, wrong, token="s3cret"))
+    assert service.authorized == ["Bearer s3cret", "Bearer other"]
+    assert len(service.requests) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 ") and transport.writes[1].startswith(
+        b"HTTP/1.1 403 "
+    )
 
 
 def test_a_retry_before_retry_after_is_refused_only_once_that_has_passed() -> None:

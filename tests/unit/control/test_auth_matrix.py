@@ -1,0 +1,181 @@
+"""Every management route × every kind of caller gives exactly the expected 401 / 403 / 2xx.
+
+The routes come from the API's own OpenAPI document and must all be in ``ROUTES``: a new route cannot skip
+the matrix. A real SQLite registry, the API in-process (the stand-in runtime), real tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conveyor.control.management import create_api
+from conveyor.registry import LocalArtifactStore, Registry
+from conveyor.security.tokens import ROLE_ACTIONS
+from conveyor.settings import Settings
+from tests.fixtures.control_runtime import FakeRuntime
+
+SIG: dict[str, Any] = {"inputs": [], "outputs": []}
+OPEN = "open"
+# (method, path) -> the action its role must allow (security/tokens.py ROLE_ACTIONS), or OPEN.
+ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/api/v1/health"): OPEN,
+    ("GET", "/api/v1/models"): "read",
+    ("GET", "/api/v1/models/{name}"): "read",
+    ("POST", "/api/v1/apply"): "deploy",
+    ("POST", "/api/v1/diff"): "read",
+    ("GET", "/api/v1/deployments"): "read",
+    ("GET", "/api/v1/deployments/{name}"): "read",
+    ("DELETE", "/api/v1/deployments/{name}"): "deploy",
+    ("POST", "/api/v1/deployments/{name}/scale"): "deploy",
+    ("POST", "/api/v1/deployments/{name}/rollback"): "deploy",
+    ("GET", "/api/v1/deployments/{name}/revisions"): "read",
+    ("GET", "/api/v1/deployments/{name}/events"): "read",
+    ("GET", "/api/v1/replicas"): "read",
+    ("GET", "/api/v1/endpoints"): "read",
+    ("GET", "/api/v1/routing"): "route",
+    ("GET", "/api/v1/routing/watch"): "route",
+    ("POST", "/api/v1/gateways/report"): "route",
+    ("GET", "/api/v1/tokens"): "admin",
+    ("POST", "/api/v1/tokens"): "admin",
+    ("DELETE", "/api/v1/tokens/{name}"): "admin",
+    ("GET", "/api/v1/audit"): "admin",
+    ("GET", "/api/v1/audit/verify"): "admin",
+}
+UNAUTHENTICATED = ["none", "basic", "malformed", "unknown", "wrong-secret", "expired", "revoked"]
+ROLES = sorted(ROLE_ACTIONS)
+
+
+def deployment(replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "conveyor.dev/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "tiny"},
+        "spec": {"model": "tiny:1", "replicas": replicas},
+    }
+
+
+class Api:
+    def __init__(self, tmp_path: Path) -> None:
+        self.registry = Registry(
+            f"sqlite:///{tmp_path / 'r.db'}", LocalArtifactStore(tmp_path / "a"), user="t"
+        )
+        self.registry.register("tiny", b"v1", signature=SIG, framework="onnx")
+        app = create_api(self.registry, FakeRuntime(self.registry), Settings(home=tmp_path))
+        self.client = TestClient(app)
+        self.client.__enter__()
+        self.tokens = {role: self.registry.tokens.create(f"as-{role}", role)[0] for role in ROLES}
+        self.admin = {"authorization": f"Bearer {self.tokens['admin']}"}
+        self.headers = self._unauthenticated()
+        self.serial = 0
+        for replicas in (1, 2):  # two revisions: rollback has one to go back to
+            self.client.post("/api/v1/apply", json={"documents": [deployment(replicas)]}, headers=self.admin)
+
+    def _unauthenticated(self) -> dict[str, dict[str, str]]:
+        tokens = self.registry.tokens
+        expired, _ = tokens.create("expired", "admin", expires_in_s=0.05)
+        revoked, _ = tokens.create("revoked", "admin")
+        tokens.revoke("revoked")
+        admin = self.tokens["admin"]
+        token_id = admin.split("_")[1]
+        time.sleep(0.1)  # "expired" is
+        return {
+            "none": {},
+            "basic": {"authorization": "Basic YWRtaW46YWRtaW4="},
+            "malformed": {"authorization": "Bearer not-a-conveyor-token"},
+            "unknown": {"authorization": "Bearer cvy_0123456789abcdef_" + "A" * 43},
+            "wrong-secret": {"authorization": f"Bearer cvy_{token_id}_" + "B" * 43},
+            "expired": {"authorization": f"Bearer {expired}"},
+            "revoked": {"authorization": f"Bearer {revoked}"},
+        }
+
+    def close(self) -> None:
+        self.client.__exit__(None, None, None)
+        self.registry.close()
+
+    def call(self, method: str, path: str, headers: dict[str, str]) -> int:
+        """A request that succeeds when allowed: what a destructive route removes is made again first."""
+        self.serial += 1
+        if path == "/api/v1/deployments/{name}" and method == "DELETE":
+            self.client.post("/api/v1/apply", json={"documents": [deployment(2)]}, headers=self.admin)
+        if path == "/api/v1/tokens/{name}":
+            self.registry.tokens.create(f"victim-{self.serial}", "viewer")
+        url = path.replace("{name}", f"victim-{self.serial}" if "/tokens/" in path else "tiny")
+        body: dict[str, Any] | None = {
+            "/api/v1/apply": {"documents": [deployment(3)]},
+            "/api/v1/diff": {"documents": [deployment(3)]},
+            "/api/v1/deployments/{name}/scale": {"replicas": 1},
+            "/api/v1/deployments/{name}/rollback": {},
+            "/api/v1/gateways/report": {"gateway": "gw-1", "generation": 0, "routes": []},
+            "/api/v1/tokens": {"name": f"new-{self.serial}", "role": "viewer"},
+        }.get(path)
+        if path.endswith("/watch"):
+            with self.client.stream(method, url, headers=headers) as r:
+                if r.status_code == 200:
+                    next(r.iter_lines())  # the current table comes at once
+                return r.status_code
+        return self.client.request(method, url, json=body, headers=headers).status_code
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    a = Api(tmp_path_factory.mktemp("matrix"))
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+def test_every_route_of_the_openapi_document_is_in_the_matrix(api: Api) -> None:
+    doc = api.client.get("/openapi.json").json()
+    found = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
+    assert found == set(ROUTES), "add the new route to ROUTES with the action its role needs"
+    # and the document tells clients how to authenticate (the /docs "Authorize" button)
+    assert any(s.get("scheme") == "bearer" for s in doc["components"]["securitySchemes"].values())
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES), ids=lambda r: f"{r[0]} {r[1]}")
+def test_a_caller_without_a_valid_token_gets_401_on_every_guarded_route(
+    api: Api, route: tuple[str, str]
+) -> None:
+    method, path = route
+    got = {kind: api.call(method, path, headers) for kind, headers in api.headers.items()}
+    if ROUTES[route] == OPEN:
+        assert set(got.values()) == {200}, got
+    else:
+        assert got == dict.fromkeys(UNAUTHENTICATED, 401)
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES), ids=lambda r: f"{r[0]} {r[1]}")
+def test_each_role_gets_2xx_where_it_may_and_403_where_it_may_not(api: Api, route: tuple[str, str]) -> None:
+    method, path = route
+    action = ROUTES[route]
+    got = {role: api.call(method, path, {"authorization": f"Bearer {api.tokens[role]}"}) for role in ROLES}
+    expected = {role: 200 if action == OPEN or action in ROLE_ACTIONS[role] else 403 for role in ROLES}
+    assert got == expected
+
+
+def test_a_401_says_why_and_how_and_is_recorded_in_the_audit_log(api: Api) -> None:
+    r = api.client.get("/api/v1/deployments", headers=api.headers["revoked"])
+    assert r.status_code == 401
+    assert r.json() == {"error": "token 'revoked' was revoked"}
+    assert r.headers["www-authenticate"] == 'Bearer realm="conveyor"'
+    r = api.client.get("/api/v1/deployments", headers={"authorization": f"Bearer {api.tokens['predictor']}"})
+    assert r.status_code == 403
+    assert r.json() == {"error": "token 'as-predictor' (role predictor) may not read the management API"}
+    refused = [e for e in api.registry.audit.list(None, 10_000) if e.action == "auth.refused"]
+    assert refused and all(e.actor.startswith("client:") for e in refused)
+    assert any("revoked" in str(e.details.get("reason")) for e in refused)
+
+
+def test_changes_made_with_a_token_are_recorded_under_its_name(api: Api) -> None:
+    headers = {"authorization": f"Bearer {api.tokens['deployer']}"}
+    r = api.client.post("/api/v1/deployments/tiny/scale", json={"replicas": 3}, headers=headers)
+    assert r.status_code == 200, r.text
+    last = api.registry.audit.list(None, 1)[-1]
+    assert (last.actor, last.action, last.object) == ("token:as-deployer", "deployment.scale", "tiny")
