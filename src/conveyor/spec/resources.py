@@ -261,8 +261,8 @@ class DeploymentSpec(SpecModel):
     public: bool = Field(
         default=False,
         exclude_if=lambda public: not public,
-        description="Anyone who reaches a gateway may call this deployment, with no token (docs/security.md). "
-        "Default: a predictor token (or deployer, admin) is needed.",
+        description="Anyone who reaches a gateway may call this deployment, with no token "
+        "(docs/security.md). Default: a predictor token (or deployer, admin) is needed.",
     )
 
     # Left out of the canonical form when false, like placement (fingerprints of older revisions unchanged).
