@@ -42,6 +42,7 @@ from conveyor.registry.orm import (
     ModelVersion,
 )
 from conveyor.registry.service import Registry
+from conveyor.security.encryption import HEADER_BYTES, is_encrypted
 
 
 def backup(registry: Registry, path: Path, progress: Progress | None = None) -> BackupSummary:
@@ -222,7 +223,12 @@ def _add_blob(registry: Registry, tar: tarfile.TarFile, sha256: str, size: int) 
     info = tarfile.TarInfo(ARTIFACTS + sha256)
     info.size = size
     info.mode = 0o444
-    with open(blob, "rb") as f:
+    with open(blob, "rb") as raw:
+        f: IO[bytes] = raw
+        if is_encrypted(raw.read(HEADER_BYTES)):  # the archive holds the model file; restore encrypts again
+            f = io.BytesIO(registry.store.read_bytes(sha256))
+        else:
+            raw.seek(0)
         reader = _HashingReader(f)
         try:
             tar.addfile(info, reader)

@@ -12,6 +12,7 @@ from conveyor import errors
 from conveyor.digests import read_artifact
 from conveyor.registry import LocalArtifactStore
 from conveyor.security.encryption import ArtifactCipher, is_encrypted
+from tests.unit.registry.conftest import SIG
 
 CIPHER = ArtifactCipher(os.urandom(32))
 
@@ -62,3 +63,18 @@ def test_a_tampered_encrypted_blob_is_refused(tmp_path: Path) -> None:
         store.read_bytes(sha)
     with pytest.raises(errors.IntegrityError, match=r"model m:1: artifact .* is corrupt"):
         read_artifact("m:1", blob, sha, CIPHER)
+
+
+def test_a_backup_of_an_encrypted_store_restores_under_another_key(tmp_path: Path) -> None:
+    from conveyor.registry import Registry
+    from conveyor.registry.backup import backup
+    from conveyor.registry.restore import restore
+
+    with Registry(f"sqlite:///{tmp_path / 'a.db'}", LocalArtifactStore(tmp_path / "a", CIPHER)) as source:
+        v = source.register("m", b"secret model", signature=SIG, framework="onnx")
+        backup(source, tmp_path / "b.tar.gz")
+    other = ArtifactCipher(os.urandom(32))
+    with Registry(f"sqlite:///{tmp_path / 'b.db'}", LocalArtifactStore(tmp_path / "b", other)) as target:
+        restore(target, tmp_path / "b.tar.gz")
+        assert target.artifact_bytes(target.resolve("m:1")) == b"secret model"
+        assert is_encrypted(target.artifact_location(v).read_bytes())
