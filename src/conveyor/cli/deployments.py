@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor.cli.client import JsonOpt, NameArg, UrlOpt, api_client, request
+from conveyor.cli.client import CaOpt, JsonOpt, NameArg, UrlOpt, api_client, request
 from conveyor.cli.output import console, human_time, print_json, titled_table
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ def apply(
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 300.0,
     url: UrlOpt = None,
+    ca: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create or update the deployments in a YAML file (a new revision only where something changed).
@@ -78,7 +79,7 @@ def apply(
         _wait(url, [r.metadata.name for r in resources], timeout, quiet=as_json)
 
 
-def diff(filename: FileOpt, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def diff(filename: FileOpt, url: UrlOpt = None, ca: CaOpt = None, as_json: JsonOpt = False) -> None:
     """Show what `conveyor apply -f FILE` would change: a unified diff of the canonical specs, and the model
     reference resolved to a version as apply resolves it, so an alias moved since the last apply shows as
     "model: iris@production (iris:1 → iris:2)".
@@ -138,6 +139,7 @@ def scale(
     name: NameArg,
     replicas: Annotated[int, typer.Option("--replicas", "-r", help="The new fixed replica count (>= 0).")],
     url: UrlOpt = None,
+    ca: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Set a deployment's replica count (a new revision; refused for an autoscaled deployment)."""
@@ -161,6 +163,7 @@ def rollback(
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 300.0,
     url: UrlOpt = None,
+    ca: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Return a deployment to an earlier revision's spec and model version, as a new revision.
@@ -213,6 +216,7 @@ def next_apply_note(running: str, next_apply: dict[str, Any]) -> str:
 def history(
     name: NameArg,
     url: UrlOpt = None,
+    ca: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List a deployment's revisions, oldest first: model version, replicas and why each was made."""
@@ -225,6 +229,7 @@ def history(
 def delete_deployment(
     name: NameArg,
     url: UrlOpt = None,
+    ca: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete a deployment with its revisions; its replicas drain and stop."""

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from conveyor.cli.certs import TlsCertOpt, TlsKeyOpt, with_tls
+from conveyor.cli.client import CaOpt, ca_file
 from conveyor.cli.output import console
 from conveyor.settings import get_settings
 
@@ -38,14 +40,18 @@ def gateway(
             "CONVEYOR_GATEWAY_READY_WHEN, else all.",
         ),
     ] = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    ca: CaOpt = None,
 ) -> None:
     """Serve every deployment of the control plane over V2 REST (and gRPC) until Ctrl-C.
 
     The routing table comes from the control plane's watch stream and in-flight load goes back to it every
     0.5 s. When the control plane is away the gateway keeps serving with the last table and reconnects;
-    Ctrl-C or SIGTERM lets in-flight requests finish, then exits.
+    Ctrl-C or SIGTERM lets in-flight requests finish, then exits. An https control plane's certificate is
+    verified with --ca (else CONVEYOR_TLS_CA_FILE, else the system's trust store).
     """
-    from conveyor.cli.client import check_url
+    from conveyor.cli.client import check_url, verify_for
     from conveyor.gateway.controlled import serve_controlled_gateway
     from conveyor.observe.logs import configure_logging
     from conveyor.targets.inprocess import LoadedUpstream
@@ -55,8 +61,10 @@ def gateway(
         if ready_when not in ("all", "any"):
             raise typer.BadParameter(f"must be all or any, got {ready_when!r}", param_hint="--ready-when")
         settings = settings.model_copy(update={"gateway_ready_when": ready_when})
+    settings, tls = with_tls(settings, tls_cert, tls_key)
     configure_logging(settings)
     control_url = check_url(control_plane or settings.url or DEFAULT_CONTROL_PLANE)
+    verify = verify_for(control_url, ca_file(settings.tls_ca_file))
     from conveyor.ports import check_ports_free
 
     check_ports_free(host, {"--port": port, "--grpc-port": grpc_port})
@@ -78,6 +86,8 @@ def gateway(
         on_ready=on_ready,
         on_grpc_ready=on_grpc_ready,
         load_inprocess=functools.partial(LoadedUpstream, settings=settings),
+        tls=tls,
+        verify=verify,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from conveyor.cli.client import JsonOpt, NameArg, UrlOpt, request
+from conveyor.cli.client import CaOpt, JsonOpt, NameArg, UrlOpt, request
 from conveyor.cli.deployments import revisions_table
 from conveyor.cli.output import console, human_time, titled_table
 
@@ -40,7 +40,7 @@ def _placement(d: dict[str, Any]) -> str:
 
 
 @get_app.command("deployments")
-def get_deployments(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def get_deployments(url: UrlOpt = None, ca: CaOpt = None, as_json: JsonOpt = False) -> None:
     """Deployments with their current revision, model version and ready/desired replicas."""
     answer = request(url, "GET", "/deployments", as_json=as_json)
     if answer is None:
@@ -66,7 +66,7 @@ def get_deployments(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @get_app.command("models")
-def get_models(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def get_models(url: UrlOpt = None, ca: CaOpt = None, as_json: JsonOpt = False) -> None:
     """Models in the control plane's registry, with their latest version and aliases."""
     answer = request(url, "GET", "/models", as_json=as_json)
     if answer is None:
@@ -85,7 +85,7 @@ def get_models(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @get_app.command("replicas")
-def get_replicas(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def get_replicas(url: UrlOpt = None, ca: CaOpt = None, as_json: JsonOpt = False) -> None:
     """Replica processes the control plane runs: state, revision, model version, pid, restarts."""
     answer = request(url, "GET", "/replicas", as_json=as_json)
     if answer is None:
@@ -97,6 +97,7 @@ def get_replicas(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
 def describe_deployment(
     name: NameArg,
     url: UrlOpt = None,
+    ca: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A deployment: its spec as YAML, revisions, replicas and recent events."""
@@ -123,7 +124,10 @@ def describe_deployment(
 
 @describe_app.command("model")
 def describe_model(
-    name: Annotated[str, typer.Argument(help="Model name.")], url: UrlOpt = None, as_json: JsonOpt = False
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    url: UrlOpt = None,
+    ca: CaOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """A model of the control plane's registry and its versions."""
     m = request(url, "GET", f"/models/{name}", as_json=as_json)
@@ -146,7 +150,7 @@ def describe_model(
     )
 
 
-def endpoints(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+def endpoints(url: UrlOpt = None, ca: CaOpt = None, as_json: JsonOpt = False) -> None:
     """Where to send inference requests: the live gateways and each deployment's URL."""
     answer = request(url, "GET", "/endpoints", as_json=as_json)
     if answer is None:

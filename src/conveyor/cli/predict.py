@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 import typer
 
+from conveyor.cli.client import CaOpt, ca_file
 from conveyor.cli.output import console, err_console, print_json, shape_str, titled_table
 from conveyor.errors import InvalidInput
 from conveyor.settings import get_settings
@@ -39,6 +40,7 @@ def predict(
         bool, typer.Option("--binary", help="Use the binary tensor extension over HTTP.")
     ] = False,
     timeout: Annotated[float, typer.Option(help="HTTP timeout in seconds.", min=0.001, max=86_400)] = 30.0,
+    ca: CaOpt = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -60,7 +62,15 @@ def predict(
     if url:
         from conveyor.cli.remote import remote_predict
 
-        response = remote_predict(url, ref, payload, outputs=output or None, binary=binary, timeout=timeout)
+        response = remote_predict(
+            url,
+            ref,
+            payload,
+            outputs=output or None,
+            binary=binary,
+            timeout=timeout,
+            ca_file=ca_file(settings.tls_ca_file),
+        )
         answered = answered_by(response, url=url)
     else:
         response = _local_predict(ref, payload, outputs=output or None)
@@ -186,7 +196,7 @@ def deployed(api_url: str, name: str) -> dict[str, Any] | None:
     from conveyor.errors import ConveyorError
 
     try:
-        with ApiClient(api_url, timeout=1.0) as api:
+        with ApiClient(api_url, timeout=1.0, ca_file=ca_file(get_settings().tls_ca_file)) as api:
             found = api.get("/endpoints")
     except ConveyorError:
         return None

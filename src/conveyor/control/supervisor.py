@@ -17,13 +17,19 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from conveyor.errors import Unavailable
 from conveyor.ports import check_ports_free
 from conveyor.targets.backoff import Backoff
+
+if TYPE_CHECKING:
+    import ssl
+
+    from conveyor.security.tls import ServerTls
 
 log = logging.getLogger("conveyor.control.supervisor")
 _PR_SET_PDEATHSIG = 1
@@ -61,10 +67,13 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
 
-def wait_healthy(child: Child, timeout_s: float = START_TIMEOUT_S) -> None:
-    """Poll the child's health URL until it answers 200; Unavailable if it exits or the time runs out."""
+def wait_healthy(
+    child: Child, timeout_s: float = START_TIMEOUT_S, verify: ssl.SSLContext | bool = True
+) -> None:
+    """Poll the child's health URL until it answers 200; Unavailable if it exits or the time runs out.
+    ``verify`` checks an https child's certificate."""
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=1.0) as client:
+    with httpx.Client(timeout=1.0, verify=verify) as client:
         while time.monotonic() < deadline:
             if not child.running:
                 code = None if child.proc is None else child.proc.returncode
@@ -80,26 +89,43 @@ def wait_healthy(child: Child, timeout_s: float = START_TIMEOUT_S) -> None:
 
 
 class Stack:
-    """The control plane (``conveyor server --owned``) and the gateway (``conveyor gateway``)."""
+    """The control plane (``conveyor server --owned``) and the gateway (``conveyor gateway``).
+
+    With ``tls`` both serve https only; the stack's own clients (its health checks, the gateway following
+    the control plane, ``up -f``'s apply) verify them with ``ca_file``, else with the served certificate
+    itself (trusted as is, so a certificate of a public CA works without naming its root)."""
 
     def __init__(
-        self, *, host: str, api_port: int, port: int, grpc_port: int | None, backoff: Backoff | None = None
+        self,
+        *,
+        host: str,
+        api_port: int,
+        port: int,
+        grpc_port: int | None,
+        backoff: Backoff | None = None,
+        tls: ServerTls | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.host = host
         self.ports = {"--api-port": api_port, "--port": port}
         if grpc_port is not None:
             self.ports["--grpc-port"] = grpc_port
-        self.api_url = f"http://{host}:{api_port}"
-        self.gateway_url = f"http://{host}:{port}"
+        scheme = "http" if tls is None else "https"
+        self.api_url = f"{scheme}://{host}:{api_port}"
+        self.gateway_url = f"{scheme}://{host}:{port}"
+        self.trust_file = None if tls is None else (ca_file or tls.cert_file)
+        serve_tls = [] if tls is None else ["--tls-cert", str(tls.cert_file), "--tls-key", str(tls.key_file)]
         exe = [sys.executable, "-m", "conveyor.cli.main"]
         self.control = Child(
             "control plane",
-            [*exe, "server", "--host", host, "--api-port", str(api_port), "--owned"],
+            [*exe, "server", "--host", host, "--api-port", str(api_port), "--owned", *serve_tls],
             f"{self.api_url}/api/v1/health",
         )
         gateway_args = [*exe, "gateway", "--control-plane", self.api_url, "--host", host, "--port", str(port)]
         if grpc_port is not None:
             gateway_args += ["--grpc-port", str(grpc_port)]
+        if self.trust_file is not None:
+            gateway_args += [*serve_tls, "--ca", str(self.trust_file)]
         self.gateway = Child("gateway", gateway_args, f"{self.gateway_url}/v2/health/live")
         self.backoff = backoff or Backoff()
         self._stop = False
@@ -107,9 +133,14 @@ class Stack:
     def start(self) -> None:
         """Start the control plane, then the gateway; each must answer its health check."""
         check_ports_free(self.host, self.ports)
+        verify: ssl.SSLContext | bool = True
+        if self.trust_file is not None:
+            from conveyor.security.tls import client_context
+
+            verify = client_context(self.trust_file)
         for child in (self.control, self.gateway):
             child.spawn()
-            wait_healthy(child)
+            wait_healthy(child, verify=verify)
 
     def run_until_signalled(self, on_restart: Callable[[Child, int | None], None] | None = None) -> None:
         """Supervise both children until SIGINT / SIGTERM."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
@@ -18,9 +19,12 @@ from conveyor.frontend.connections import limit_per_client
 from conveyor.frontend.gc_tuning import freeze_startup_heap
 from conveyor.frontend.grpc import RunningGrpcServer, start_grpc_server
 from conveyor.frontend.hot_path import hot_protocol
-from conveyor.frontend.uvicorn_server import AnnouncingServer
+from conveyor.frontend.uvicorn_server import AnnouncingServer, tls_config
 from conveyor.protocol.service import InferenceService
 from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    from conveyor.security.tls import ServerTls
 
 GRACEFUL_SHUTDOWN_S = 30
 log = logging.getLogger("conveyor.frontend")
@@ -77,9 +81,11 @@ def run_app(
     grpc_port: int | None = None,
     on_grpc_ready: Callable[[str], None] | None = None,
     max_message_bytes: int = 64 * 1024 * 1024,
+    tls: ServerTls | None = None,
 ) -> UvicornServer:
     """Serve ``app`` (and gRPC over ``service`` when ``grpc_port`` is set) until signalled; the finished
-    server tells whether it started and whether gRPC failed.
+    server tells whether it started and whether gRPC failed. With ``tls`` both serve TLS only (https://,
+    gRPC over TLS).
 
     ``app`` is a V2 REST app (server.app.create_app or gateway.app.create_gateway_app): its state holds the
     settings and the body reader, which shutdown closes.
@@ -99,13 +105,19 @@ def run_app(
         log_config=None,  # uvicorn's lines go through the process's handler (observe/logs.py)
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         server_header=False,
+        **tls_config(tls),
     )
     start_grpc = None
     if grpc_port is not None:
 
         async def start_grpc() -> RunningGrpcServer:
+            credentials = None if tls is None else tls.grpc_credentials()
             return await start_grpc_server(
-                service, host=host, port=grpc_port, max_message_bytes=max_message_bytes
+                service,
+                host=host,
+                port=grpc_port,
+                max_message_bytes=max_message_bytes,
+                credentials=credentials,
             )
 
     server = UvicornServer(config, on_ready, start_grpc, on_grpc_ready, app.state.bodies)

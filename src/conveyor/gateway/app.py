@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 
@@ -12,6 +13,9 @@ from conveyor.frontend.rest import create_rest_app
 from conveyor.frontend.runner import run_app
 from conveyor.gateway.gateway import Gateway
 from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    from conveyor.security.tls import ServerTls
 
 Hook = Callable[[], Awaitable[None]]
 READY_TIMEOUT_S = 120.0
@@ -61,10 +65,12 @@ def serve_gateway(
     grpc_port: int | None = None,
     on_grpc_ready: Callable[[str], None] | None = None,
     max_message_bytes: int = 64 * 1024 * 1024,
+    tls: ServerTls | None = None,
 ) -> None:
     """Serve until SIGINT / SIGTERM: stop accepting, finish in-flight requests, run shutdown, return.
 
-    With ``grpc_port`` the V2 gRPC front end serves the same gateway in the same loop. A startup that failed
+    With ``grpc_port`` the V2 gRPC front end serves the same gateway in the same loop; with ``tls`` both
+    serve TLS (https://, gRPC over TLS). A startup that failed
     (replicas never ready, a port in use) raises instead of returning quietly.
     """
     server = run_app(
@@ -77,6 +83,7 @@ def serve_gateway(
         grpc_port=grpc_port,
         on_grpc_ready=on_grpc_ready,
         max_message_bytes=max_message_bytes,
+        tls=tls,
     )
     error = getattr(app.state, "startup_error", None)
     if error is not None:
