@@ -128,3 +128,13 @@ def test_a_shape_numpy_cannot_make_gets_400_not_500(
     head = orjson.dumps({"inputs": [tensor]})
     with pytest.raises(InvalidInput, match=re.escape(message)):
         decode_infer_request(head + data, len(head) if binary else None, max_elements=MAX_ELEMENTS)
+
+
+@pytest.mark.parametrize("data", [["false"], [None], ["true", True], [[1.5]]])
+def test_bool_data_that_is_not_true_or_false_gets_400(data: list[object]) -> None:
+    """numpy read "false" as True and null as False: a client would have been answered for other inputs."""
+    shape = [1] * (1 + isinstance(data[0], list)) if len(data) == 1 else [len(data)]
+    body = orjson.dumps({"inputs": [{"name": "flag", "datatype": "BOOL", "shape": shape, "data": data}]})
+    with pytest.raises(InvalidInput, match="BOOL data must be true or false"):
+        decode_infer_request(body, None, max_elements=MAX_ELEMENTS)
+    assert decode_plain(body, MAX_ELEMENTS) is None

@@ -55,22 +55,26 @@ def from_json(
     # NaN or infinity, so a non-finite float was one of those; an integer tensor must hold integers.
     if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
         raise InvalidInput(f"{where}: data holds null or a number out of the {datatype} range")
-    if arr.dtype.kind in "iu" and arr.size and not _all_integers(data):
+    if arr.dtype.kind in "iu" and arr.size and not _all_of(data, int):
         raise InvalidInput(f"{where}: {datatype} data must be integers")
+    # numpy reads any string, null or number as a bool ("false" -> True): a BOOL tensor must hold booleans.
+    if arr.dtype.kind == "b" and arr.size and not _all_of(data, bool):
+        raise InvalidInput(f"{where}: BOOL data must be true or false")
     if arr.size != count:
         raise InvalidInput(f"{where}: shape {list(shape)} needs {count} elements, data has {arr.size}")
     return arr.reshape(shape)
 
 
-def _all_integers(data: list[Any]) -> bool:
-    """Every element of (nested) ``data`` is a JSON integer: numpy would truncate 1.5 to 1 silently, and
-    would read a list mixing 0 and 2**64 - 1 as floats: look at the Python values (integer tensors only)."""
+def _all_of(data: list[Any], kind: type) -> bool:
+    """Every element of (nested) ``data`` is a ``kind`` (int: a JSON integer, or a boolean). numpy would
+    truncate 1.5 to 1 silently, read a list mixing 0 and 2**64 - 1 as floats, and "false" as True: look at
+    the Python values (integer and BOOL tensors only)."""
     stack: list[Any] = [data]
     while stack:
         for x in stack.pop():
             if isinstance(x, list):
                 stack.append(x)
-            elif not isinstance(x, int):
+            elif not isinstance(x, kind):
                 return False
     return True
 
