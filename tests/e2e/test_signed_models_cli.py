@@ -147,3 +147,31 @@ def test_require_signed_models_refuses_all_but_a_trusted_signature(
     # The replica decrypted the blob with the key from its environment (the CLI sends the stack's token).
     answer = stack.cli("predict", "clf", "--url", stack.gateway_url, "--data", BODY.decode(), "--json")
     assert json.loads(answer.stdout)["model_version"] == "1", answer.stdout
+
+
+@pytest.mark.timeout(240)
+def test_a_version_deployed_before_the_policy_is_not_loaded_after_and_signing_it_heals(
+    signed_stack: UpStack, tmp_path: Path
+) -> None:
+    stack = signed_stack
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(SPEC.format(model="clf:1").replace(", requireSignedModels: true", ""))
+    stack.start("-f", str(plain), "--wait")
+    stack.stop()
+    stack.env["CONVEYOR_REQUIRE_SIGNED_MODELS"] = "1"
+    stack.start()
+
+    def described() -> str:
+        return stack.cli("describe", "deployment", "clf").stdout
+
+    text = stack.wait(lambda: "is not signed" in described() and described(), what="the problem shown")
+    assert "cannot run: model clf:1 is not signed (requireSignedModels" in " ".join(text.split()), text
+    assert "InvalidDeployment" in text, text
+    assert json.loads(stack.cli("get", "replicas", "--json").stdout)["replicas"] == [], (
+        "none of clf:1 started"
+    )
+
+    stack.cli("keys", "create", "ci")
+    stack.cli("models", "sign", "clf:1")
+    stack.wait(lambda: "1/1" in stack.cli("get", "deployments").stdout, timeout=60, what="clf:1 running")
+    assert "cannot run" not in described()
