@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from conveyor.errors import InvalidInput
 from conveyor.frontend.http_errors import status_for
 from conveyor.frontend.rest import parse_header_length
-from conveyor.protocol.codec import decode_infer_request
+from conveyor.protocol.codec import decode_infer_request, decode_infer_response
 from conveyor.protocol.plain import decode_plain
 from conveyor.protocol.types import InferRequest
 from tests.fuzz.strategies import FUZZ, binary_bodies, nested, v2_bodies
 
 MAX_ELEMENTS = 1000
-FAST_S = 1.0  # one decode of a body of a few KB
+FAST_S = 5.0  # one decode of a body of a few KB takes milliseconds: this catches a hang, not a loaded machine
 
 
 def decode(body: bytes, json_length: int | None) -> InferRequest | InvalidInput:
@@ -138,3 +138,22 @@ def test_bool_data_that_is_not_true_or_false_gets_400(data: list[object]) -> Non
     with pytest.raises(InvalidInput, match="BOOL data must be true or false"):
         decode_infer_request(body, None, max_elements=MAX_ELEMENTS)
     assert decode_plain(body, MAX_ELEMENTS) is None
+
+
+def as_response(body: bytes) -> bytes:
+    """A request body made a response body: what the CLI and Python client read from a server."""
+    return body.replace(b'"inputs"', b'"outputs"', 1)
+
+
+@FUZZ
+@given(st.one_of(v2_bodies().map(lambda b: (as_response(b), None)), binary_bodies()))
+@example((b'{"outputs": ' + b"[" * 2000 + b"]" * 2000 + b"}", None))
+def test_any_response_body_decodes_or_gets_invalid_input(case: tuple[bytes, int | None]) -> None:
+    body, json_length = case
+    body = as_response(body)
+    start = time.perf_counter()
+    try:
+        decode_infer_response(body, json_length)
+    except InvalidInput as exc:
+        assert exc.message and "9223372036854775807" not in exc.message
+    assert time.perf_counter() - start < FAST_S

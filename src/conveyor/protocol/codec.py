@@ -38,8 +38,9 @@ Tensor = tuple[str, str, tuple[int, ...], Array, dict[str, Any]]
 BinaryOutputs = bool | Container[str]
 
 
-def _load_json(body: bytes, json_length: int | None, max_depth: int) -> tuple[Any, int]:
-    """The JSON document and the offset where binary tensor data starts."""
+def _load_json(body: bytes, json_length: int | None, max_depth: int | None) -> tuple[Any, int]:
+    """The JSON document and the offset where binary tensor data starts; past orjson's own depth limit, an
+    error naming ``max_depth`` (requests), else orjson's words."""
     view: bytes | memoryview
     if json_length is None:
         start, view = len(body), body
@@ -52,7 +53,7 @@ def _load_json(body: bytes, json_length: int | None, max_depth: int) -> tuple[An
     try:
         return orjson.loads(view), start
     except orjson.JSONDecodeError as e:
-        if "depth limit" in str(e):  # orjson's own stop, at 1024 levels
+        if max_depth is not None and "depth limit" in str(e):  # orjson's own stop, at 1024 levels
             raise too_deep("the JSON document", max_depth) from None
         raise InvalidInput(f"malformed JSON: {e}") from None
 
@@ -277,7 +278,7 @@ def encode_infer_request(
 
 def decode_infer_response(body: bytes, json_length: int | None) -> InferResponse:
     """Client side: a response body as numpy outputs (BYTES as ``bytes`` objects)."""
-    doc, start = _load_json(body, json_length, sys.maxsize)
+    doc, start = _load_json(body, json_length, None)
     if not isinstance(doc, dict) or not isinstance(doc.get("outputs"), list):
         detail = f": {doc['error']}" if isinstance(doc, dict) and "error" in doc else ""
         raise InvalidInput(f"not an inference response{detail}")
