@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import numpy as np
@@ -110,7 +110,7 @@ def grpc_code(stack: Stack, who: str) -> dict[str, str | None]:
     x = tg.InferInput("input", [1, 4], "FP32")
     x.set_data_from_numpy(X)
     got: dict[str, str | None] = {}
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "infer": lambda: client.infer("clf", [x], headers=headers),
         "metadata": lambda: client.get_model_metadata("clf", headers=headers),
         "ready": lambda: client.is_model_ready("clf", headers=headers),

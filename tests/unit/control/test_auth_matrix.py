@@ -106,20 +106,21 @@ class Api:
         if path == "/api/v1/tokens/{name}":
             self.registry.tokens.create(f"victim-{self.serial}", "viewer")
         url = path.replace("{name}", f"victim-{self.serial}" if "/tokens/" in path else "tiny")
-        body: dict[str, Any] | None = {
+        bodies: dict[str, dict[str, Any]] = {
             "/api/v1/apply": {"documents": [deployment(3)]},
             "/api/v1/diff": {"documents": [deployment(3)]},
             "/api/v1/deployments/{name}/scale": {"replicas": 1},
             "/api/v1/deployments/{name}/rollback": {},
             "/api/v1/gateways/report": {"gateway": "gw-1", "generation": 0, "routes": []},
             "/api/v1/tokens": {"name": f"new-{self.serial}", "role": "viewer"},
-        }.get(path)
+        }
+        body = bodies.get(path)
         if path.endswith("/watch"):
             with self.client.stream(method, url, headers=headers) as r:
                 if r.status_code == 200:
                     next(r.iter_lines())  # the current table comes at once
-                return r.status_code
-        return self.client.request(method, url, json=body, headers=headers).status_code
+                return int(r.status_code)
+        return int(self.client.request(method, url, json=body, headers=headers).status_code)
 
 
 @pytest.fixture(scope="module")
