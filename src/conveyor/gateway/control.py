@@ -148,16 +148,23 @@ class ControlPlaneClient:
                 async for line in self._watch():
                     self._apply(line)
                     delay = first
-                problem, tls = "the control plane ended the stream", None
+                problem, tls, refused = "the control plane ended the stream", None, None
             except Exception as exc:  # any failure (refused, reset, timeout): keep the table, retry
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                tls = tls_problem(self.control_url, exc)
+                tls, refused = tls_problem(self.control_url, exc), _refused_token(exc)
             if self.connected:
                 log.warning(
                     "lost the control plane at %s (%s); serving the last table", self.control_url, problem
                 )
             elif tls is not None:  # an untrusted certificate: say why at once, retrying will not fix it
                 log.error("cannot follow the control plane: %s", tls)
+            elif refused is not None:  # nor will retrying with the same token
+                log.error(
+                    "the control plane at %s refused this gateway's token (%s); set CONVEYOR_TOKEN to a "
+                    "token with the gateway role: conveyor tokens create NAME --role gateway",
+                    self.control_url,
+                    refused,
+                )
             else:
                 log.debug("control plane at %s unreachable: %s", self.control_url, problem)
             self.connected = False
@@ -216,3 +223,13 @@ class ControlPlaneClient:
             body = orjson.dumps(report)
             headers = {"content-type": "application/json"}
             await self._http.post(REPORT_PATH, content=body, headers=headers, timeout=REPORT_TIMEOUT_S)
+
+
+def _refused_token(exc: BaseException) -> str | None:
+    """The control plane's reason when it answered 401 / 403 (no token, or one that may not follow)."""
+    if not isinstance(exc, httpx.HTTPStatusError) or exc.response.status_code not in (401, 403):
+        return None
+    try:
+        return str(orjson.loads(exc.response.content).get("error")) or str(exc.response.status_code)
+    except (orjson.JSONDecodeError, AttributeError):
+        return str(exc.response.status_code)

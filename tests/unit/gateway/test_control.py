@@ -40,7 +40,7 @@ async def _lines(*items: Line) -> AsyncIterator[bytes]:
 class ControlPlane:
     """Answers each watch with the next scripted answer (or raises it); records report bodies."""
 
-    def __init__(self, *watches: list[Line] | Exception) -> None:
+    def __init__(self, *watches: list[Line] | Exception | httpx.Response) -> None:
         self.watches = list(watches)
         self.watch_calls = 0
         self.reports: list[dict[str, Any]] = []
@@ -56,6 +56,8 @@ class ControlPlane:
         assert request.url.path == "/api/v1/routing/watch"
         self.watch_calls += 1
         answer = self.watches.pop(0) if self.watches else ConnectionRefusedError()
+        if isinstance(answer, httpx.Response):
+            return answer
         if isinstance(answer, Exception):
             raise httpx.ConnectError(str(answer), request=request)
         return httpx.Response(200, content=_lines(*answer))
@@ -143,6 +145,44 @@ def test_a_malformed_table_is_refused_and_the_stream_goes_on(caplog: pytest.LogC
 
     with caplog.at_level(logging.ERROR, logger="conveyor.gateway"):
         run(plane, scenario)
+
+
+def test_a_refused_token_is_an_error_saying_which_token_to_give_and_tables_come_once_it_works(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refused = httpx.Response(401, json={"error": "token 'gw' was revoked"})
+    plane = ControlPlane(refused, refused, [table(1, "unix:/a")])
+
+    async def scenario(gw: Gateway, client: ControlPlaneClient) -> None:
+        assert await client.wait_for_table(2)
+        assert gw.generation == 1
+
+    with caplog.at_level(logging.ERROR, logger="conveyor.gateway"):
+        run(plane, scenario, token="cvy_x")
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and all("token 'gw' was revoked" in e and "--role gateway" in e for e in errors), errors
+
+
+def test_the_gateway_sends_its_token_on_the_watch_and_the_reports() -> None:
+    seen: list[str | None] = []
+    plane = ControlPlane([table(1, "unix:/a")])
+
+    async def recording(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return await plane(request)
+
+    async def main() -> None:
+        gw = Gateway(None, connect=FakeUpstream)
+        client = ControlPlaneClient(gw, "http://cp", transport=httpx.MockTransport(recording), token="cvy_t")
+        client.url = "http://127.0.0.1:8080"
+        await client.start()
+        try:
+            await asyncio.wait_for(until(lambda: len(plane.reports) >= 1), 5)
+        finally:
+            await client.stop()
+
+    asyncio.run(main())
+    assert seen and set(seen) == {"Bearer cvy_t"}
 
 
 def test_no_table_in_time_is_reported_to_the_caller() -> None:
