@@ -44,11 +44,19 @@ def mismatch(expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> str
     return ""
 
 
-def check_one(client: httpx.Client, url: str, wire_format: str, model: BenchModel, i: int) -> str:
-    """Send sample ``i``; empty string when the answer is right, else 'error: …' or 'wrong: …'."""
+def check_one(
+    client: httpx.Client,
+    url: str,
+    wire_format: str,
+    model: BenchModel,
+    i: int,
+    auth: dict[str, str] | None = None,
+) -> str:
+    """Send sample ``i`` (with the ``auth`` headers, if any); empty string when the answer is right, else
+    'error: …' or 'wrong: …'."""
     body = wire.encode(wire_format, model.input_name, model.samples[i])
     try:
-        resp = client.post(url, content=body, headers=wire.headers(wire_format, body))
+        resp = client.post(url, content=body, headers=wire.headers(wire_format, body) | (auth or {}))
     except httpx.HTTPError as exc:
         return f"error: {type(exc).__name__}: {exc}"
     if resp.status_code != 200:
@@ -61,12 +69,18 @@ def check_one(client: httpx.Client, url: str, wire_format: str, model: BenchMode
     return f"wrong: {problem}" if problem else ""
 
 
-def check(url: str, wire_format: str, model: BenchModel, timeout_s: float = 30.0) -> CheckResult:
-    """Send every sample once and count errors and wrong answers."""
+def check(
+    url: str,
+    wire_format: str,
+    model: BenchModel,
+    timeout_s: float = 30.0,
+    auth: dict[str, str] | None = None,
+) -> CheckResult:
+    """Send every sample once (with the ``auth`` headers, if any) and count errors and wrong answers."""
     result = CheckResult()
     with httpx.Client(timeout=timeout_s) as client:
         for i in range(len(model.samples)):
-            problem = check_one(client, url, wire_format, model, i)
+            problem = check_one(client, url, wire_format, model, i, auth)
             result.sent += 1
             if problem.startswith("error"):
                 result.errors += 1

@@ -22,6 +22,8 @@ from typing import Any
 
 import load
 import paired
+import tables
+import wire
 from models import BenchModel
 from servers import ConveyorGateway, ConveyorUp, Server
 
@@ -93,8 +95,9 @@ def measure(
         say(f"{model.name}: overload runs at c={CONCURRENCY} over {len(servers)} servers ({rounds} rounds)")
         for i, (group, server) in paired.in_turn(servers, rounds):
             url = server.url(model)
-            load.run(url, body, CONCURRENCY, warmup_s)
-            result = load.run(url, body, CONCURRENCY, duration_s)
+            headers = wire.headers(wire.V2, b"") | server.auth_headers()
+            load.run(url, body, CONCURRENCY, warmup_s, headers=headers)
+            result = load.run(url, body, CONCURRENCY, duration_s, headers=headers)
             runs[id(server)].append(result)
             ok, refused = result.status.get(200, 0), result.status.get(429, 0)
             say(
@@ -147,20 +150,16 @@ ROW_COLUMNS = ["deployment", "queue", "answered/s", "refused/s", "5xx", "broken 
 VERDICT_COLUMNS = ["deployment", "target", "ratio", "per round", "status"]
 
 
-def _num(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def row_cells(r: dict[str, Any]) -> list[str]:
     return [
         r["group"],
         r["queue"],
-        _num(r["ok_per_s"]),
-        _num(r["refused_per_s"]),
+        tables.num(r["ok_per_s"]),
+        tables.num(r["refused_per_s"]),
         str(r["http_5xx"]),
         str(r["transport_errors"]),
-        _num(r["p50_ms"], 1),
-        _num(r["p99_ms"], 1),
+        tables.num(r["p50_ms"], 1),
+        tables.num(r["p99_ms"], 1),
     ]
 
 
@@ -169,35 +168,14 @@ def verdict_cells(v: dict[str, Any]) -> list[str]:
     return [v["group"], v["target"], ratio, ", ".join(f"{x:.2f}" for x in v["ratios_each"]), v["status"]]
 
 
-def _markdown(columns: list[str], body: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-        *("| " + " | ".join(b) + " |" for b in body),
-    ]
-
-
 def markdown(result: dict[str, Any]) -> list[str]:
-    lines = [TITLE, "", TEXT, ""]
-    lines += [*_markdown(ROW_COLUMNS, [row_cells(r) for r in result["rows"]]), ""]
-    lines += [*_markdown(VERDICT_COLUMNS, [verdict_cells(v) for v in result["verdicts"]]), ""]
-    return lines
+    rows = [row_cells(r) for r in result["rows"]]
+    return tables.section(
+        TITLE, TEXT, (ROW_COLUMNS, rows), (VERDICT_COLUMNS, [verdict_cells(v) for v in result["verdicts"]])
+    )
 
 
 def print_tables(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    rows = Table(title=f"Overload, c={CONCURRENCY} (interleaved, medians)", caption=TEXT)
-    for i, c in enumerate(ROW_COLUMNS):
-        rows.add_column(c, justify="right" if i >= 2 else "left")
-    for r in result["rows"]:
-        rows.add_row(*row_cells(r))
-    verdicts = Table(title="Overload: the verdict")
-    for c in VERDICT_COLUMNS:
-        verdicts.add_column(c)
-    for v in result["verdicts"]:
-        verdicts.add_row(*verdict_cells(v))
-    console = Console(width=240)
-    console.print(rows)
-    console.print(verdicts)
+    title = f"Overload, c={CONCURRENCY} (interleaved, medians)"
+    tables.show(title, ROW_COLUMNS, [row_cells(r) for r in result["rows"]], caption=TEXT, right_from=2)
+    tables.show("Overload: the verdict", VERDICT_COLUMNS, [verdict_cells(v) for v in result["verdicts"]])

@@ -92,7 +92,7 @@ def measure(
         for i, row in in_turn(group, rounds):
             body = bodies[row.server.wire_format]
             url = row.server.url(model)
-            headers = wire.headers(row.server.wire_format, body.read_bytes())
+            headers = wire.headers(row.server.wire_format, body.read_bytes()) | row.server.auth_headers()
             for c in sorted(wanted[row.name]):
                 load.run(url, body, c, warmup_s, headers=headers)
                 result = load.run(url, body, c, duration_s, headers=headers)
@@ -103,7 +103,9 @@ def measure(
                     f"p50 {result.p50_ms} ms, {result.errors} errors"
                 )
         for row in group:
-            verdict = check.check(row.server.url(model), row.server.wire_format, model)
+            verdict = check.check(
+                row.server.url(model), row.server.wire_format, model, auth=row.server.auth_headers()
+            )
             wrong[row.name] = verdict.wrong
             for c in wanted[row.name]:
                 errors[(row.name, c)] += verdict.errors

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import auth
 import load
 import overload
 import targets
@@ -145,6 +146,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines += ["Rounds (req/s each): " + "; ".join(_rounds(r) for r in meta.get("interleaved", [])), ""]
     if meta.get("overload"):
         lines += overload.markdown(meta["overload"])
+    if meta.get("auth"):
+        lines += auth.markdown(meta["auth"])
     if meta.get("bounds"):
         lines += [BOUNDS_TITLE, "", BOUNDS_TEXT, "", markdown_bounds(meta["bounds"]), ""]
     return "\n".join(lines)

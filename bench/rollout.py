@@ -28,6 +28,7 @@ import wire
 from load import parse
 from models import build
 from report import machine
+from servers import admin_token
 
 ROOT = Path(__file__).resolve().parent.parent
 CONVEYOR = Path(sys.executable).parent / "conveyor"
@@ -89,7 +90,15 @@ def main() -> int:
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as api:
             wait(lambda: _ok(api, "/api/v1/health"), 60, "the control plane")
-            api.post("/api/v1/apply", json={"documents": [deployment(args.model, 1, args.replicas)]})
+            # the API and the (non-public) Deployment both want the admin token `conveyor up` wrote
+            token = admin_token(work / "home")
+            if token is None:
+                raise SystemExit(
+                    f"no admin token under {work / 'home'}: {(work / 'up.log').read_text()[-400:]}"
+                )
+            bearer = f"Bearer {token}"
+            api.headers["authorization"] = bearer
+            _apply(api, deployment(args.model, 1, args.replicas))
 
             def serving(version: str) -> bool:
                 rows = replicas(api)
@@ -111,6 +120,8 @@ def main() -> int:
                     "POST",
                     "-T",
                     "application/json",
+                    "-H",
+                    f"authorization: {bearer}",
                     "-D",
                     str(body),
                     f"{gateway}/v2/models/{args.model}/infer",
@@ -124,9 +135,7 @@ def main() -> int:
             for n in range(1, args.rounds + 1):
                 previous, version = version, 2 if version == 1 else 1
                 started = time.monotonic()
-                api.post(
-                    "/api/v1/apply", json={"documents": [deployment(args.model, version, args.replicas)]}
-                )
+                _apply(api, deployment(args.model, version, args.replicas))
                 routed = wait(lambda v=str(version): _routed(api, v), 120, "the new version routed")
                 done = wait(lambda v=str(version): serving(v), 120, "the old replicas stopped") + routed
                 rounds.append(
@@ -163,7 +172,7 @@ def main() -> int:
         "status": load.status,
         "error_sample": load.error_sample,
     }
-    meta = {"run": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
+    meta: dict[str, Any] = {"run": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / "rollout.json").write_text(
         json.dumps({"meta": meta, "summary": summary, "rounds": rounds}, indent=1) + "\n"
@@ -186,6 +195,12 @@ def main() -> int:
     (args.results_dir / "rollout.md").write_text("\n".join(md))
     print("\n".join(md))
     return 0 if load.errors == 0 else 1
+
+
+def _apply(api: httpx.Client, document: dict[str, Any]) -> None:
+    resp = api.post("/api/v1/apply", json={"documents": [document]})
+    if resp.is_error:  # a refused apply would otherwise show as a rollout that never comes
+        raise SystemExit(f"apply: HTTP {resp.status_code}: {resp.text[:300]}")
 
 
 def _ok(api: httpx.Client, path: str) -> bool:

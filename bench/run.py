@@ -4,7 +4,7 @@
                         [--rows 8]
 
 Each option also reads BENCH_MODELS, BENCH_SERVERS, BENCH_DURATION, BENCH_WARMUP, BENCH_CONCURRENCY,
-BENCH_ROWS, BENCH_ROUNDS.
+BENCH_ROWS, BENCH_ROUNDS, BENCH_OVERLOAD_ROUNDS, BENCH_AUTH_ROUNDS.
 Every row records the CPU its server and hey spent per request; with the model's compute cost from the ceiling
 run, the report says how many inferences/s this machine allows any server (bench/cpu.py).
 A full run writes bench/results/latest.{json,md} and a timestamped copy under bench/results/history/;
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import auth
 import ceiling
 import check
 import config
@@ -35,6 +36,7 @@ import venvs
 import wire
 from models import BenchModel, build
 from procs import MemorySampler
+from servers import ConveyorUp
 
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / ".work"
@@ -77,6 +79,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=int(env("BENCH_OVERLOAD_ROUNDS", "4")),
         help="rounds of the overload runs on the tiny model, c=64, queue 4 vs default (0: skip them)",
     )
+    ap.add_argument(
+        "--auth-rounds",
+        type=int,
+        default=int(env("BENCH_AUTH_ROUNDS", "4")),
+        help="rounds of the authentication runs on the tiny model, c=32, `conveyor up` with a token vs "
+        "the same Deployment public (0: skip them); they run when a `conveyor up` row is selected",
+    )
     ap.add_argument("--results-dir", type=Path, default=BENCH / "results")
     return ap.parse_args(argv)
 
@@ -106,9 +115,10 @@ def bench_row(
         with MemorySampler(server.proc.pid) as memory:
             cold = server.ready(model)
             url = server.url(model)
-            before = check.check(url, server.wire_format, model)
+            auth = server.auth_headers()
+            before = check.check(url, server.wire_format, model, auth=auth)
             say(f"{model.name} × {row.name}: ready in {cold:.1f} s at {url}; check {_check_text(before)}")
-            headers = wire.headers(server.wire_format, body.read_bytes())
+            headers = wire.headers(server.wire_format, body.read_bytes()) | auth
             for c in args.concurrency:
                 load.run(url, body, c, args.warmup, headers=headers)
                 memory.reset()
@@ -117,7 +127,7 @@ def bench_row(
                 server_cpu_us = cpu.per_request_us(server_cpu.stop(), result.requests)
                 client_cpu_us = cpu.per_request_us(result.client_cpu_s, result.requests)
                 memory.sample()
-                after = check.check(url, server.wire_format, model)
+                after = check.check(url, server.wire_format, model, auth=auth)
                 checks = check.CheckResult()
                 if not rows:
                     checks.add(before)
@@ -246,18 +256,20 @@ def main(argv: list[str] | None = None) -> int:
                 interleaved.extend(paired.measure(model, rows, bodies, WORK, say, rounds=args.rounds))
             except Exception as exc:  # the sequential rows still stand
                 say(f"{name}: interleaved target runs FAILED: {exc}")
-        if (
-            name == "tiny"
-            and args.overload_rounds > 0
-            and args.rows == 1
-            and any(r.name.startswith("conveyor") for r in rows)
-        ):
-            json_body = WORK / "bodies" / f"{name}.{wire.V2}.json"
-            json_body.write_bytes(wire.encode(wire.V2, model.input_name, model.load_input))
+        if name != "tiny" or args.rows != 1:
+            continue
+        json_body = WORK / "bodies" / f"{name}.{wire.V2}.json"
+        json_body.write_bytes(wire.encode(wire.V2, model.input_name, model.load_input))
+        if args.overload_rounds > 0 and any(r.name.startswith("conveyor") for r in rows):
             try:
                 meta["overload"] = overload.measure(model, json_body, WORK, say, rounds=args.overload_rounds)
             except Exception as exc:  # the other rows still stand
                 say(f"{name}: overload runs FAILED: {exc}")
+        if args.auth_rounds > 0 and any(isinstance(r.server, ConveyorUp) for r in rows):
+            try:
+                meta["auth"] = auth.measure(model, json_body, WORK, say, rounds=args.auth_rounds)
+            except Exception as exc:  # the other rows still stand
+                say(f"{name}: authentication runs FAILED: {exc}")
 
     meta["total_s"] = round(time.monotonic() - started, 1)
     meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -272,11 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     report.print_bounds(meta["bounds"])
     if meta.get("overload"):
         overload.print_tables(meta["overload"])
+    if meta.get("auth"):
+        auth.print_tables(meta["auth"])
     paths = report.write(args.results_dir, meta, results, partial=partial)
     if not partial and report.update_docs(report.DOCS, meta, results):
         paths.append(report.DOCS)
     say(f"total {meta['total_s'] / 60:.1f} min; wrote {', '.join(str(p) for p in paths)}")
     bad = [r for r in results if r.get("errors") or r.get("wrong")]
+    bad += [r for r in meta.get("auth", {}).get("rows", []) if r["errors"] or r["wrong"]]
     return 1 if bad else 0
 
 

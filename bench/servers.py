@@ -73,6 +73,10 @@ class Server:
     def versions(self) -> dict[str, str]:
         return {}
 
+    def auth_headers(self) -> dict[str, str]:
+        """The headers a client of this server needs to be let in (a bearer token); none for most."""
+        return {}
+
     # -- lifecycle --
     def url(self, model: BenchModel) -> str:
         return f"http://127.0.0.1:{self.port}{self.path(model)}"
@@ -94,7 +98,7 @@ class Server:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"exited with code {self.proc.returncode}: {self.log_tail()}")
-                last = check_one(client, self.url(model), self.wire_format, model, 0)
+                last = check_one(client, self.url(model), self.wire_format, model, 0, self.auth_headers())
                 if not last:
                     return time.monotonic() - self.started
                 if last.startswith("wrong"):
@@ -171,13 +175,33 @@ class ConveyorUp(Server):
     """``conveyor up -f SPEC``: the model registered, a Deployment of N replicas, clients on the gateway.
 
     The control plane runs too (reconciler, autoscaler samples, gateway reports), so this row is what a
-    deployment costs over ``conveyor serve --replicas N``.
+    deployment costs over ``conveyor serve --replicas N``. Its gateway wants a bearer token unless the
+    Deployment is ``public``: clients send the admin token ``conveyor up`` writes under its home.
     """
 
-    def __init__(self, replicas: int, note: str = "", batching: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        replicas: int,
+        note: str = "",
+        batching: dict[str, int] | None = None,
+        public: bool = False,
+    ) -> None:
         super().__init__(note)
         self.replicas = replicas
         self.batching = batching or {}  # spec.batching fields, e.g. {"maxQueueSize": 4}
+        self.public = public  # spec.public: callers need no token
+        self.home: Path | None = None
+        self._token: str | None = None
+
+    def auth_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <admin token>``, read once from the home (the control plane writes it on
+        its first start, before the gateway answers); nothing for a public Deployment, or before the file
+        is there."""
+        if self.public or self.home is None:
+            return {}
+        if self._token is None:
+            self._token = admin_token(self.home)
+        return {"authorization": f"Bearer {self._token}"} if self._token else {}
 
     def unavailable(self) -> str:
         return "" if "Usage: conveyor up" in _help(str(CONVEYOR), "up", "--help") else "no `conveyor up` yet"
@@ -187,15 +211,27 @@ class ConveyorUp(Server):
         spec.write_text(
             "apiVersion: conveyor.dev/v1\nkind: Deployment\n"
             f"metadata:\n  name: {model.name}\nspec:\n  model: {model.name}:1\n  replicas: {self.replicas}\n"
+            + ("  public: true\n" if self.public else "")
             + ("  batching:\n" if self.batching else "")
             + "".join(f"    {k}: {v}\n" for k, v in self.batching.items())
         )
         home = workdir / "conveyor-up-home"
+        self.home, self._token = home, None  # one server object serves each model in turn, each its own home
         script = (
             f"{CONVEYOR} models register {model.name} {model.path} >/dev/null && "
             f"exec {CONVEYOR} up -f {spec} --port {port} --api-port {procs.free_port()}"
         )
         return ["sh", "-c", script], _env(CONVEYOR_HOME=str(home))
+
+
+def admin_token(home: Path) -> str | None:
+    """The admin token `conveyor up` wrote under ``home`` on its first start; None while there is none."""
+    from conveyor.settings import Settings
+
+    try:
+        return Settings(home=home).admin_token_file.read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 class MLServer(Server):
