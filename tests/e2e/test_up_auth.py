@@ -10,6 +10,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -19,7 +20,7 @@ import tritonclient.http as th
 from tritonclient.utils import InferenceServerException
 
 from tests.fixtures.models import build_logreg
-from tests.fixtures.processes import ProcessGroup, free_port
+from tests.fixtures.processes import ProcessGroup, conveyor_exe, free_port
 from tests.fixtures.stack import UpStack
 
 pytestmark = pytest.mark.timeout(240)
@@ -202,3 +203,20 @@ def test_a_token_limited_to_100_per_second_gets_about_that_and_429_for_the_rest(
     # refused again before their Retry-After, are held to it (docs/batching.md, "Overload") and ask nothing
     assert 0.8 * 100 * seconds <= ok <= 100 * seconds + 100 + 10, out
     assert refused > 0, out
+
+
+def test_the_cli_without_a_token_says_how_to_get_one_and_with_one_works(stack: Stack, tmp_path: Path) -> None:
+    env = {**stack.up.env, "CONVEYOR_HOME": str(tmp_path / "elsewhere"), "CONVEYOR_URL": stack.up.api_url}
+    cmd = [conveyor_exe(), "get", "deployments"]
+    bare = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert bare.returncode == 11, bare.stderr
+    assert bare.stderr.count("\n") == 1 and "needs a token: set CONVEYOR_TOKEN" in bare.stderr
+    viewer = subprocess.run(
+        cmd, env={**env, "CONVEYOR_TOKEN": str(stack.tokens["viewer"])}, capture_output=True, text=True
+    )
+    assert viewer.returncode == 0 and "clf" in viewer.stdout
+    scale = [conveyor_exe(), "scale", "clf", "--replicas", "2"]
+    denied = subprocess.run(
+        scale, env={**env, "CONVEYOR_TOKEN": str(stack.tokens["viewer"])}, capture_output=True, text=True
+    )
+    assert denied.returncode == 12 and "(role viewer) may not change deployments" in denied.stderr

@@ -99,6 +99,7 @@ class ApiClient:
         verify = verify_for(self.url, ca_file)
         token = client_token(get_settings(), self.url) if token is None else token
         headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._sends_token = bool(token)
         self._http = httpx.Client(
             base_url=f"{self.url}/api/v1", timeout=timeout, verify=verify, headers=headers
         )
@@ -128,6 +129,12 @@ class ApiClient:
             raise Unavailable(
                 f"{self.url} is not a Conveyor control plane (HTTP {resp.status_code}, {kind}); "
                 "check --url or CONVEYOR_URL"
+            )
+        if resp.status_code == 401 and not self._sends_token:
+            raise error_for(
+                401,
+                f"{self.url} needs a token: set CONVEYOR_TOKEN (conveyor tokens create NAME --role ...); on "
+                "the control plane's machine the CLI uses the admin token `conveyor up` wrote under the home",
             )
         if resp.status_code >= 400:
             raise error_for(resp.status_code, error_message(resp))
