@@ -56,7 +56,7 @@ def status_without_token(server: ConveyorUp, model: BenchModel, body: bytes) -> 
 @dataclass
 class Runs:
     results: list[load.LoadResult]
-    server_cpu_us: list[float]
+    server_cpu_us: list[float | None]  # per round, as the results
     checks: check.CheckResult
 
 
@@ -71,7 +71,7 @@ def _row(side: Side, runs: Runs, duration_s: float) -> dict[str, Any]:
         "ok_per_s_each": [round(x, 1) for x in ok],
         "p50_ms": statistics.median(p50s) if p50s else None,
         "p99_ms": statistics.median(p99s) if p99s else None,
-        "server_cpu_us": statistics.median(runs.server_cpu_us) if runs.server_cpu_us else None,
+        "server_cpu_us": _median([x for x in runs.server_cpu_us if x is not None]),
         "errors": sum(r.errors for r in runs.results) + runs.checks.errors,
         "wrong": runs.checks.wrong,
         "load_status": _summed_status(runs.results),
@@ -119,8 +119,7 @@ def measure(
             result = load.run(url, body, CONCURRENCY, duration_s, headers=headers)
             server_us = cpu.per_request_us(tree.stop(), result.requests)
             runs[side.name].results.append(result)
-            if server_us is not None:
-                runs[side.name].server_cpu_us.append(server_us)
+            runs[side.name].server_cpu_us.append(server_us)
             say(
                 f"auth {side.name} round {i + 1}: {result.status.get(200, 0) / duration_s:,.0f} answered/s, "
                 f"p50 {result.p50_ms} ms, p99 {result.p99_ms} ms, {result.errors} errors"
@@ -130,8 +129,16 @@ def measure(
             url = side.server.url(model)
             runs[side.name].checks = check.check(url, wire.V2, model, auth=side.server.auth_headers())
     rows = [_row(s, runs[s.name], duration_s) for s in both]
-    token, public = (runs[s.name].results for s in both)
-    verdict = judge(token, public, sum(r["errors"] + r["wrong"] for r in rows), unauthenticated)
+    token, public = (runs[s.name] for s in both)
+    verdict = judge(
+        token.results, public.results, sum(r["errors"] + r["wrong"] for r in rows), unauthenticated
+    )
+    cpu_ratios = [
+        a / b for a, b in zip(token.server_cpu_us, public.server_cpu_us, strict=True) if a is not None and b
+    ]
+    # not judged (the issue bounds throughput), but steadier on a shared machine: where the time goes
+    verdict["cpu_ratio"] = _median(cpu_ratios)
+    verdict["cpu_ratios_each"] = [round(r, 3) for r in cpu_ratios]
     return {
         "concurrency": CONCURRENCY,
         "rounds": rounds,
@@ -151,7 +158,7 @@ def judge(
         for a, b in zip(token, public, strict=True)
         if b.status.get(200)
     ]
-    ratio = statistics.median(ratios) if ratios else None
+    ratio = _median(ratios)
     met = ratio is not None and ratio >= BOUND and errors == 0 and without_token == 401
     return {
         "target": f"answered/s with a token ≥ {BOUND:g}× public, c={CONCURRENCY}, no errors",
@@ -163,6 +170,10 @@ def judge(
     }
 
 
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 TITLE = "## Authentication cost"
 TEXT = (
     "One `conveyor up` Deployment twice, 1 replica each, both up at once, the same spec but for "
@@ -172,7 +183,14 @@ TEXT = (
     "median of the per-round ratios."
 )
 ROW_COLUMNS = ["row", "what", "answered/s", "p50 ms", "p99 ms", "server CPU µs/req", "errors", "wrong"]
-VERDICT_COLUMNS = ["target", "without a token", "ratio", "per round", "status"]
+VERDICT_COLUMNS = [
+    "target",
+    "without a token",
+    "ratio",
+    "per round",
+    "status",
+    "server CPU/req, token/public",
+]
 
 
 def row_cells(r: dict[str, Any]) -> list[str]:
@@ -191,7 +209,8 @@ def row_cells(r: dict[str, Any]) -> list[str]:
 def verdict_cells(v: dict[str, Any]) -> list[str]:
     ratio = "-" if v["ratio"] is None else f"{v['ratio']:.3f}×"
     each = ", ".join(f"{x:.3f}" for x in v["ratios_each"])
-    return [v["target"], str(v["without_token"]), ratio, each, v["status"]]
+    cpu_ratio = "-" if v.get("cpu_ratio") is None else f"{v['cpu_ratio']:.3f}×"
+    return [v["target"], str(v["without_token"]), ratio, each, v["status"], cpu_ratio]
 
 
 def markdown(result: dict[str, Any]) -> list[str]:

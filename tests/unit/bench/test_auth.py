@@ -122,4 +122,4 @@ def test_the_report_has_an_authentication_section_with_both_rows_and_the_verdict
     section = text[text.index(auth.TITLE) :]
     assert "| token | n | 9,000 |" in section
     assert "| public | n | 9,000 |" in section
-    assert "| 401 | 0.990× | 0.990 | met |" in section
+    assert "| 401 | 0.990× | 0.990 | met | - |" in section
