@@ -1,7 +1,11 @@
 """The main job end to end on embedded defaults, through `conveyor up -f examples/iris.yaml`:
 
-train → register → deploy (control plane + gateway + 2 replicas) → predict → roll out version 2 under
-constant traffic → roll back → stop. Run with ``make demo``.
+train → register → deploy (control plane + gateway + 2 replicas) → a client token → predict → roll out
+version 2 under constant traffic → roll back → stop. Run with ``make demo``.
+
+The API and the gateway ask every client for a bearer token (``Authorization: Bearer <token>``): the demo's
+own calls send the admin token the control plane wrote under the home, its inference calls a predictor token
+made with `conveyor tokens create`, as a client application would (docs/security.md).
 
 Everything lives in a throwaway CONVEYOR_HOME; the stack binds 127.0.0.1 on free ports and is stopped by its
 process id at the end (Ctrl-C semantics: gateway drains, then the replicas), whatever happens.
@@ -49,6 +53,12 @@ def run(*args: str, env: dict[str, str]) -> None:
     subprocess.run([CONVEYOR, *args], env=env, check=True)
 
 
+def output_of(*args: str, env: dict[str, str]) -> str:
+    """What the command prints on stdout (echoed as ``$(...)``, the way a shell script captures it)."""
+    print(f"$ TOKEN=$({command_line(*args)})", flush=True)
+    return subprocess.run([CONVEYOR, *args], env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -64,12 +74,18 @@ def train(work: Path, c: float) -> Path:
     return path
 
 
-def serving(api: str, version: str) -> bool:
+def bearer(token: str) -> dict[str, str]:
+    """How any client authenticates to the management API and to the gateway of `conveyor up`."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def serving(api: str, version: str, headers: dict[str, str]) -> bool:
     """Two ready replicas of ``version`` only, and the gateway routing to them (current table applied)."""
-    rows = httpx.get(f"{api}/api/v1/replicas", timeout=5).json()["replicas"]
+    rows = httpx.get(f"{api}/api/v1/replicas", timeout=5, headers=headers).json()["replicas"]
     if not (len(rows) == 2 and all(r["state"] == "ready" and r["version"] == version for r in rows)):
         return False
-    return bool(httpx.get(f"{api}/api/v1/deployments/iris", timeout=5).json()["routed"])
+    deployment = httpx.get(f"{api}/api/v1/deployments/iris", timeout=5, headers=headers).json()
+    return bool(deployment["routed"])
 
 
 def wait_for(check: Any, what: str, timeout: float = 120.0) -> None:
@@ -87,15 +103,15 @@ def wait_for(check: Any, what: str, timeout: float = 120.0) -> None:
 class Traffic(threading.Thread):
     """A client sending one request after another until stopped, counting answers per model version."""
 
-    def __init__(self, url: str, body: dict[str, Any]) -> None:
+    def __init__(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         super().__init__(daemon=True)
-        self.url, self.body = url, body
+        self.url, self.body, self.headers = url, body, headers
         self.versions: dict[str, int] = {}
         self.failed = 0
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, headers=self.headers) as client:
             while not self._stop_event.is_set():
                 try:
                     r = client.post(self.url, json=self.body)
@@ -133,8 +149,18 @@ def main() -> int:
         [CONVEYOR, "up", "-f", str(SPEC), "--port", str(port), "--api-port", str(api_port)], env=env
     )
     try:
-        wait_for(lambda: up.poll() is None and serving(api, "1"), "2 replicas of version 1")
+        # The control plane writes an admin token there (mode 0600) on its first start; the CLI sends it by
+        # itself to a stack on this machine, the demo's own API calls send it as any HTTP client would.
+        admin_token = work / "home" / "admin.token"
+        wait_for(lambda: up.poll() is None and admin_token.exists(), "the control plane's admin token")
+        admin = bearer(admin_token.read_text().strip())
+        wait_for(lambda: up.poll() is None and serving(api, "1", admin), "2 replicas of version 1")
         run("get", "deployments", env=env)
+
+        step("Make a token for a client application: inference only (role predictor)")
+        print(f"the control plane wrote the admin token to {admin_token}; a client gets its own token:")
+        client = bearer(output_of("tokens", "create", "demo-client", "--role", "predictor", env=env).strip())
+        print('every request sends it: curl -H "Authorization: Bearer $TOKEN" ...')
 
         step(f"Send real requests to {gateway}/v2/models/iris/infer")
         rows = x[[0, 60, 120]].astype(np.float32)
@@ -148,7 +174,16 @@ def main() -> int:
                 }
             ]
         }
-        answer = httpx.post(f"{gateway}/v2/models/iris/infer", json=body, timeout=10).json()
+        infer = f"{gateway}/v2/models/iris/infer"
+        refused = httpx.post(infer, json=body, timeout=10)
+        print(f"without a token: {refused.status_code} {refused.json()['error']}")
+        # A new token reaches every gateway within a second (the control plane pushes the token set).
+        wait_for(
+            lambda: httpx.post(infer, json=body, timeout=10, headers=client).status_code == 200,
+            "the gateway accepting the new token",
+            timeout=10,
+        )
+        answer = httpx.post(infer, json=body, timeout=10, headers=client).json()
         label = next(o for o in answer["outputs"] if o["datatype"] == "INT64")
         names = load_iris().target_names
         print(f"model {answer['model_name']} version {answer['model_version']}:")
@@ -157,19 +192,19 @@ def main() -> int:
         run("predict", "iris", "--url", gateway, "--data", "[[6.3, 3.3, 6.0, 2.5]]", env=env)
 
         step("Roll out version 2 under constant traffic: move the alias, apply the same file again")
-        traffic = Traffic(f"{gateway}/v2/models/iris/infer", body)
+        traffic = Traffic(infer, body, client)
         traffic.start()
         v2 = train(work, 0.05)
         run("models", "register", "iris", str(v2), "--sample", sample, "--alias", "production", env=env)
         run("apply", "-f", str(SPEC), env=env)
-        wait_for(lambda: serving(api, "2"), "2 replicas of version 2")
+        wait_for(lambda: serving(api, "2", admin), "2 replicas of version 2")
         print(f"traffic during the rollout: {traffic.stop()}")
 
         step("Roll back to the previous revision, again under traffic")
-        traffic = Traffic(f"{gateway}/v2/models/iris/infer", body)
+        traffic = Traffic(infer, body, client)
         traffic.start()
         run("rollback", "iris", env=env)
-        wait_for(lambda: serving(api, "1"), "2 replicas of version 1")
+        wait_for(lambda: serving(api, "1", admin), "2 replicas of version 1")
         print(f"traffic during the rollback: {traffic.stop()}")
         run("history", "iris", env=env)
         run("get", "replicas", env=env)
