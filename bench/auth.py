@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import auth_cost
 import check
 import cpu
 import httpx
@@ -102,6 +103,7 @@ def measure(
     both = sides()
     if reason := both[0].server.unavailable():
         raise RuntimeError(reason)
+    inprocess = auth_cost.measure()  # before the servers start: nothing of the bench's own competes
     runs = {s.name: Runs([], [], check.CheckResult()) for s in both}
     with paired.all_up([(s.name, s.server) for s in both], model, work, "auth"):
         unauthenticated = status_without_token(both[0].server, model, body.read_bytes())
@@ -145,6 +147,7 @@ def measure(
         "duration_s": duration_s,
         "rows": rows,
         "verdict": verdict,
+        "inprocess": inprocess,
     }
 
 
@@ -213,14 +216,31 @@ def verdict_cells(v: dict[str, Any]) -> list[str]:
     return [v["target"], str(v["without_token"]), ratio, each, v["status"], cpu_ratio]
 
 
+def inprocess_line(result: dict[str, Any]) -> str:
+    """The in-process cost of the token beside the token row's server CPU per request."""
+    cost = result.get("inprocess")
+    if not cost:
+        return ""
+    server_us = result["rows"][0]["server_cpu_us"]
+    share = (
+        f", {cost['total_us'] / server_us:.1%} of the token row's server CPU per request" if server_us else ""
+    )
+    return (
+        f"In-process (bench/auth_cost.py), the token adds {cost['total_us']:.2f} µs to a gateway request: "
+        f"{cost['header_us']:.2f} µs parsing its header line, {cost['authorize_us']:.2f} µs in "
+        f"Gateway.authorize{share}."
+    )
+
+
 def markdown(result: dict[str, Any]) -> list[str]:
     rows = [row_cells(r) for r in result["rows"]]
-    return tables.section(
-        TITLE, TEXT, (ROW_COLUMNS, rows), (VERDICT_COLUMNS, [verdict_cells(result["verdict"])])
-    )
+    verdict = [verdict_cells(result["verdict"])]
+    lines = tables.section(TITLE, TEXT, (ROW_COLUMNS, rows), (VERDICT_COLUMNS, verdict))
+    return lines + ([inprocess_line(result), ""] if result.get("inprocess") else [])
 
 
 def print_tables(result: dict[str, Any]) -> None:
     title = f"Authentication cost, c={CONCURRENCY} (interleaved, medians)"
     tables.show(title, ROW_COLUMNS, [row_cells(r) for r in result["rows"]], caption=TEXT, right_from=2)
-    tables.show("Authentication cost: the verdict", VERDICT_COLUMNS, [verdict_cells(result["verdict"])])
+    verdict = [verdict_cells(result["verdict"])]
+    tables.show("Authentication cost: the verdict", VERDICT_COLUMNS, verdict, caption=inprocess_line(result))

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 # bench modules import each other flat; appended, so nothing of the suite is shadowed
 sys.path.append(str(Path(__file__).resolve().parents[3] / "bench"))
 
 import auth
+import auth_cost
 import load
 import report
 from models import BenchModel
@@ -123,3 +125,17 @@ def test_the_report_has_an_authentication_section_with_both_rows_and_the_verdict
     assert "| token | n | 9,000 |" in section
     assert "| public | n | 9,000 |" in section
     assert "| 401 | 0.990× | 0.990 | met | - |" in section
+
+
+def test_the_in_process_cost_times_the_header_line_and_the_check_of_the_token() -> None:
+    cost = auth_cost.measure(number=2_000)
+    assert set(cost) == {"header_us", "authorize_us", "total_us"}
+    assert cost["total_us"] == pytest.approx(cost["header_us"] + cost["authorize_us"], abs=0.02)
+    assert abs(cost["total_us"]) < 1_000  # microseconds, not a stray unit
+
+
+def test_the_section_puts_the_in_process_cost_beside_the_token_rows_cpu() -> None:
+    result = _result() | {"inprocess": {"header_us": 0.5, "authorize_us": 1.0, "total_us": 1.5}}
+    text = "\n".join(auth.markdown(result))
+    assert "the token adds 1.50 µs to a gateway request" in text
+    assert "1.0% of the token row's server CPU per request" in text
