@@ -106,10 +106,15 @@ def run_control_plane(
         app = build_control_plane(settings, owned=owned)
         if on_admin_token is not None:
             on_admin_token(*app.state.admin_token)
+        from conveyor.frontend.connections import DeadlineHttpProtocol, limit_per_client
+
         config = uvicorn.Config(
             app,
             host=host,
             port=port,
+            # Request-head deadlines and connections per client, as on the gateway (docs/security.md, Limits).
+            http=limit_per_client(DeadlineHttpProtocol, settings.max_connections_per_client),
+            timeout_keep_alive=settings.keep_alive_timeout_s,
             log_level=log_level,
             log_config=None,  # uvicorn's lines go through the process's handler (observe/logs.py)
             loop="uvloop",
