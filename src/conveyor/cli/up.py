@@ -46,7 +46,8 @@ def server(
 
     settings, tls = with_tls(get_settings(), tls_cert, tls_key)
     check_ports_free(host, {"--api-port": api_port})
-    _warn_if_exposed(host)
+    if not owned:  # `conveyor up` said it already
+        _warn_if_exposed(host)
     configure_logging(settings)
 
     def on_admin_token(path: Path, created: bool) -> None:
@@ -105,8 +106,16 @@ def up(
     from conveyor.observe.logs import configure_logging
 
     configure_logging(settings)
+    from conveyor.security.credentials import stack_token
+
     stack = Stack(
-        host=host, api_port=api_port, port=port, grpc_port=grpc_port, tls=tls, ca_file=settings.tls_ca_file
+        host=host,
+        api_port=api_port,
+        port=port,
+        grpc_port=grpc_port,
+        tls=tls,
+        ca_file=settings.tls_ca_file,
+        token=lambda: stack_token(settings),
     )
     try:
         with console.status("Starting the control plane and the gateway…", spinner="dots"):
@@ -147,8 +156,11 @@ def _apply_and_wait(stack: Stack, documents: list[dict[str, Any]], wait: bool) -
     from conveyor.cli.inspect import INFER_COLUMN, infer_url
     from conveyor.cli.rollout import wait_rolled_out
     from conveyor.errors import ConversionError, DeadlineExceeded
+    from conveyor.security.credentials import stack_token
+    from conveyor.settings import get_settings
 
-    with ApiClient(stack.api_url, ca_file=stack.trust_file) as client:
+    token = stack_token(get_settings())
+    with ApiClient(stack.api_url, ca_file=stack.trust_file, token=token) as client:
         for result in client.post("/apply", {"documents": documents})["results"]:
             what = "configured" if result["changed"] else "unchanged"
             console.print(

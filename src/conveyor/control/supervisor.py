@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -52,10 +53,12 @@ class Child:
     restart_at: float | None = None
     restarts: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] | None = None  # None: this process's environment
 
     def spawn(self) -> None:
         self.proc = subprocess.Popen(
             self.args,
+            env=self.env,
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
@@ -105,14 +108,21 @@ class Stack:
         backoff: Backoff | None = None,
         tls: ServerTls | None = None,
         ca_file: Path | None = None,
+        token: Callable[[], str | None] | None = None,
     ) -> None:
+        """``token`` gives the token the gateway follows the control plane with, once that has started
+        (its admin token, written on its first start)."""
         self.host = host
+        self._token = token
         self.ports = {"--api-port": api_port, "--port": port}
         if grpc_port is not None:
             self.ports["--grpc-port"] = grpc_port
         scheme = "http" if tls is None else "https"
-        self.api_url = f"{scheme}://{host}:{api_port}"
-        self.gateway_url = f"{scheme}://{host}:{port}"
+        # The stack's own clients reach a wildcard address (every interface) through loopback.
+        reach = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host, host)
+        reach = f"[{reach}]" if ":" in reach and not reach.startswith("[") else reach
+        self.api_url = f"{scheme}://{reach}:{api_port}"
+        self.gateway_url = f"{scheme}://{reach}:{port}"
         self.trust_file = None if tls is None else (ca_file or tls.cert_file)
         serve_tls = [] if tls is None else ["--tls-cert", str(tls.cert_file), "--tls-key", str(tls.key_file)]
         exe = [sys.executable, "-m", "conveyor.cli.main"]
@@ -139,6 +149,8 @@ class Stack:
 
             verify = client_context(self.trust_file)
         for child in (self.control, self.gateway):
+            if child is self.gateway and self._token is not None and (token := self._token()):
+                child.env = {**os.environ, "CONVEYOR_TOKEN": token}
             child.spawn()
             wait_healthy(child, verify=verify)
 

@@ -48,6 +48,16 @@ def client_token(settings: Settings, url: str | None) -> str | None:
     return None
 
 
+def stack_token(settings: Settings) -> str | None:
+    """The token `conveyor up` gives its own gateway and uses for its own apply: CONVEYOR_TOKEN, else the
+    control plane's local admin token, whatever address the stack binds (it is this machine's)."""
+    if settings.token:
+        return settings.token.strip()
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return settings.admin_token_file.read_text().strip() or None
+    return None
+
+
 def auth_headers(settings: Settings, url: str | None) -> dict[str, str]:
     token = client_token(settings, url)
     return {"authorization": f"Bearer {token}"} if token else {}
