@@ -23,7 +23,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 
 
 def backup(path: FileArg, as_json: JsonOpt = False) -> None:
-    """Write the registry (models, versions, aliases, deployments) and every artifact to FILE, verified."""
+    """Write the registry (models, versions, aliases, signatures, deployments, token hashes, the audit
+    log) and every artifact (decrypted) to FILE, verified."""
     from conveyor.registry.backup import backup as write_backup
 
     _run(write_backup, path, "Backing up", "Backed up to", as_json)
