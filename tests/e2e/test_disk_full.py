@@ -204,7 +204,9 @@ def test_apply_on_a_full_disk_is_507_and_changes_nothing(
     spec.write_text(json.dumps(DEPLOYMENT))
     small_fs.fill(leave_kib=0)
     assert "registry database" in assert_disk_full(stack.cli("apply", "-f", str(spec), check=False))
-    answer = httpx.post(f"{stack.api_url}/api/v1/apply", json={"documents": [DEPLOYMENT]}, timeout=30)
+    answer = httpx.post(
+        f"{stack.api_url}/api/v1/apply", json={"documents": [DEPLOYMENT]}, timeout=30, headers=stack.headers
+    )
     assert answer.status_code == 507 and answer.json()["error"].startswith("disk full: "), answer.text
     small_fs.free()
     assert stack.api("/deployments")["deployments"] == []

@@ -39,7 +39,8 @@ def probabilities(onnx: bytes) -> list[float]:
 
 
 def answer(stack: UpStack) -> tuple[str, list[float]]:
-    r = httpx.post(f"{stack.gateway_url}/v2/models/clf/infer", content=BODY, timeout=10)
+    url = f"{stack.gateway_url}/v2/models/clf/infer"
+    r = httpx.post(url, content=BODY, timeout=10, headers=stack.headers)
     assert r.status_code == 200, r.text
     out = {o["name"]: o for o in r.json()["outputs"]}
     return str(r.json()["model_version"]), [float(v) for v in out["probabilities"]["data"]]

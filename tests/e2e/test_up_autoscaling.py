@@ -92,12 +92,12 @@ def test_a_load_step_scales_out_within_the_window_and_back_in_after(stack: UpSta
     stack.wait(lambda: stack.serving("clf", "1", 1), what="the first replica")
     url = f"{stack.gateway_url}/v2/models/clf/infer"
 
-    trickle = Load(url, BODY, workers=1, rate_per_worker=20)
+    trickle = Load(url, BODY, workers=1, rate_per_worker=20, headers=stack.headers)
     time.sleep(WINDOW_S + UP_S + 1)
     assert desired(stack) == 1, "one client must not scale out"
     assert trickle.stop().failed == 0
 
-    step = Load(url, BODY, workers=32, rate_per_worker=0)
+    step = Load(url, BODY, workers=32, rate_per_worker=0, headers=stack.headers)
     started = time.monotonic()
     try:
         stack.wait(lambda: desired(stack) > 1, timeout=WINDOW_S + UP_S + 10, what="a scale-out")
@@ -125,7 +125,8 @@ def test_scale_to_zero_holds_a_request_until_a_replica_is_ready(stack: UpStack, 
     stack.wait(lambda: desired(stack) == 0 and not stack.replicas("clf"), timeout=30, what="scaled to zero")
 
     started = time.monotonic()
-    response = httpx.post(f"{stack.gateway_url}/v2/models/clf/infer", content=BODY, timeout=90)
+    url = f"{stack.gateway_url}/v2/models/clf/infer"
+    response = httpx.post(url, content=BODY, timeout=90, headers=stack.headers)
     cold = time.monotonic() - started
     assert response.status_code == 200, response.text
     assert response.json()["model_version"] == "1"
@@ -143,9 +144,11 @@ def test_a_burst_at_zero_replicas_scales_by_its_size_and_every_request_is_answer
     stack.start("-f", str(spec))
     stack.wait(lambda: desired(stack) == 0 and not stack.replicas("clf"), timeout=30, what="scaled to zero")
 
-    url = f"{stack.gateway_url}/v2/models/clf/infer"
+    url, headers = f"{stack.gateway_url}/v2/models/clf/infer", stack.headers
     with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda _: httpx.post(url, content=BODY, timeout=90), range(16)))
+        answers = list(
+            pool.map(lambda _: httpx.post(url, content=BODY, timeout=90, headers=headers), range(16))
+        )
     assert [r.status_code for r in answers] == [200] * 16, [r.text for r in answers if r.status_code != 200]
     ups = [m for _, k, m in scale_events(stack) if k == "ScaledUp"]
     assert any(" -> 4: " in m for m in ups), ups  # the whole burst sized it, not its first request

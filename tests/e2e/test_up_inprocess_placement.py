@@ -81,7 +81,7 @@ def test_inprocess_placement_serves_from_the_gateway_and_changes_version_under_l
     assert "placement  inprocess" in stack.cli("describe", "deployment", "clf").stdout
     assert "inprocess" in stack.cli("get", "deployments").stdout
 
-    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", LOGREG_BODY)
+    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", LOGREG_BODY, headers=stack.headers)
     try:
         stack.wait(lambda: load.running_for() > 1.0, what="load running")
         stack.cli("apply", "-f", write_spec(tmp_path, "clf:2"))
@@ -107,7 +107,9 @@ def test_inprocess_placement_with_two_replicas_is_refused_naming_the_field(
         "metadata": {"name": "clf"},
         "spec": {"model": "clf:1", "replicas": 2, "placement": "inprocess"},
     }
-    response = httpx.post(f"{stack.api_url}/api/v1/apply", json={"documents": [doc]}, timeout=30)
+    response = httpx.post(
+        f"{stack.api_url}/api/v1/apply", json={"documents": [doc]}, timeout=30, headers=stack.headers
+    )
     assert 400 <= response.status_code < 500, response.text
     error = response.json()["error"]
     assert "spec.placement" in error and "replicas: 2" in error, error
@@ -126,7 +128,7 @@ def test_switching_placement_both_ways_under_load_loses_nothing(stack: UpStack, 
         SPEC.format(model="clf:1", replicas=2).replace("placement: inprocess", "placement: process")
     )
     stack.start("-f", str(process))
-    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", LOGREG_BODY)
+    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", LOGREG_BODY, headers=stack.headers)
     try:
         stack.wait(lambda: load.running_for() > 1.0, what="load running")
         # Into the gateway: the replica processes stop once every gateway serves version 2 itself.

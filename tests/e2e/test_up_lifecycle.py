@@ -110,7 +110,10 @@ def test_scale_then_delete_on_the_running_stack(stack: UpStack, tmp_path: Path) 
     stack.wait(lambda: not stack.replicas("clf"), what="replicas stopped")
     stack.wait(
         lambda: (
-            httpx.post(f"{stack.gateway_url}/v2/models/clf/infer", json={"inputs": []}).status_code == 404
+            httpx.post(
+                f"{stack.gateway_url}/v2/models/clf/infer", json={"inputs": []}, headers=stack.headers
+            ).status_code
+            == 404
         ),
         what="the route removed",
     )
@@ -134,7 +137,8 @@ def test_the_smallest_spec_examples_tiny_yaml_serves_with_model_version(
     stack.start("-f", str(EXAMPLES / "tiny.yaml"))
     assert stack.serving("tiny", "1", 2)
     body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
-    answer = httpx.post(f"{stack.gateway_url}/v2/models/tiny/infer", json=body, timeout=10).json()
+    url = f"{stack.gateway_url}/v2/models/tiny/infer"
+    answer = httpx.post(url, json=body, timeout=10, headers=stack.headers).json()
     assert answer["model_name"] == "tiny" and answer["model_version"] == "1"
 
 
@@ -167,14 +171,14 @@ def test_tritonclient_grpc_and_http_through_the_up_gateway(stack: UpStack, tmp_p
             else:
                 inp.set_data_from_numpy(x)
                 outputs = [tg.InferRequestedOutput(n) for n in ("label", "probabilities")]
-            result = client.infer("clf", [inp], outputs=outputs)
+            result = client.infer("clf", [inp], outputs=outputs, headers=stack.headers)
             case = f"{module.__name__} binary={binary}"
             np.testing.assert_array_equal(result.as_numpy("label"), want_label, err_msg=case)
             np.testing.assert_allclose(result.as_numpy("probabilities"), want_proba, rtol=1e-5, err_msg=case)
             response = result.get_response()
             version = response["model_version"] if module is th else response.model_version
             assert version == "1"
-            assert client.is_model_ready("clf")
+            assert client.is_model_ready("clf", headers=stack.headers)
         finally:
             client.close()
 
@@ -196,7 +200,8 @@ def test_a_killed_gateway_is_restarted_and_serves_again(stack: UpStack, tmp_path
 
     def answers() -> bool:
         try:
-            r = httpx.post(f"{stack.gateway_url}/v2/models/clf/infer", json=body, timeout=5)
+            url = f"{stack.gateway_url}/v2/models/clf/infer"
+            r = httpx.post(url, json=body, timeout=5, headers=stack.headers)
         except httpx.HTTPError:
             return False
         return r.status_code == 200

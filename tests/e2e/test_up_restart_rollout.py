@@ -68,7 +68,9 @@ def test_control_plane_killed_at_any_point_of_a_rollout_drops_nothing(stack: UpS
     stack.wait(lambda: stack.serving("clf", "1", 2), what="2 replicas of version 1")
     epoch = str(stack.api("/health")["epoch"])
     # hey with 8 unthrottled workers, as the runs: every window where no replica serves shows.
-    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", BODY, workers=8, rate_per_worker=0)
+    load = Load(
+        f"{stack.gateway_url}/v2/models/clf/infer", BODY, workers=8, rate_per_worker=0, headers=stack.headers
+    )
     answered: list[str] = []
     try:
         stack.wait(lambda: load.running_for() > 1.0, what="load running")

@@ -62,7 +62,10 @@ def test_stalled_uploads_get_408_or_503_and_gateway_memory_is_bounded_and_return
     baseline = rss_kib(pid)
     # 16 clients declare 60 MB and send 24 MB of it: 384 MB unbounded; the 256 MB budget admits 4 bodies
     # (96 MB sent) and refuses the other 12 with 503 before reading them.
-    socks = [stalled_upload(stack.port, declared=60_000_000, sent=24 * MIB) for _ in range(16)]
+    socks = [
+        stalled_upload(stack.port, declared=60_000_000, sent=24 * MIB, headers=stack.headers)
+        for _ in range(16)
+    ]
     try:
         peak = rss_kib(pid)
         deadline = time.monotonic() + IDLE_S + MARGIN_S
@@ -96,7 +99,7 @@ def test_clients_leaving_mid_body_write_no_traceback_and_no_error(stack: UpStack
     assert stack.proc is not None
     before = len(output_of(stack.proc))
     for _ in range(25):
-        stalled_upload(stack.port, declared=10_000, sent=1000).close()
+        stalled_upload(stack.port, declared=10_000, sent=1000, headers=stack.headers).close()
     time.sleep(2)
     log = output_of(stack.proc)[before:]
     assert "Traceback" not in log and "ERROR" not in log, log
@@ -113,7 +116,13 @@ def test_a_burst_of_identical_failures_is_logged_once_with_a_count(stack: UpStac
             os.kill(pid, signal.SIGKILL)
         time.sleep(1)
         before = len(output_of(stack.proc))
-        load = Load(f"{stack.gateway_url}/v2/models/clf/infer", BODY, workers=8, rate_per_worker=0)
+        load = Load(
+            f"{stack.gateway_url}/v2/models/clf/infer",
+            BODY,
+            workers=8,
+            rate_per_worker=0,
+            headers=stack.headers,
+        )
         time.sleep(2.5)
         result = load.stop()
         time.sleep(REPEAT_S + 2)  # the summary of the last interval
@@ -139,7 +148,8 @@ def test_stopping_up_with_a_stalled_upload_answers_it_and_finishes_in_time(tmp_p
     try:
         up.start()
         assert up.proc is not None
-        sock = stalled_upload(up.port, declared=1_000_000, sent=1000, path="/v2/models/any/infer")
+        path = "/v2/models/any/infer"
+        sock = stalled_upload(up.port, declared=1_000_000, sent=1000, path=path, headers=up.headers)
         time.sleep(0.5)
         start = time.monotonic()
         up.proc.send_signal(signal.SIGTERM)

@@ -51,7 +51,7 @@ def apply(stack: UpStack, tmp_path: Path, name: str) -> None:
 
 
 def load_for(stack: UpStack, name: str, seconds: float) -> tuple[int, int, str]:
-    load = Load(f"{stack.gateway_url}/v2/models/{name}/infer", BODY)
+    load = Load(f"{stack.gateway_url}/v2/models/{name}/infer", BODY, headers=stack.headers)
     try:
         time.sleep(seconds)
         load.running_for()  # hey still running
@@ -75,7 +75,7 @@ def test_load_sent_at_once_after_apply_without_wait_is_held_then_answered(
 ) -> None:
     apply(stack, tmp_path, "second")
     ready = httpx.get(f"{stack.gateway_url}/v2/health/ready", timeout=5)
-    model = httpx.get(f"{stack.gateway_url}/v2/models/second/ready", timeout=5)
+    model = httpx.get(f"{stack.gateway_url}/v2/models/second/ready", timeout=5, headers=stack.headers)
     ok, failed, output = load_for(stack, "second", LOAD_S)
     assert failed == 0 and ok > 100, output
     # While its replica started, neither the gateway nor the model said ready (a fast start may beat us).

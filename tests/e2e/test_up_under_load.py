@@ -9,7 +9,6 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 
@@ -72,9 +71,7 @@ def write_spec(tmp_path: Path, model: str, replicas: int) -> str:
 
 
 def infer_version(stack: UpStack) -> str:
-    response = httpx.post(f"{stack.gateway_url}/v2/models/clf/infer", content=BODY, timeout=10)
-    assert response.status_code == 200, response.text
-    return str(response.json()["model_version"])
+    return stack.infer_version("clf", BODY)
 
 
 def test_version_change_and_rollback_under_load_drop_nothing(stack: UpStack, tmp_path: Path) -> None:
@@ -82,7 +79,7 @@ def test_version_change_and_rollback_under_load_drop_nothing(stack: UpStack, tmp
     stack.wait(lambda: stack.serving("clf", "1", 2), what="2 replicas of version 1")
     assert infer_version(stack) == "1"
 
-    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", BODY)
+    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", BODY, headers=stack.headers)
     try:
         # --wait returns once the new revision serves: replicas ready, old ones gone, the gateway routing.
         out = stack.cli("apply", "-f", write_spec(tmp_path, "clf:2", 2), "--wait", "--timeout", "60")
@@ -104,7 +101,7 @@ def test_kill_9_of_a_replica_under_load_drops_nothing_and_replaces_it(stack: UpS
     stack.start("-f", write_spec(tmp_path, "clf:1", 2))
     stack.wait(lambda: stack.serving("clf", "1", 2), what="2 ready replicas")
     victim = stack.replicas("clf")[0]
-    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", BODY)
+    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", BODY, headers=stack.headers)
     try:
         stack.wait(lambda: load.running_for() > 1.0, what="load running")
         os.kill(victim["pid"], signal.SIGKILL)
@@ -131,7 +128,7 @@ def test_control_plane_killed_and_restarted_under_load_drops_nothing(
     before = {r["id"]: r["pid"] for r in stack.replicas("clf")}
     epoch = stack.api("/health")["epoch"]
     old_pid = stack.control_plane_pid()
-    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", BODY)
+    load = Load(f"{stack.gateway_url}/v2/models/clf/infer", BODY, headers=stack.headers)
     try:
         stack.wait(lambda: load.running_for() > 1.0, what="load running")
         os.kill(old_pid, signal.SIGKILL)

@@ -21,10 +21,11 @@ from tests.fixtures.processes import free_port
 
 
 @pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, FakeRuntime]]:
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, FakeRuntime, str]]:
     monkeypatch.setattr(management, "KEEPALIVE_S", 0.2)
     with Registry(f"sqlite:///{tmp_path / 'r.db'}", LocalArtifactStore(tmp_path / "a")) as registry:
         runtime = FakeRuntime(registry)
+        token, _ = registry.tokens.create("watcher", "gateway")  # what a `conveyor gateway` follows with
         app = management.create_api(registry, runtime, Settings(home=tmp_path))
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -35,7 +36,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
             time.sleep(0.02)
         assert server.started, "uvicorn did not start"
         try:
-            yield f"http://127.0.0.1:{port}", runtime
+            yield f"http://127.0.0.1:{port}", runtime, token
         finally:
             server.should_exit = True
             thread.join(timeout=10)
@@ -43,11 +44,12 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
 
 
 def test_watch_streams_each_table_and_keep_alives_then_stops_with_the_client(
-    served: tuple[str, FakeRuntime],
+    served: tuple[str, FakeRuntime, str],
 ) -> None:
-    url, runtime = served
+    url, runtime, token = served
+    headers = {"authorization": f"Bearer {token}"}
     with (
-        httpx.Client(timeout=5) as client,
+        httpx.Client(timeout=5, headers=headers) as client,
         client.stream("GET", f"{url}/api/v1/routing/watch") as resp,
     ):
         assert resp.status_code == 200
@@ -62,4 +64,4 @@ def test_watch_streams_each_table_and_keep_alives_then_stops_with_the_client(
     while runtime.watchers and time.monotonic() < deadline:
         time.sleep(0.05)
     assert runtime.watchers == 0, "the watch kept running after the client left"
-    assert httpx.get(f"{url}/api/v1/routing").json()["generation"] == 2
+    assert httpx.get(f"{url}/api/v1/routing", headers=headers).json()["generation"] == 2
