@@ -261,3 +261,31 @@ def test_a_hung_replica_is_replaced_with_one_event_and_probes_never_stall_the_lo
         assert f"replica {victim['id']} failed 3 health probes in a row" in messages[0]
 
     run_with_reconciler(registry, settings, scenario)
+
+
+@pytest.mark.timeout(60)  # before the fix stop() never returned: the test hung
+def test_stop_returns_when_a_wake_and_the_cancellation_arrive_together(
+    registry: Registry, settings: Settings
+) -> None:
+    """The loop is cancelled just as a wake (a change, a held request) completes its wait: stop() must
+    still return (with asyncio.wait_for on 3.11 the cancellation was swallowed and the loop ran on)."""
+
+    async def scenario() -> None:
+        reconciler = Reconciler(registry, settings, make_processes(settings))
+        await reconciler.start()
+        try:
+            for _ in range(20):  # each round: the wait gets its wake, and stop() cancels the loop then
+                await asyncio.sleep(0.01)
+                reconciler._wake.set()
+                await asyncio.sleep(0)  # the wait has its result; the loop is about to resume
+                started = time.monotonic()
+                await reconciler.stop(stop_replicas=False)
+                assert time.monotonic() - started < 2.0, "stop() waited for a loop that was not cancelled"
+                reconciler._task = asyncio.create_task(reconciler._run())
+        finally:
+            await reconciler.stop(stop_replicas=True)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        _kill_leftovers(settings)

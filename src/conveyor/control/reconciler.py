@@ -242,8 +242,12 @@ class Reconciler:
 
     async def _run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns the wake when a cancellation arrives as
+            # the event is set, and the loop ran on forever: stop() never returned and `conveyor up`'s control
+            # plane outlived SIGTERM, restarting replicas (seen under load in the e2e suite).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK_S)
+                async with asyncio.timeout(TICK_S):
+                    await self._wake.wait()
             self._wake.clear()
             self._steps_begun += 1
             try:
