@@ -189,7 +189,7 @@ class Verifier:
 
     def __init__(self, records: Iterable[TokenRecord] = ()) -> None:
         self._records: dict[str, TokenRecord] = {}
-        self._cache: dict[str, tuple[Principal, float | None]] = {}
+        self._cache: dict[str | None, tuple[Principal, float | None]] = {}
         self.replace(records)
 
     def replace(self, records: Iterable[TokenRecord]) -> None:
@@ -202,13 +202,12 @@ class Verifier:
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization`` header value; Unauthenticated saying why not."""
-        cached = self._cache.get(authorization) if authorization is not None else None
+        cached = self._cache.get(authorization)
         if cached is not None:
             principal, expires_at = cached
             if expires_at is None or time.time() < expires_at:
                 return principal
-        assert authorization is None or isinstance(authorization, str)
-        token = token_from_header(authorization)
+        token = token_from_header(authorization)  # raises for None: only header values get cached
         match = _TOKEN.fullmatch(token)
         if match is None:
             raise Unauthenticated("malformed token: Conveyor tokens read cvy_<id>_<secret>")
@@ -223,7 +222,6 @@ class Verifier:
         principal = principal_of(record)
         if len(self._cache) >= CACHE_LIMIT:
             self._cache = {}
-        assert authorization is not None
         self._cache[authorization] = (principal, record.expires_at)
         return principal
 

@@ -101,8 +101,11 @@ class Api:
     def call(self, method: str, path: str, headers: dict[str, str]) -> int:
         """A request that succeeds when allowed: what a destructive route removes is made again first."""
         self.serial += 1
-        if path == "/api/v1/deployments/{name}" and method == "DELETE":
-            self.client.post("/api/v1/apply", json={"documents": [deployment(2)]}, headers=self.admin)
+        if "/deployments/{name}" in path:  # whatever ran before (a delete, another worker's order)
+            for replicas in (1, 2):  # two revisions: rollback has one to go back to
+                self.client.post(
+                    "/api/v1/apply", json={"documents": [deployment(replicas)]}, headers=self.admin
+                )
         if path == "/api/v1/tokens/{name}":
             self.registry.tokens.create(f"victim-{self.serial}", "viewer")
         url = path.replace("{name}", f"victim-{self.serial}" if "/tokens/" in path else "tiny")
