@@ -3,7 +3,8 @@
 Callers await on their event loop; the worker blocks on the queue (no polling), runs ONNX Runtime (which
 releases the GIL) and hands results back with one ``call_soon_threadsafe`` per batch. A request that arrives
 alone, for a model whose last run was short, runs inline on the caller's loop instead: nothing to batch, so
-no thread handoff, timer or wake-up to pay.
+no thread handoff, timer or wake-up to pay. Past a full queue, such a model's requests join the loop's batch,
+which the loop runs at the end of its pass (``Batcher.admit``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class BatcherStats:
     expired: int = 0  # failed with DeadlineExceeded
     fallbacks: int = 0  # merged calls that failed and were rerun one request at a time
     inline: int = 0  # lone requests run on the caller's event loop, without the worker
+    loop_batches: int = 0  # loop's batches run past a full queue (see Batcher.admit)
 
 
 def _resolve(jobs: Sequence[_Job], results: Sequence[Result]) -> None:
@@ -98,6 +100,9 @@ class Batcher:
         self._last_rows = 0
         self._last_run_s = float("inf")  # unknown until the first run: the first request goes to the worker
         self._arriving = 0  # submit calls deciding between inline and queued (see _alone)
+        self._loop_batch: list[_Job] = []  # past a full queue of a fast model, for the loop to run (admit)
+        self._loop_rows = 0
+        self._flush_due = False  # a _flush is scheduled on a loop
         label = model.name if model.version is None else f"{model.name}:{model.version}"
         self._label = label
         self._thread = threading.Thread(target=self._work, name=f"conveyor-batcher-{label}", daemon=True)
@@ -115,50 +120,65 @@ class Batcher:
                 return dict(zip(names, results, strict=True))
         keyed = batch_key(feeds, self._inputs, names) if self._merging else None  # only queued requests merge
         rows, key = keyed if keyed is not None else (0, None)
-        # Full since admit() let this request in (others came while it looked for company): as there.
-        if not self._claim() and not (self._make_room() and self._claim()):
-            with self._lock:
-                raise self._overloaded()
         loop = asyncio.get_running_loop()
         job = _Job(feeds, names, rows, key, loop)
-        timer = loop.call_later(self._timeout_s, self._expire, job)
-        self._queue.put(job)
+        timer = None
+        if self._enter(job):  # queued for the worker; else in the loop's batch, run before the pass ends
+            timer = loop.call_later(self._timeout_s, self._expire, job)
+            self._queue.put(job)
         try:
             results = await job.future
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             if job.future.cancelled():
                 self._drop(job)
         return dict(zip(names, results, strict=True))
 
-    def _claim(self) -> bool:
-        """Take a place in the queue; False when it is full. Unavailable once closed."""
+    def _enter(self, job: _Job) -> bool:
+        """Take a place for ``job``: True in the worker's queue (the caller puts it there), False in the
+        loop's batch (see admit). Overloaded when the queue is full and the model is not fast (or has
+        become slow since admit() let the request in); Unavailable once closed."""
+        cap = self.config.max_batch_size
         with self._lock:
             if self._closed:
                 raise Unavailable(f"model {self._label!r} is shutting down")
-            if self._waiting >= self.config.max_queue_size:
-                return False
-            self._waiting += 1
-            return True
+            if self._waiting < self.config.max_queue_size:
+                self._waiting += 1
+                return True
+            if self._last_run_s > INLINE_MAX_RUN_S:
+                raise self._overloaded()
+            self._waiting += 1  # counted as waiting, so requests behind it join it rather than the queue
+            batch = self._loop_batch
+            batch.append(job)
+            self._loop_rows += job.rows
+            # Full when it and the queue ahead of it (which the run takes too) make a batch.
+            full = self._waiting >= cap or self._loop_rows >= cap
+            schedule = not full and not self._flush_due
+            self._flush_due = self._flush_due or schedule
+        if full:
+            self._flush()
+        elif schedule:
+            job.loop.call_soon(self._flush)
+        return False
 
     def admit(self) -> None:
-        """Return if one more request may queue, else raise Overloaded: called before a request is decoded,
-        so a refusal costs no parsing and no tensors.
+        """Return if one more request may be taken, else raise Overloaded: called before a request is
+        decoded, so a refusal costs no parsing and no tensors.
 
         A full queue of a fast model's requests is not a reason to refuse: it means the worker thread is
         behind (it needs the GIL, which a busy event loop holds for up to the switch interval), not that
-        the model is. Then the caller runs the oldest queued requests itself, one model call as the worker
-        would have made, and the new request takes their place: goodput stays at what the server can do
-        instead of collapsing into refusals (docs/batching.md, "Overload"). A slow model's full queue is
-        refused at once. A request let through may still be refused by ``submit`` if the queue fills
-        meanwhile."""
-        if self._waiting >= self.config.max_queue_size and not self._make_room():
+        the model is, and for such a model an answer costs the server about what a refusal does. The
+        request is let in; once decoded, it joins the loop's batch instead of the queue: the requests that
+        found the queue full in this pass of the event loop, run by the loop itself at the end of the pass,
+        together with whatever the worker has not yet taken from the queue, in calls of up to
+        ``max_batch_size`` rows (docs/batching.md, "Overload"). Goodput stays at what the server can do
+        instead of collapsing into refusals, in big batches, and the worker is left asleep. A slow
+        model's full queue is refused at once. A request let through may still be refused by ``submit`` if
+        the model has become slow meanwhile."""
+        if self._waiting >= self.config.max_queue_size and self._last_run_s > INLINE_MAX_RUN_S:
             with self._lock:
                 raise self._overloaded()
-
-    def _make_room(self) -> bool:
-        """For a fast model, run the oldest queued requests here (see admit); False when nothing was run."""
-        return self._last_run_s <= INLINE_MAX_RUN_S and self._run_queued()
 
     def _overloaded(self) -> Overloaded:
         self.stats.rejected += 1  # under the lock
@@ -218,35 +238,32 @@ class Batcher:
             with self._lock:
                 self._busy -= 1
 
-    def _run_queued(self) -> bool:
-        """Run queued requests on the calling thread: the oldest, and the ones after it that merge with it,
-        up to ``max_batch_size`` (one model call; two when the last one taken does not merge). False when
-        there were none to take: the worker holds them all already."""
+    def _flush(self) -> None:
+        """Run the loop's batch on the calling thread (see admit), after the queued requests the worker has
+        not taken yet (older, and one call instead of two): merged by key, up to ``max_batch_size`` rows a
+        call."""
         jobs: deque[_Job] = deque()
-        rows, cap = 0, self.config.max_batch_size
-        with self._lock:  # close() queues its stop sentinel under this lock: none is taken here
-            if self._closed:
-                return False
-            while len(jobs) < cap:
-                try:
-                    job = self._queue.get_nowait()
-                except Empty:
-                    break
-                if job is None:  # cannot happen while not closed; never swallow the sentinel
-                    self._queue.put(None)
-                    break
-                jobs.append(job)
-                rows += job.rows
-                if job.key is None or job.key != jobs[0].key or rows >= cap:
-                    break
-        if not jobs:
-            return False
+        with self._lock:  # close() queues its stop sentinel under this lock
+            self._flush_due = False
+            if not self._loop_batch:  # run already, when it filled up
+                return
+            if not self._closed:  # once closed, the worker runs the queue up to its sentinel
+                with contextlib.suppress(Empty):
+                    while True:
+                        queued = self._queue.get_nowait()
+                        if queued is None:  # cannot happen while not closed; never swallow the sentinel
+                            self._queue.put(None)
+                            break
+                        jobs.append(queued)
+            jobs.extend(self._loop_batch)
+            self._loop_batch = []
+            self._loop_rows = 0
+            self.stats.loop_batches += 1
         here = asyncio.get_running_loop()
         while jobs:
             batch = self._take(jobs)
             if batch:
                 self._run(batch, here=here)
-        return True
 
     def _drop(self, job: _Job) -> None:
         with self._lock:
@@ -278,7 +295,7 @@ class Batcher:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(None)  # under the lock, so _run_queued never puts a request behind it
+            self._queue.put(None)  # under the lock, so _flush never puts a request behind it
         self._thread.join(timeout)
         log.info("batcher for %s stopped: %s", self._label, self.stats)
 

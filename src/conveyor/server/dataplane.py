@@ -125,7 +125,7 @@ class DataPlane:
             batcher.admit()
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
-        """Decode, queue for the model's batcher, encode; the event loop never waits on ONNX Runtime."""
+        """Decode, hand to the model's batcher, encode; the loop runs ONNX Runtime only for a fast model."""
         batcher = self._served.get(request.model, request.version)  # one look-up: the batcher holds its model
         batcher.admit()  # before decoding: a refusal costs no parsing
         model = batcher.model

@@ -38,6 +38,21 @@ async def _gather(b: Batcher, feeds: list[dict[str, np.ndarray]]) -> list[Outcom
     return await asyncio.gather(*(b.submit(f) for f in feeds), return_exceptions=True)
 
 
+def _hold_the_worker(b: Batcher) -> tuple[threading.Event, Callable[..., list[np.ndarray]]]:
+    """Make the worker thread wait inside its model calls (as a GIL-starved worker does) until the event is
+    set; calls on other threads run at once. Returns the event and the model's own run."""
+    worker_may_run = threading.Event()
+    run = b.model.run
+
+    def gated_run(feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+        if threading.current_thread() is b._thread:
+            assert worker_may_run.wait(10)
+        return run(feeds, names)
+
+    b.model.run = gated_run  # type: ignore[method-assign,assignment]
+    return worker_may_run, run
+
+
 def test_64_concurrent_requests_get_their_own_rows(plane: DataPlane, logreg_onnx: Path) -> None:
     rng = np.random.default_rng(1)
     xs = [rng.normal(size=(1 + i % 3, 4)).astype(np.float32) for i in range(64)]
@@ -191,19 +206,13 @@ def test_close_runs_queued_work_stops_the_thread_and_refuses_new_requests(logreg
 
 def test_a_full_queue_of_a_fast_model_is_run_by_the_loop_instead_of_refused(logreg_onnx: Path) -> None:
     # The worker thread is held inside a run (as a GIL-starved worker is): its queue fills. For a fast model
-    # admit() then runs the queued requests on the caller's loop and lets the next one in, where a slow
-    # model's queue refuses (test_a_full_queue_refuses_fast_then_recovers).
+    # admit() still lets requests in, and those that find the queue full join the loop's batch, which the
+    # loop runs at the end of its pass with the queued requests the worker has not taken: one merged call,
+    # while the worker still holds its run. A slow model's full queue refuses
+    # (test_a_full_queue_refuses_fast_then_recovers).
     b = _batcher(logreg_onnx, max_batch_size=8, max_queue_size=2)
     x = np.ones((1, 4), np.float32)
-    worker_may_run = threading.Event()
-    run = b.model.run
-
-    def gated_run(feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
-        if threading.current_thread() is b._thread:
-            assert worker_may_run.wait(10)
-        return run(feeds, names)
-
-    b.model.run = gated_run  # type: ignore[method-assign,assignment]
+    worker_may_run, run = _hold_the_worker(b)
 
     async def until(condition: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 5
@@ -217,16 +226,45 @@ def test_a_full_queue_of_a_fast_model_is_run_by_the_loop_instead_of_refused(logr
         b._last_run_s = 20e-6  # what the worker's earlier runs of this model would have measured
         queued = [asyncio.ensure_future(b.submit({"input": x * 2})) for _ in range(2)]
         await until(lambda: b._waiting == 2)  # queued behind the held run: the queue is full
-        b.admit()  # would raise Overloaded if it could not make room
-        done = await asyncio.gather(*queued, return_exceptions=True)
+        b.admit()  # would raise Overloaded for a slow model
+        past = [asyncio.ensure_future(b.submit({"input": x * k})) for k in (3, 4, 5)]
+        done = await asyncio.gather(*queued, *past, return_exceptions=True)
         busy_then = b._busy
-        later = asyncio.ensure_future(b.submit({"input": x * 3}))
+        later = asyncio.ensure_future(b.submit({"input": x * 6}))
         worker_may_run.set()
         return done, [await held, await later], busy_then
 
     done, rest, busy_then = asyncio.run(scenario())
     b.close()
-    assert busy_then == 1  # the loop answered the queued two while the worker still held its run
-    for r in [*done, *rest]:
-        assert isinstance(r, dict) and r["probabilities"].shape == (1, 3), r
-    assert b.stats.rejected == 0 and b.stats.requests == 4 and b.stats.runs == 3  # the two merged
+    assert busy_then == 1  # the loop answered the five while the worker still held its run
+    expected = run({"input": np.concatenate([x * k for k in (2, 2, 3, 4, 5, 1, 6)])}, ["probabilities"])[0]
+    for i, r in enumerate([*done, *rest]):
+        assert isinstance(r, dict), r
+        np.testing.assert_allclose(r["probabilities"], expected[i : i + 1], rtol=1e-6)
+    # Seven requests, three calls: the held one, the loop's batch of five (the two queued ones first), and
+    # the last, run by the worker or inline.
+    assert b.stats.rejected == 0 and b.stats.requests == 7 and b.stats.runs == 3, b.stats
+    assert b.stats.loop_batches == 1 and b.stats.batch_rows[5] == 1, b.stats
+
+
+def test_the_loops_batch_runs_when_it_is_full_and_never_holds_more_than_a_batch(logreg_onnx: Path) -> None:
+    # The worker is held. 20 requests in one pass: each time the queue of 1 and the loop's batch behind it
+    # make 8, they run at once, in one call; the last 4 at the end of the pass.
+    b = _batcher(logreg_onnx, max_batch_size=8, max_queue_size=1)
+    x = np.ones((1, 4), np.float32)
+    worker_may_run, _ = _hold_the_worker(b)
+
+    async def scenario() -> list[Outcome]:
+        held = asyncio.ensure_future(b.submit({"input": x}))
+        while b._busy != 1:
+            await asyncio.sleep(0.001)
+        b._last_run_s = 20e-6
+        burst = await _gather(b, [{"input": x * k} for k in range(2, 22)])
+        worker_may_run.set()
+        return [await held, *burst]
+
+    results = asyncio.run(scenario())
+    b.close()
+    assert all(isinstance(r, dict) for r in results), results
+    assert b.stats.rejected == 0 and b.stats.requests == 21 and b.stats.runs == 4, b.stats
+    assert b.stats.batch_rows == {8: 2, 4: 1} and b.stats.loop_batches == 3, b.stats
