@@ -38,6 +38,7 @@ def register(
     trust_pickle: bool = False,
     tolerance: float | None = None,
     settings: Settings | None = None,
+    reference: Any = None,
 ) -> VersionInfo:
     """Convert ``model_or_path`` to ONNX (checking parity on ``sample``) and store it as a new version.
 
@@ -45,8 +46,11 @@ def register(
     scikit-learn estimator, torch module or ONNX model. ``tolerance`` is the largest |diff| the parity check
     accepts (``settings.parity_tolerance`` by default). Returns the new version's record; its
     ``metadata["parity"]`` says what the conversion was checked on, or ``{"checked": False, "reason": ...}``.
+    ``metadata["reference"]`` holds the input statistics drift is measured against, from ``reference`` (rows,
+    or a .npy/.npz/.csv/.json file) or else ``sample``; or why there are none.
     """
     from conveyor.formats import import_model
+    from conveyor.observe.reference import compute_reference, load_reference
 
     settings = settings or get_settings()
     result = import_model(
@@ -59,6 +63,10 @@ def register(
     metadata: dict[str, Any] = {"source": result.source}
     if result.parity is not None:
         metadata["parity"] = result.parity
+    if isinstance(reference, str | Path):
+        reference = load_reference(reference)
+    rows, source = (reference, "reference") if reference is not None else (sample, "sample")
+    metadata["reference"] = compute_reference(rows, result.signature, source=source)
     with open_registry(settings) as registry:
         return registry.register(
             name,

@@ -56,6 +56,13 @@ def register(
         Path | None,
         typer.Option(help="Sample inputs (.npy, .npz, .csv): check the conversion against the original."),
     ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reference inputs (.npy, .npz, .csv, .json) drift is measured against "
+            "(default: the --sample)."
+        ),
+    ] = None,
     alias: Annotated[
         list[str], typer.Option("--alias", "-a", help="Point this alias at the new version.")
     ] = [],  # noqa: B006
@@ -95,6 +102,7 @@ def register(
             parent_version=parent_version,
             trust_pickle=trust_pickle,
             tolerance=tolerance,
+            reference=reference,
         )
         with conveyor.open_registry() as registry:
             same = [v.version for v in registry.list_versions(name) if v.sha256 == info.sha256]
@@ -292,6 +300,18 @@ def _parity_line(parity: dict[str, Any] | None) -> str:
     return line + (f"; conversion {parity['conversion']}" if parity.get("conversion") else "")
 
 
+def _reference_line(reference: dict[str, Any] | None) -> str:
+    """What drift of this version is measured against (docs/observability.md, Drift)."""
+    if not reference:
+        return "none (registered before reference statistics): no drift"
+    if not reference.get("available"):
+        return f"none: {reference.get('reason')}: no drift"
+    return (
+        f"{len(reference.get('features', []))} features from the {reference.get('source')} "
+        f"({reference.get('rows')} rows, {reference.get('bins')} bins)"
+    )
+
+
 def _print_version(v: dict[str, Any]) -> None:
     console.print(f"[bold]{v['name']}:{v['version']}[/]  {v.get('description') or ''}")
     console.print(f"  sha256     {v['sha256']}")
@@ -303,6 +323,7 @@ def _print_version(v: dict[str, Any]) -> None:
         console.print("  tags       " + ", ".join(f"{k}={val}" for k, val in sorted(v["tags"].items())))
     console.print(f"  parity     {_parity_line((v.get('metadata') or {}).get('parity'))}")
     console.print(f"  signed     {_signed_line(v.get('signatures', []))}")
+    console.print(f"  reference  {_reference_line((v.get('metadata') or {}).get('reference'))}")
     sig = v.get("signature") or {}
     rows = [
         [kind[:-1], t["name"], t["datatype"], shape_str(t["shape"])]

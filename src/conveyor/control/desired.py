@@ -134,6 +134,19 @@ class DesiredLoader:
             del self.corrupt[sha256]
             self._verified.add(sha256)
 
+    def _monitor(self, deployment: str, reference: Any, spec: Any) -> tuple[Path, str] | None:
+        """The file and digest of what a replica watches (observe/monitoring.py), or None: nothing."""
+        from conveyor.observe.monitoring import monitoring_document, write_document
+
+        blocks = {} if spec.monitoring is None else spec.monitoring.model_dump(by_alias=True)
+        doc = monitoring_document(
+            reference if isinstance(reference, dict) else None,
+            drift=blocks.get("drift"),
+            inference_log=blocks.get("inferenceLog"),
+            log_directory=self._settings.home / "inference-logs" / deployment,
+        )
+        return None if doc is None else write_document(doc, self._settings.home / "run" / "monitor")
+
     def _desired(self, info: DeploymentInfo) -> Desired:
         doc = Deployment.model_validate(info.spec)
         spec = doc.spec
@@ -166,10 +179,15 @@ class DesiredLoader:
         inprocess = spec.placement == "inprocess"  # auto is process for `conveyor up` (docs/serving.md)
         if inprocess:  # only then: the templates of process replicas running before the field stay the same
             identity["placement"] = "inprocess"
+        monitor = self._monitor(info.name, version.metadata.get("reference"), spec)
+        if monitor is not None:  # only then, as placement: versions without a reference keep their template
+            identity["monitor"] = monitor[1]
         template = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
         self._templates[template] = version.sha256
         # Not part of the template (the digest is, above): the replica's --sha256 for its --model.
         options["sha256"] = f"{info.name}:{version.version}={version.sha256}"
+        if monitor is not None:  # the replica's --monitor: the document's file, named by its digest
+            options["monitor"] = f"{info.name}:{version.version}={monitor[0]}"
         policy = None if spec.autoscaling is None else policy_from_spec(spec.autoscaling)
         hold = None
         if spec.autoscaling is not None and spec.autoscaling.scale_to_zero:

@@ -13,6 +13,7 @@ from conveyor.errors import InferenceFailed, InvalidInput
 from conveyor.formats.signature import Signature, TensorSpec
 from conveyor.protocol.datatypes import NUMPY_TO_V2, numpy_dtype, ort_to_v2
 from conveyor.runtime.batching import BatchingConfig
+from conveyor.runtime.observer import RequestObserver
 
 Array = np.ndarray[Any, Any]
 PLATFORM = "onnxruntime_onnx"
@@ -90,6 +91,8 @@ class OnnxModel:
         self.name = name
         self.version = version
         self.batching = batching  # None: the serving DataPlane's default
+        self.observer: RequestObserver | None = None
+        """Told of each answered request by the serving DataPlane (drift, the inference log); None: nobody."""
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         if not allow_spinning:

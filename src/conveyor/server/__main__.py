@@ -5,6 +5,7 @@ python -m conveyor.server --model NAME[:VERSION]=FILE [--sha256 NAME[:VERSION]=H
     [--port P] [--max-body-bytes N]
     [--grpc-port P] [--channel unix:PATH|tcp:HOST:PORT] [--parent-pid PID] [--lease FILE --orphan-after S]
     [--max-batch-size N] [--max-queue-delay-us N] [--max-queue-size N] [--request-timeout-ms N]
+    [--monitor NAME[:VERSION]=FILE]
 """
 
 from __future__ import annotations
@@ -49,6 +50,22 @@ def _model(spec: str, threads: int, digests: dict[str, str], cipher: ArtifactCip
     return OnnxModel(data, name=name, version=version or None, intra_op_threads=threads)
 
 
+def _attach_monitors(models: list[OnnxModel], specs: list[str]) -> None:
+    from conveyor.observe.monitoring import monitor_from, read_document
+
+    served = {(m.name if m.version is None else f"{m.name}:{m.version}"): m for m in models}
+    for spec in specs:
+        ref, sep, path = spec.partition("=")
+        model = served.get(ref)
+        if not sep or model is None:
+            raise SystemExit(f"--monitor wants NAME[:VERSION]=FILE of a --model, got {spec!r}")
+        try:
+            doc = read_document(path)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--monitor {ref}: cannot read {path}: {e}") from None
+        model.observer = monitor_from(doc, model.name, model.version or "")
+
+
 def _refuse(message: str) -> NoReturn:
     """One line for the supervisor's log and a status it tells from a crash: restarting will not help."""
     print(f"error: {message}", file=sys.stderr, flush=True)
@@ -64,6 +81,13 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         metavar="NAME[:VERSION]=HEX",
         help=f"the digest that model's bytes must have; other bytes: exit {EXIT_DATA_LOSS} before serving",
+    )
+    ap.add_argument(
+        "--monitor",
+        action="append",
+        default=[],
+        metavar="NAME[:VERSION]=FILE",
+        help="what to watch of that model: drift, the inference log (observe/monitoring.py)",
     )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8080)
@@ -104,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     models = [_model(spec, settings.intra_op_threads, digests, cipher) for spec in args.model]
     if digests:
         raise SystemExit(f"--sha256 for a model not given with --model: {', '.join(digests)}")
+    _attach_monitors(models, args.monitor)
 
     def on_ready(url: str) -> None:
         print(f"conveyor replica listening on {url}", flush=True)

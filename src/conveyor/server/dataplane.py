@@ -141,7 +141,10 @@ class DataPlane:
         else:
             req = self._decode(request) if small else await self.run(self._decode, request)
             rid, binary = req.id or "", binary_outputs_of(req)  # _decode gave the request an id
-            results = await batcher.submit({i.name: i.data for i in req.inputs}, req.output_names())
+            inputs = {i.name: i.data for i in req.inputs}
+            results = await batcher.submit(inputs, req.output_names())
+        if model.observer is not None:  # drift, the inference log: a countdown here, the work elsewhere
+            model.observer.observe(rid, inputs, results)
         inline = sum(a.nbytes for a in results.values()) <= INLINE_CODEC_BYTES
         if inline:
             return _encode(model, request, rid, results, binary, plain=plain is not None)
@@ -165,6 +168,8 @@ class DataPlane:
         if results is None:
             return None
         rid = request.request_id if body_id is None else body_id
+        if batcher.model.observer is not None:
+            batcher.model.observer.observe(rid, inputs, results)
         # Alone, so whatever the outputs' size nobody waits behind their encoding.
         return _encode(batcher.model, request, rid, results, False, plain=True)
 
@@ -203,6 +208,9 @@ class DataPlane:
         for b in self._batchers.values():
             b.close()
         self._pool.shutdown(wait=True)
+        for m in self._models.values():
+            if m.observer is not None:
+                m.observer.close()
 
 
 def _response(model: OnnxModel, rid: str | None, results: dict[str, Any]) -> InferResponse:

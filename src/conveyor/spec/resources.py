@@ -234,6 +234,28 @@ class Traffic(SpecModel):
         return parse_duration(self.interval)
 
 
+class DriftMonitoring(SpecModel):
+    """Input drift against the version's registration sample (docs/observability.md, Drift)."""
+
+    enabled: bool = Field(default=True, description="Watch drift when the version has reference statistics.")
+    sample_every: int = Field(default=10, ge=1, le=1_000_000, description="Take the rows of each Nth request")
+    window: int = Field(default=2000, ge=10, le=1_000_000, description="Rows kept per feature (the latest).")
+
+
+class InferenceLogging(SpecModel):
+    """A sampled log of requests with their inputs and outputs, under <home>/inference-logs/<deployment>/."""
+
+    enabled: bool = Field(default=False, description="Write the log (off by default: it is the user's data).")
+    sample_every: int = Field(default=100, ge=1, le=1_000_000, description="Log every Nth request.")
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Size of a file before it rotates.")
+    keep: int = Field(default=3, ge=0, le=100, description="Rotated files kept (inference.jsonl.1 ...).")
+
+
+class Monitoring(SpecModel):
+    drift: DriftMonitoring = Field(default_factory=DriftMonitoring)
+    inference_log: InferenceLogging = Field(default_factory=InferenceLogging)
+
+
 Placement = Literal["auto", "inprocess", "process"]
 
 
@@ -271,6 +293,12 @@ class DeploymentSpec(SpecModel):
         exclude_if=lambda required: not required,
         description="Run only a model version signed by a trusted key (`conveyor models sign`): apply "
         "refuses others, and no replica loads them (docs/security.md, Signed models).",
+    )
+
+    # Left out of the canonical form when not given (fingerprints of older revisions unchanged).
+    monitoring: Monitoring | None = Field(
+        default=None,
+        description="Drift (on when the version has reference statistics) and the inference log (off).",
     )
 
     @model_validator(mode="before")

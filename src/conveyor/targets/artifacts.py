@@ -16,13 +16,18 @@ class ModelFile:
     path: Path
     sha256: str | None = None
     """The registered artifact's digest (None for a model file imported here): replicas verify it."""
+    monitor: Path | None = None
+    """What its replicas watch (drift, when the version has reference statistics); None: nothing."""
 
     @property
     def launch_args(self) -> list[str]:
-        """``--model NAME[:VERSION]=FILE`` (and ``--sha256 NAME[:VERSION]=HEX``) for the replica launcher."""
+        """``--model NAME[:VERSION]=FILE`` (and ``--sha256``, ``--monitor`` NAME[:VERSION]=...) for the
+        replica launcher."""
         ref = f"{self.name}{'' if self.version is None else ':' + self.version}"
         args = ["--model", f"{ref}={self.path}"]
-        return args if self.sha256 is None else [*args, "--sha256", f"{ref}={self.sha256}"]
+        if self.sha256 is not None:
+            args += ["--sha256", f"{ref}={self.sha256}"]
+        return args if self.monitor is None else [*args, "--monitor", f"{ref}={self.monitor}"]
 
 
 def materialize(
@@ -62,7 +67,16 @@ def materialize(
             if (info.name, version) not in files:
                 target = directory / f"{info.name}-{version}.onnx"
                 target.write_bytes(registry.artifact_bytes(info))  # verified; replicas verify again
-                files[(info.name, version)] = ModelFile(info.name, version, target, info.sha256)
+                monitor = _monitor_file(info.metadata.get("reference"), directory)
+                files[(info.name, version)] = ModelFile(info.name, version, target, info.sha256, monitor)
         if parsed.alias is not None:
             aliases[(info.name, parsed.alias)] = version
     return list(files.values()), aliases
+
+
+def _monitor_file(reference: Any, directory: Path) -> Path | None:
+    """Drift with the defaults (``conveyor serve`` has no spec)."""
+    from conveyor.observe.monitoring import monitoring_document, write_document
+
+    doc = monitoring_document(reference if isinstance(reference, dict) else None)
+    return None if doc is None else write_document(doc, directory / "monitor")[0]

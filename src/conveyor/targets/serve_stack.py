@@ -25,6 +25,7 @@ from conveyor.targets.artifacts import materialize
 from conveyor.targets.local import LocalTarget
 
 if TYPE_CHECKING:
+    from conveyor.runtime import OnnxModel
     from conveyor.security.tls import ServerTls
 
 Placement = Literal["auto", "inprocess", "process"]
@@ -137,6 +138,7 @@ def _inprocess_app(
     if on_loaded is not None:
         on_loaded(served)
     sessions = {(m.name, m.version): m.session for m in loaded}  # a version named twice loads once
+    _watch(list(sessions.values()), settings)
     plane = DataPlane.from_settings(list(sessions.values()), settings)
     replica = Replica(InProcessUpstream(plane), OutlierState(settings.eject_after_failures))
     lifespan = contextlib.AsyncExitStack()
@@ -147,6 +149,23 @@ def _inprocess_app(
     return create_gateway_app(
         _gateway(served, [replica], aliases, settings), settings, startup=startup, shutdown=lifespan.aclose
     )
+
+
+def _watch(sessions: list[OnnxModel], settings: Settings) -> None:
+    """Attach to each registered version the drift monitor its reference statistics allow (the defaults:
+    ``conveyor serve`` has no spec); model files imported here have none."""
+    from conveyor.api import open_registry
+    from conveyor.observe.monitoring import monitor_from, monitoring_document
+
+    versions = [m for m in sessions if m.version is not None]
+    if not versions:
+        return
+    with open_registry(settings) as registry:
+        for m in versions:
+            reference = registry.resolve(f"{m.name}:{m.version}").metadata.get("reference")
+            doc = monitoring_document(reference if isinstance(reference, dict) else None)
+            if doc is not None:
+                m.observer = monitor_from(doc, m.name, m.version or "")
 
 
 def _process_app(
