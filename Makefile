@@ -30,11 +30,13 @@ install: $(BASE_STAMP)
 install-dev: $(STAMP)
 
 # Debian packages the tests use (apt-get: needs root): PostgreSQL 15 for the registry tests, hey as the load generator of the
-# deployment tests (zero failed requests under load).
+# deployment tests (zero failed requests under load), chromium for the dashboard's browser test (Playwright drives it).
 system-deps: hey
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	fi
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (Debian)"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 hey:
 	@command -v hey >/dev/null 2>&1 || { echo "installing hey (Debian)"; apt-get update -qq && \

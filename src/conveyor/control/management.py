@@ -26,6 +26,7 @@ from conveyor.control.management_bodies import ApplyBody, DiffBody, GatewayRepor
 from conveyor.control.runtime import ControlRuntime
 from conveyor.control.signed_models import SignedModels
 from conveyor.control.token_routes import token_routes
+from conveyor.control.ui_routes import series_routes, ui_routes
 from conveyor.errors import ConveyorError
 from conveyor.frontend.cors import add_cors
 from conveyor.frontend.http_errors import error_response, status_for
@@ -74,6 +75,10 @@ def create_api(
     _install_error_handlers(app)
     signed = SignedModels.from_settings(settings)  # requireSignedModels, checked at apply
     app.include_router(_routes(registry, runtime, auth, signed), prefix="/api/v1", responses=_ERRORS)
+    # The dashboard: /ui's files need no token (they hold no data); its charts' data does.
+    series = series_routes(registry, app.state, requires(auth, "read"))
+    app.include_router(series, prefix="/api/v1", responses=_ERRORS)
+    app.include_router(ui_routes())
     app.add_middleware(_MarkAnswers)
     add_cors(app, settings.cors_origins)  # outermost: 401s and errors carry the CORS headers too
     app.state.auth = auth

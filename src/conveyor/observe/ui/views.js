@@ -1,0 +1,174 @@
+// The page's panels, built as DOM nodes from the management API's answers (text only, never HTML: names
+// and messages come from users).
+
+// An element with attributes and children (strings become text nodes).
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  el.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
+}
+
+function table(columns, rows, empty) {
+  if (!rows.length) return h("p", { class: "muted" }, empty);
+  return h(
+    "table",
+    {},
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", {}, c)))),
+    h("tbody", {}, rows),
+  );
+}
+
+export function when(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString();
+}
+
+function health(d) {
+  const r = d.replicas || {};
+  if (d.problem) return ["bad", "problem"];
+  if (r.desired === 0) return ["idle", "scaled to zero"];
+  if (r.ready >= r.desired) return ["ok", "healthy"];
+  return r.ready > 0 ? ["warn", "degraded"] : ["bad", "down"];
+}
+
+// The deployments list: one row each; `selected` is highlighted, a click calls `onSelect(name)`.
+export function deploymentsList(deployments, selected, onSelect) {
+  const rows = deployments.map((d) => {
+    const [kind, word] = health(d);
+    const r = d.replicas || {};
+    return h(
+      "tr",
+      { class: d.name === selected ? "selected" : "", "data-deployment": d.name, tabindex: 0, onclick: () => onSelect(d.name), onkeydown: (e) => e.key === "Enter" && onSelect(d.name) },
+      h("td", {}, h("span", { class: `dot ${kind}`, title: word }), d.name),
+      h("td", {}, d.model || ""),
+      h("td", { class: "num" }, `${r.ready ?? 0}/${r.desired ?? 0}`),
+      h("td", {}, word),
+    );
+  });
+  return table(["deployment", "model", "ready", "health"], rows, "No deployments yet: conveyor apply -f FILE");
+}
+
+// One deployment's status line, replicas and recent events (from GET /deployments/{name}).
+export function deploymentFacts(d) {
+  const [kind, word] = health(d);
+  const facts = h(
+    "dl",
+    { class: "facts" },
+    h("dt", {}, "model"), h("dd", {}, d.model || "?"),
+    h("dt", {}, "revision"), h("dd", {}, String(d.revision)),
+    h("dt", {}, "health"), h("dd", {}, h("span", { class: `dot ${kind}` }), word),
+    h("dt", {}, "placement"), h("dd", {}, d.placement || ""),
+    h("dt", {}, "endpoint"), h("dd", {}, h("code", {}, d.endpoint || "")),
+  );
+  const problem = d.problem ? h("p", { class: "problem" }, d.problem) : null;
+  const replicas = table(
+    ["replica", "version", "state", "address", "started", "restarts"],
+    (d.instances || []).map((r) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, h("code", {}, r.id || "")),
+        h("td", {}, `v${r.version}`),
+        h("td", {}, h("span", { class: `state ${r.state}` }, r.state)),
+        h("td", {}, r.address || ""),
+        h("td", {}, when(r.started_at)),
+        h("td", { class: "num" }, String(r.restarts ?? 0)),
+      ),
+    ),
+    "No replicas running.",
+  );
+  return { facts: [facts, problem], replicas };
+}
+
+export function eventsList(events) {
+  return table(
+    ["time", "kind", "message"],
+    (events || []).map((e) => h("tr", {}, h("td", { class: "nowrap" }, when(e.time)), h("td", {}, e.kind), h("td", {}, e.message))),
+    "No events.",
+  );
+}
+
+// Drift per version and feature: {version: {feature: {psi, mean_shift}}}. PSI above 0.2 is a shift.
+export function driftTable(drift) {
+  const rows = [];
+  for (const [version, features] of Object.entries(drift || {})) {
+    for (const [feature, v] of Object.entries(features)) {
+      const psi = v.psi ?? null;
+      rows.push(
+        h(
+          "tr",
+          { class: psi !== null && psi >= 0.2 ? "drifting" : "" },
+          h("td", {}, `v${version}`),
+          h("td", {}, feature),
+          h("td", { class: "num" }, psi === null ? "" : psi.toFixed(3)),
+          h("td", { class: "num" }, v.mean_shift === undefined ? "" : `${v.mean_shift.toFixed(2)} σ`),
+        ),
+      );
+    }
+  }
+  return table(["version", "feature", "PSI", "mean shift"], rows, "No drift data (no reference sample, or no requests yet).");
+}
+
+// Alerts as GET /api/v1/alerts lists them; `null`: the control plane has no alerts route.
+export function alertsList(alerts) {
+  if (alerts === null) return h("p", { class: "muted" }, "No alerts (this control plane evaluates none).");
+  const firing = alerts.filter((a) => (a.state || "firing") !== "resolved");
+  if (!firing.length) return h("p", { class: "muted ok-text" }, "No alerts firing.");
+  return h(
+    "ul",
+    { class: "alerts" },
+    firing.map((a) =>
+      h(
+        "li",
+        { class: `alert ${a.severity || "warning"}` },
+        h("strong", {}, a.alert || a.name || a.rule || "alert"),
+        a.deployment ? ` · ${a.deployment}` : "",
+        ` · ${a.severity || "warning"}`,
+        a.state ? ` · ${a.state}` : "",
+        a.since || a.started_at || a.startsAt ? ` since ${when(a.since || a.started_at || a.startsAt)}` : "",
+        a.summary || a.message ? h("div", { class: "muted" }, a.summary || a.message) : null,
+      ),
+    ),
+  );
+}
+
+// Models and their versions as a lineage tree: a version sits under the version it was made from.
+export function modelsTree(models) {
+  if (!models.length) return h("p", { class: "muted" }, "No models yet: conveyor models register NAME FILE");
+  return h(
+    "ul",
+    { class: "models" },
+    models.map(({ model, versions }) => {
+      const children = new Map();
+      for (const v of versions) {
+        const parent = versions.some((p) => p.version === v.parent_version) ? v.parent_version : null;
+        if (!children.has(parent)) children.set(parent, []);
+        children.get(parent).push(v);
+      }
+      const branch = (parent) =>
+        h(
+          "ul",
+          { class: "lineage" },
+          (children.get(parent) || []).map((v) =>
+            h(
+              "li",
+              { "data-version": `${model.name}:${v.version}` },
+              h("span", { class: "version" }, `v${v.version}`),
+              ` ${v.framework}`,
+              v.aliases && v.aliases.length ? h("span", { class: "aliases" }, v.aliases.map((a) => h("span", { class: "alias" }, a))) : null,
+              v.parent_version ? h("span", { class: "muted" }, ` from v${v.parent_version}`) : null,
+              v.description ? h("div", { class: "muted" }, v.description) : null,
+              children.has(v.version) ? branch(v.version) : null,
+            ),
+          ),
+        );
+      return h("li", {}, h("strong", {}, model.name), h("span", { class: "muted" }, ` ${model.version_count} version(s)`), branch(null));
+    }),
+  );
+}
