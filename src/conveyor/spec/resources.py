@@ -16,6 +16,8 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from conveyor import errors
+from conveyor.observe.alert_defaults import DEFAULT_RULES
+from conveyor.observe.alert_expr import parse as parse_expr
 from conveyor.registry.refs import parse_ref
 from conveyor.settings import Settings
 
@@ -195,6 +197,118 @@ class Resources(SpecModel):
         return Resources(threads=_first(self.threads, settings.intra_op_threads))
 
 
+# -- alert rules (docs/observability.md, Alerts) ----------------------------------------------------------
+
+Severity = Literal["info", "warning", "critical"]
+Comparison = Literal[">", ">=", "<", "<="]
+_PROM_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_ALERT_LABELS = frozenset({"alertname", "deployment", "version", "severity"})
+
+
+class AlertFields(SpecModel):
+    """What an alert rule says; shared by ``kind: AlertRule`` and a deployment's ``alerts`` list."""
+
+    expr: str | None = Field(
+        default=None, description="An indicator over Conveyor's metrics: error_rate(5m)."
+    )
+    op: Comparison | None = Field(
+        default=None, description="How the value compares with threshold (default >)."
+    )
+    threshold: float | None = Field(default=None, description="The value the expression is compared with.")
+    for_: str | None = Field(
+        default=None, alias="for", description="How long the condition holds before it fires (0s: at once)."
+    )
+    severity: Severity | None = Field(default=None, description="info, warning (default) or critical.")
+    summary: str | None = Field(
+        default=None, description="One line for people; {{ $value }} and {{ $labels.version }} are filled in."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, exclude_if=lambda labels: not labels, description="Extra labels of the alert."
+    )
+    webhooks: list[str] = Field(
+        default_factory=list,
+        exclude_if=lambda hooks: not hooks,
+        description="URLs that get its notifications, besides the alert_webhooks setting's.",
+    )
+
+    @field_validator("expr")
+    @classmethod
+    def _expr(cls, expr: str | None) -> str | None:
+        if expr is not None:
+            try:
+                parse_expr(expr)
+            except ValueError as exc:
+                raise invalid(str(exc)) from None
+        return expr
+
+    @field_validator("for_")
+    @classmethod
+    def _for(cls, text: str | None) -> str | None:
+        if text is not None:
+            try:
+                parse_duration(text)
+            except ValueError as exc:
+                raise invalid(str(exc)) from None
+        return text
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            if not _PROM_LABEL.match(key):
+                raise invalid(f"invalid label name {key!r}: letters, digits and '_', not a digit first")
+            if key in _RESERVED_ALERT_LABELS:
+                raise invalid(f"label {key!r} is set by Conveyor; use another name")
+        return labels
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhooks(cls, hooks: list[str]) -> list[str]:
+        for url in hooks:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise invalid(f"invalid webhook URL {url!r}: use http://HOST[:PORT]/PATH or https://...")
+        return hooks
+
+
+class DeploymentAlert(AlertFields):
+    """A deployment's own rule; named like a built-in rule (error-rate, p99-latency, crash-loop, drift) it
+    changes the fields it gives of that rule, or turns it off with ``enabled: false``."""
+
+    name: str = Field(description="The rule's name (a DNS label), unique in the list.")
+    enabled: bool = Field(default=True, exclude_if=lambda on: on, description="false turns the rule off.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if problem := name_problem(name, "rule name"):
+            raise invalid(problem)
+        return name
+
+    @model_validator(mode="after")
+    def _complete_unless_builtin(self) -> DeploymentAlert:
+        if self.name not in DEFAULT_RULES and self.enabled and (self.expr is None or self.threshold is None):
+            raise invalid(
+                f"rule {self.name!r} needs expr and threshold (only the built-in rules "
+                f"{', '.join(DEFAULT_RULES)} can be changed field by field)"
+            )
+        return self
+
+
+class AlertRuleSpec(AlertFields):
+    expr: str = Field(description="An indicator over Conveyor's metrics, e.g. error_rate(5m).")
+    threshold: float = Field(description="The value the expression is compared with.")
+    deployment: str | None = Field(
+        default=None, description="The deployment it applies to; left out: every deployment."
+    )
+
+    @field_validator("deployment")
+    @classmethod
+    def _deployment(cls, name: str | None) -> str | None:
+        if name is not None and (problem := name_problem(name, "deployment name")):
+            raise invalid(problem)
+        return name
+
+
 class Traffic(SpecModel):
     """How a new revision takes traffic; a placeholder that the rollout controller will act on."""
 
@@ -287,6 +401,21 @@ class DeploymentSpec(SpecModel):
         "(docs/security.md). Default: a predictor token (or deployer, admin) is needed.",
     )
 
+    # Left out of the canonical form when empty, like placement (fingerprints of older revisions unchanged).
+    alerts: list[DeploymentAlert] = Field(
+        default_factory=list,
+        exclude_if=lambda alerts: not alerts,
+        description="Alert rules of this deployment; the built-in ones by name to change or disable them.",
+    )
+
+    @field_validator("alerts")
+    @classmethod
+    def _unique_rule_names(cls, alerts: list[DeploymentAlert]) -> list[DeploymentAlert]:
+        names = [a.name for a in alerts]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise invalid(f"rule {twice[0]!r} is listed twice")
+        return alerts
+
     # Left out of the canonical form when false, like placement (fingerprints of older revisions unchanged).
     require_signed_models: bool = Field(
         default=False,
@@ -375,7 +504,16 @@ class Deployment(Resource):
     spec: DeploymentSpec
 
 
-KINDS: dict[str, type[Resource]] = {Deployment.kind_name: Deployment}
+class AlertRule(Resource):
+    """An alert rule for one deployment (``spec.deployment``) or for every deployment."""
+
+    kind_name: ClassVar[str] = "AlertRule"
+
+    kind: Literal["AlertRule"] = "AlertRule"
+    spec: AlertRuleSpec
+
+
+KINDS: dict[str, type[Resource]] = {Deployment.kind_name: Deployment, AlertRule.kind_name: AlertRule}
 
 
 def _first(value: int | None, default: int) -> int:

@@ -97,7 +97,7 @@ def test_autoscaling_example_fields() -> None:
         (
             "  model: m:1\n  replica: 2\n",
             "f.yaml:6: spec.replica: unknown field; did you mean 'replicas'? allowed: model, replicas, "
-            "autoscaling, batching, resources, traffic, target, placement, public, requireSignedModels, "
+            "autoscaling, batching, resources, traffic, target, placement, public, alerts, requireSignedModels, "
             "monitoring",
         ),
         (
@@ -230,7 +230,7 @@ def test_every_problem_in_the_file_is_listed_in_line_order() -> None:
         "f.yaml:8: spec.replicas: must be an integer, got string 'two'",
         "f.yaml:9: spec.target: 'mars' is not one of 'local', 'ray' or 'kubernetes'",
         "f.yaml:11: apiVersion: unsupported 'conveyor.dev/v2'; supported: conveyor.dev/v1",
-        "f.yaml:15: kind: unsupported 'Service'; supported: Deployment",
+        "f.yaml:15: kind: unsupported 'Service'; supported: AlertRule, Deployment",
         "f.yaml:20: spec.model: required field missing",
         "f.yaml:21: spec.autoscaling.maxReplicas: must be >= minReplicas (2 < 3)",
     ]
@@ -239,7 +239,7 @@ def test_every_problem_in_the_file_is_listed_in_line_order() -> None:
 def test_missing_api_version_and_kind_point_at_the_document() -> None:
     assert problems("---\nmetadata: {name: a}\n") == [
         "f.yaml:2: apiVersion: missing; supported: conveyor.dev/v1",
-        "f.yaml:2: kind: missing; supported: Deployment",
+        "f.yaml:2: kind: missing; supported: AlertRule, Deployment",
     ]
 
 
