@@ -12,15 +12,14 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from conveyor.observe.alert_defaults import DEFAULT_RULES
 from conveyor.observe.alert_expr import Expr, parse
+from conveyor.observe.alert_state import Alert, Key
 from conveyor.observe.history import StackHistory
 from conveyor.spec.resources import AlertFields, AlertRuleSpec, DeploymentSpec, parse_duration
 
-State = Literal["pending", "firing", "resolved"]
-Key = tuple[str, str, str]  # (rule, deployment, version)
 KEEP_RESOLVED_S = 24 * 3600.0
 """A resolved alert is shown (and kept) this long after it resolved."""
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -67,36 +66,6 @@ class Rule:
             "source": self.source,
             "promql": f"{self.expr.promql(self.deployment)} {self.op} {self.threshold!r}",
         }
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """One alert's state; times are Unix seconds."""
-
-    rule: str
-    deployment: str
-    version: str
-    severity: str
-    state: State
-    value: float | None
-    active_since: float  # when the condition began to hold (pending began)
-    fired_at: float | None = None
-    resolved_at: float | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def key(self) -> Key:
-        return (self.rule, self.deployment, self.version)
-
-    @property
-    def since(self) -> float:
-        """When the alert entered its current state."""
-        if self.state == "resolved" and self.resolved_at is not None:
-            return self.resolved_at
-        if self.state == "firing" and self.fired_at is not None:
-            return self.fired_at
-        return self.active_since
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,3 +210,40 @@ class ModelSignature(Base):
     signature: Mapped[str] = mapped_column(Text, nullable=False)  # base64
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     signed_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class AlertRuleRow(Base):
+    """A ``kind: AlertRule`` resource as applied (its canonical spec); alerts of deployments live in their
+    revisions' specs."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("name", name="uq_alert_rules_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class AlertRow(Base):
+    """One alert (rule, deployment, version) as the control plane last evaluated it: pending, firing or
+    resolved (observe/alert_state.py)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("rule", "deployment", "version", name="uq_alerts_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(128), nullable=False)
+    deployment: Mapped[str] = mapped_column(String(128), nullable=False)
+    version: Mapped[str] = mapped_column(String(64), nullable=False)
+    severity: Mapped[str] = mapped_column(String(16), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    value: Mapped[float | None] = mapped_column(Float)
+    active_since: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)

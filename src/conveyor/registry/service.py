@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from conveyor import errors
 from conveyor.registry import audit
+from conveyor.registry.alerts import AlertStore
 from conveyor.registry.audit import AuditLog
 from conveyor.registry.db import Database
 from conveyor.registry.deployments import DeploymentStore
@@ -76,6 +77,11 @@ class Registry:
     def tokens(self) -> TokenStore:
         """API tokens (salted hashes) on this registry's database."""
         return TokenStore(self._db)
+
+    @property
+    def alerts(self) -> AlertStore:
+        """Applied AlertRule resources and the state of every alert, on this registry's database."""
+        return AlertStore(self._db)
 
     @property
     def audit(self) -> AuditLog:

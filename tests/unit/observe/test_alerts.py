@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from conveyor.observe.alerts import Alert, Key, Rule, evaluate, render, rules_for
+from conveyor.observe.alert_state import Alert, Key
+from conveyor.observe.alerts import Rule, evaluate, render, rules_for
 from conveyor.observe.history import StackHistory
 from conveyor.spec.resources import AlertRuleSpec, DeploymentSpec
 
