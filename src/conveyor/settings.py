@@ -198,6 +198,23 @@ class Settings(BaseSettings):
         default=None,
         description="A file holding the artifact key (base64 of 32 bytes), instead of artifact_key.",
     )
+    # -- metrics (docs/metrics.md) --
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Count every inference request (conveyor_requests_total and the request durations); "
+        "false turns the per-request recording off. GET /metrics still answers.",
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve a gateway's GET /metrics without a token; by default it needs a viewer (or "
+        "higher) token, as the control plane's does.",
+    )
+    metrics_scrape_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the control plane scrapes the metrics of its gateways and replicas into the "
+        "stack's history (alerts, dashboard, describe).",
+    )
 
     @property
     def admin_token_file(self) -> Path:

@@ -36,6 +36,8 @@ from conveyor.control.desired import Desired, DesiredLoader, start_hold
 from conveyor.control.inprocess import InProcessReplicas
 from conveyor.control.publisher import RoutingState, build_routes
 from conveyor.digests import EXIT_DATA_LOSS
+from conveyor.observe.collectors import track_control
+from conveyor.observe.recorder import ControlMetrics
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from conveyor.targets.backoff import Backoff
@@ -130,6 +132,8 @@ class Reconciler:
         self._steps_begun = 0
         self._steps_done = 0
         self._stepped = asyncio.Event()
+        self.metrics = ControlMetrics(self.replicas)  # replicas, restarts, scaling (docs/metrics.md)
+        track_control(self.metrics)
 
     # -- ControlRuntime -------------------------------------------------------------------------------
 
@@ -349,6 +353,7 @@ class Reconciler:
         delay = self.backoff.delay(run.streak)
         run.next_start = now + delay
         run.restarts += 1
+        self.metrics.restarted(r.record.deployment, r.record.version)
         how = "was killed" if code is None or code < 0 else f"exited with code {code}"
         tail = self.processes.log_tail(r.record)
         if code == EXIT_DATA_LOSS:  # it refused bytes that are not its version's: a restart loads them again
@@ -440,6 +445,7 @@ class Reconciler:
         if decision.desired != count:
             kind = "ScaledUp" if decision.desired > count else "ScaledDown"
             self._event(d.name, kind, f"{count} -> {decision.desired}: {decision.reason}")
+            self.metrics.scaled(d.name, up=decision.desired > count)
             run.target = decision.desired
 
     def _start(self, d: Desired) -> None:

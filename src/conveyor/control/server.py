@@ -6,6 +6,7 @@ plane adopts them) unless the process was started ``owned`` by ``conveyor up``, 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -17,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from conveyor.control.metrics_routes import metrics_routes
 from conveyor.errors import Conflict, Unavailable, disk_full_as_error
 from conveyor.frontend.uvicorn_server import AnnouncingServer, tls_config
+from conveyor.observe.aggregate import StackScraper
+from conveyor.observe.history import StackHistory
 from conveyor.settings import Settings
 
 if TYPE_CHECKING:
@@ -71,22 +75,48 @@ def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
 
     admin_token = ensure_admin_token(registry, settings)  # first start: the local admin token, 0600
     app = create_api(registry, reconciler, settings)
+    scraper, history = _stack_metrics(settings, reconciler)
+    app.include_router(metrics_routes(scraper, app.state.auth))
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
         async with inner(a) as state:
             await reconciler.start()
+            scraping = asyncio.create_task(scraper.run(history, settings.metrics_scrape_interval_s))
             try:
                 yield state
             finally:
+                scraping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scraping
+                await scraper.close()
                 await reconciler.stop(stop_replicas=owned)
                 registry.close()
 
     app.router.lifespan_context = lifespan
     app.state.reconciler = reconciler
+    app.state.history = history  # what alerts, the dashboard and describe read
     app.state.admin_token = admin_token
     return app
+
+
+def _stack_metrics(settings: Settings, reconciler: Any) -> tuple[StackScraper, StackHistory]:
+    """The scraper of the stack's processes (with the stack's own token for the gateways) and the history
+    it feeds every ``metrics_scrape_interval_s``."""
+    from conveyor.security.credentials import stack_token
+    from conveyor.security.tls import client_context
+
+    ca = settings.tls_ca_file or settings.tls_cert_file  # a gateway of this stack serves its certificate
+    scraper = StackScraper(
+        reconciler.gateways,
+        reconciler.replicas,
+        reconciler.metrics,
+        token=lambda: stack_token(settings),
+        verify=client_context(ca) if ca is not None else True,
+        timeout_s=min(2.0, settings.metrics_scrape_interval_s),
+    )
+    return scraper, StackHistory()
 
 
 def run_control_plane(

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from conveyor.errors import InvalidInput, NotFound, Overloaded, Unavailable
+from conveyor.errors import ConveyorError, InvalidInput, NotFound, Overloaded, Unavailable
 from conveyor.gateway.auth import GatewayAuth
 from conveyor.gateway.balance import power_of_two
 from conveyor.gateway.channel import ChannelUpstream
@@ -25,6 +25,7 @@ from conveyor.gateway.outlier import OutlierState, is_replica_fault
 from conveyor.gateway.replica import Replica, inflight_of
 from conveyor.gateway.table import Route, RoutingTable
 from conveyor.gateway.upstream import ConnectionFailed, ReplicaUnresponsive, Upstream
+from conveyor.observe.collectors import track_gateway
 from conveyor.protocol.service import EncodedRequest, EncodedResponse, server_metadata
 from conveyor.protocol.table import SCALED_TO_ZERO, STARTING, ReplicaSpec, parse_table
 
@@ -79,6 +80,7 @@ class Gateway:
         self._health_task: asyncio.Task[None] | None = None
         self._stopped = False
         self.auth = auth
+        track_gateway(self)  # conveyor_held_requests
 
     # -- InferenceService --
     def live(self) -> bool:
@@ -147,24 +149,35 @@ class Gateway:
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         route = self.table.resolve(request.model, request.version)
-        first = self._choose(route, None)
-        if first is None:
-            if _every_admitted_full(route):
-                raise _overloaded(route)
-            route, first = await self._hold(route, request)
         try:
-            response = await self._send(first, _for_route(route, request))
-        except ConnectionFailed as exc:
-            log.warning("request %s: %s; retrying on another replica", request.request_id, exc)
-        else:
-            route.warm = first
+            first = self._choose(route, None)
+            if first is None:
+                if _every_admitted_full(route):
+                    raise _overloaded(route)
+                route, first = await self._hold(route, request)
+            try:
+                response = await self._send(first, _for_route(route, request))
+            except ConnectionFailed as exc:
+                log.warning("request %s: %s; retrying on another replica", request.request_id, exc)
+            else:
+                route.warm = first
+                return response
+            with contextlib.suppress(NotFound):  # a table that came meanwhile knows better, if it routes it
+                route = self.table.resolve(request.model, request.version)
+            second = self._pick(route, first)
+            response = await self._send(second, _for_route(route, request))
+            route.warm = second
             return response
-        with contextlib.suppress(NotFound):  # a table that came meanwhile knows better, if it routes it
-            route = self.table.resolve(request.model, request.version)
-        second = self._pick(route, first)
-        response = await self._send(second, _for_route(route, request))
-        route.warm = second
-        return response
+        except ConveyorError as exc:  # the metrics count the failure under the version it was routed to
+            exc.details.setdefault("model_version", route.version)
+            raise
+
+    def held_by_model(self) -> dict[str, int]:
+        """Requests held now, by model (conveyor_held_requests)."""
+        held: dict[str, int] = {}
+        for (name, _), n in list(self.held.counts.items()):
+            held[name] = held.get(name, 0) + n
+        return held
 
     # -- internals --
     def _choose(self, route: Route, exclude: Replica | None) -> Replica | None:
@@ -423,4 +436,6 @@ def _for_route(route: Route, request: EncodedRequest) -> EncodedRequest:
     """Replicas see the real version, never the default's absence or an alias."""
     if request.version == route.version:
         return request
-    return EncodedRequest(route.name, route.version, request.body, request.json_length, request.request_id)
+    return EncodedRequest(
+        route.name, route.version, request.body, request.json_length, request.request_id, request.traceparent
+    )

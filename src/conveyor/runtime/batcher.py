@@ -18,8 +18,11 @@ from collections import Counter, deque
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
+from time import perf_counter
 
 from conveyor.errors import ConveyorError, DeadlineExceeded, InferenceFailed, Overloaded, Unavailable
+from conveyor.observe.collectors import BatcherSnapshot, track_batcher, untrack_batcher
+from conveyor.observe.recorder import BatchMetrics
 from conveyor.runtime.batching import Array, BatchingConfig, batch_key, merge, split
 from conveyor.runtime.onnx_model import OnnxModel
 
@@ -41,7 +44,7 @@ Result = list[Array] | ConveyorError
 class _Job:
     """One request on its way through the queue; ``state`` changes under the batcher's lock."""
 
-    __slots__ = ("feeds", "future", "key", "loop", "names", "rows", "state")
+    __slots__ = ("feeds", "future", "key", "loop", "names", "queued_at", "rows", "state")
 
     def __init__(
         self,
@@ -54,6 +57,7 @@ class _Job:
         self.feeds, self.names, self.rows, self.key, self.loop = feeds, names, rows, key, loop
         self.future: asyncio.Future[list[Array]] = loop.create_future()
         self.state = _QUEUED
+        self.queued_at = perf_counter()  # conveyor_queue_duration_seconds: until its run starts
 
 
 @dataclass(slots=True)
@@ -69,6 +73,12 @@ class BatcherStats:
     fallbacks: int = 0  # merged calls that failed and were rerun one request at a time
     inline: int = 0  # lone requests run on the caller's event loop, without the worker
     loop_batches: int = 0  # loop's batches run past a full queue (see Batcher.admit)
+
+
+def _rows_of(feeds: Mapping[str, Array]) -> int:
+    """Rows of one request: its first input's leading dimension (1 for a scalar or no input)."""
+    first = next(iter(feeds.values()), None)
+    return int(first.shape[0]) if first is not None and first.ndim else 1
 
 
 def _resolve(jobs: Sequence[_Job], results: Sequence[Result]) -> None:
@@ -105,8 +115,10 @@ class Batcher:
         self._flush_due = False  # a _flush is scheduled on a loop
         label = model.name if model.version is None else f"{model.name}:{model.version}"
         self._label = label
+        self.metrics = BatchMetrics()  # updated under the lock, read at scrape (metrics_snapshot)
         self._thread = threading.Thread(target=self._work, name=f"conveyor-batcher-{label}", daemon=True)
         self._thread.start()
+        track_batcher(self)
 
     async def submit(
         self, inputs: Mapping[str, Array], outputs: Sequence[str] | None = None
@@ -161,6 +173,14 @@ class Batcher:
         elif schedule:
             job.loop.call_soon(self._flush)
         return False
+
+    def metrics_snapshot(self) -> BatcherSnapshot:
+        """Queue depth, requests held (queued or running) and a copy of the histograms, for a scrape."""
+        with self._lock:
+            held = self._waiting + self._busy
+            copy = self.metrics.copy()
+            waiting = self._waiting
+        return BatcherSnapshot(self.model.name, self.model.version or "", waiting, held, copy)
 
     def admit(self) -> None:
         """Return if one more request may be taken, else raise Overloaded: called before a request is
@@ -224,6 +244,7 @@ class Batcher:
             self.stats.requests += 1
             self.stats.runs += 1
             self.stats.inline += 1
+        wall = perf_counter()
         try:
             start = _cpu()
             results = self.model.run(feeds, names)
@@ -235,8 +256,13 @@ class Batcher:
         except Exception as e:  # as in the worker: a model failure is this request's error, never a 500
             raise InferenceFailed(f"model {self._label!r} failed: {e}") from None
         finally:
+            wall = perf_counter() - wall
             with self._lock:
                 self._busy -= 1
+                metrics = self.metrics
+                metrics.queue.observe(0.0)  # never queued
+                metrics.run.observe(wall)
+                metrics.rows.observe(_rows_of(feeds))
 
     def _flush(self) -> None:
         """Run the loop's batch on the calling thread (see admit), after the queued requests the worker has
@@ -297,6 +323,7 @@ class Batcher:
             self._closed = True
             self._queue.put(None)  # under the lock, so _flush never puts a request behind it
         self._thread.join(timeout)
+        untrack_batcher(self)
         log.info("batcher for %s stopped: %s", self._label, self.stats)
 
     # -- the worker thread --
@@ -383,6 +410,8 @@ class Batcher:
         ``here``: the event loop running on the calling thread, whose requests are answered directly."""
         results: Sequence[Result] | None = None
         runs, merged_rows = 0, 0
+        started = perf_counter()
+        walls: list[float] = []  # each model call's wall time
         if len(batch) > 1:
             try:
                 start = _cpu()
@@ -393,9 +422,14 @@ class Batcher:
                 results = None
             if results is not None:
                 runs, merged_rows = 1, sum(j.rows for j in batch)
+                walls.append(perf_counter() - started)
         if results is None:
-            results = [self._run_alone(j) for j in batch]
-            runs = len(batch)
+            alone: list[Result] = []
+            for j in batch:
+                wall = perf_counter()
+                alone.append(self._run_alone(j))
+                walls.append(perf_counter() - wall)
+            results, runs = alone, len(batch)
         self._last_rows = sum(j.rows for j in batch)
         # Under the lock: two threads may run batches at once (the worker, and a loop in admit). The batch
         # stops counting as busy before its answers go out: handing them to another loop releases the GIL,
@@ -412,6 +446,16 @@ class Batcher:
                 stats.largest_batch = max(stats.largest_batch, merged_rows)
             elif len(batch) > 1:
                 stats.fallbacks += 1
+            metrics = self.metrics
+            for job in batch:
+                metrics.queue.observe(started - job.queued_at)
+            for wall in walls:
+                metrics.run.observe(wall)
+            if merged_rows:
+                metrics.rows.observe(merged_rows)
+            else:
+                for job in batch:
+                    metrics.rows.observe(job.rows or _rows_of(job.feeds))
         self._deliver(batch, results, here)
 
     def _run_alone(self, job: _Job) -> Result:

@@ -21,18 +21,25 @@ async def probe(address: str, timeout_s: float = 2.0) -> bool:
 
 
 async def _ask(address: str) -> bool:
+    try:
+        stream, kind, payload = await exchange(address, frames.HEALTH)
+    except asyncio.IncompleteReadError:
+        return False
+    return stream == 1 and kind == frames.OK and payload == b"1"
+
+
+async def exchange(address: str, kind: int) -> tuple[int, int, bytes]:
+    """Send one payload-less frame of ``kind`` (stream 1) on a new connection; its answer's stream, kind
+    and payload. The caller bounds the time it may take."""
     scheme, where, port = frames.parse_address(address)
     if scheme == "unix":
         reader, writer = await asyncio.open_unix_connection(where)
     else:
         reader, writer = await asyncio.open_connection(where, port)
     try:
-        writer.writelines(frames.frame(1, frames.HEALTH))
-        length, stream, kind = frames.HEADER.unpack(await reader.readexactly(frames.HEADER.size))
-        payload = await reader.readexactly(length)
-        return stream == 1 and kind == frames.OK and payload == b"1"
-    except asyncio.IncompleteReadError:
-        return False
+        writer.writelines(frames.frame(1, kind))
+        length, stream, answer = frames.HEADER.unpack(await reader.readexactly(frames.HEADER.size))
+        return stream, answer, await reader.readexactly(length)
     finally:
         writer.close()
         with contextlib.suppress(OSError):

@@ -1,0 +1,164 @@
+"""The process's Conveyor metrics, built at scrape time from the plain counters of observe/recorder.py.
+
+Components register themselves as sources (``track_batcher``, ``track_gateway``, ``track_control``); the
+sets are weak, so a stopped component leaves no series behind once collected. ``render()`` is what every
+``GET /metrics`` answers.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from conveyor.observe import metrics as m
+from conveyor.observe.recorder import REQUESTS, BatchMetrics, ControlMetrics, Histogram, RequestCounts
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class BatcherSnapshot:
+    model: str
+    version: str
+    queued: int
+    in_flight: int
+    metrics: BatchMetrics
+
+
+class BatcherSource(Protocol):
+    def metrics_snapshot(self) -> BatcherSnapshot: ...
+
+
+class GatewaySource(Protocol):
+    def held_by_model(self) -> dict[str, int]: ...
+
+
+_batchers: weakref.WeakSet[BatcherSource] = weakref.WeakSet()
+_gateways: weakref.WeakSet[GatewaySource] = weakref.WeakSet()
+_controls: weakref.WeakSet[ControlMetrics] = weakref.WeakSet()
+
+
+def track_batcher(source: BatcherSource) -> None:
+    _batchers.add(source)
+
+
+def untrack_batcher(source: BatcherSource) -> None:
+    _batchers.discard(source)
+
+
+def track_gateway(source: GatewaySource) -> None:
+    _gateways.add(source)
+
+
+def track_control(source: ControlMetrics) -> None:
+    _controls.add(source)
+
+
+def _counter(name: str) -> CounterMetricFamily:
+    spec = m.METRICS[name]
+    return CounterMetricFamily(name, spec.help, labels=spec.labels)
+
+
+def _gauge(name: str) -> GaugeMetricFamily:
+    spec = m.METRICS[name]
+    return GaugeMetricFamily(name, spec.help, labels=spec.labels)
+
+
+def _hist(name: str) -> HistogramMetricFamily:
+    spec = m.METRICS[name]
+    return HistogramMetricFamily(name, spec.help, labels=spec.labels)
+
+
+def _histogram(family: HistogramMetricFamily, labels: list[str], h: Histogram) -> None:
+    family.add_metric(labels, h.cumulative(), h.sum)
+
+
+class ConveyorCollector(Collector):
+    """Requests of ``counts``, and the batchers, gateways and control planes tracked in this process."""
+
+    def __init__(self, counts: RequestCounts = REQUESTS) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._requests()
+        yield from self._batchers(list(_batchers))
+        gateways = list(_gateways)
+        if gateways:
+            held = _gauge(m.HELD)
+            totals: dict[str, int] = {}
+            for g in gateways:
+                for model, n in g.held_by_model().items():
+                    totals[model] = totals.get(model, 0) + n
+            for model, n in sorted(totals.items()):
+                held.add_metric([model], n)
+            yield held
+        for control in list(_controls):
+            yield from _control(control)
+
+    def _requests(self) -> Iterator[Metric]:
+        total, duration = _counter(m.REQUESTS), _hist(m.REQUEST_DURATION)
+        for labels, series in list(self.counts.series.items()):
+            for code, n in list(series.codes.items()):
+                total.add_metric([*labels, str(code)], n)
+            _histogram(duration, list(labels), series.duration)
+        yield total
+        yield duration
+
+    def _batchers(self, sources: Iterable[BatcherSource]) -> Iterator[Metric]:
+        merged: dict[tuple[str, str], tuple[int, int, BatchMetrics]] = {}
+        for source in sources:  # two batchers of one version in a process (tests, in-process replicas) add up
+            s = source.metrics_snapshot()
+            key = (s.model, s.version)
+            if key in merged:
+                queued, held, acc = merged[key]
+                for mine, theirs in ((acc.queue, s.metrics.queue), (acc.run, s.metrics.run)):
+                    mine.add(theirs)
+                acc.rows.add(s.metrics.rows)
+                merged[key] = (queued + s.queued, held + s.in_flight, acc)
+            else:
+                merged[key] = (s.queued, s.in_flight, s.metrics)
+        if not merged:
+            return
+        depth, in_flight = _gauge(m.QUEUE_DEPTH), _gauge(m.IN_FLIGHT)
+        queue, run, rows = _hist(m.QUEUE_DURATION), _hist(m.INFERENCE_DURATION), _hist(m.BATCH_SIZE)
+        for (model, version), (queued, busy, hist) in sorted(merged.items()):
+            labels = [model, version]
+            depth.add_metric(labels, queued)
+            in_flight.add_metric(labels, busy)
+            _histogram(queue, labels, hist.queue)
+            _histogram(run, labels, hist.run)
+            _histogram(rows, labels, hist.rows)
+        yield from (depth, in_flight, queue, run, rows)
+
+
+def _control(control: ControlMetrics) -> Iterator[Metric]:
+    replicas = _gauge(m.REPLICAS)
+    for states, n in sorted(control.replica_states().items()):
+        replicas.add_metric(list(states), n)
+    restarts, decisions, errors = _counter(m.RESTARTS), _counter(m.SCALE_DECISIONS), _counter(m.SCRAPE_ERRORS)
+    for labels, n in sorted(control.restarts.items()):
+        restarts.add_metric(list(labels), n)
+    for labels, n in sorted(control.decisions.items()):
+        decisions.add_metric(list(labels), n)
+    for instance, n in sorted(control.scrape_errors.items()):
+        errors.add_metric([instance], n)
+    yield from (replicas, restarts, decisions, errors)
+
+
+m.REGISTRY.register(ConveyorCollector())
+
+
+def render() -> bytes:
+    """The process's metrics in the Prometheus text format (``CONTENT_TYPE``)."""
+    return generate_latest(m.REGISTRY)

@@ -1,0 +1,208 @@
+"""What the request path records: plain counters and fixed-bucket histograms, no prometheus_client objects.
+
+A request costs one dict look-up for its (model, version, protocol) series, one integer increment for its
+code and one ``bisect`` into the duration buckets; metric families are built only at scrape time
+(observe/collectors.py). Everything here runs on the thread that owns it (the event loop; a batcher's own
+lock), so nothing takes a lock per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.utils import floatToGoString
+
+from conveyor.observe.metrics import BATCH_BUCKETS, REQUEST_BUCKETS, RUN_BUCKETS
+
+if TYPE_CHECKING:
+    from conveyor.settings import Settings
+
+MAX_SERIES = 2000
+"""(model, version, protocol) series one process keeps; requests beyond (names made up by clients, each a
+404) are counted under model and version ``OTHER``, so a scan cannot grow the process's memory."""
+OTHER = "_other"
+access_log = logging.getLogger("conveyor.access")
+_SAMPLED = frozenset("13579bdf")  # a traceparent's last hex digit with bit 0 (sampled) set
+# Answers always logged: the server failed (HTTP 5xx, and the gRPC codes they map to).
+_FAILED: frozenset[int | str] = frozenset(
+    {*range(500, 600), "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNKNOWN", "DEADLINE_EXCEEDED"}
+)
+
+
+class Histogram:
+    """Counts per bucket (the last is +Inf) and the sum of the observed values."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # le is inclusive: value == bound counts there
+        self.sum += value
+
+    def copy(self) -> Histogram:
+        other = Histogram(self.bounds)
+        other.counts, other.sum = list(self.counts), self.sum
+        return other
+
+    def add(self, other: Histogram) -> None:
+        for i, n in enumerate(other.counts):
+            self.counts[i] += n
+        self.sum += other.sum
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(le, cumulative count) pairs as HistogramMetricFamily takes them, +Inf last."""
+        out, total = [], 0
+        for bound, n in zip((*map(floatToGoString, self.bounds), "+Inf"), self.counts, strict=True):
+            total += n
+            out.append((bound, float(total)))
+        return out
+
+
+class RequestSeries:
+    """One (model, version, protocol): answers by code (HTTP status or gRPC code name) and durations."""
+
+    __slots__ = ("codes", "duration", "labels")
+
+    def __init__(self, labels: tuple[str, str, str]) -> None:
+        self.labels = labels
+        self.codes: dict[int | str, int] = {}
+        self.duration = Histogram(REQUEST_BUCKETS)
+
+
+class RequestCounts:
+    """Every request series of the process (one store, whichever front ends record into it)."""
+
+    def __init__(self, max_series: int = MAX_SERIES) -> None:
+        self.max_series = max_series
+        self.series: dict[tuple[str, str, str], RequestSeries] = {}
+
+    def get(self, model: str, version: str, protocol: str) -> RequestSeries:
+        key = (model, version, protocol)
+        found = self.series.get(key)
+        if found is None:
+            if len(self.series) >= self.max_series:
+                key = (OTHER, OTHER, protocol)
+                found = self.series.get(key)
+            if found is None:
+                found = self.series[key] = RequestSeries(key)
+        return found
+
+
+REQUESTS = RequestCounts()
+"""The process's request counts: what ``conveyor_requests_total`` and the request durations show."""
+
+
+class RequestRecorder:
+    """The hook one front end calls once per answered inference request: counts it (unless metrics are
+    off) and writes the access log record for the sampled ones (contract of docs/metrics.md)."""
+
+    __slots__ = ("counts", "enabled", "protocol", "sample")
+
+    def __init__(
+        self, protocol: str, *, enabled: bool = True, sample: float = 0.0, counts: RequestCounts = REQUESTS
+    ) -> None:
+        self.protocol = protocol
+        self.enabled = enabled
+        self.sample = sample
+        self.counts = counts
+
+    def record(
+        self,
+        model: str,
+        version: str | None,
+        status: int | str,
+        seconds: float,
+        request_id: str | None,
+        traceparent: str | None = None,
+    ) -> None:
+        """One answer: ``status`` the HTTP status (int) or the gRPC code name; ``seconds`` since the head."""
+        if self.enabled:
+            series = self.counts.get(model, version or "", self.protocol)
+            codes = series.codes
+            codes[status] = codes.get(status, 0) + 1
+            series.duration.observe(seconds)
+        # Logged: a server failure, a request whose caller's traceparent asked for it (its flags' bit 0,
+        # W3C), or one this process draws.
+        sample = self.sample
+        if (
+            (traceparent is not None and traceparent[-1:] in _SAMPLED)
+            or (sample and (sample >= 1.0 or random.random() < sample))
+            or status in _FAILED
+        ):
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "model": model,
+                    "version": version,
+                    "protocol": self.protocol,
+                    "status": status,
+                    "latency_ms": round(seconds * 1000, 3),
+                    "traceparent": traceparent,
+                },
+            )
+
+
+def error_version(exc: BaseException, version: str | None) -> str | None:
+    """The version a failed request reached, when whoever raised ``exc`` knew it (the gateway and the
+    replica put it in the error's details), else ``version`` (the one asked for)."""
+    details = getattr(exc, "details", None)
+    found = details.get("model_version") if isinstance(details, dict) else None
+    return version if found is None else str(found)
+
+
+def recorder_for(protocol: str, settings: Settings) -> RequestRecorder | None:
+    """The front end's hook, or None when metrics are off and no access log is sampled (the cost row of
+    ``make bench``: nothing is recorded at all, failures not logged either)."""
+    sample = float(getattr(settings, "access_log_sample", 0.0))  # the logging settings' (observe/logs.py)
+    if not settings.metrics_enabled and sample <= 0:
+        return None
+    return RequestRecorder(protocol, enabled=settings.metrics_enabled, sample=max(0.0, min(1.0, sample)))
+
+
+class BatchMetrics:
+    """One batcher's queue times, model call times and rows per call; updated under the batcher's lock."""
+
+    __slots__ = ("queue", "rows", "run")
+
+    def __init__(self) -> None:
+        self.queue = Histogram(RUN_BUCKETS)
+        self.run = Histogram(RUN_BUCKETS)
+        self.rows = Histogram(BATCH_BUCKETS)
+
+    def copy(self) -> BatchMetrics:
+        other = BatchMetrics()
+        other.queue, other.run, other.rows = self.queue.copy(), self.run.copy(), self.rows.copy()
+        return other
+
+
+class ControlMetrics:
+    """The control plane's counters (restarts, autoscaler decisions) and where its replicas' states come
+    from: ``replicas`` returns ReplicaStatus dicts (``deployment``, ``version``, ``state``)."""
+
+    def __init__(self, replicas: Callable[[], Iterable[dict[str, Any]]] | None = None) -> None:
+        self.replicas = replicas
+        self.restarts: Counter[tuple[str, str]] = Counter()
+        self.decisions: Counter[tuple[str, str]] = Counter()
+        self.scrape_errors: Counter[str] = Counter()  # by instance: the stack's scraper counts here
+
+    def restarted(self, deployment: str, version: str | None) -> None:
+        self.restarts[(deployment, version or "")] += 1
+
+    def scaled(self, deployment: str, up: bool) -> None:
+        self.decisions[(deployment, "up" if up else "down")] += 1
+
+    def replica_states(self) -> Counter[tuple[str, str, str]]:
+        states: Counter[tuple[str, str, str]] = Counter()
+        for row in self.replicas() if self.replicas is not None else ():
+            states[(str(row["deployment"]), str(row.get("version") or ""), str(row["state"]))] += 1
+        return states
