@@ -22,6 +22,7 @@ from conveyor.control import API_HEADER
 from conveyor.control import management_ops as ops
 from conveyor.control.audit_routes import audit_routes
 from conveyor.control.auth import ApiAuth, requires
+from conveyor.control.drift_routes import drift_routes
 from conveyor.control.management_bodies import ApplyBody, DiffBody, GatewayReport, RollbackBody, ScaleBody
 from conveyor.control.runtime import ControlRuntime
 from conveyor.control.signed_models import SignedModels
@@ -78,6 +79,8 @@ def create_api(
     # The dashboard: /ui's files need no token (they hold no data); its charts' data does.
     series = series_routes(registry, app.state, requires(auth, "read"))
     app.include_router(series, prefix="/api/v1", responses=_ERRORS)
+    drifts = drift_routes(registry, app.state, requires(auth, "read"))
+    app.include_router(drifts, prefix="/api/v1", responses=_ERRORS)
     app.include_router(ui_routes())
     app.add_middleware(_MarkAnswers)
     add_cors(app, settings.cors_origins)  # outermost: 401s and errors carry the CORS headers too
