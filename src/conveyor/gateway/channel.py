@@ -223,7 +223,9 @@ class ChannelUpstream:
         return payload
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
-        meta = frames.encode_call(request.model, request.version, request.request_id, request.json_length)
+        meta = frames.encode_call(
+            request.model, request.version, request.request_id, request.json_length, request.traceparent
+        )
         payload = await self._call(frames.INFER, meta, request.body)
         body, json_length, request_id, version = frames.decode_reply(payload)
         return EncodedResponse(body, json_length, request_id, version)

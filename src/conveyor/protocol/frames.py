@@ -18,14 +18,16 @@ from conveyor import errors
 from conveyor.errors import ConveyorError
 
 HEADER = struct.Struct("<IIB")
-# Request meta: lengths of model, version, request id (0xFFFF: no version), then json_length (-1: none).
-_REQ_META = struct.Struct("<HHHi")
+# Request meta: lengths of model, version, request id (0xFFFF: no version), json_length (-1: none), then
+# the length of the traceparent (0: none) that follows the request id.
+_REQ_META = struct.Struct("<HHHiB")
 # Response meta: json_length (-1: none), lengths of request id and model version (0xFFFF: none).
 _RESP_META = struct.Struct("<iHH")
 _NONE16 = 0xFFFF
 MAX_FRAME = 1 << 31
 
 INFER, METADATA, MODEL_READY, HEALTH, PING = 1, 2, 3, 4, 5
+METRICS = 6  # no payload; answered with the replica's Prometheus text (the control plane scrapes it)
 OK, ERROR, PONG = 0x80, 0x81, 0x82
 
 
@@ -43,19 +45,27 @@ class Call:
     request_id: str
     json_length: int | None
     body: bytes
+    traceparent: str | None = None
 
 
-def encode_call(model: str, version: str | None, request_id: str, json_length: int | None) -> bytes:
+def encode_call(
+    model: str, version: str | None, request_id: str, json_length: int | None, traceparent: str | None = None
+) -> bytes:
     m, r = model.encode(), request_id.encode()
     v = b"" if version is None else version.encode()
+    t = b"" if traceparent is None else traceparent.encode()[:255]
     meta = _REQ_META.pack(
-        len(m), _NONE16 if version is None else len(v), len(r), -1 if json_length is None else json_length
+        len(m),
+        _NONE16 if version is None else len(v),
+        len(r),
+        -1 if json_length is None else json_length,
+        len(t),
     )
-    return meta + m + v + r
+    return meta + m + v + r + t
 
 
 def decode_call(payload: bytes) -> Call:
-    lm, lv, lr, jl = _REQ_META.unpack_from(payload)
+    lm, lv, lr, jl, lt = _REQ_META.unpack_from(payload)
     at = _REQ_META.size
     model = payload[at : at + lm].decode()
     at += lm
@@ -64,7 +74,9 @@ def decode_call(payload: bytes) -> Call:
         version = payload[at : at + lv].decode()
         at += lv
     rid = payload[at : at + lr].decode()
-    return Call(model, version, rid, None if jl < 0 else jl, payload[at + lr :])
+    at += lr
+    traceparent = payload[at : at + lt].decode() if lt else None
+    return Call(model, version, rid, None if jl < 0 else jl, payload[at + lt :], traceparent)
 
 
 def encode_reply(json_length: int | None, request_id: str, model_version: str | None) -> bytes:

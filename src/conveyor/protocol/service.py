@@ -29,6 +29,7 @@ class EncodedRequest:
     body: bytes
     json_length: int | None
     request_id: str
+    traceparent: str | None = None  # the span of the server that took it (observe/trace.py), for the next hop
 
 
 @dataclass(frozen=True, slots=True)

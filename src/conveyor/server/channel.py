@@ -25,6 +25,7 @@ import uvloop
 
 from conveyor.errors import ConveyorError
 from conveyor.frontend.gc_tuning import freeze_startup_heap
+from conveyor.observe import trace
 from conveyor.protocol import frames
 from conveyor.protocol.service import EncodedRequest, EncodedResponse, InferenceService
 from conveyor.runtime import OnnxModel
@@ -114,7 +115,9 @@ class _Connection(asyncio.Protocol):
 
 def _infer_request(payload: bytes) -> EncodedRequest:
     call = frames.decode_call(payload)
-    return EncodedRequest(call.model, call.version, call.body, call.json_length, call.request_id)
+    # The replica's own span in the gateway's trace; rate 0: the gateway decided the sampling for both.
+    span = trace.span(call.traceparent, 0.0)
+    return EncodedRequest(call.model, call.version, call.body, call.json_length, call.request_id, span)
 
 
 def _infer_reply(resp: EncodedResponse) -> tuple[bytes, bytes]:

@@ -20,6 +20,13 @@ def test_call_round_trip(version: str | None, json_length: int | None) -> None:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("traceparent", [None, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"])
+def test_a_call_carries_the_gateways_traceparent_to_the_replica(traceparent: str | None) -> None:
+    body = b'{"inputs": []}'
+    call = frames.decode_call(frames.encode_call("m", "1", "r1", None, traceparent) + body)
+    assert (call.request_id, call.traceparent, call.body) == ("r1", traceparent, body)
+
+
 def test_reply_round_trip() -> None:
     payload = frames.encode_reply(5, "r1", "3") + b"abcde\x00"
     assert frames.decode_reply(payload) == (b"abcde\x00", 5, "r1", "3")
