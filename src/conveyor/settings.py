@@ -51,6 +51,44 @@ class Settings(BaseSettings):
         description="Identical log lines (same logger, level and message template) within this interval are "
         "written once, then one line with their count: '... (N more in the last 10s)'.",
     )
+    # -- logs (docs/observability.md, Logs) --
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Format of the lines server processes write to stderr: text for a terminal, json (the "
+        "files' JSON lines) for a collector reading stderr, as in a container. The files are always JSON.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="Lowest level written to the JSON-lines files (the terminal shows warnings and above).",
+    )
+    log_to_file: bool = Field(
+        default=True,
+        description="Server processes (control plane, gateway, replicas of conveyor up, conveyor serve) "
+        "write JSON lines to log_dir, which `conveyor logs` reads.",
+    )
+    log_dir: Path | None = Field(
+        default=None, description="Where the JSON-lines files are written; unset: `home`/logs."
+    )
+    log_file_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="A process's log file is rotated at this size (the current file becomes .1, .1 "
+        "becomes .2, ...).",
+    )
+    log_file_backups: int = Field(
+        default=3,
+        ge=0,
+        description="Rotated files kept per process: one process holds at most (backups + 1) * max bytes.",
+    )
+    access_log_sample: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="Share of inference requests that get an access log line (request id, model, version, "
+        "status, latency, traceparent), decided where a request enters and followed by every hop. Requests "
+        "answered 5xx are always logged, and so is a request whose traceparent header has the sampled flag "
+        "(…-01). 1 logs every request (at a cost in throughput: docs/observability.md).",
+    )
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, description="Largest inference request body the server accepts, in bytes."
     )
@@ -229,6 +267,10 @@ class Settings(BaseSettings):
     @property
     def effective_trusted_keys_dir(self) -> Path:
         return self.trusted_keys_dir if self.trusted_keys_dir is not None else self.keys_dir
+
+    @property
+    def effective_log_dir(self) -> Path:
+        return self.log_dir if self.log_dir is not None else self.home / "logs"
 
     @property
     def artifacts_dir(self) -> Path:

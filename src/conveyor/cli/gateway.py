@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import Annotated
 
 import typer
@@ -62,7 +63,7 @@ def gateway(
             raise typer.BadParameter(f"must be all or any, got {ready_when!r}", param_hint="--ready-when")
         settings = settings.model_copy(update={"gateway_ready_when": ready_when})
     settings, tls = with_tls(settings, tls_cert, tls_key)
-    configure_logging(settings)
+    configure_logging(settings, component="gateway", instance=str(port or os.getpid()))  # one writer per file
     control_url = check_url(control_plane or settings.url or DEFAULT_CONTROL_PLANE)
     verify = verify_for(control_url, ca_file(settings.tls_ca_file))
     from conveyor.ports import check_ports_free

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -137,7 +138,7 @@ def serve(
     settings, tls = with_tls(get_settings().model_copy(update=overrides), tls_cert, tls_key)
     from conveyor.observe.logs import configure_logging
 
-    configure_logging(settings)
+    configure_logging(settings, component="serve", instance=str(port or os.getpid()))  # one writer per file
     served: list[Served] = []
     status = console.status("Loading models…", spinner="dots")
     status.start()

@@ -48,7 +48,7 @@ def server(
     check_ports_free(host, {"--api-port": api_port})
     if not owned:  # `conveyor up` said it already
         _warn_if_exposed(host)
-    configure_logging(settings)
+    configure_logging(settings, component="control")
 
     def on_admin_token(path: Path, created: bool) -> None:
         what = "created an admin token in" if created else "admin token in"

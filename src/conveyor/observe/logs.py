@@ -1,5 +1,6 @@
-"""Logging of every Conveyor server process: one stderr handler whose filter turns a burst of identical lines
-into the first line and one "(N more in the last 10s)" summary per interval.
+"""Logging of every Conveyor server process: text on stderr for the terminal, JSON lines in a file of the
+home for ``conveyor logs`` (observe/logformat.py, observe/logfiles.py), both behind one filter that turns a
+burst of identical lines into the first line and one "(N more in the last 10s)" summary per interval.
 
 With both replicas of a deployment down, a gateway under load wrote 17,035 identical lines in 2.5 s: the
 repeats buried everything else and cost more than the requests. Lines are identical when they share logger,
@@ -9,6 +10,7 @@ level and message template (``log.error("request %s failed: %s", ...)`` is one k
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
 import sys
@@ -17,9 +19,14 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from conveyor.observe import trace
+from conveyor.observe.logfiles import JsonLinesFile, file_name, prune_replica_files
+from conveyor.observe.logformat import ACCESS_LOGGER, configure_structlog, formatter
 from conveyor.settings import Settings
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries that log every call they make at INFO (httpx: the gateway's load reports, the control plane's
+# scrapes): their lines would bury Conveyor's own in the files.
+QUIET_LOGGERS = ("httpx", "httpcore")
 MAX_KEYS = 1024  # distinct templates tracked at once; the oldest is summarized and dropped beyond it
 FLUSH_EVERY_S = 1.0  # how late a summary may come after its interval ends
 
@@ -53,7 +60,7 @@ class RepeatFilter(logging.Filter):
         return len(self._windows)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "repeat_summary", False):
+        if record.name == ACCESS_LOGGER or getattr(record, "repeat_summary", False):
             return True
         key = (record.name, record.levelno, record.msg if isinstance(record.msg, str) else repr(record.msg))
         now = time.monotonic()
@@ -97,12 +104,67 @@ class RepeatFilter(logging.Filter):
             self.sink.handle(record)
 
 
-def configure_logging(settings: Settings, level: str = "warning") -> RepeatFilter:
-    """Install the process's one stderr handler on the root logger (uvicorn's loggers propagate to it: the
-    servers pass ``log_config=None``) and start the thread that writes summaries. Call once, at start."""
+class _Fanout(logging.Handler):
+    """The one handler on the root logger: its repeat filter sees each record once, then the record (or a
+    summary) goes to each output handler, which applies its own level."""
+
+    def __init__(self, outputs: list[logging.Handler]) -> None:
+        super().__init__()
+        self.outputs = outputs
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if not self.filter(record):
+            return False
+        for out in self.outputs:
+            if record.levelno >= out.level and not (record.name == ACCESS_LOGGER and out.name == "stderr"):
+                out.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        for out in self.outputs:
+            with contextlib.suppress(OSError, ValueError):  # a stream closed under us (at exit, in tests)
+                out.flush()
+
+
+def configure_logging(
+    settings: Settings,
+    level: str = "warning",
+    *,
+    component: str | None = None,
+    instance: str | None = None,
+) -> RepeatFilter:
+    """Install the process's logging on the root logger (uvicorn's loggers propagate to it: the servers
+    pass ``log_config=None``) and start the thread that writes summaries and flushes the file. Call once.
+
+    ``level`` is the terminal's (stderr, in ``settings.log_format``). With a ``component`` (control,
+    gateway, replica, serve) the process also writes JSON lines at ``settings.log_level`` to
+    ``<log dir>/<component>[-<instance>].jsonl``; a replica's ``instance`` is its replica id."""
     repeat_interval_s = settings.log_repeat_interval_s
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    replica = instance if component == "replica" else None
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.name = "stderr"
+    stderr.setLevel(level.upper())
+    stderr.setFormatter(formatter(settings.log_format, component or "cli", replica))
+    outputs: list[logging.Handler] = [stderr]
+    if component is not None and settings.log_to_file:
+        directory = settings.effective_log_dir
+        path = directory / file_name(component, instance)
+        if component == "replica":
+            prune_replica_files(directory, spare=path)
+        try:
+            file = JsonLinesFile(
+                path, max_bytes=settings.log_file_max_bytes, backups=settings.log_file_backups
+            )
+        except OSError as exc:  # a read-only or full home: the process still serves, and says why
+            print(f"warning: cannot write the log file {path}: {exc.strerror or exc}", file=sys.stderr)
+        else:
+            file.setLevel(settings.log_level.upper())
+            file.setFormatter(formatter("json", component, replica))
+            outputs.append(file)
+    handler = _Fanout(outputs)
     repeats = RepeatFilter(repeat_interval_s)
     repeats.sink = handler
     handler.addFilter(repeats)
@@ -110,13 +172,19 @@ def configure_logging(settings: Settings, level: str = "warning") -> RepeatFilte
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    root.setLevel(min(out.level for out in outputs))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    configure_structlog()
+    trace.set_sample_rate(settings.access_log_sample)
 
     def flush_forever() -> None:
         while True:
             time.sleep(min(FLUSH_EVERY_S, repeat_interval_s))
             repeats.flush()
+            handler.flush()
 
     threading.Thread(target=flush_forever, name="conveyor-log-summaries", daemon=True).start()
-    atexit.register(repeats.flush, everything=True)
+    atexit.register(handler.flush)
+    atexit.register(repeats.flush, everything=True)  # atexit runs it first: its summaries, then the flush
     return repeats

@@ -5,7 +5,7 @@ python -m conveyor.server --model NAME[:VERSION]=FILE [--sha256 NAME[:VERSION]=H
     [--port P] [--max-body-bytes N]
     [--grpc-port P] [--channel unix:PATH|tcp:HOST:PORT] [--parent-pid PID] [--lease FILE --orphan-after S]
     [--max-batch-size N] [--max-queue-delay-us N] [--max-queue-size N] [--request-timeout-ms N]
-    [--monitor NAME[:VERSION]=FILE]
+    [--monitor NAME[:VERSION]=FILE] [--replica-id ID]
 """
 
 from __future__ import annotations
@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-queue-size", type=int, help="waiting requests per model before 429")
     ap.add_argument("--request-timeout-ms", type=int, help="unanswered after this: 504")
     ap.add_argument("--log-level", default="warning")
+    ap.add_argument(
+        "--replica-id", help="the control plane's name for this replica: its log file is replica-ID.jsonl"
+    )
     ap.add_argument("--channel", metavar="unix:PATH|tcp:HOST:PORT", help="serve the channel, not HTTP")
     ap.add_argument("--parent-pid", type=int, help="exit when this process (the supervisor) is gone")
     ap.add_argument("--lease", type=Path, help="exit when this file is not refreshed for --orphan-after")
@@ -119,7 +122,10 @@ def main(argv: list[str] | None = None) -> None:
         if v is not None
     }
     settings = Settings(**overrides)
-    configure_logging(settings, args.log_level)
+    if args.replica_id:
+        configure_logging(settings, args.log_level, component="replica", instance=args.replica_id)
+    else:  # run by hand, a test or a benchmark: the terminal only
+        configure_logging(settings, args.log_level)
     digests = _digests(args.sha256)
     try:  # the artifact key comes through the environment, as every setting does
         cipher = cipher_from(settings.artifact_key, settings.artifact_key_file)

@@ -134,6 +134,8 @@ class LocalProcesses:
             str(self.lease),
             "--orphan-after",
             str(self.orphan_after_s),
+            "--replica-id",  # names its JSON-lines log file (conveyor logs)
+            rid,
         ]
         for flag, value in options.items():
             if value is not None:
