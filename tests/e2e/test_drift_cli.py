@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conveyor.observe.drift import PSI_DRIFT, PSI_WARN
 from tests.e2e.conftest import CliRunner
 from tests.fixtures.processes import ProcessGroup, conveyor_exe, free_port, wait_http_ok
+from tests.fixtures.stack import UpStack
 
 MEANS = np.array([0.0, 5.0])
 STDS = np.array([1.0, 2.0])
@@ -107,3 +108,66 @@ def test_a_version_without_reference_exports_no_drift(
     body = {"inputs": [{"name": "x", "shape": [300, 2], "datatype": "FP32", "data": x.ravel().tolist()}]}
     assert httpx.post(f"{url}/v2/models/plain/infer", json=body, timeout=10).status_code == 200
     assert drift_samples(url) == {}
+
+
+SPEC = """\
+apiVersion: conveyor.dev/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  model: feat:1
+  replicas: 1
+  monitoring:
+    drift: {sampleEvery: 1, window: 500}
+    inferenceLog: {enabled: true, sampleEvery: 4, maxBytes: 4096, keep: 2}
+"""
+
+
+@pytest.mark.timeout(240)
+def test_up_describe_shows_the_drift_of_each_version_and_the_inference_log_is_written(
+    cli_env: dict[str, str], files: dict[str, Path], processes: ProcessGroup, tmp_path: Path
+) -> None:
+    stack = UpStack(processes, cli_env, Path(cli_env["CONVEYOR_HOME"]))
+    try:
+        stack.cli("models", "register", "feat", str(files["model"]), "--reference", str(files["reference"]))
+        spec = tmp_path / "web.yaml"
+        spec.write_text(SPEC)
+        stack.start("-f", str(spec))
+        rng = np.random.default_rng(2)
+        with httpx.Client(base_url=stack.gateway_url, timeout=10, headers=stack.headers) as client:
+            for i in range(12):  # 600 rows: the window holds the last 500
+                x = rng.normal(MEANS + 2.0 * STDS, STDS, size=(50, 2)).astype(np.float32)
+                data = x.ravel().tolist()
+                body = {
+                    "id": f"req-{i}",
+                    "inputs": [{"name": "x", "shape": [50, 2], "datatype": "FP32", "data": data}],
+                }
+                assert client.post("/v2/models/web/infer", json=body).status_code == 200
+
+        def drifting() -> bool:
+            versions = stack.api("/deployments/web/drift")["versions"]
+            return bool(versions and versions[0]["features"])
+
+        stack.wait(drifting, timeout=30, what="drift scraped")  # the control plane scrapes every 2 s
+        described = json.loads(stack.cli("describe", "deployment", "web", "--json").stdout)["drift"]
+        (version,) = described["versions"]
+        assert version["version"] == "1" and version["reference"]["rows"] == 3000
+        assert [f["status"] for f in version["features"]] == ["drift", "drift"]
+        assert all(
+            f["psi"] > PSI_DRIFT and f["mean_shift"] == pytest.approx(2.0, abs=0.3)
+            for f in version["features"]
+        )
+        human = stack.cli("describe", "deployment", "web").stdout
+        assert "Drift of version 1 (against 3000 reference rows" in human and "x[1]" in human
+
+        logs = Path(cli_env["CONVEYOR_HOME"]) / "inference-logs" / "web"
+        written = sorted(p.name for p in logs.glob("inference.jsonl*"))
+        assert written and written[0] == "inference.jsonl" and len(written) <= 3
+        record = json.loads((logs / "inference.jsonl").read_text().splitlines()[-1])
+        assert (
+            record["model"] == "web" and record["version"] == "1" and record["request_id"].startswith("req-")
+        )
+        assert len(record["inputs"]["x"]) == 50 and len(record["outputs"]["y"]) == 50
+    finally:
+        stack.stop()

@@ -9,7 +9,8 @@ from rich.table import Table
 
 from conveyor.cli.client import CaOpt, JsonOpt, NameArg, UrlOpt, request
 from conveyor.cli.deployments import revisions_table
-from conveyor.cli.output import console, human_time, titled_table
+from conveyor.cli.drift import deployment_drift, drift_renderables
+from conveyor.cli.output import console, human_time, print_json, titled_table
 
 get_app = typer.Typer(help="List deployments, models or replicas of the control plane.", no_args_is_help=True)
 describe_app = typer.Typer(help="Show one resource in detail.", no_args_is_help=True)
@@ -100,9 +101,12 @@ def describe_deployment(
     ca: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """A deployment: its spec as YAML, revisions, replicas and recent events."""
-    d = request(url, "GET", f"/deployments/{name}", as_json=as_json)
-    if d is None:
+    """A deployment: its spec as YAML, revisions, replicas, recent events and input drift per version."""
+    d = request(url, "GET", f"/deployments/{name}")
+    assert d is not None
+    drift = deployment_drift(url, name)
+    if as_json:
+        print_json(d if drift is None else {**d, "drift": drift})
         return
     import yaml
 
@@ -120,6 +124,8 @@ def describe_deployment(
     console.print(replicas_table("Replicas", d["instances"]))
     events = [[human_time(e["time"]), e["kind"], e["message"]] for e in d["events"]]
     console.print(titled_table("Events (most recent last)", ("time", "kind", "message"), events))
+    for part in drift_renderables(drift):
+        console.print(part, highlight=False)
 
 
 @describe_app.command("model")

@@ -20,6 +20,7 @@ from conveyor.frontend.gc_tuning import freeze_startup_heap
 from conveyor.frontend.grpc import RunningGrpcServer, start_grpc_server
 from conveyor.frontend.hot_path import hot_protocol
 from conveyor.frontend.uvicorn_server import AnnouncingServer, tls_config
+from conveyor.observe.recorder import recorder_for
 from conveyor.protocol.service import InferenceService
 from conveyor.settings import Settings
 
@@ -97,7 +98,9 @@ def run_app(
         port=port,
         loop="uvloop",
         # V2 inference without the ASGI layers; at most max_connections_per_client per client address
-        http=limit_per_client(hot_protocol(service, app.state.bodies), settings.max_connections_per_client),
+        http=limit_per_client(
+            hot_protocol(service, app.state.bodies, app.state.recorder), settings.max_connections_per_client
+        ),
         timeout_keep_alive=settings.keep_alive_timeout_s,
         lifespan="on",
         access_log=access_log,
@@ -118,6 +121,7 @@ def run_app(
                 port=grpc_port,
                 max_message_bytes=max_message_bytes,
                 credentials=credentials,
+                recorder=recorder_for("grpc", settings),
             )
 
     server = UvicornServer(config, on_ready, start_grpc, on_grpc_ready, app.state.bodies)

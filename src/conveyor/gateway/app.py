@@ -12,6 +12,7 @@ from conveyor.errors import ConveyorError, Unavailable
 from conveyor.frontend.rest import create_rest_app
 from conveyor.frontend.runner import run_app
 from conveyor.gateway.gateway import Gateway
+from conveyor.security.tokens import Verifier
 from conveyor.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,7 +51,16 @@ def create_gateway_app(
             if shutdown is not None:
                 await shutdown()
 
-    app = create_rest_app(gateway, settings, lifespan)
+    def metrics_guard(authorization: str | None) -> None:
+        # A viewer (or higher) token, as the control plane's /metrics asks; none when the gateway asks no
+        # token at all (conveyor serve on loopback) or metrics_public is set (docs/metrics.md).
+        # With a token file (conveyor serve --token-file), any of its tokens: they carry no roles.
+        if gateway.auth is not None and not settings.metrics_public:
+            principal = gateway.auth.verifier.authenticate(authorization)
+            if isinstance(gateway.auth.verifier, Verifier):
+                principal.require("read")
+
+    app = create_rest_app(gateway, settings, lifespan, metrics_guard)
     app.state.gateway = gateway
     return app
 
