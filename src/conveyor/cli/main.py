@@ -20,6 +20,7 @@ from conveyor.cli import (
     help_labels,
     inspect,
     keys,
+    logs,
     models,
     predict,
     serve,
@@ -62,6 +63,7 @@ app.command("scale")(deployments.scale)
 app.command("rollback")(deployments.rollback)
 app.command("history")(deployments.history)
 app.command("endpoints")(inspect.endpoints)
+app.command("logs")(logs.logs)
 
 
 @app.command("version")
