@@ -14,32 +14,24 @@ near 1 s in a row with 429s is those refusals, not answers.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import load
-import paired
+import pairs as bench_pairs
 import tables
-import wire
 from models import BenchModel
-from servers import ConveyorGateway, ConveyorUp, Server
+from pairs import Pair
+from servers import ConveyorGateway, ConveyorUp
 
 CONCURRENCY = 64
 QUEUE = 4
 BOUND = 0.8
 
 
-@dataclass
-class Pair:
-    group: str
-    saturated: Server  # the default queue
-    small: Server  # max_queue_size QUEUE
-
-
 def pairs() -> list[Pair]:
+    """Per deployment: the default queue (base: every request waits its turn, the saturated throughput)
+    and max_queue_size QUEUE (variant)."""
     return [
         Pair(
             "`conveyor serve`",
@@ -56,87 +48,25 @@ def pairs() -> list[Pair]:
     ]
 
 
-def _row(group: str, server: Server, results: list[load.LoadResult], duration_s: float) -> dict[str, Any]:
-    def per_s(code: int) -> list[float]:
-        return [r.status.get(code, 0) / duration_s for r in results]
-
-    fives = sum(n for r in results for code, n in r.status.items() if code >= 500)
-    p50s = [r.p50_ms for r in results if r.p50_ms is not None]
-    p99s = [r.p99_ms for r in results if r.p99_ms is not None]
-    return {
-        "group": group,
-        "queue": server.note,
-        "ok_per_s": statistics.median(per_s(200)),
-        "ok_per_s_each": [round(x, 1) for x in per_s(200)],
-        "refused_per_s": statistics.median(per_s(429)),
-        "http_5xx": fives,
-        "transport_errors": sum(r.transport_errors for r in results),
-        "error_sample": next((r.error_sample for r in results if r.error_sample), ""),
-        "p50_ms": statistics.median(p50s) if p50s else None,
-        "p99_ms": statistics.median(p99s) if p99s else None,
-    }
-
-
 def measure(
-    model: BenchModel,
-    body: Path,
-    work: Path,
-    say: Callable[[str], None],
-    *,
-    rounds: int = 4,
-    duration_s: float = 4.0,
-    warmup_s: float = 1.0,
+    model: BenchModel, body: Path, work: Path, say: Callable[[str], None], **timing: Any
 ) -> dict[str, Any]:
-    """Rows (one per server) and verdicts (one per pair), from interleaved runs at CONCURRENCY."""
-    chosen = [p for p in pairs() if not p.saturated.unavailable()]
-    servers = [(p.group, s) for p in chosen for s in (p.saturated, p.small)]
-    runs: dict[int, list[load.LoadResult]] = {id(s): [] for _, s in servers}
-    with paired.all_up([(str(i), s) for i, (_, s) in enumerate(servers)], model, work, "overload"):
-        say(f"{model.name}: overload runs at c={CONCURRENCY} over {len(servers)} servers ({rounds} rounds)")
-        for i, (group, server) in paired.in_turn(servers, rounds):
-            url = server.url(model)
-            headers = wire.headers(wire.V2, b"") | server.auth_headers()
-            load.run(url, body, CONCURRENCY, warmup_s, headers=headers)
-            result = load.run(url, body, CONCURRENCY, duration_s, headers=headers)
-            runs[id(server)].append(result)
-            ok, refused = result.status.get(200, 0), result.status.get(429, 0)
-            say(
-                f"overload {group} {server.note} round {i + 1}: {ok / duration_s:,.0f} answered/s, "
-                f"{refused / duration_s:,.0f} refused/s, {result.errors - refused} other errors"
-            )
-    rows = [_row(group, s, runs[id(s)], duration_s) for group, s in servers if runs[id(s)]]
-    verdicts = []
-    for p in chosen:
-        sat, small = runs[id(p.saturated)], runs[id(p.small)]
-        if not sat or not small:
-            continue
-        ratios = [
-            b.status.get(200, 0) / a.status.get(200, 0)
-            for a, b in zip(sat, small, strict=True)
-            if a.status.get(200)
-        ]
-        ratio = statistics.median(ratios) if ratios else None
-        broken = sum(
-            r.transport_errors + sum(n for c, n in r.status.items() if c >= 500) for r in small + sat
-        )
-        met = ratio is not None and ratio >= BOUND and broken == 0
-        verdicts.append(
-            {
-                "group": p.group,
-                "target": f"answered/s, queue {QUEUE} ≥ {BOUND:g}× default queue, c={CONCURRENCY}, no 5xx",
-                "ratio": ratio,
-                "ratios_each": [round(r, 3) for r in ratios],
-                "broken": broken,
-                "status": "met" if met else "missed",
-            }
-        )
-    return {
-        "concurrency": CONCURRENCY,
-        "rounds": rounds,
-        "duration_s": duration_s,
-        "rows": rows,
-        "verdicts": verdicts,
-    }
+    """Rows (one per server) and verdicts (one per pair), from interleaved runs at CONCURRENCY; ``timing``:
+    rounds, duration_s, warmup_s (bench/pairs.py)."""
+    timing = {"rounds": 4, "duration_s": 4.0, "warmup_s": 1.0} | timing
+    target = f"answered/s, queue {QUEUE} ≥ {BOUND:g}× default queue, c={CONCURRENCY}, no 5xx"
+    return bench_pairs.measure(
+        pairs(),
+        model,
+        body,
+        work,
+        say,
+        tag="overload",
+        concurrency=CONCURRENCY,
+        bound=BOUND,
+        target=target,
+        **timing,
+    )
 
 
 TITLE = "## Overload"
@@ -147,7 +77,6 @@ TEXT = (
     "retry sent before its Retry-After is answered when that has passed)."
 )
 ROW_COLUMNS = ["deployment", "queue", "answered/s", "refused/s", "5xx", "broken conn.", "p50 ms", "p99 ms"]
-VERDICT_COLUMNS = ["deployment", "target", "ratio", "per round", "status"]
 
 
 def row_cells(r: dict[str, Any]) -> list[str]:
@@ -163,19 +92,10 @@ def row_cells(r: dict[str, Any]) -> list[str]:
     ]
 
 
-def verdict_cells(v: dict[str, Any]) -> list[str]:
-    ratio = "-" if v["ratio"] is None else f"{v['ratio']:.2f}×"
-    return [v["group"], v["target"], ratio, ", ".join(f"{x:.2f}" for x in v["ratios_each"]), v["status"]]
-
-
 def markdown(result: dict[str, Any]) -> list[str]:
-    rows = [row_cells(r) for r in result["rows"]]
-    return tables.section(
-        TITLE, TEXT, (ROW_COLUMNS, rows), (VERDICT_COLUMNS, [verdict_cells(v) for v in result["verdicts"]])
-    )
+    return bench_pairs.markdown(result, TITLE, TEXT, ROW_COLUMNS, row_cells)
 
 
 def print_tables(result: dict[str, Any]) -> None:
     title = f"Overload, c={CONCURRENCY} (interleaved, medians)"
-    tables.show(title, ROW_COLUMNS, [row_cells(r) for r in result["rows"]], caption=TEXT, right_from=2)
-    tables.show("Overload: the verdict", VERDICT_COLUMNS, [verdict_cells(v) for v in result["verdicts"]])
+    bench_pairs.print_tables(result, title, TEXT, ROW_COLUMNS, row_cells)

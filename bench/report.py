@@ -12,6 +12,7 @@ from typing import Any
 
 import auth
 import load
+import observe_cost
 import overload
 import targets
 
@@ -144,10 +145,9 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines += [targets.INTERLEAVED_TITLE, "", targets.INTERLEAVED_TEXT, ""]
         lines += [targets.markdown_table(meta["targets_interleaved"]), ""]
         lines += ["Rounds (req/s each): " + "; ".join(_rounds(r) for r in meta.get("interleaved", [])), ""]
-    if meta.get("overload"):
-        lines += overload.markdown(meta["overload"])
-    if meta.get("auth"):
-        lines += auth.markdown(meta["auth"])
+    for key, section in (("overload", overload), ("auth", auth), ("observe", observe_cost)):
+        if meta.get(key):
+            lines += section.markdown(meta[key])
     if meta.get("bounds"):
         lines += [BOUNDS_TITLE, "", BOUNDS_TEXT, "", markdown_bounds(meta["bounds"]), ""]
     return "\n".join(lines)

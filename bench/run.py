@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import config
 import cpu
 import load
 import numpy as np
+import observe_cost
 import overload
 import paired
 import report
@@ -86,8 +88,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="rounds of the authentication runs on the tiny model, c=32, `conveyor up` with a token vs "
         "the same Deployment public (0: skip them); they run when a `conveyor up` row is selected",
     )
+    ap.add_argument(
+        "--observe-rounds",
+        type=int,
+        default=int(env("BENCH_OBSERVE_ROUNDS", "4")),
+        help="rounds of the metrics-and-logging cost runs on the tiny model, c=32, Conveyor's defaults vs "
+        "metrics and logs off, `conveyor serve` and `conveyor up` (0: skip them)",
+    )
     ap.add_argument("--results-dir", type=Path, default=BENCH / "results")
     return ap.parse_args(argv)
+
+
+def _conveyor(rows: list[config.Row]) -> bool:
+    return any(r.name.startswith("conveyor") for r in rows)
+
+
+def _conveyor_up(rows: list[config.Row]) -> bool:
+    return any(isinstance(r.server, ConveyorUp) for r in rows)
+
+
+# The sections judged on pairs of servers, run for the tiny model with batch-1 requests when the selected rows
+# include what they measure: results key, module, its rounds option, when.
+SECTIONS: tuple[tuple[str, Any, str, Callable[[list[config.Row]], bool]], ...] = (
+    ("overload", overload, "overload_rounds", _conveyor),
+    ("auth", auth, "auth_rounds", _conveyor_up),
+    ("observe", observe_cost, "observe_rounds", _conveyor),
+)
 
 
 def bench_row(
@@ -260,16 +286,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         json_body = WORK / "bodies" / f"{name}.{wire.V2}.json"
         json_body.write_bytes(wire.encode(wire.V2, model.input_name, model.load_input))
-        if args.overload_rounds > 0 and any(r.name.startswith("conveyor") for r in rows):
-            try:
-                meta["overload"] = overload.measure(model, json_body, WORK, say, rounds=args.overload_rounds)
-            except Exception as exc:  # the other rows still stand
-                say(f"{name}: overload runs FAILED: {exc}")
-        if args.auth_rounds > 0 and any(isinstance(r.server, ConveyorUp) for r in rows):
-            try:
-                meta["auth"] = auth.measure(model, json_body, WORK, say, rounds=args.auth_rounds)
-            except Exception as exc:  # the other rows still stand
-                say(f"{name}: authentication runs FAILED: {exc}")
+        for key, section, rounds_flag, wanted in SECTIONS:
+            rounds = getattr(args, rounds_flag)
+            if rounds > 0 and wanted(rows):
+                try:
+                    meta[key] = section.measure(model, json_body, WORK, say, rounds=rounds)
+                except Exception as exc:  # the other rows still stand
+                    say(f"{name}: {key} runs FAILED: {exc}")
 
     meta["total_s"] = round(time.monotonic() - started, 1)
     meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -282,10 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     if meta["targets_interleaved"]:
         targets.print_table(meta["targets_interleaved"], interleaved=args.rounds)
     report.print_bounds(meta["bounds"])
-    if meta.get("overload"):
-        overload.print_tables(meta["overload"])
-    if meta.get("auth"):
-        auth.print_tables(meta["auth"])
+    for key, section, _, _ in SECTIONS:
+        if meta.get(key):
+            section.print_tables(meta[key])
     paths = report.write(args.results_dir, meta, results, partial=partial)
     if not partial and report.update_docs(report.DOCS, meta, results):
         paths.append(report.DOCS)

@@ -142,12 +142,18 @@ class ConveyorGateway(Server):
     """``conveyor serve FILE --replicas N [--placement P] [EXTRA...]``: clients talk to the gateway."""
 
     def __init__(
-        self, replicas: int, placement: str | None = None, note: str = "", extra: tuple[str, ...] = ()
+        self,
+        replicas: int,
+        placement: str | None = None,
+        note: str = "",
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         super().__init__(note)
         self.replicas = replicas
         self.placement = placement
         self.extra = extra
+        self.env = env or {}  # CONVEYOR_* settings of this server
 
     def unavailable(self) -> str:
         missing = [
@@ -168,7 +174,7 @@ class ConveyorGateway(Server):
         if self.placement:
             argv += ["--placement", self.placement]
         argv += self.extra
-        return argv, _env(CONVEYOR_HOME=str(workdir / "conveyor-home"))
+        return argv, _env(CONVEYOR_HOME=str(workdir / "conveyor-home"), **self.env)
 
 
 class ConveyorUp(Server):
@@ -185,8 +191,10 @@ class ConveyorUp(Server):
         note: str = "",
         batching: dict[str, int] | None = None,
         public: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         super().__init__(note)
+        self.env = env or {}  # CONVEYOR_* settings of every process of the stack
         self.replicas = replicas
         self.batching = batching or {}  # spec.batching fields, e.g. {"maxQueueSize": 4}
         self.public = public  # spec.public: callers need no token
@@ -221,7 +229,7 @@ class ConveyorUp(Server):
             f"{CONVEYOR} models register {model.name} {model.path} >/dev/null && "
             f"exec {CONVEYOR} up -f {spec} --port {port} --api-port {procs.free_port()}"
         )
-        return ["sh", "-c", script], _env(CONVEYOR_HOME=str(home))
+        return ["sh", "-c", script], _env(CONVEYOR_HOME=str(home), **self.env)
 
 
 def admin_token(home: Path) -> str | None:
