@@ -99,26 +99,23 @@ def test_series_is_empty_before_the_first_scrape(served: Served) -> None:
     body = served.get("/api/v1/deployments/flowers/series", token=served.viewer).json()
     assert body == {
         "deployment": "flowers",
-        "model": "iris",
         "step": 2.0,
         "window": 10.0,
         "now": None,
         "t": [],
         "versions": {},
-        "drift": {},
     }
 
 
 def _scrape(t: int) -> list[Sample]:
     """What the gateway and one replica exposed at ``t``: 5 requests/s of version 2 through the gateway,
-    1 in 5 a 503; every one under 10 ms. The replica counts its own requests and reports drift."""
+    1 in 5 a 503; every one under 10 ms. The replica counts the requests it ran again."""
     gateway = {"model": "flowers", "version": "2", "protocol": "rest", "component": "gateway"}
     replica = {**gateway, "component": "replica", "instance": "flowers-2-a"}
     samples: list[Sample] = [
         ("conveyor_requests_total", {**gateway, "code": "200"}, 4.0 * t),
         ("conveyor_requests_total", {**gateway, "code": "503"}, 1.0 * t),
         ("conveyor_requests_total", {**replica, "code": "200"}, 50.0 * t),
-        ("conveyor_drift_psi", {"model": "iris", "version": "2", "feature": "x0"}, 0.31),
     ]
     for le, n in (("0.001", 0.0), ("0.01", 5.0 * t), ("+Inf", 5.0 * t)):
         samples.append(("conveyor_request_duration_seconds_bucket", {**gateway, "le": le}, n))
@@ -138,6 +135,5 @@ def test_series_reads_the_gateways_counts_per_version_from_the_history(served: S
     assert v2["rate"] == pytest.approx([5.0] * 6)  # the gateway's, not the replica's 50/s
     assert v2["error_ratio"] == pytest.approx([0.2] * 6)
     assert v2["p50"] == pytest.approx([0.001 + 0.009 * 0.5] * 6)
-    assert body["drift"] == {"2": {"x0": {"psi": 0.31}}}
     newer = served.get("/api/v1/deployments/flowers/series?since=2&step=2", token=served.viewer).json()
     assert newer["t"] == [28, 30]  # what a page asks every 2 s: only the newest points

@@ -15,6 +15,7 @@ from conveyor.cli import (
     audit,
     backup,
     certs,
+    dashboard,
     deployments,
     gateway,
     help_labels,
@@ -64,6 +65,7 @@ app.command("rollback")(deployments.rollback)
 app.command("history")(deployments.history)
 app.command("endpoints")(inspect.endpoints)
 app.command("logs")(logs.logs)
+app.command("dashboard")(dashboard.dashboard)
 
 
 @app.command("version")

@@ -40,6 +40,15 @@ def server(
 
     def on_ready(url: str) -> None:
         console.print(f"control plane listening on [bold]{url}[/] (API docs: {url}/docs)", highlight=False)
+        from urllib.parse import urlsplit
+
+        from conveyor.cli.dashboard import dashboard_url
+        from conveyor.security.credentials import client_token, is_loopback_host
+
+        # `up` on loopback opens signed in, as its CLI is (the token in the fragment never reaches a server).
+        signed_in = owned and is_loopback_host(urlsplit(url).hostname)
+        link = dashboard_url(url, client_token(settings, url) if signed_in else None)
+        console.print(f"dashboard: {link}", markup=False, highlight=False, soft_wrap=True)
 
     from conveyor.observe.logs import configure_logging
     from conveyor.ports import check_ports_free

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from conveyor.errors import NotFound
 from conveyor.observe.history import KEEP_S, StackHistory
-from conveyor.observe.series import deployment_series, drift
+from conveyor.observe.series import deployment_series
 from conveyor.registry import Registry
 from conveyor.security.tokens import Principal
 
@@ -93,21 +93,18 @@ def series_routes(registry: Registry, state: Any, read: Any) -> APIRouter:
         ] = 10,
     ) -> dict[str, Any]:
         """Per version, over the last ``since`` seconds: requests/s, the ratio of server errors, p50 and p99
-        latency in seconds, as the gateway counted them (what clients saw); ``drift``: the latest PSI and
-        mean shift per feature. ``t`` are the points' times on the control plane's clock and ``now`` the
-        latest: ask again with a short ``since`` to get only what is new. Empty until the first scrapes."""
-        info = await run_in_threadpool(registry.deployments.get, name)  # NotFound: 404
-        model = (info.model or "").partition(":")[0]
+        latency in seconds, as the gateway counted them (what clients saw). ``t`` are the points' times (Unix
+        seconds, the control plane's clock) and ``now`` the latest: ask again with a short ``since`` to get
+        only what is new. Empty until the first scrapes."""
+        await run_in_threadpool(registry.deployments.get, name)  # NotFound: 404
         history: StackHistory | None = getattr(state, "history", None)
-        base: dict[str, Any] = {"deployment": name, "model": model or None, "step": step, "window": window}
+        base: dict[str, Any] = {"deployment": name, "step": step, "window": window}
         if history is None:
-            return {**base, "now": None, "t": [], "versions": {}, "drift": {}}
-
-        def compute() -> dict[str, Any]:
-            match = {"model": name, "component": "gateway"}
-            found = deployment_series(history, match, since_s=since, step_s=step, window_s=window)
-            return {**found, "drift": drift(history, {name, model} - {""})}
-
-        return {**base, **await run_in_threadpool(compute)}
+            return {**base, "now": None, "t": [], "versions": {}}
+        match = {"model": name, "component": "gateway"}  # the gateway's model label: the deployment's name
+        found = await run_in_threadpool(
+            deployment_series, history, match, since_s=since, step_s=step, window_s=window
+        )
+        return {**base, **found}
 
     return api

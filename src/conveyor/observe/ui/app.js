@@ -10,7 +10,8 @@ const SPAN_S = 600;
 const STEP_S = 2;
 const REFRESH_MS = 2000;
 const MODELS_EVERY_MS = 15000;
-const state = { selected: null, series: null, seriesOf: null, modelsAt: 0, timer: null, run: 0 };
+const NO_ALERTS_RECHECK_MS = 60000;
+const state = { selected: null, series: null, seriesOf: null, modelsAt: 0, noAlertsUntil: 0, timer: null, run: 0 };
 const $ = (id) => document.getElementById(id);
 
 function setStatus(kind, text) {
@@ -59,7 +60,6 @@ export function merge(old, fresh) {
   old.t.splice(0, cut);
   for (const columns of Object.values(old.versions)) for (const column of Object.values(columns)) column.splice(0, cut);
   old.now = fresh.now;
-  old.drift = fresh.drift;
   return old;
 }
 
@@ -70,11 +70,14 @@ function ms(seconds) {
 
 function drawCharts(series) {
   const versions = Object.keys(series.versions);
+  // The time the history covers, in whole minutes from 2 to 10: a young stack's lines fill the chart.
+  const covered = series.t.length ? series.now - series.t[0] : 0;
+  const spanS = Math.min(SPAN_S, Math.max(120, Math.ceil(covered / 60) * 60));
   const chart = (id, key, format, scale = 1) =>
     lineChart($(id), {
       t: series.t,
       now: series.now ?? 0,
-      spanS: SPAN_S,
+      spanS,
       format,
       series: versions.map((v) => ({
         name: v,
@@ -94,7 +97,11 @@ async function refreshDeployment() {
   const fresh = state.seriesOf !== name || !state.series;
   const since = fresh ? SPAN_S : 10 * STEP_S;
   const path = `/deployments/${encodeURIComponent(name)}`;
-  const [detail, series] = await Promise.all([get(path), get(`${path}/series?since=${since}&step=${STEP_S}`)]);
+  const [detail, series, drift] = await Promise.all([
+    get(path),
+    get(`${path}/series?since=${since}&step=${STEP_S}`),
+    get(`${path}/drift`).catch((err) => (err instanceof Missing ? null : Promise.reject(err))),
+  ]);
   if (state.selected !== name) return; // the user picked another one meanwhile
   state.series = fresh ? series : merge(state.series, series);
   state.seriesOf = name;
@@ -102,17 +109,19 @@ async function refreshDeployment() {
   $("facts").replaceChildren(...facts.filter(Boolean));
   $("replicas").replaceChildren(replicas);
   $("events").replaceChildren(eventsList(detail.events));
-  $("drift").replaceChildren(driftTable(state.series.drift));
+  $("drift").replaceChildren(driftTable(drift));
   drawCharts(state.series);
 }
 
 async function refreshAlerts() {
+  if (state.noAlertsUntil > Date.now()) return;
   let alerts = null;
   try {
     const body = await get("/alerts");
     alerts = Array.isArray(body) ? body : body.alerts || [];
   } catch (err) {
-    if (!(err instanceof Missing)) throw err; // no alerts route on this control plane: say so calmly
+    if (!(err instanceof Missing)) throw err;
+    state.noAlertsUntil = Date.now() + NO_ALERTS_RECHECK_MS; // no alerts route here: say so calmly
   }
   $("alerts").replaceChildren(alertsList(alerts));
 }
@@ -168,6 +177,13 @@ function start() {
   $("forget").addEventListener("click", () => {
     forgetToken();
     showLogin("Token forgotten. Paste a token to open the dashboard again.");
+  });
+  window.addEventListener("hashchange", () => {
+    // A #token=... pasted into this tab's address bar: take it, as at the first load.
+    if (!new URLSearchParams(location.hash.slice(1)).has("token")) return;
+    takeTokenFromFragment();
+    state.modelsAt = 0;
+    tick();
   });
   if (!hasToken()) {
     showLogin("This dashboard needs a Conveyor token (viewer role or higher).");

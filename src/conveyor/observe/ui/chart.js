@@ -14,14 +14,19 @@ function svg(tag, attrs = {}, text) {
   return el;
 }
 
-// About `count` round tick values covering [lo, hi].
+// About `count` round tick values from at or below `lo` to at or above `hi`.
 export function ticks(lo, hi, count = 4) {
   if (!(hi > lo)) hi = lo + 1;
   const raw = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
   const out = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+  let v = Math.floor(lo / step) * step;
+  out.push(+v.toPrecision(12));
+  while (v < hi - step * 1e-9) {
+    v += step;
+    out.push(+v.toPrecision(12));
+  }
   return out;
 }
 
@@ -58,7 +63,7 @@ export function lineChart(box, { t, now, spanS, series, format }) {
     root.append(svg("line", { x1: x0, x2: x1, y1: yOf(v), y2: yOf(v), class: "grid" }));
     root.append(svg("text", { x: x0 - 6, y: yOf(v) + 4, class: "tick", "text-anchor": "end" }, format(v)));
   }
-  const stepX = spanS <= 300 ? 60 : spanS <= 1200 ? 300 : 600;
+  const stepX = spanS <= 180 ? 30 : spanS <= 420 ? 60 : 120;
   for (let back = 0; back <= spanS + 1e-9; back += stepX) {
     const x = x1 - (back / spanS) * (x1 - x0);
     root.append(svg("line", { x1: x, x2: x, y1: y0, y2: y0 + 4, class: "axis" }));

@@ -94,47 +94,66 @@ export function eventsList(events) {
   );
 }
 
-// Drift per version and feature: {version: {feature: {psi, mean_shift}}}. PSI above 0.2 is a shift.
-export function driftTable(drift) {
+// Drift as GET /deployments/{name}/drift gives it: per version what it is measured against, per feature
+// the PSI, the mean shift (in reference standard deviations) and a status (ok, warn, drift).
+export function driftTable(body) {
   const rows = [];
-  for (const [version, features] of Object.entries(drift || {})) {
-    for (const [feature, v] of Object.entries(features)) {
-      const psi = v.psi ?? null;
+  const notes = [];
+  for (const v of (body && body.versions) || []) {
+    const reference = v.reference || {};
+    if (!reference.available) {
+      notes.push(h("p", { class: "muted" }, `v${v.version}: no drift measured (${reference.reason || "no reference sample"})`));
+    }
+    for (const f of v.features || []) {
       rows.push(
         h(
           "tr",
-          { class: psi !== null && psi >= 0.2 ? "drifting" : "" },
-          h("td", {}, `v${version}`),
-          h("td", {}, feature),
-          h("td", { class: "num" }, psi === null ? "" : psi.toFixed(3)),
-          h("td", { class: "num" }, v.mean_shift === undefined ? "" : `${v.mean_shift.toFixed(2)} σ`),
+          { class: f.status ? `drift-${f.status}` : "" },
+          h("td", {}, `v${v.version}`),
+          h("td", {}, f.feature),
+          h("td", { class: "num" }, f.psi === null || f.psi === undefined ? "" : f.psi.toFixed(3)),
+          h("td", { class: "num" }, f.mean_shift === null || f.mean_shift === undefined ? "" : `${f.mean_shift.toFixed(2)} σ`),
+          h("td", {}, f.status || ""),
         ),
       );
     }
   }
-  return table(["version", "feature", "PSI", "mean shift"], rows, "No drift data (no reference sample, or no requests yet).");
+  const shown = rows.length ? table(["version", "feature", "PSI", "mean shift", "status"], rows, "") : null;
+  if (!shown && !notes.length) return h("p", { class: "muted" }, "No drift data yet (no requests sampled).");
+  return h("div", {}, shown, notes);
 }
 
-// Alerts as GET /api/v1/alerts lists them; `null`: the control plane has no alerts route.
+// Alerts as GET /api/v1/alerts lists them (firing, pending, then recently resolved); `null`: the control
+// plane has no alerts route.
 export function alertsList(alerts) {
   if (alerts === null) return h("p", { class: "muted" }, "No alerts (this control plane evaluates none).");
-  const firing = alerts.filter((a) => (a.state || "firing") !== "resolved");
-  if (!firing.length) return h("p", { class: "muted ok-text" }, "No alerts firing.");
+  const active = alerts.filter((a) => a.state !== "resolved");
+  const head = active.length ? h("ul", { class: "alerts" }, active.map(alertItem)) : h("p", { class: "muted ok-text" }, "No alerts firing.");
+  return h("div", {}, head, recentlyResolved(alerts));
+}
+
+function alertItem(a) {
+  const notes = a.annotations || {};
+  const since = a.since ? new Date(a.since * 1000).toLocaleString() : "";
   return h(
-    "ul",
-    { class: "alerts" },
-    firing.map((a) =>
-      h(
-        "li",
-        { class: `alert ${a.severity || "warning"}` },
-        h("strong", {}, a.alert || a.name || a.rule || "alert"),
-        a.deployment ? ` · ${a.deployment}` : "",
-        ` · ${a.severity || "warning"}`,
-        a.state ? ` · ${a.state}` : "",
-        a.since || a.started_at || a.startsAt ? ` since ${when(a.since || a.started_at || a.startsAt)}` : "",
-        a.summary || a.message ? h("div", { class: "muted" }, a.summary || a.message) : null,
-      ),
-    ),
+    "li",
+    { class: `alert ${a.severity || "warning"} ${a.state}`, "data-rule": a.rule },
+    h("strong", {}, a.rule),
+    ` · ${a.deployment}${a.version ? ` v${a.version}` : ""} · ${a.severity} · ${a.state}`,
+    since ? ` since ${since}` : "",
+    a.value === null || a.value === undefined ? "" : ` · value ${+a.value.toPrecision(3)}`,
+    notes.summary || notes.description ? h("div", { class: "muted" }, notes.summary || notes.description) : null,
+  );
+}
+
+function recentlyResolved(alerts) {
+  const resolved = alerts.filter((a) => a.state === "resolved");
+  if (!resolved.length) return null;
+  return h(
+    "details",
+    {},
+    h("summary", {}, `${resolved.length} resolved in the last hour`),
+    h("ul", { class: "alerts" }, resolved.map(alertItem)),
   );
 }
 
