@@ -253,6 +253,11 @@ class Settings(BaseSettings):
         description="How often the control plane scrapes the metrics of its gateways and replicas into the "
         "stack's history (alerts, dashboard, describe).",
     )
+    alert_webhooks: list[str] = Field(
+        default_factory=list,
+        description="URLs every alert notification is POSTed to (Alertmanager's webhook JSON), besides a "
+        "rule's own webhooks; in the environment a JSON list: CONVEYOR_ALERT_WEBHOOKS='[\"http://...\"]'.",
+    )
 
     @property
     def admin_token_file(self) -> Path:

@@ -22,7 +22,7 @@ FileOpt = Annotated[
     typer.Option(
         "--filename",
         "-f",
-        help="YAML file of Deployment resources (several documents allowed); - reads stdin.",
+        help="YAML file of Deployment and AlertRule resources (several documents allowed); - reads stdin.",
     ),
 ]
 WaitOpt = Annotated[
@@ -69,14 +69,19 @@ def apply(
     body = {"documents": [r.to_dict() for r in resources], "dryRun": dry_run}
     answer = request(url, "POST", "/apply", body, as_json=as_json)
     for r in answer["results"] if answer is not None else []:
-        verb = "unchanged" if not r["changed"] else "created" if r["revision"] == 1 else "configured"
         note = " (dry run)" if dry_run else ""
+        if r["kind"] == "AlertRule":  # no revisions: stored as given
+            verb = "unchanged" if not r["changed"] else "created" if r["created"] else "configured"
+            console.print(f"alertrule/{r['name']} {verb}{note}", highlight=False)
+            continue
+        verb = "unchanged" if not r["changed"] else "created" if r["revision"] == 1 else "configured"
         console.print(
             f"{r['kind'].lower()}/{r['name']} {verb} (revision {r['revision']}: {r['model']}){note}",
             highlight=False,
         )
     if wait and not dry_run:
-        _wait(url, [r.metadata.name for r in resources], timeout, quiet=as_json)
+        names = [r.metadata.name for r in resources if r.kind_name == "Deployment"]
+        _wait(url, names, timeout, quiet=as_json)
 
 
 def diff(filename: FileOpt, url: UrlOpt = None, ca: CaOpt = None, as_json: JsonOpt = False) -> None:
@@ -88,7 +93,7 @@ def diff(filename: FileOpt, url: UrlOpt = None, ca: CaOpt = None, as_json: JsonO
     codes are errors. A new deployment shows as all added. --json prints, per deployment, both specs, both
     references and their resolved versions and artifact digests.
     """
-    resources = _load(filename)
+    resources = [r for r in _load(filename) if r.kind_name == "Deployment"]  # AlertRules: not diffed
     source = "stdin" if filename == "-" else filename
     body = {"documents": [r.to_dict() for r in resources]}
     answer = request(url, "POST", "/diff", body)

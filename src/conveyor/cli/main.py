@@ -12,11 +12,13 @@ from typer.exceptions import TyperException
 
 from conveyor import __version__
 from conveyor.cli import (
+    alerts,
     audit,
     backup,
     certs,
     dashboard,
     deployments,
+    export,
     gateway,
     help_labels,
     inspect,
@@ -54,6 +56,8 @@ app.command("restore")(backup.restore)
 app.add_typer(audit.app, name="audit")
 app.add_typer(certs.app, name="certs")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(alerts.app, name="alerts")
+app.add_typer(export.app, name="export")
 # Deployments, through the management API of a running control plane (CONVEYOR_URL).
 app.command("apply")(deployments.apply)
 app.command("diff")(deployments.diff)

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from conveyor import __version__
 from conveyor.control import API_HEADER
 from conveyor.control import management_ops as ops
+from conveyor.control.alert_routes import alert_routes
 from conveyor.control.audit_routes import audit_routes
 from conveyor.control.auth import ApiAuth, requires
 from conveyor.control.drift_routes import drift_routes
@@ -81,6 +82,8 @@ def create_api(
     app.include_router(series, prefix="/api/v1", responses=_ERRORS)
     drifts = drift_routes(registry, app.state, requires(auth, "read"))
     app.include_router(drifts, prefix="/api/v1", responses=_ERRORS)
+    alerts = alert_routes(registry, requires(auth, "read"), requires(auth, "deploy"))
+    app.include_router(alerts, prefix="/api/v1", responses=_ERRORS)
     app.include_router(ui_routes())
     app.add_middleware(_MarkAnswers)
     add_cors(app, settings.cors_origins)  # outermost: 401s and errors carry the CORS headers too
@@ -150,7 +153,8 @@ def _routes(registry: Registry, runtime: ControlRuntime, auth: ApiAuth, signed: 
             user=who.actor,
             policy=signed,
         )
-        changed = [r["name"] for r in results if r["changed"] and not body.dry_run]
+        deployments = [r for r in results if r["kind"] == "Deployment"]  # AlertRules need no reconcile
+        changed = [r["name"] for r in deployments if r["changed"] and not body.dry_run]
         for name in changed:
             runtime.changed(name)
         if changed:  # gateways route what apply returns (held while its replicas start: docs/serving.md)

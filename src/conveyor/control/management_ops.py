@@ -9,12 +9,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from conveyor import errors
+from conveyor.control.alert_ops import apply_alert_rules, validate_alert_rules
 from conveyor.control.runtime import ControlRuntime
 from conveyor.control.signed_models import SignedModels
 from conveyor.registry import Registry
 from conveyor.registry.records import ApplyResult, DeploymentInfo, VersionInfo
 from conveyor.spec import KINDS, Deployment
 from conveyor.spec.loader import dotted_path
+from conveyor.spec.resources import AlertRule
 
 RECENT_EVENTS = 20
 
@@ -39,6 +41,8 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
     seen: dict[str, int] = {}
     for i, doc in enumerate(documents):
         kind = doc.get("kind")
+        if kind == AlertRule.kind_name:  # validated and stored by alert_ops
+            continue
         if not isinstance(kind, str) or KINDS.get(kind) is not Deployment:
             problems.append(
                 f"documents[{i}].kind: unsupported {kind!r}; supported: {', '.join(sorted(KINDS))}"
@@ -106,7 +110,8 @@ def apply_documents(
 ) -> list[dict[str, Any]]:
     """Validate all, resolve all, check signatures where required (``policy``; None: the spec's
     requireSignedModels against no trusted key), then apply all in one transaction (or, with ``dry_run``,
-    say what would change)."""
+    say what would change). AlertRule documents are stored after the deployments (alert_ops)."""
+    rules = validate_alert_rules(documents)
     resources = validate_documents(documents)
     versions = resolve_models(registry, resources)
     check_signed(registry, resources, versions, policy or SignedModels(everywhere=False, trusted_dir=None))
@@ -121,7 +126,7 @@ def apply_documents(
     return [
         {"kind": resource.kind, **result.to_dict(), "model": model}
         for resource, result, model in zip(resources, outcome, models, strict=True)
-    ]
+    ] + apply_alert_rules(registry, rules, dry_run=dry_run, user=user)
 
 
 def check_signed(

@@ -77,6 +77,9 @@ def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
     app = create_api(registry, reconciler, settings)
     scraper, history = _stack_metrics(settings, reconciler)
     app.include_router(metrics_routes(scraper, app.state.auth))
+    from conveyor.control.alerting import AlertLoop
+
+    alerting = AlertLoop(registry, history, settings)  # evaluates the rules over what the scraper adds
     inner = app.router.lifespan_context
 
     @asynccontextmanager
@@ -84,9 +87,11 @@ def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
         async with inner(a) as state:
             await reconciler.start()
             scraping = asyncio.create_task(scraper.run(history, settings.metrics_scrape_interval_s))
+            await alerting.start()
             try:
                 yield state
             finally:
+                await alerting.stop()
                 scraping.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await scraping

@@ -47,6 +47,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/tokens/{name}"): "admin",
     ("GET", "/api/v1/audit"): "admin",
     ("GET", "/api/v1/audit/verify"): "admin",
+    ("GET", "/api/v1/alerts"): "read",
+    ("GET", "/api/v1/alerts/rules"): "read",
+    ("DELETE", "/api/v1/alertrules/{name}"): "deploy",
+    ("GET", "/api/v1/export/prometheus/{name}"): "read",
+    ("GET", "/api/v1/export/grafana"): "read",
 }
 UNAUTHENTICATED = ["none", "basic", "malformed", "unknown", "wrong-secret", "expired", "revoked"]
 ROLES = sorted(ROLE_ACTIONS)
@@ -107,6 +112,9 @@ class Api:
                 self.client.post(
                     "/api/v1/apply", json={"documents": [deployment(replicas)]}, headers=self.admin
                 )
+        if path == "/api/v1/alertrules/{name}":
+            rule = {"metadata": {"name": "tiny"}, "spec": {"expr": "drift_psi", "threshold": 1.0}}
+            self.registry.alerts.apply_rules([(rule, f"fp-{self.serial}")], by="t")
         if path == "/api/v1/tokens/{name}":
             self.registry.tokens.create(f"victim-{self.serial}", "viewer")
         url = path.replace("{name}", f"victim-{self.serial}" if "/tokens/" in path else "tiny")

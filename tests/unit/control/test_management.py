@@ -114,7 +114,7 @@ def test_every_invalid_document_is_reported_and_none_is_applied(client: TestClie
     lines = r.json()["error"].splitlines()
     assert lines[0].startswith("documents[1].metadata.name: invalid name 'Bad_Name'")
     assert lines[1] == "documents[1].spec.replicas: Input should be greater than or equal to 0"
-    assert lines[2] == "documents[2].kind: unsupported 'Secret'; supported: Deployment"
+    assert lines[2] == "documents[2].kind: unsupported 'Secret'; supported: AlertRule, Deployment"
     assert client.get("/api/v1/deployments").json() == {"deployments": []}
 
 
