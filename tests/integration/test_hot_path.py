@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 import pytest
 
+from conveyor.observe import trace
 from tests.fixtures.replica import running_replica
 
 MAX_BODY = 64 * 1024
@@ -85,6 +86,12 @@ def hot_and_regular(port: int, path: str, body: bytes, *headers: str) -> tuple[A
     """The same request through the hot path and through the regular route (a query string sends it there)."""
     [hot] = exchange(port, request(path, body, *headers))
     [regular] = exchange(port, request(path + "?r=1", body, *headers))
+    # Each answer names its own span: a new span id, in the client's trace if it sent a traceparent.
+    spans = hot[1].pop("traceparent"), regular[1].pop("traceparent")
+    assert all(trace.valid(s) for s in spans) and spans[0] != spans[1], spans
+    sent = next((h.split(": ", 1)[1] for h in headers if h.lower().startswith("traceparent:")), None)
+    if trace.valid(sent):
+        assert {trace.trace_id(s) for s in spans} == {trace.trace_id(sent)}
     return hot, regular
 
 
@@ -105,6 +112,7 @@ def binary_body() -> tuple[bytes, int]:
     [
         ("/v2/models/clf/infer", JSON_BODY, ["Content-Type: application/json", "X-Request-Id: client-7"]),
         ("/v2/models/clf/infer", NO_ID_BODY, []),
+        ("/v2/models/clf/infer", JSON_BODY, [f"traceparent: 00-{'ab' * 16}-{'cd' * 8}-01"]),
         (
             "/v2/models/clf/versions/1/infer",
             JSON_BODY,

@@ -10,6 +10,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, TypeVar
 
 import grpc
@@ -17,6 +18,8 @@ import grpc
 from conveyor.errors import ConveyorError, Unavailable
 from conveyor.frontend.grpc_errors import grpc_status_for, retry_metadata
 from conveyor.frontend.rest import new_request_id
+from conveyor.observe import trace
+from conveyor.observe.recorder import RequestRecorder, error_version
 from conveyor.protocol.grpc import pb, pb_grpc
 from conveyor.protocol.protobuf import body_to_infer_response, infer_request_to_body
 from conveyor.protocol.service import EncodedRequest, InferenceService
@@ -68,8 +71,9 @@ def _tensor_metadata(target: Any, tensors: list[dict[str, Any]]) -> None:
 
 
 class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
-    def __init__(self, service: InferenceService) -> None:
+    def __init__(self, service: InferenceService, recorder: RequestRecorder | None = None) -> None:
         self._service = service
+        self._recorder = recorder
 
     @_guarded
     async def ServerLive(self, request: Any, context: Any) -> Any:
@@ -103,6 +107,28 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     @_guarded
     async def ModelInfer(self, request: Any, context: Any) -> Any:
+        span = trace.span(_metadata_value(context, trace.HEADER))  # this server's (observe/trace.py)
+        recorder = self._recorder
+        if recorder is None:
+            return await self._infer(request, context, span)
+        started = perf_counter()
+        version = request.model_version or None
+        try:
+            response = await self._infer(request, context, span)
+        except ConveyorError as exc:
+            code = grpc_status_for(exc).name
+            version = error_version(exc, version)
+            recorder.record(request.model_name, version, code, perf_counter() - started, request.id, span)
+            raise
+        except Exception:
+            elapsed = perf_counter() - started
+            recorder.record(request.model_name, version, "INTERNAL", elapsed, request.id, span)
+            raise
+        elapsed = perf_counter() - started
+        recorder.record(request.model_name, response.model_version, "OK", elapsed, response.id, span)
+        return response
+
+    async def _infer(self, request: Any, context: Any, span: str) -> Any:
         rid = request.id or _metadata_value(context, REQUEST_ID) or new_request_id()
         version = request.model_version or None
         self._service.authorize(request.model_name, version, _authorization(context))
@@ -111,8 +137,10 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             body, json_length = infer_request_to_body(request)  # a join: no per-element work
         else:  # typed contents go element by element through numpy: off the event loop
             body, json_length = await asyncio.to_thread(infer_request_to_body, request)
-        resp = await self._service.infer(EncodedRequest(request.model_name, version, body, json_length, rid))
-        context.set_trailing_metadata(((REQUEST_ID, resp.request_id),))
+        resp = await self._service.infer(
+            EncodedRequest(request.model_name, version, body, json_length, rid, span)
+        )
+        context.set_trailing_metadata(((REQUEST_ID, resp.request_id), (trace.HEADER, span)))
         return body_to_infer_response(
             resp.body,
             resp.json_length,
@@ -122,7 +150,9 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         )
 
 
-def _build(service: InferenceService, max_message_bytes: int) -> grpc.aio.Server:
+def _build(
+    service: InferenceService, max_message_bytes: int, recorder: RequestRecorder | None = None
+) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -130,7 +160,7 @@ def _build(service: InferenceService, max_message_bytes: int) -> grpc.aio.Server
             ("grpc.so_reuseport", 0),  # a port in use must fail, not be silently shared
         ]
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(_Servicer(service), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(_Servicer(service, recorder), server)  # type: ignore[no-untyped-call]
     return server
 
 
@@ -186,10 +216,11 @@ async def start_grpc_server(
     port: int,
     max_message_bytes: int,
     credentials: grpc.ServerCredentials | None = None,
+    recorder: RequestRecorder | None = None,
 ) -> RunningGrpcServer:
     """Create, bind and start the gRPC server in the running loop (port 0 picks a free port); with
-    ``credentials`` (grpc.ssl_server_credentials) it serves TLS only."""
-    server = _build(service, max_message_bytes)
+    ``credentials`` (grpc.ssl_server_credentials) it serves TLS only; ``recorder`` counts its answers."""
+    server = _build(service, max_message_bytes, recorder)
     bound = _bind(server, host, port, credentials)
     await server.start()
     return RunningGrpcServer(server, host, bound)

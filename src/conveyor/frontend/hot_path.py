@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from http import HTTPStatus
+from time import perf_counter
 
 import orjson
 
@@ -48,6 +49,8 @@ from conveyor.frontend.rest import (
     new_request_id,
     parse_header_length,
 )
+from conveyor.observe import trace
+from conveyor.observe.recorder import RequestRecorder, error_version
 from conveyor.protocol.service import EncodedRequest, EncodedResponse, InferenceService
 
 log = logging.getLogger("conveyor.frontend")
@@ -57,6 +60,7 @@ HOT_BODY_WAIT_S = 0.05
 HOT_MAX_SPLIT_BODY = 1024 * 1024
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _TOO_MANY = _STATUS_LINES[429]
+_STATUS_OF = {line: status for status, line in _STATUS_LINES.items()}
 _JSON_TYPE = b"content-type: " + JSON.encode() + b"\r\n"
 _OCTET_TYPE = b"content-type: " + OCTET.encode() + b"\r\n"
 _CHALLENGE = b"www-authenticate: " + CHALLENGE.encode() + b"\r\n"
@@ -74,12 +78,16 @@ class _HotRequest:
         "disconnected",
         "header_length",
         "keep_alive",
+        "label_version",
         "message_event",
         "model",
         "more_body",
         "refusal",
+        "request_id",
         "reserved",
         "response_complete",
+        "started",
+        "traceparent",
         "version",
     )
 
@@ -92,6 +100,12 @@ class _HotRequest:
         self.content_type: bytes | None = None
         self.header_length: bytes | None = None
         self.client_id: bytes | None = None
+        self.traceparent: bytes | None = None
+        # For the metrics and the access log (observe/recorder.py): from a complete head to the answer, and
+        # the version that answered (the URL's until known).
+        self.started = perf_counter()
+        self.label_version = version
+        self.request_id: str | None = None
         self.chunks: list[bytes] = []
         # Refused with the head (no token, one that may not, a full queue): the body is read past, not kept
         self.refusal: ConveyorError | None = None
@@ -116,8 +130,11 @@ def parse_infer_path(url: bytes) -> tuple[str, str | None] | None:
     return None
 
 
-def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[DeadlineHttpProtocol]:
-    """uvicorn's protocol class for one server, answering V2 inference over ``service`` on the hot path."""
+def hot_protocol(
+    service: InferenceService, bodies: BodyReader, recorder: RequestRecorder | None = None
+) -> type[DeadlineHttpProtocol]:
+    """uvicorn's protocol class for one server, answering V2 inference over ``service`` on the hot path;
+    ``recorder`` counts every answer (None: metrics and the access log are off)."""
 
     admit, authorize = service.admit, service.authorize
 
@@ -202,7 +219,7 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
                 or self.parser.should_upgrade()
             ):
                 return None
-            declared = content_type = header_length = client_id = authorization = None
+            declared = content_type = header_length = client_id = authorization = traceparent = None
             for name, value in self.headers:
                 if name == b"content-length":
                     declared = value
@@ -216,11 +233,15 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
                     return None
                 elif name == b"authorization":
                     authorization = value
+                elif name == b"traceparent":
+                    traceparent = value
             if declared is None or not declared.isdigit() or int(declared) > bodies.max_bytes:
                 return None  # chunked, malformed or too large: the regular path answers it
             keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
             hot = _HotRequest(target[0], target[1], keep_alive, int(declared))
             hot.content_type, hot.header_length, hot.client_id = content_type, header_length, client_id
+            # This server's span (observe/trace.py): logged, echoed, and the next hop's parent.
+            hot.traceparent = trace.span(_latin1(traceparent)).encode()
             try:
                 authorize(hot.model, hot.version, None if authorization is None else _latin1(authorization))
                 admit(hot.model, hot.version)
@@ -281,6 +302,15 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
             head = parts[0]
             if head is _TOO_MANY:
                 self._refused_at = self.loop.time()
+            if recorder is not None:
+                recorder.record(
+                    hot.model,
+                    hot.label_version,
+                    _STATUS_OF.get(head, 500),
+                    perf_counter() - hot.started,
+                    hot.request_id or _latin1(hot.client_id),
+                    _latin1(hot.traceparent),
+                )
             defaults = self.server_state.default_headers  # the date header uvicorn keeps current
             extra = [b"%s: %s\r\n" % (n, v) for n, v in defaults]
             if not hot.keep_alive:
@@ -296,11 +326,16 @@ def hot_protocol(service: InferenceService, bodies: BodyReader) -> type[Deadline
 async def _infer(service: InferenceService, hot: _HotRequest, body: bytes) -> list[bytes]:
     """The regular route's work and answer, as [status line, headers..., blank line + body]."""
     request_id = hot.client_id.decode("latin-1") if hot.client_id else new_request_id()
+    hot.request_id = request_id
     try:
         check_content_type(_latin1(hot.content_type))
         json_length = parse_header_length(_latin1(hot.header_length))
-        resp = await service.infer(EncodedRequest(hot.model, hot.version, body, json_length, request_id))
+        span = _latin1(hot.traceparent)
+        resp = await service.infer(
+            EncodedRequest(hot.model, hot.version, body, json_length, request_id, span)
+        )
     except ConveyorError as exc:
+        hot.label_version = error_version(exc, hot.version)
         status = status_for(exc)
         if status >= 500:
             log.error("request %s failed: %s", hot.model, exc)
@@ -308,6 +343,7 @@ async def _infer(service: InferenceService, hot: _HotRequest, body: bytes) -> li
     except Exception as exc:  # a bug answers 500 like the regular path, and the connection lives on
         log.exception("unexpected error on /v2/models/%s/infer", hot.model)
         return _error(hot, 500, f"internal error: {type(exc).__name__}")
+    hot.label_version = resp.model_version
     return _ok(hot, resp, request_id)
 
 
@@ -330,7 +366,7 @@ def _ok(hot: _HotRequest, resp: EncodedResponse, request_id: str) -> list[bytes]
             rid,
             resp.json_length,
         )
-    return [_STATUS_LINES[200], head, b"\r\n", body]
+    return [_STATUS_LINES[200], head, b"traceparent: %s\r\n\r\n" % hot.traceparent, body]
 
 
 def _refused(hot: _HotRequest, exc: ConveyorError) -> list[bytes]:
@@ -342,6 +378,8 @@ def _error(hot: _HotRequest, status: int, message: str) -> list[bytes]:
     head = [b"%scontent-length: %d\r\n" % (_JSON_TYPE, len(body))]
     if hot.client_id is not None:
         head.append(b"x-request-id: %s\r\n" % hot.client_id)
+    if hot.traceparent is not None:
+        head.append(b"traceparent: %s\r\n" % hot.traceparent)
     if status in BACKPRESSURE:
         head.append(b"retry-after: 1\r\n")
     elif status == 401:

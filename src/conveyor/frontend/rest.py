@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -21,6 +22,10 @@ from conveyor.errors import ConveyorError, InvalidInput, UnsupportedMediaType
 from conveyor.frontend.bodies import BodyReader, ClientGone
 from conveyor.frontend.cors import add_cors
 from conveyor.frontend.http_errors import error_response, status_for
+from conveyor.observe import trace
+from conveyor.observe.collectors import CONTENT_TYPE as METRICS_TYPE
+from conveyor.observe.collectors import render
+from conveyor.observe.recorder import RequestRecorder, error_version, recorder_for
 from conveyor.protocol.service import EncodedRequest, InferenceService
 from conveyor.settings import Settings
 
@@ -35,6 +40,8 @@ MAX_ID_HEADER = 256
 _ID_PREFIX = uuid.uuid4().hex[:12]
 _id_counter = itertools.count(1)
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
+MetricsGuard = Callable[[str | None], None]
+"""Raises Unauthenticated / PermissionDenied unless the ``Authorization`` header may read ``/metrics``."""
 
 
 def new_request_id() -> str:
@@ -66,8 +73,21 @@ def parse_header_length(raw: str | None) -> int | None:
         raise InvalidInput(f"Inference-Header-Content-Length must be an integer, got {raw!r}") from None
 
 
-def create_routes(plane: InferenceService, bodies: BodyReader) -> list[Route]:
-    """The V2 routes over ``plane``; ``bodies`` reads (and bounds) every request body."""
+def _status_of(exc: Exception) -> int:
+    """The status the exception handlers below answer ``exc`` with."""
+    if isinstance(exc, ConveyorError):
+        return status_for(exc)
+    return exc.status_code if isinstance(exc, HTTPException) else 500
+
+
+def create_routes(
+    plane: InferenceService,
+    bodies: BodyReader,
+    recorder: RequestRecorder | None = None,
+    metrics_guard: MetricsGuard | None = None,
+) -> list[Route]:
+    """The V2 routes over ``plane``; ``bodies`` reads (and bounds) every request body; ``recorder`` counts
+    every inference answer; ``GET /metrics`` asks ``metrics_guard`` (None: anyone may read)."""
 
     async def live(request: Request) -> Response:
         return _json({"live": plane.live()})
@@ -91,22 +111,51 @@ def create_routes(plane: InferenceService, bodies: BodyReader) -> list[Route]:
         return _json(doc, 200 if doc.get("ready") else 400)  # V2: a 4xx says "not ready", as Triton's 400
 
     async def infer(request: Request) -> Response:
+        if recorder is None:
+            return (await answer(request))[0]
+        started = perf_counter()
+        p, headers = request.path_params, request.headers
+        try:
+            response, version = await answer(request)
+        except ClientGone:
+            raise  # nobody to answer: not counted, as on the hot path
+        except Exception as exc:
+            version = error_version(exc, p.get("version"))
+            span = getattr(request.state, "traceparent", None)  # this server's, once answer() made it
+            elapsed = perf_counter() - started
+            recorder.record(p["name"], version, _status_of(exc), elapsed, headers.get(REQUEST_ID), span)
+            raise
+        rid, span = response.headers.get(REQUEST_ID), response.headers.get(trace.HEADER)
+        recorder.record(p["name"], version, 200, perf_counter() - started, rid, span)
+        return response
+
+    async def answer(request: Request) -> tuple[Response, str | None]:
+        """The answer, and the version that gave it."""
         p = request.path_params
+        # This server's span (observe/trace.py), on the answer and its errors (_id_header) as on the hot path
+        span = request.state.traceparent = trace.span(request.headers.get(trace.HEADER))
         check_content_type(request.headers.get("content-type"))
         header_len = parse_header_length(request.headers.get(HEADER_LENGTH))
         req_id = request.headers.get(REQUEST_ID) or new_request_id()
         plane.authorize(p["name"], p.get("version"), request.headers.get("authorization"))
         plane.admit(p["name"], p.get("version"))  # a refusal reads no body (and sends no 100 Continue)
         async with bodies.body(request) as body:
-            resp = await plane.infer(EncodedRequest(p["name"], p.get("version"), body, header_len, req_id))
+            resp = await plane.infer(
+                EncodedRequest(p["name"], p.get("version"), body, header_len, req_id, span)
+            )
         # The answer's id may come from the request body ("id"): it goes into the header only when it is a
         # valid header value, else the header carries the generated id (the body keeps the client's).
         rid = resp.request_id if header_safe(resp.request_id) else req_id
-        headers = {REQUEST_ID: req_id if REQUEST_ID in request.headers else rid}
+        headers = {REQUEST_ID: req_id if REQUEST_ID in request.headers else rid, trace.HEADER: span}
         if resp.json_length is None:
-            return Response(resp.body, headers=headers, media_type=JSON)
+            return Response(resp.body, headers=headers, media_type=JSON), resp.model_version
         headers[HEADER_LENGTH] = str(resp.json_length)
-        return Response(resp.body, headers=headers, media_type=OCTET)
+        return Response(resp.body, headers=headers, media_type=OCTET), resp.model_version
+
+    async def metrics(request: Request) -> Response:
+        if metrics_guard is not None:
+            metrics_guard(request.headers.get("authorization"))
+        return Response(render(), media_type=METRICS_TYPE)
 
     model_paths = ["/v2/models/{name}", "/v2/models/{name}/versions/{version}"]
     # Starlette tries routes in order: inference, the hot path, first.
@@ -115,6 +164,7 @@ def create_routes(plane: InferenceService, bodies: BodyReader) -> list[Route]:
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),
+        Route("/metrics", metrics),
     ]
     for base in model_paths:
         routes.append(Route(base, model_metadata))
@@ -124,7 +174,11 @@ def create_routes(plane: InferenceService, bodies: BodyReader) -> list[Route]:
 
 def _id_header(request: Request) -> dict[str, str]:
     rid = request.headers.get(REQUEST_ID)
-    return {REQUEST_ID: rid} if rid else {}
+    headers = {REQUEST_ID: rid} if rid else {}
+    span = getattr(request.state, "traceparent", None)  # set by an inference request
+    if span is not None:
+        headers[trace.HEADER] = span
+    return headers
 
 
 async def _conveyor_error(request: Request, exc: Exception) -> Response:
@@ -161,16 +215,23 @@ def exception_handlers() -> dict[Any, Any]:
     }
 
 
-def create_rest_app(service: InferenceService, settings: Settings, lifespan: Lifespan) -> Starlette:
+def create_rest_app(
+    service: InferenceService,
+    settings: Settings,
+    lifespan: Lifespan,
+    metrics_guard: MetricsGuard | None = None,
+) -> Starlette:
     """The V2 REST app over ``service``: a replica's and the gateway's are the same routes and handlers, so
-    requests and errors look the same from either."""
+    requests and errors look the same from either. ``GET /metrics`` asks ``metrics_guard``, if any."""
     bodies = BodyReader.from_settings(settings)
+    recorder = recorder_for("rest", settings)
     app = Starlette(
-        routes=create_routes(service, bodies),
+        routes=create_routes(service, bodies, recorder, metrics_guard),
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
     add_cors(app, settings.cors_origins)
     app.state.bodies = bodies  # run_app ends waiting body reads at shutdown
+    app.state.recorder = recorder  # and the hot path records into it
     app.state.settings = settings
     return app

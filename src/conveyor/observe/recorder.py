@@ -107,6 +107,10 @@ class RequestRecorder:
 
     __slots__ = ("counts", "enabled", "protocol", "sample")
 
+    def _draw(self) -> bool:
+        sample = self.sample
+        return sample > 0.0 and (sample >= 1.0 or random.random() < sample)
+
     def __init__(
         self, protocol: str, *, enabled: bool = True, sample: float = 0.0, counts: RequestCounts = REQUESTS
     ) -> None:
@@ -130,14 +134,9 @@ class RequestRecorder:
             codes = series.codes
             codes[status] = codes.get(status, 0) + 1
             series.duration.observe(seconds)
-        # Logged: a server failure, a request whose caller's traceparent asked for it (its flags' bit 0,
-        # W3C), or one this process draws.
-        sample = self.sample
-        if (
-            (traceparent is not None and traceparent[-1:] in _SAMPLED)
-            or (sample and (sample >= 1.0 or random.random() < sample))
-            or status in _FAILED
-        ):
+        # Logged: a server failure, or a request whose span says sampled (observe/trace.py: decided once,
+        # where the request entered, so every hop logs it or none does); one with no span, drawn here.
+        if status in _FAILED or (traceparent[-1:] in _SAMPLED if traceparent is not None else self._draw()):
             access_log.info(
                 "request",
                 extra={
@@ -160,13 +159,14 @@ def error_version(exc: BaseException, version: str | None) -> str | None:
     return version if found is None else str(found)
 
 
-def recorder_for(protocol: str, settings: Settings) -> RequestRecorder | None:
+def recorder_for(protocol: str, settings: Settings, *, draw: bool = True) -> RequestRecorder | None:
     """The front end's hook, or None when metrics are off and no access log is sampled (the cost row of
-    ``make bench``: nothing is recorded at all, failures not logged either)."""
-    sample = float(getattr(settings, "access_log_sample", 0.0))  # the logging settings' (observe/logs.py)
+    ``make bench``: nothing is recorded at all, failures not logged either). ``draw=False``: a replica
+    behind a gateway, whose requests come with the gateway's sampling decision."""
+    sample = settings.access_log_sample
     if not settings.metrics_enabled and sample <= 0:
         return None
-    return RequestRecorder(protocol, enabled=settings.metrics_enabled, sample=max(0.0, min(1.0, sample)))
+    return RequestRecorder(protocol, enabled=settings.metrics_enabled, sample=sample if draw else 0.0)
 
 
 class BatchMetrics:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 from typing import cast
 
 import orjson
@@ -25,7 +26,10 @@ import uvloop
 
 from conveyor.errors import ConveyorError
 from conveyor.frontend.gc_tuning import freeze_startup_heap
+from conveyor.frontend.http_errors import status_for
 from conveyor.observe import trace
+from conveyor.observe.collectors import render
+from conveyor.observe.recorder import RequestRecorder, recorder_for
 from conveyor.protocol import frames
 from conveyor.protocol.service import EncodedRequest, EncodedResponse, InferenceService
 from conveyor.runtime import OnnxModel
@@ -41,8 +45,14 @@ class _Connection(asyncio.Protocol):
     replica) for a fast model is answered in ``data_received`` itself (``DataPlane.infer_now``): no task and
     no loop pass looking for requests to batch it with; everything else gets a task."""
 
-    def __init__(self, service: InferenceService, inflight: set[asyncio.Task[None]]) -> None:
+    def __init__(
+        self,
+        service: InferenceService,
+        inflight: set[asyncio.Task[None]],
+        recorder: RequestRecorder | None = None,
+    ) -> None:
         self._service = service
+        self._recorder = recorder
         self._infer_now = service.infer_now if isinstance(service, DataPlane) else None
         self._inflight = inflight
         self._reader = frames.FrameReader()
@@ -84,33 +94,80 @@ class _Connection(asyncio.Protocol):
         """The answer frame of a lone INFER, or None: it needs the regular (awaited) path."""
         if self._infer_now is None:
             return None
+        started = perf_counter()
         try:
-            resp = self._infer_now(_infer_request(payload))
-            return None if resp is None else frames.frame(stream, frames.OK, *_infer_reply(resp))
+            request = _infer_request(payload)
         except Exception as exc:
             return _error_frame(stream, exc)
+        try:
+            resp = self._infer_now(request)
+        except Exception as exc:
+            self._record(request, None, exc, started)
+            return _error_frame(stream, exc)
+        if resp is None:
+            return None
+        self._record(request, resp, None, started)
+        return frames.frame(stream, frames.OK, *_infer_reply(resp))
 
     async def _handle(self, stream: int, kind: int, payload: bytes) -> None:
         try:
-            parts = await self._answer(kind, payload)
+            if kind == frames.INFER:
+                parts = await self._infer(payload)
+            else:
+                parts = await self._answer(kind, payload)
             out = frames.frame(stream, frames.OK, *parts)
         except Exception as exc:
             out = _error_frame(stream, exc)
         if self._outbox is not None:
             self._outbox.put(out)  # answers finished in the same turn leave in one write
 
+    async def _infer(self, payload: bytes) -> tuple[bytes, ...]:
+        started = perf_counter()
+        request = _infer_request(payload)
+        try:
+            resp = await self._service.infer(request)
+        except Exception as exc:
+            self._record(request, None, exc, started)
+            raise
+        self._record(request, resp, None, started)
+        return _infer_reply(resp)
+
+    def _record(
+        self, request: EncodedRequest, resp: EncodedResponse | None, exc: Exception | None, started: float
+    ) -> None:
+        """Count the answer (protocol "channel"): the gateway counts the same request as its client saw it."""
+        recorder = self._recorder
+        if recorder is None:
+            return
+        if resp is not None:
+            status: int = 200
+            version = resp.model_version
+        else:
+            status = status_for(exc) if isinstance(exc, ConveyorError) else 500
+            version = _version_of(self._service, request.model, request.version)
+        elapsed = perf_counter() - started
+        recorder.record(request.model, version, status, elapsed, request.request_id, request.traceparent)
+
     async def _answer(self, kind: int, payload: bytes) -> tuple[bytes, ...]:
         svc = self._service
         if kind == frames.HEALTH:
             return (b"1" if svc.ready() else b"0",)
-        if kind == frames.INFER:
-            return _infer_reply(await svc.infer(_infer_request(payload)))
+        if kind == frames.METRICS:
+            return (render(),)
         call = frames.decode_call(payload)
         if kind == frames.METADATA:
             return (orjson.dumps(await svc.model_metadata(call.model, call.version)),)
         if kind == frames.MODEL_READY:
             return (orjson.dumps(await svc.model_ready(call.model, call.version)),)
         raise ConveyorError(f"unknown channel request kind {kind}")
+
+
+def _version_of(service: InferenceService, model: str, version: str | None) -> str | None:
+    """The version a failed request was for, as the replica serves it (the default's, when none asked)."""
+    if isinstance(service, DataPlane):
+        with contextlib.suppress(ConveyorError):
+            return service.model(model, version).version
+    return version
 
 
 def _infer_request(payload: bytes) -> EncodedRequest:
@@ -138,17 +195,19 @@ async def serve_channel(
     on_ready: Callable[[str], None] | None = None,
     parent_pid: int | None = None,
     lease: Lease | None = None,
+    recorder: RequestRecorder | None = None,
 ) -> None:
-    """Serve until SIGINT / SIGTERM (or the parent or the lease is gone), then drain in-flight requests."""
+    """Serve until SIGINT / SIGTERM (or the parent or the lease is gone), then drain in-flight requests;
+    ``recorder`` counts the inference requests answered."""
     loop = asyncio.get_running_loop()
     inflight: set[asyncio.Task[None]] = set()
     scheme, where, port = frames.parse_address(address)
     if scheme == "unix":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(where)  # a socket left by a crashed predecessor in this slot
-        server = await loop.create_unix_server(lambda: _Connection(service, inflight), where)
+        server = await loop.create_unix_server(lambda: _Connection(service, inflight, recorder), where)
     else:
-        server = await loop.create_server(lambda: _Connection(service, inflight), where, port)
+        server = await loop.create_server(lambda: _Connection(service, inflight, recorder), where, port)
         address = "tcp:{}:{}".format(*server.sockets[0].getsockname()[:2])
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -223,10 +282,14 @@ def run_channel_replica(
     if parent_pid is not None:
         die_with_parent(parent_pid)
     plane = DataPlane.from_settings(models, settings)
+    # No access log draw here: the gateway decided where the request entered (its traceparent's flag).
+    recorder = recorder_for("channel", settings, draw=False)
 
     async def main() -> None:
         async with plane:
-            await serve_channel(plane, address, on_ready=on_ready, parent_pid=parent_pid, lease=lease)
+            await serve_channel(
+                plane, address, on_ready=on_ready, parent_pid=parent_pid, lease=lease, recorder=recorder
+            )
 
     freeze_startup_heap()
     uvloop.run(main())
