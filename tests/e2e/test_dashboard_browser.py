@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 
@@ -50,6 +51,8 @@ metadata:
 spec:
   model: clf:{version}
   replicas: 1
+  monitoring:
+    drift: {{sampleEvery: 1, window: 200}}
 """
 BODY = orjson.dumps(
     {"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4] * 2}]}
@@ -86,14 +89,11 @@ class Traffic:
 def stack(cli_env: dict[str, str], tmp_path: Path, processes: ProcessGroup) -> Iterator[UpStack]:
     up = UpStack(processes, cli_env, Path(cli_env["CONVEYOR_HOME"]))
     up.cli("models", "register", "clf", str(build_logreg(tmp_path / "clf0.onnx", seed=0)))
-    up.cli(
-        "models",
-        "register",
-        "clf",
-        str(build_logreg(tmp_path / "clf1.onnx", seed=1)),
-        "--parent-version",
-        "1",
-    )
+    # v2 comes from v1 (lineage) and has a reference sample: the constant rows the traffic sends drift.
+    reference = tmp_path / "reference.npy"
+    np.save(reference, np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32))
+    v2 = str(build_logreg(tmp_path / "clf1.onnx", seed=1))
+    up.cli("models", "register", "clf", v2, "--parent-version", "1", "--reference", str(reference))
     try:
         yield up
     finally:
@@ -176,6 +176,9 @@ def test_the_dashboard_opens_signed_in_and_its_charts_move_under_load(
         assert page.locator('#chart-p99 path[data-version="2"]').count() == 1
         assert "ready" in page.locator("#replicas").inner_text()
         assert "clf:2" in page.locator("#facts").inner_text()
+        page.wait_for_selector(
+            "#drift tr.drift-drift", timeout=60_000
+        )  # its inputs are far from the reference
         _keep(page, tmp_path, "dashboard.png")
         assert errors == []
     finally:

@@ -7,6 +7,9 @@ counted by the gateway and again by the replica that ran it, and only the gatewa
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,6 +21,14 @@ DRIFT_PSI = "conveyor_drift_psi"
 DRIFT_MEAN_SHIFT = "conveyor_drift_mean_shift"
 MAX_POINTS = 600
 """At most this many points per series, whatever ``since`` and ``step`` ask (a wider step is used)."""
+CACHED_POINTS = 20_000
+"""Computed points kept per history (all deployments and windows together), the least recently used
+dropped first: a deployment's 10 minutes at 2 s are 300."""
+Point = dict[str, dict[str, float | None]]  # version -> rate, error_ratio, p50, p99
+_CACHE: weakref.WeakKeyDictionary[StackHistory, OrderedDict[tuple[Any, ...], Point]] = (
+    weakref.WeakKeyDictionary()
+)
+_CACHE_LOCK = threading.Lock()
 # gRPC codes that mean the server failed (the REST side: any 5xx). A client's mistake (INVALID_ARGUMENT,
 # NOT_FOUND, ...) and backpressure (RESOURCE_EXHAUSTED, as 429 on REST) are answers, not errors.
 _GRPC_SERVER_ERRORS = frozenset(
@@ -47,7 +58,8 @@ def deployment_series(
     client can ask again with a short ``since`` and append."""
     step_s = max(step_s, since_s / MAX_POINTS)
     times = _spaced(history.times(since_s), step_s)
-    points = [_point(history, match, t, window_s) for t in times]
+    latest = history.last_time
+    points = [_cached_point(history, match, t, window_s, final=t != latest) for t in times]
     versions = sorted({v for p in points for v in p}, key=_version_key)
     series: dict[str, dict[str, list[float | None]]] = {}
     for version in versions:
@@ -73,9 +85,30 @@ def drift(history: StackHistory, models: Iterable[str]) -> dict[str, dict[str, d
     return out
 
 
-def _point(
-    history: StackHistory, match: Mapping[str, str], t: float, window_s: float
-) -> dict[str, dict[str, float | None]]:
+def _cached_point(
+    history: StackHistory, match: Mapping[str, str], t: float, window_s: float, *, final: bool
+) -> Point:
+    """``_point``, computed once per history, match, time and window: a point's values depend only on the
+    points at or before it, which never change, and each costs a scan of the history (a page polling
+    every 2 s then costs one new point per refresh, not the whole chart again). The latest point may still
+    get a twin at the same time, so it is not kept."""
+    key = (tuple(sorted(match.items())), window_s, t)
+    with _CACHE_LOCK:
+        cache = _CACHE.setdefault(history, OrderedDict())
+        found = cache.get(key)
+        if found is not None:
+            cache.move_to_end(key)
+            return found
+    point = _point(history, match, t, window_s)
+    if final:
+        with _CACHE_LOCK:
+            cache[key] = point
+            while len(cache) > CACHED_POINTS:
+                cache.popitem(last=False)
+    return point
+
+
+def _point(history: StackHistory, match: Mapping[str, str], t: float, window_s: float) -> Point:
     """Each version's values over the ``window_s`` ending at ``t``."""
     totals: dict[str, float] = {}
     errors: dict[str, float] = {}
@@ -87,7 +120,7 @@ def _point(
     grown = history.increase(f"{DURATION}_bucket", window_s, ("version", "le"), match, end=t)
     for (version, le), n in grown.items():
         buckets.setdefault(version, []).append((float(le), n))
-    out: dict[str, dict[str, float | None]] = {}
+    out: Point = {}
     for version, total in totals.items():
         pairs = buckets.get(version, [])
         out[version] = {

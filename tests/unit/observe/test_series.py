@@ -3,6 +3,8 @@ counters in a StackHistory, and the latest drift per feature."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from conveyor.observe.history import Sample, StackHistory
@@ -136,3 +138,29 @@ def test_drift_keeps_the_worst_replica_per_version_and_feature_of_the_models_ask
 )
 def test_server_errors_are_5xx_and_the_grpc_codes_of_a_failed_server(code: str, error: bool) -> None:
     assert is_error_code(code) is error
+
+
+class CountingHistory(StackHistory):
+    """A StackHistory that counts its scans (each ``increase`` reads the whole window)."""
+
+    scans = 0
+
+    def increase(self, *args: Any, **kwargs: Any) -> dict[tuple[str, ...], float]:
+        self.scans += 1
+        return super().increase(*args, **kwargs)
+
+
+def test_a_chart_asked_again_computes_only_the_points_that_are_new() -> None:
+    h = CountingHistory()
+    for t in range(0, 41, 2):
+        h.add(t, _scrape({("1", "200"): 3.0 * t}, {"1": (0.0, 3.0 * t, 3.0 * t, 3.0 * t)}))
+    first = deployment_series(h, {"model": "clf"}, since_s=600, step_s=2, window_s=4)
+    scans = h.scans
+    assert deployment_series(h, {"model": "clf"}, since_s=600, step_s=2, window_s=4) == first
+    assert h.scans - scans == 2  # only the latest point again: another scrape may share its time
+    h.add(42, _scrape({("1", "200"): 3.0 * 42}, {"1": (0.0, 3.0 * 42, 3.0 * 42, 3.0 * 42)}))
+    scans = h.scans
+    again = deployment_series(h, {"model": "clf"}, since_s=600, step_s=2, window_s=4)
+    assert h.scans - scans == 4  # the point at 40 (now final) and the new one at 42
+    assert again["t"] == [*first["t"], 42]
+    assert again["versions"]["1"]["rate"] == [*first["versions"]["1"]["rate"], pytest.approx(3.0)]
