@@ -89,6 +89,20 @@ class Settings(BaseSettings):
         "answered 5xx are always logged, and so is a request whose traceparent header has the sampled flag "
         "(…-01). 1 logs every request (at a cost in throughput: docs/observability.md).",
     )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/\s]+(/\S*)?$",
+        description="OpenTelemetry collector's OTLP/HTTP URL, e.g. http://127.0.0.1:4318: each server "
+        "process sends the span of every sampled request (access_log_sample, or a caller's sampled "
+        "traceparent) to <url>/v1/traces (a URL already ending in /v1/traces is used as is). Unset: no "
+        "export, and the OpenTelemetry packages are not imported. Needs pip install 'conveyor[otel]'.",
+    )
+    otlp_service_name: str = Field(
+        default="conveyor",
+        min_length=1,
+        description="Prefix of the service.name each process reports to the collector: "
+        "<name>-<component> (conveyor-gateway, conveyor-replica, conveyor-serve).",
+    )
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, description="Largest inference request body the server accepts, in bytes."
     )

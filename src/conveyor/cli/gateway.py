@@ -64,6 +64,9 @@ def gateway(
         settings = settings.model_copy(update={"gateway_ready_when": ready_when})
     settings, tls = with_tls(settings, tls_cert, tls_key)
     configure_logging(settings, component="gateway", instance=str(port or os.getpid()))  # one writer per file
+    from conveyor.observe import otlp
+
+    otlp.start(settings, "gateway", str(port or os.getpid()))  # spans of sampled requests, when configured
     control_url = check_url(control_plane or settings.url or DEFAULT_CONTROL_PLANE)
     verify = verify_for(control_url, ca_file(settings.tls_ca_file))
     from conveyor.ports import check_ports_free

@@ -139,6 +139,9 @@ def serve(
     from conveyor.observe.logs import configure_logging
 
     configure_logging(settings, component="serve", instance=str(port or os.getpid()))  # one writer per file
+    from conveyor.observe import otlp
+
+    otlp.start(settings, "serve", str(port or os.getpid()))  # spans of sampled requests, when configured
     served: list[Served] = []
     status = console.status("Loading models…", spinner="dots")
     status.start()

@@ -112,8 +112,10 @@ def up(
 
         documents = [r.to_dict() for r in load_file(file)]  # a bad file fails before anything starts
     _warn_if_exposed(host)
+    from conveyor.observe import otlp
     from conveyor.observe.logs import configure_logging
 
+    otlp.check(settings)  # a missing otel extra fails here, not in every process it starts
     configure_logging(settings)
     from conveyor.security.credentials import stack_token
 

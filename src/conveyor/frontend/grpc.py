@@ -107,7 +107,8 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     @_guarded
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        span = trace.span(_metadata_value(context, trace.HEADER))  # this server's (observe/trace.py)
+        parent = _metadata_value(context, trace.HEADER)  # the caller's span, if it sent one
+        span = trace.span(parent)  # this server's (observe/trace.py)
         recorder = self._recorder
         if recorder is None:
             return await self._infer(request, context, span)
@@ -118,14 +119,15 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         except ConveyorError as exc:
             code = grpc_status_for(exc).name
             version = error_version(exc, version)
-            recorder.record(request.model_name, version, code, perf_counter() - started, request.id, span)
+            elapsed = perf_counter() - started
+            recorder.record(request.model_name, version, code, elapsed, request.id, span, parent)
             raise
         except Exception:
             elapsed = perf_counter() - started
-            recorder.record(request.model_name, version, "INTERNAL", elapsed, request.id, span)
+            recorder.record(request.model_name, version, "INTERNAL", elapsed, request.id, span, parent)
             raise
         elapsed = perf_counter() - started
-        recorder.record(request.model_name, response.model_version, "OK", elapsed, response.id, span)
+        recorder.record(request.model_name, response.model_version, "OK", elapsed, response.id, span, parent)
         return response
 
     async def _infer(self, request: Any, context: Any, span: str) -> Any:

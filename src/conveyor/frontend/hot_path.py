@@ -82,6 +82,7 @@ class _HotRequest:
         "message_event",
         "model",
         "more_body",
+        "parent",
         "refusal",
         "request_id",
         "reserved",
@@ -101,6 +102,7 @@ class _HotRequest:
         self.header_length: bytes | None = None
         self.client_id: bytes | None = None
         self.traceparent: bytes | None = None
+        self.parent: bytes | None = None  # the caller's traceparent: the exported span's parent (otlp.py)
         # For the metrics and the access log (observe/recorder.py): from a complete head to the answer, and
         # the version that answered (the URL's until known).
         self.started = perf_counter()
@@ -242,6 +244,7 @@ def hot_protocol(
             hot.content_type, hot.header_length, hot.client_id = content_type, header_length, client_id
             # This server's span (observe/trace.py): logged, echoed, and the next hop's parent.
             hot.traceparent = trace.span(_latin1(traceparent)).encode()
+            hot.parent = traceparent
             try:
                 authorize(hot.model, hot.version, None if authorization is None else _latin1(authorization))
                 admit(hot.model, hot.version)
@@ -310,6 +313,7 @@ def hot_protocol(
                     perf_counter() - hot.started,
                     hot.request_id or _latin1(hot.client_id),
                     _latin1(hot.traceparent),
+                    _latin1(hot.parent),
                 )
             defaults = self.server_state.default_headers  # the date header uvicorn keeps current
             extra = [b"%s: %s\r\n" % (n, v) for n, v in defaults]

@@ -123,10 +123,12 @@ def create_routes(
             version = error_version(exc, p.get("version"))
             span = getattr(request.state, "traceparent", None)  # this server's, once answer() made it
             elapsed = perf_counter() - started
-            recorder.record(p["name"], version, _status_of(exc), elapsed, headers.get(REQUEST_ID), span)
+            rid, parent = headers.get(REQUEST_ID), headers.get(trace.HEADER)  # the caller's span
+            recorder.record(p["name"], version, _status_of(exc), elapsed, rid, span, parent)
             raise
         rid, span = response.headers.get(REQUEST_ID), response.headers.get(trace.HEADER)
-        recorder.record(p["name"], version, 200, perf_counter() - started, rid, span)
+        elapsed, parent = perf_counter() - started, headers.get(trace.HEADER)
+        recorder.record(p["name"], version, 200, elapsed, rid, span, parent)
         return response
 
     async def answer(request: Request) -> tuple[Response, str | None]:

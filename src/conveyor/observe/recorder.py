@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.utils import floatToGoString
 
+from conveyor.observe import otlp
 from conveyor.observe.metrics import BATCH_BUCKETS, REQUEST_BUCKETS, RUN_BUCKETS
 
 if TYPE_CHECKING:
+    from conveyor.observe.otlp import SpanExport
     from conveyor.settings import Settings
 
 MAX_SERIES = 2000
@@ -103,21 +105,29 @@ REQUESTS = RequestCounts()
 
 class RequestRecorder:
     """The hook one front end calls once per answered inference request: counts it (unless metrics are
-    off) and writes the access log record for the sampled ones (contract of docs/metrics.md)."""
+    off) and writes the access log record for the sampled ones (contract of docs/metrics.md); with ``spans``
+    (observe/otlp.py) it also exports the span of each request whose traceparent says sampled."""
 
-    __slots__ = ("counts", "enabled", "protocol", "sample")
+    __slots__ = ("counts", "enabled", "protocol", "sample", "spans")
 
     def _draw(self) -> bool:
         sample = self.sample
         return sample > 0.0 and (sample >= 1.0 or random.random() < sample)
 
     def __init__(
-        self, protocol: str, *, enabled: bool = True, sample: float = 0.0, counts: RequestCounts = REQUESTS
+        self,
+        protocol: str,
+        *,
+        enabled: bool = True,
+        sample: float = 0.0,
+        counts: RequestCounts = REQUESTS,
+        spans: SpanExport | None = None,
     ) -> None:
         self.protocol = protocol
         self.enabled = enabled
         self.sample = sample
         self.counts = counts
+        self.spans = spans
 
     def record(
         self,
@@ -127,8 +137,10 @@ class RequestRecorder:
         seconds: float,
         request_id: str | None,
         traceparent: str | None = None,
+        parent: str | None = None,
     ) -> None:
-        """One answer: ``status`` the HTTP status (int) or the gRPC code name; ``seconds`` since the head."""
+        """One answer: ``status`` the HTTP status (int) or the gRPC code name; ``seconds`` since the head;
+        ``traceparent`` this server's span, ``parent`` the caller's (only the span export reads it)."""
         if self.enabled:
             series = self.counts.get(model, version or "", self.protocol)
             codes = series.codes
@@ -149,6 +161,10 @@ class RequestRecorder:
                     "traceparent": traceparent,
                 },
             )
+        spans = self.spans
+        if spans is not None and traceparent is not None and traceparent[-1:] in _SAMPLED:
+            answer = (spans.component, self.protocol, model, version, status, seconds, request_id)
+            spans.export(otlp.span_fields(*answer, traceparent, parent, status in _FAILED))
 
 
 def error_version(exc: BaseException, version: str | None) -> str | None:
@@ -162,11 +178,13 @@ def error_version(exc: BaseException, version: str | None) -> str | None:
 def recorder_for(protocol: str, settings: Settings, *, draw: bool = True) -> RequestRecorder | None:
     """The front end's hook, or None when metrics are off and no access log is sampled (the cost row of
     ``make bench``: nothing is recorded at all, failures not logged either). ``draw=False``: a replica
-    behind a gateway, whose requests come with the gateway's sampling decision."""
-    sample = settings.access_log_sample
-    if not settings.metrics_enabled and sample <= 0:
+    behind a gateway, whose requests come with the gateway's sampling decision. It exports spans when
+    the process started an OTLP export (observe/otlp.py: start)."""
+    sample, spans = settings.access_log_sample, otlp.process_export()
+    if not settings.metrics_enabled and sample <= 0 and spans is None:
         return None
-    return RequestRecorder(protocol, enabled=settings.metrics_enabled, sample=sample if draw else 0.0)
+    enabled = settings.metrics_enabled
+    return RequestRecorder(protocol, enabled=enabled, sample=sample if draw else 0.0, spans=spans)
 
 
 class BatchMetrics:

@@ -30,6 +30,7 @@ class EncodedRequest:
     json_length: int | None
     request_id: str
     traceparent: str | None = None  # the span of the server that took it (observe/trace.py), for the next hop
+    parent: str | None = None  # the caller's span, when the caller was a Conveyor gateway (the span export's)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from conveyor import errors
 from conveyor.digests import EXIT_DATA_LOSS, check_digest, read_artifact
+from conveyor.observe import otlp
 from conveyor.observe.logs import configure_logging
 from conveyor.runtime import OnnxModel
 from conveyor.security.encryption import ArtifactCipher, cipher_from
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> None:
         configure_logging(settings, args.log_level, component="replica", instance=args.replica_id)
     else:  # run by hand, a test or a benchmark: the terminal only
         configure_logging(settings, args.log_level)
+    try:  # spans of sampled requests, when configured
+        otlp.start(settings, "replica", args.replica_id)
+    except errors.InvalidInput as e:
+        _refuse(e.message)  # the otel extra is missing: restarting will not help
     digests = _digests(args.sha256)
     try:  # the artifact key comes through the environment, as every setting does
         cipher = cipher_from(settings.artifact_key, settings.artifact_key_file)

@@ -146,7 +146,8 @@ class _Connection(asyncio.Protocol):
             status = status_for(exc) if isinstance(exc, ConveyorError) else 500
             version = _version_of(self._service, request.model, request.version)
         elapsed = perf_counter() - started
-        recorder.record(request.model, version, status, elapsed, request.request_id, request.traceparent)
+        rid, span = request.request_id, request.traceparent
+        recorder.record(request.model, version, status, elapsed, rid, span, request.parent)
 
     async def _answer(self, kind: int, payload: bytes) -> tuple[bytes, ...]:
         svc = self._service
@@ -174,7 +175,10 @@ def _infer_request(payload: bytes) -> EncodedRequest:
     call = frames.decode_call(payload)
     # The replica's own span in the gateway's trace; rate 0: the gateway decided the sampling for both.
     span = trace.span(call.traceparent, 0.0)
-    return EncodedRequest(call.model, call.version, call.body, call.json_length, call.request_id, span)
+    # The gateway's span stays as this span's parent (the OTLP export's, observe/otlp.py).
+    return EncodedRequest(
+        call.model, call.version, call.body, call.json_length, call.request_id, span, call.traceparent
+    )
 
 
 def _infer_reply(resp: EncodedResponse) -> tuple[bytes, bytes]:
