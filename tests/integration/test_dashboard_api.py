@@ -75,6 +75,8 @@ def test_the_page_and_its_files_need_no_token_and_carry_a_strict_csp(served: Ser
         assert served.get(f"/ui/{module}").status_code == 200, module
     again = served.get("/ui/app.js", headers={"if-none-match": script.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
+    head = httpx.head(f"{served.url}/ui/")
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-security-policy"] == csp
 
 
 def test_ui_without_slash_redirects_and_an_unknown_file_is_a_json_404(served: Served) -> None:

@@ -60,15 +60,15 @@ def ui_routes() -> APIRouter:
             return Response(status_code=304, headers=headers)
         return Response(body, media_type=media_type, headers=headers)
 
-    @router.get("/ui")
+    @router.api_route("/ui", methods=["GET", "HEAD"])
     async def ui_root() -> RedirectResponse:
         return RedirectResponse("/ui/", status_code=308)  # the browser keeps the #token fragment
 
-    @router.get("/ui/")
+    @router.api_route("/ui/", methods=["GET", "HEAD"])
     async def index(request: Request) -> Response:
         return serve("index.html", request)
 
-    @router.get("/ui/{name}")
+    @router.api_route("/ui/{name}", methods=["GET", "HEAD"])
     async def ui_file(name: str, request: Request) -> Response:
         return serve(name, request)
 
@@ -86,11 +86,11 @@ def series_routes(registry: Registry, state: Any, read: Any) -> APIRouter:
         who: Principal = read,
         since: Annotated[
             float, Query(gt=0, le=KEEP_S, description="Seconds back from the latest point.")
-        ] = 600,
-        step: Annotated[float, Query(gt=0, le=3600, description="Seconds between points (at least).")] = 2,
+        ] = 600.0,
+        step: Annotated[float, Query(gt=0, le=3600, description="Seconds between points (at least).")] = 2.0,
         window: Annotated[
             float, Query(gt=0, le=KEEP_S, description="Seconds each point's rate and quantiles cover.")
-        ] = 10,
+        ] = 10.0,
     ) -> dict[str, Any]:
         """Per version, over the last ``since`` seconds: requests/s, the ratio of server errors, p50 and p99
         latency in seconds, as the gateway counted them (what clients saw). ``t`` are the points' times (Unix
