@@ -99,21 +99,29 @@ class StackHistory:
         points = _since_baseline(kept, window_s)
         if len(points) < 2:
             return {}
-        # Each series' last value at or before the baseline: one missed scrape of a process must not make
-        # its next value count whole, as a new series does.
-        prev: dict[Labels, float] = {}
-        for point in kept[: len(kept) - len(points) + 1]:
-            prev.update(point.metrics.get(name, {}))
+        base = len(kept) - len(points)
+        prev = dict(points[0].metrics.get(name, {}))
+        wanted: dict[Labels, Group | None] = {}  # series -> its group, None when ``match`` leaves it out
         out: dict[Group, float] = {}
         for point in points[1:]:
             series = point.metrics.get(name, {})
             for key, value in series.items():
-                if not _matches(key, match):
+                if key not in wanted:
+                    wanted[key] = _group(key, by) if _matches(key, match) else None
+                group = wanted[key]
+                if group is None:
                     continue
+                if key not in prev:
+                    # Missing at the baseline: new (a replica that started), or one missed scrape of its
+                    # process, which must not make its next value count whole. Only such series look back.
+                    for older in reversed(kept[:base]):
+                        found = older.metrics.get(name, {}).get(key)
+                        if found is not None:
+                            prev[key] = found
+                            break
                 before = prev.get(key)
-                # New (a replica that started), or restarted (its counter began again at zero): whole.
+                # New, or restarted (its counter began again at zero): whole.
                 grew = value if before is None or value < before else value - before
-                group = _group(key, by)
                 out[group] = out.get(group, 0.0) + grew
             prev.update(series)
         return out

@@ -111,3 +111,11 @@ def test_samples_from_text_adds_the_scrapers_labels() -> None:
             7.0,
         )
     ]
+
+
+def test_a_series_missing_at_the_windows_start_counts_from_its_last_value_before() -> None:
+    h = StackHistory()
+    h.add(0, [_requests("a", V1, 100)])
+    h.add(10, [_requests("b", V1, 1)])  # a's scrape failed: the window below starts here
+    h.add(12, [_requests("a", V1, 103), _requests("b", V1, 2)])
+    assert h.increase("conveyor_requests_total", 2, by=("instance",)) == {("a",): 3, ("b",): 1}
