@@ -91,7 +91,6 @@ class Settings(BaseSettings):
     )
     otlp_endpoint: str | None = Field(
         default=None,
-        pattern=r"^https?://[^/\s]+(/\S*)?$",
         description="OpenTelemetry collector's OTLP/HTTP URL, e.g. http://127.0.0.1:4318: each server "
         "process sends the span of every sampled request (access_log_sample, or a caller's sampled "
         "traceparent) to <url>/v1/traces (a URL already ending in /v1/traces is used as is). Unset: no "

@@ -4,6 +4,7 @@ the gateway's span; unsampled requests export nothing (issue 14)."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from tests.fixtures.models import LOGREG_BODY
 from tests.fixtures.otlp_receiver import OtlpReceiver
-from tests.fixtures.processes import ProcessGroup
+from tests.fixtures.processes import ProcessGroup, conveyor_exe, free_port
 from tests.fixtures.stack import UpStack, versions_stack
 
 pytestmark = pytest.mark.timeout(240)
@@ -110,3 +111,16 @@ def test_a_sampled_refusal_is_a_gateway_span_with_its_status_and_no_error(
     assert len(spans) == 1 and spans[0]["resource"]["service.name"] == "conveyor-gateway"
     assert spans[0]["attributes"]["http.response.status_code"] == 404
     assert spans[0]["status"] == Status.STATUS_CODE_UNSET  # a client's mistake is not the server's error
+
+
+def test_an_endpoint_without_the_otel_extra_stops_conveyor_up_with_one_line(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # An empty `opentelemetry` package first on the path: as if the otel extra were not installed.
+    (tmp_path / "shadow" / "opentelemetry").mkdir(parents=True)
+    (tmp_path / "shadow" / "opentelemetry" / "__init__.py").write_text("")
+    env = {**cli_env, "PYTHONPATH": str(tmp_path / "shadow"), "CONVEYOR_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    args = [conveyor_exe(), "up", "--port", str(free_port()), "--api-port", str(free_port())]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "needs the otel extra: pip install" in done.stderr

@@ -4,7 +4,7 @@ Conveyor keeps its own W3C spans (observe/trace.py): this module only reports th
 (observe/recorder.py) hands over each sampled request once it is answered: this server's traceparent gives
 the trace and span ids, the caller's its parent, and the recorder's duration the start and end times. The
 SDK's batch processor queues the span and a thread of its own exports it, so the request path pays one
-span object per sampled request and no I/O; when the queue is full the SDK drops the span and logs it.
+span object per sampled request and no I/O; when the queue is full the SDK drops the oldest and logs it.
 Nothing here imports OpenTelemetry until ``start`` is called with an endpoint set.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ OTEL_EXTRA = (
 )
 OTEL_MODULES = ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http.trace_exporter")
 TRACES_PATH = "/v1/traces"
-MAX_QUEUE = 4096  # spans waiting for export; beyond it the SDK drops them (and logs it)
+_URL = re.compile(r"https?://[^/\s]+(/\S*)?")
+MAX_QUEUE = 4096  # spans waiting for export; beyond it the SDK drops the oldest (and logs it)
 MAX_BATCH = 512  # spans per export request
 DELAY_MS = 1000  # how long a span may wait for its batch to fill
 EXPORT_TIMEOUT_S = 5.0  # per export request, retries included: a collector that is away must not hold exit
@@ -189,9 +191,13 @@ def traces_url(endpoint: str) -> str:
 
 
 def check(settings: Settings) -> None:
-    """Raise InvalidInput (one line for the CLI) when an endpoint is set and the otel extra is missing."""
-    if settings.otlp_endpoint is None:
+    """Raise InvalidInput (one line for the CLI) when the endpoint set is not an http(s) URL or the otel
+    extra is missing."""
+    endpoint = settings.otlp_endpoint
+    if endpoint is None:
         return
+    if _URL.fullmatch(endpoint) is None:
+        raise InvalidInput(f"CONVEYOR_OTLP_ENDPOINT must be an http:// or https:// URL, got {endpoint!r}")
     try:
         missing = any(importlib.util.find_spec(name) is None for name in OTEL_MODULES)
     except ImportError:  # a parent package is missing

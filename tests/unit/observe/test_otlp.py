@@ -135,6 +135,12 @@ def test_an_endpoint_without_the_otel_extra_is_one_clear_error(monkeypatch: pyte
         otlp.check(Settings(otlp_endpoint="http://127.0.0.1:4318"))
 
 
+@pytest.mark.parametrize("bad", ["127.0.0.1:4318", "grpc://collector:4317", "http://", "http://a b"])
+def test_an_endpoint_that_is_not_an_http_url_is_one_clear_error(bad: str) -> None:
+    with pytest.raises(InvalidInput, match="CONVEYOR_OTLP_ENDPOINT must be an http"):
+        otlp.check(Settings(otlp_endpoint=bad))
+
+
 def test_with_no_endpoint_the_request_path_never_imports_opentelemetry() -> None:
     code = (
         "import sys\n"
