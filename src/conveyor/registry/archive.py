@@ -19,7 +19,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ROWS = "registry.json"
 ARTIFACTS = "artifacts/"
-# The row lists of registry.json; an archive of schema 0003 or older lacks the last three.
+# The row lists of registry.json. An archive of schema 0003 or older lacks signatures, tokens and
+# audit_records; one of schema 0004 or older lacks alert_rules and alerts: each absent list counts as empty.
 TABLES = (
     "models",
     "versions",
@@ -30,6 +31,8 @@ TABLES = (
     "signatures",
     "tokens",
     "audit_records",
+    "alert_rules",
+    "alerts",
 )
 CHUNK = 1024 * 1024
 
@@ -53,6 +56,8 @@ class BackupSummary:
     signatures: int = 0
     tokens: int = 0  # salted hashes only: a token itself is never stored
     audit_records: int = 0
+    alert_rules: int = 0  # applied kind: AlertRule resources
+    alerts: int = 0  # alert states: pending, firing and recently resolved
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,8 +113,16 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat()
 
 
+def iso_or_none(dt: datetime | None) -> str | None:
+    return None if dt is None else iso(dt)
+
+
 def parse_time(value: str) -> datetime:
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
         raise ValueError(f"timestamp {value!r} has no time zone")
     return dt
+
+
+def time_or_none(value: str | None) -> datetime | None:
+    return None if value is None else parse_time(value)

@@ -27,9 +27,11 @@ from conveyor.registry.archive import (
     conveyor_version,
     is_gzip,
     iso,
+    iso_or_none,
     json_bytes,
     summary,
 )
+from conveyor.registry.backup_alerts import dump_alert_rows
 from conveyor.registry.orm import (
     Alias,
     ApiToken,
@@ -135,6 +137,7 @@ def _dump_rows(s: Session) -> tuple[str, dict[str, list[dict[str, Any]]]]:
             for e in s.scalars(select(DeploymentEvent).order_by(DeploymentEvent.id))
         ],
         **_security_rows(s, refs),
+        **dump_alert_rows(s),
     }
     return revision, rows
 
@@ -161,8 +164,8 @@ def _security_rows(s: Session, refs: dict[int, tuple[str, int]]) -> dict[str, li
             _row(
                 t,
                 **{k: getattr(t, k) for k in _TOKEN_FIELDS},
-                expires_at=_iso_or_none(t.expires_at),
-                revoked_at=_iso_or_none(t.revoked_at),
+                expires_at=iso_or_none(t.expires_at),
+                revoked_at=iso_or_none(t.revoked_at),
                 revoked_by=t.revoked_by,
             )
             for t in s.scalars(select(ApiToken).order_by(ApiToken.id))
@@ -184,10 +187,6 @@ def _security_rows(s: Session, refs: dict[int, tuple[str, int]]) -> dict[str, li
 
 
 _TOKEN_FIELDS = ("token_id", "name", "role", "models", "rate_limit", "salt", "hash")
-
-
-def _iso_or_none(dt: datetime | None) -> str | None:
-    return None if dt is None else iso(dt)
 
 
 def _row(obj: Any, **fields: Any) -> dict[str, Any]:

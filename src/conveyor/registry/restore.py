@@ -31,8 +31,12 @@ from conveyor.registry.archive import (
     parse_json,
     parse_time,
     summary,
+    time_or_none,
 )
+from conveyor.registry.backup_alerts import check_alert_rows, insert_alert_rows
 from conveyor.registry.orm import (
+    AlertRow,
+    AlertRuleRow,
     Alias,
     ApiToken,
     AuditRecord,
@@ -137,7 +141,8 @@ def _verify_archive(path: Path, progress: Progress | None) -> tuple[dict[str, An
     rows = parse_json(texts[ROWS], ROWS)
     counts = {t: len(rows.get(t, [])) for t in TABLES}
     declared = manifest.get("counts")
-    # An archive of schema 0003 or older has no signatures, tokens or audit records: absent counts as 0.
+    # An archive of schema 0003 or older has no signatures, tokens or audit records, one of 0004 or older
+    # no alert rules or alerts: absent counts as 0.
     if not isinstance(declared, dict) or set(declared) - set(TABLES) or counts != _counts(declared):
         raise errors.IntegrityError(f"backup {path} is corrupt: row counts {counts} differ from the manifest")
     _check_rows(path, rows)
@@ -205,6 +210,7 @@ def _check_rows(path: Path, rows: dict[str, Any]) -> None:
         seqs = [r["seq"] for r in rows.get("audit_records", [])]
         if len(set(seqs)) != len(seqs):
             raise errors.InvalidInput("an audit record's seq appears twice")
+        check_alert_rows(rows)
     except errors.InvalidInput as exc:
         raise _malformed(path, exc.message) from None
     except (KeyError, TypeError, AttributeError) as exc:
@@ -250,6 +256,8 @@ def _check_empty(s: Session) -> None:
         "deployments": s.scalar(select(func.count()).select_from(DeploymentRow)),
         "tokens": s.scalar(select(func.count()).select_from(ApiToken)),
         "audit records": s.scalar(select(func.count()).select_from(AuditRecord)),
+        "alert rules": s.scalar(select(func.count()).select_from(AlertRuleRow)),
+        "alerts": s.scalar(select(func.count()).select_from(AlertRow)),
     }
     if any(present.values()):
         what = ", ".join(f"{n} {t}" for t, n in present.items() if n)
@@ -316,6 +324,7 @@ def _insert_rows(s: Session, rows: dict[str, Any]) -> None:
     )
     s.flush()
     _insert_security_rows(s, rows, models)
+    insert_alert_rows(s, rows)
 
 
 def _insert_security_rows(s: Session, rows: dict[str, Any], models: dict[str, Model]) -> None:
@@ -334,8 +343,8 @@ def _insert_security_rows(s: Session, rows: dict[str, Any], models: dict[str, Mo
     for r in rows.get("tokens", []):
         token = ApiToken(
             **{k: r[k] for k in ("token_id", "name", "role", "models", "rate_limit", "salt", "hash")},
-            expires_at=_time_or_none(r["expires_at"]),
-            revoked_at=_time_or_none(r["revoked_at"]),
+            expires_at=time_or_none(r["expires_at"]),
+            revoked_at=time_or_none(r["revoked_at"]),
             revoked_by=r["revoked_by"],
         )
         s.add(_stamp(token, r))
@@ -352,10 +361,6 @@ def _insert_security_rows(s: Session, rows: dict[str, Any], models: dict[str, Mo
 
 def _versions_of(s: Session, model: Model) -> list[ModelVersion]:
     return list(s.scalars(select(ModelVersion).where(ModelVersion.model_id == model.id)))
-
-
-def _time_or_none(value: str | None) -> Any:
-    return None if value is None else parse_time(value)
 
 
 def _stamp(obj: Any, r: dict[str, Any]) -> Any:

@@ -226,15 +226,17 @@ def test_sqlite_to_postgresql_and_back(registry: Registry, postgres_db_url: str,
         assert back.artifact_bytes(back.resolve("iris:4")) == b"iris-4"
 
 
-def _resealed(tmp_path: Path, edit: Any) -> Path:
-    """A backup whose rows were edited and whose checksums were recomputed: intact, but not valid."""
+def resealed(tmp_path: Path, edit: Any, *, recount: bool = True) -> Path:
+    """A backup whose rows were edited and whose checksums (and, with ``recount``, row counts) were
+    recomputed: intact, but not necessarily valid."""
     with tarfile.open(tmp_path / "b.tar") as tar:
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
         rows = json.loads(tar.extractfile("registry.json").read())  # type: ignore[union-attr]
     edit(rows, manifest)
     new_rows = json.dumps(rows).encode()
     manifest["registry_sha256"] = hashlib.sha256(new_rows).hexdigest()
-    manifest["counts"] = {t: len(v) for t, v in rows.items()}
+    if recount:
+        manifest["counts"] = {t: len(v) for t, v in rows.items()}
     out = tmp_path / "edited.tar.gz"
     members: dict[str, bytes | None] = {
         "manifest.json": json.dumps(manifest).encode(),
@@ -242,6 +244,17 @@ def _resealed(tmp_path: Path, edit: Any) -> Path:
     }
     rewrite(tmp_path / "b.tar", out, members)
     return out
+
+
+def older(tmp_path: Path, schema: str, *tables: str) -> Path:
+    """tmp_path/b.tar as a Conveyor of ``schema`` wrote it: without ``tables`` in its rows or counts."""
+
+    def edit(rows: dict[str, Any], manifest: dict[str, Any]) -> None:
+        for table in tables:
+            del rows[table], manifest["counts"][table]
+        manifest["schema_revision"] = schema
+
+    return resealed(tmp_path, edit)
 
 
 def _set(table: str, field: str, value: Any) -> Any:
@@ -267,6 +280,11 @@ def test_an_intact_backup_with_invalid_contents_is_refused(
 ) -> None:
     populate(registry)
     backup(registry, tmp_path / "b.tar")
+    assert_refused_as_malformed(fresh, tmp_path, edit, problem)
+
+
+def assert_refused_as_malformed(fresh: Registry, tmp_path: Path, edit: Any, problem: str) -> None:
+    """Restoring tmp_path/b.tar edited by ``edit`` fails naming ``problem`` and changes nothing."""
     with pytest.raises(errors.InvalidInput, match="is malformed: .*" + re.escape(problem)):
-        restore(fresh, _resealed(tmp_path, edit))
+        restore(fresh, resealed(tmp_path, edit))
     assert_untouched(fresh, tmp_path)

@@ -3,7 +3,6 @@ PostgreSQL), tokens keep only their hashes, signatures follow their versions, ol
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from conveyor.registry.backup import backup
 from conveyor.registry.orm import ApiToken, ModelSignature, ModelVersion
 from conveyor.registry.restore import restore
 from tests.unit.registry.conftest import SIG
-from tests.unit.registry.test_backup import populate, rewrite
+from tests.unit.registry.test_backup import older, populate
 
 SECRET_FREE = ("token_id", "name", "role", "salt", "hash", "revoked_by")
 
@@ -111,19 +110,9 @@ def test_a_backup_of_schema_0003_without_the_security_tables_still_restores(
 ) -> None:
     with_security_rows(registry)
     backup(registry, tmp_path / "b.tar")
-    with tarfile.open(tmp_path / "b.tar") as tar:
-        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
-        rows = json.loads(tar.extractfile("registry.json").read())  # type: ignore[union-attr]
-    for table in ("signatures", "tokens", "audit_records"):  # what a Conveyor before migration 0004 wrote
-        del rows[table], manifest["counts"][table]
-    old_rows = json.dumps(rows).encode()
-    manifest.update(schema_revision="0003", registry_sha256=hashlib.sha256(old_rows).hexdigest())
-    members: dict[str, bytes | None] = {
-        "manifest.json": json.dumps(manifest).encode(),
-        "registry.json": old_rows,
-    }
-    rewrite(tmp_path / "b.tar", tmp_path / "old.tar.gz", members)
-    restored = restore(fresh, tmp_path / "old.tar.gz")
+    # What a Conveyor before migration 0004 wrote: no security (nor, of course, alert) tables.
+    old = older(tmp_path, "0003", "signatures", "tokens", "audit_records", "alert_rules", "alerts")
+    restored = restore(fresh, old)
     assert (restored.tokens, restored.signatures, restored.audit_records, restored.versions) == (0, 0, 0, 3)
     assert fresh.audit.list() == [] and fresh.audit.verify().intact
 
