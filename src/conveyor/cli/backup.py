@@ -57,7 +57,7 @@ def _run(action: Callable[..., BackupSummary], path: Path, label: str, verb: str
     ]
     rows += [
         [key.replace("_", " "), str(getattr(summary, key))]
-        for key in ("signatures", "tokens", "audit_records")
+        for key in ("signatures", "tokens", "audit_records", "alert_rules", "alerts")
     ]
     rows.append(["artifact bytes", human_size(summary.artifact_bytes)])
     rows.append(["schema revision", summary.schema_revision])

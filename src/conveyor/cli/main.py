@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import NoReturn
 
 import click
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 from typer.exceptions import TyperException
 
@@ -31,7 +33,7 @@ from conveyor.cli import (
     up,
 )
 from conveyor.cli.output import err_console, exit_code_for
-from conveyor.errors import ConveyorError, DiskFull, is_disk_full
+from conveyor.errors import ConveyorError, DiskFull, InvalidInput, is_disk_full
 
 help_labels.install()  # TEXT, INTEGER, PATH in --help and docs/cli.md, not Python's <str>, <bool>
 
@@ -118,6 +120,10 @@ def main() -> None:
         sys.exit(130)
     except ConveyorError as exc:
         _fail(exc)
+    except ValidationError as exc:
+        if exc.title != "Settings":  # a model's validation the command did not translate: a bug, below
+            _unexpected(exc)
+        _fail(InvalidInput(_settings_problem(exc)))
     except OSError as exc:
         what = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
         if is_disk_full(exc):  # a write no command translated itself: still "disk full" and its exit code
@@ -125,21 +131,36 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {what}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except Exception as exc:  # a bug: still one line; CONVEYOR_DEBUG shows the rest
-        from conveyor.settings import get_settings
-
-        if get_settings().debug:
-            raise
-        err_console.print(
-            f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc} (set CONVEYOR_DEBUG=1 for details)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        sys.exit(1)
+        _unexpected(exc)
     sys.exit(result if isinstance(result, int) else 0)
 
 
+def _unexpected(exc: Exception) -> NoReturn:
+    from conveyor.settings import get_settings
+
+    with contextlib.suppress(ValidationError):  # settings that do not load cannot ask for debug output
+        if get_settings().debug:
+            raise exc
+    message = f"unexpected {type(exc).__name__}: {exc}".splitlines()[0]
+    err_console.print(
+        f"[bold red]error:[/] {escape(message)} (set CONVEYOR_DEBUG=1 for details)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    sys.exit(1)
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    """One line naming each CONVEYOR_* setting whose value is not valid, and why."""
+    problems = []
+    for e in exc.errors():
+        name = "_".join(str(part) for part in e["loc"]).upper()
+        problems.append(f"CONVEYOR_{name}: {e['msg']}" if name else e["msg"])
+    return "invalid setting " + "; ".join(problems)
+
+
 def _fail(exc: ConveyorError) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
     sys.exit(exit_code_for(exc))
 
 

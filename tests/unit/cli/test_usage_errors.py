@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +69,23 @@ def test_a_deployment_name_that_is_no_name_is_refused_before_any_request(name: s
     done = conveyor("scale", name, "-r", "1", "--url", "http://127.0.0.1:9")  # nothing listens there
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: Invalid value for 'name': invalid name {name!r}: use at most 63")
+
+
+def test_a_setting_with_a_bad_value_is_one_line_naming_it(tmp_path: Path) -> None:
+    env = {**os.environ, "CONVEYOR_HOME": str(tmp_path), "CONVEYOR_ACCESS_LOG_SAMPLE": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "conveyor.cli.main", "models", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "error: invalid setting CONVEYOR_ACCESS_LOG_SAMPLE: Input should be less than or equal to 1"
+    )
+
+
+def test_an_error_message_is_printed_as_written_not_as_rich_markup() -> None:
+    done = conveyor("models", "register", "m", "/nonexistent/[otel]/model.onnx")
+    assert done.returncode != 0 and "[otel]" in done.stderr and "Traceback" not in done.stderr
