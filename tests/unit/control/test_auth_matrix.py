@@ -37,6 +37,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/deployments/{name}/revisions"): "read",
     ("GET", "/api/v1/deployments/{name}/events"): "read",
     ("GET", "/api/v1/deployments/{name}/drift"): "read",
+    ("GET", "/api/v1/deployments/{name}/series"): "read",
     ("GET", "/api/v1/replicas"): "read",
     ("GET", "/api/v1/endpoints"): "read",
     ("GET", "/api/v1/routing"): "route",
