@@ -3,8 +3,8 @@ request id and trace id, across the JSON-lines files of every process of `convey
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import orjson
@@ -31,18 +31,23 @@ BODY = orjson.dumps(
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
-@pytest.fixture
-def stack(cli_env: dict[str, str], tmp_path: Path, processes: ProcessGroup) -> Iterator[UpStack]:
-    env = {**cli_env, "CONVEYOR_ACCESS_LOG_SAMPLE": "1"}  # every request has its access lines
-    up = UpStack(processes, env, Path(env["CONVEYOR_HOME"]))
-    up.cli("models", "register", "clf", str(build_logreg(tmp_path / "clf.onnx")))
-    spec = tmp_path / "clf.yaml"
-    spec.write_text(SPEC)
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
+    """One stack for the file (each test sends requests with ids of its own)."""
+    tmp = tmp_path_factory.mktemp("logs")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env |= {"CONVEYOR_HOME": str(tmp / "home"), "COLUMNS": "200", "CONVEYOR_ACCESS_LOG_SAMPLE": "1"}
+    group = ProcessGroup()
+    up = UpStack(group, env, tmp / "home")
     try:
+        up.cli("models", "register", "clf", str(build_logreg(tmp / "clf.onnx")))
+        spec = tmp / "clf.yaml"
+        spec.write_text(SPEC)
         up.start("-f", str(spec))
         yield up
     finally:
         up.stop()
+        group.stop_all()
 
 
 def lines_of(stack: UpStack, *args: str) -> list[dict[str, object]]:
