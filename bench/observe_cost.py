@@ -73,9 +73,20 @@ TEXT = (
     "One deployment twice, both up at once: Conveyor's defaults (metrics, the 1% sampled access log, "
     "JSON-lines log files) against all of it off; hey with "
     f"{CONCURRENCY} workers, batch-1 V2 JSON to the tiny model, runs interleaved (bench/observe_cost.py). "
-    "answered/s counts 200s; the ratio is the median of the per-round ratios, defaults / off."
+    "answered/s counts 200s; the ratio is the median of the per-round ratios, defaults / off. Server CPU "
+    "is the whole process tree's per request (for `conveyor up`: control plane, gateway, replica); its "
+    "ratio, defaults / off, is beside the verdict, not judged: steadier than throughput on a shared machine."
 )
-ROW_COLUMNS = ["deployment", "what", "answered/s", "5xx", "broken conn.", "p50 ms", "p99 ms"]
+ROW_COLUMNS = [
+    "deployment",
+    "what",
+    "answered/s",
+    "server CPU µs/req",
+    "5xx",
+    "broken conn.",
+    "p50 ms",
+    "p99 ms",
+]
 
 
 def row_cells(r: dict[str, Any]) -> list[str]:
@@ -83,6 +94,7 @@ def row_cells(r: dict[str, Any]) -> list[str]:
         r["group"],
         r["note"],
         tables.num(r["ok_per_s"]),
+        tables.num(r.get("server_cpu_us")),
         str(r["http_5xx"]),
         str(r["transport_errors"]),
         tables.num(r["p50_ms"], 1),

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cpu
 import load
 import paired
 import tables
@@ -34,6 +35,15 @@ class PairRuns:
     pair: Pair
     base: list[load.LoadResult]
     variant: list[load.LoadResult]
+    base_cpu_us: list[float | None] = field(default_factory=list)  # server CPU per request, per round
+    variant_cpu_us: list[float | None] = field(default_factory=list)
+
+    def cpu_ratios(self) -> list[float]:
+        """Per round, the variant's server CPU per request over the base's: where the time goes, steadier
+        than throughput on a shared machine (not judged)."""
+        return [
+            v / b for b, v in zip(self.base_cpu_us, self.variant_cpu_us, strict=True) if b and v is not None
+        ]
 
     def ratios(self) -> list[float]:
         return [
@@ -67,24 +77,39 @@ def run(
     chosen = [p for p in pairs if not p.base.unavailable()]
     servers = [(p.group, s) for p in chosen for s in (p.base, p.variant)]
     runs: dict[int, list[load.LoadResult]] = {id(s): [] for _, s in servers}
+    cpu_us: dict[int, list[float | None]] = {id(s): [] for _, s in servers}
     with paired.all_up([(str(i), s) for i, (_, s) in enumerate(servers)], model, work, tag):
         say(f"{model.name}: {tag} runs at c={concurrency} over {len(servers)} servers ({rounds} rounds)")
         for i, (group, server) in paired.in_turn(servers, rounds):
             url = server.url(model)
             headers = wire.headers(wire.V2, b"") | server.auth_headers()
             load.run(url, body, concurrency, warmup_s, headers=headers)
+            assert server.proc is not None
+            tree = cpu.TreeCpu(server.proc.pid)
+            tree.start()
             result = load.run(url, body, concurrency, duration_s, headers=headers)
             runs[id(server)].append(result)
+            cpu_us[id(server)].append(cpu.per_request_us(tree.stop(), result.requests))
             ok, refused = result.status.get(200, 0), result.status.get(429, 0)
             say(
                 f"{tag} {group} {server.note} round {i + 1}: {ok / duration_s:,.0f} answered/s, "
                 f"{refused / duration_s:,.0f} refused/s, {result.errors - refused} other errors"
             )
-    return [PairRuns(p, runs[id(p.base)], runs[id(p.variant)]) for p in chosen]
+    return [
+        PairRuns(p, runs[id(p.base)], runs[id(p.variant)], cpu_us[id(p.base)], cpu_us[id(p.variant)])
+        for p in chosen
+    ]
 
 
-def row(group: str, server: Server, results: list[load.LoadResult], duration_s: float) -> dict[str, Any]:
+def row(
+    group: str,
+    server: Server,
+    results: list[load.LoadResult],
+    duration_s: float,
+    cpu_us: list[float | None] | None = None,
+) -> dict[str, Any]:
     """One server's medians over its rounds."""
+    measured = [x for x in cpu_us or [] if x is not None]
 
     def per_s(code: int) -> list[float]:
         return [r.status.get(code, 0) / duration_s for r in results]
@@ -105,15 +130,17 @@ def row(group: str, server: Server, results: list[load.LoadResult], duration_s: 
         "error_sample": next((r.error_sample for r in results if r.error_sample), ""),
         "p50_ms": statistics.median(p50s) if p50s else None,
         "p99_ms": statistics.median(p99s) if p99s else None,
+        "server_cpu_us": statistics.median(measured) if measured else None,
     }
 
 
 def rows(all_runs: list[PairRuns], duration_s: float) -> list[dict[str, Any]]:
     out = []
     for r in all_runs:
-        for server, results in ((r.pair.base, r.base), (r.pair.variant, r.variant)):
+        sides = ((r.pair.base, r.base, r.base_cpu_us), (r.pair.variant, r.variant, r.variant_cpu_us))
+        for server, results, cpu_us in sides:
             if results:
-                out.append(row(r.pair.group, server, results, duration_s))
+                out.append(row(r.pair.group, server, results, duration_s, cpu_us))
     return out
 
 
@@ -150,7 +177,7 @@ def measure(
     for r in runs:
         if not r.base or not r.variant:
             continue
-        ratios = r.ratios()
+        ratios, cpu_ratios = r.ratios(), r.cpu_ratios()
         ratio = statistics.median(ratios) if ratios else None
         broken = r.broken()
         verdicts.append(
@@ -159,6 +186,8 @@ def measure(
                 "target": target,
                 "ratio": ratio,
                 "ratios_each": [round(x, 3) for x in ratios],
+                "cpu_ratio": statistics.median(cpu_ratios) if cpu_ratios else None,
+                "cpu_ratios_each": [round(x, 3) for x in cpu_ratios],
                 "broken": broken,
                 "status": "met" if ratio is not None and ratio >= bound and broken == 0 else "missed",
             }
@@ -172,12 +201,14 @@ def measure(
     }
 
 
-VERDICT_COLUMNS = ["deployment", "target", "ratio", "per round", "status"]
+VERDICT_COLUMNS = ["deployment", "target", "ratio", "per round", "status", "server CPU/req (not judged)"]
 
 
 def verdict_cells(v: dict[str, Any]) -> list[str]:
     ratio = "-" if v["ratio"] is None else f"{v['ratio']:.3f}×"
-    return [v["group"], v["target"], ratio, ", ".join(f"{x:.3f}" for x in v["ratios_each"]), v["status"]]
+    cpu_ratio = "-" if v.get("cpu_ratio") is None else f"{v['cpu_ratio']:.3f}×"
+    each = ", ".join(f"{x:.3f}" for x in v["ratios_each"])
+    return [v["group"], v["target"], ratio, each, v["status"], cpu_ratio]
 
 
 def markdown(

@@ -58,3 +58,11 @@ def test_the_cost_rows_run_the_same_server_with_metrics_and_logs_off_and_with_th
         assert off_env["CONVEYOR_LOG_TO_FILE"] == "false"
         assert not any(k in on_env for k in observe_cost.OFF)
     assert [p.group for p in overload.pairs()] == ["`conveyor serve`", "`conveyor up`, 2 replicas"]
+
+
+def test_the_server_cpu_ratio_is_per_round_and_skips_rounds_without_a_reading() -> None:
+    runs = _runs([_result(1000)] * 3, [_result(950)] * 3)
+    runs.base_cpu_us, runs.variant_cpu_us = [200.0, None, 250.0], [210.0, 220.0, None]
+    assert runs.cpu_ratios() == [1.05]
+    rows = pairs.rows([runs], duration_s=1.0)
+    assert [r["server_cpu_us"] for r in rows] == [225.0, 215.0]
