@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from conveyor import errors
 from conveyor.observe.alerts import Rule, rules_for
 from conveyor.registry import Registry
-from conveyor.spec.loader import dotted_path
 from conveyor.spec.resources import AlertRule, AlertRuleSpec, Deployment
 
 KIND = AlertRule.kind_name
@@ -21,7 +20,7 @@ KIND = AlertRule.kind_name
 def validate_alert_rules(documents: list[dict[str, Any]]) -> list[AlertRule]:
     """The ``kind: AlertRule`` documents of an apply, validated; other kinds are left to the deployments'
     validation. InvalidInput lists every problem as ``documents[i].path: message``."""
-    from conveyor.control.management_ops import error_text
+    from conveyor.control.management_ops import document_problems, duplicate_name
 
     problems: list[str] = []
     out: list[AlertRule] = []
@@ -32,17 +31,9 @@ def validate_alert_rules(documents: list[dict[str, Any]]) -> list[AlertRule]:
         try:
             rule = AlertRule.model_validate(doc)
         except ValidationError as exc:
-            problems += [
-                f"documents[{i}]" + (f".{dotted_path(e['loc'])}" if e["loc"] else "") + f": {error_text(e)}"
-                for e in exc.errors()
-            ]
+            problems += document_problems(i, exc)
             continue
-        name = rule.metadata.name
-        if name in seen:
-            problems.append(
-                f"documents[{i}].metadata.name: duplicate AlertRule {name!r} (documents[{seen[name]}])"
-            )
-        seen.setdefault(name, i)
+        problems += duplicate_name(seen, i, KIND, rule.metadata.name)
         out.append(rule)
     if problems:
         raise errors.InvalidInput("\n".join(problems), problems=problems)

@@ -22,6 +22,7 @@ from conveyor.observe.history import StackHistory
 from conveyor.observe.notify import Notifier, webhook_payload
 from conveyor.registry import Registry
 from conveyor.settings import Settings
+from conveyor.tasks import cancel_all
 
 log = logging.getLogger("conveyor.alerts")
 REFRESH_S = 15.0
@@ -50,11 +51,8 @@ class AlertLoop:
         self._task = asyncio.create_task(self._run(), name="alerts")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_all([self._task])
+        self._task = None
         with contextlib.suppress(KeyError):
             m.REGISTRY.unregister(self._collector)
         await self.notifier.drain(2.0)  # what is under way gets a moment to arrive

@@ -51,10 +51,7 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
         try:
             resource = Deployment.model_validate(doc)
         except ValidationError as exc:
-            where = [
-                f"documents[{i}]" + (f".{dotted_path(e['loc'])}" if e["loc"] else "") for e in exc.errors()
-            ]
-            problems += [f"{w}: {error_text(e)}" for w, e in zip(where, exc.errors(), strict=True)]
+            problems += document_problems(i, exc)
             continue
         if resource.spec.target != "local":  # the ray and kubernetes targets are not built yet
             problems.append(
@@ -74,12 +71,7 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
                 f"documents[{i}].spec.traffic.strategy: {resource.spec.traffic.strategy!r} rollouts are not "
                 "available yet; use replace (new replicas ready, then traffic moves at once)"
             )
-        name = resource.metadata.name
-        if name in seen:
-            problems.append(
-                f"documents[{i}].metadata.name: duplicate Deployment {name!r} (documents[{seen[name]}])"
-            )
-        seen.setdefault(name, i)
+        problems += duplicate_name(seen, i, "Deployment", resource.metadata.name)
         out.append(resource)
     if problems:
         raise errors.InvalidInput("\n".join(problems), problems=problems)
@@ -306,3 +298,20 @@ def error_text(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+def document_problems(i: int, exc: ValidationError) -> list[str]:
+    """``documents[i].path: message`` for each error of the i-th document of an apply."""
+    return [
+        f"documents[{i}]" + (f".{dotted_path(e['loc'])}" if e["loc"] else "") + f": {error_text(e)}"
+        for e in exc.errors()
+    ]
+
+
+def duplicate_name(seen: dict[str, int], i: int, kind: str, name: str) -> list[str]:
+    """The problem when an earlier document of the apply has the same ``kind`` and ``name`` (none
+    otherwise); records where the name was first seen."""
+    first = seen.setdefault(name, i)
+    if first == i:
+        return []
+    return [f"documents[{i}].metadata.name: duplicate {kind} {name!r} (documents[{first}])"]

@@ -37,7 +37,7 @@ from conveyor.control.inprocess import InProcessReplicas
 from conveyor.control.publisher import RoutingState, build_routes
 from conveyor.digests import EXIT_DATA_LOSS
 from conveyor.observe.collectors import track_control
-from conveyor.observe.recorder import ControlMetrics
+from conveyor.observe.control_metrics import ControlMetrics
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from conveyor.targets.backoff import Backoff

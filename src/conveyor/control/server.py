@@ -24,6 +24,7 @@ from conveyor.frontend.uvicorn_server import AnnouncingServer, tls_config
 from conveyor.observe.aggregate import StackScraper
 from conveyor.observe.history import StackHistory
 from conveyor.settings import Settings
+from conveyor.tasks import cancel_all
 
 if TYPE_CHECKING:
     from conveyor.security.tls import ServerTls
@@ -92,9 +93,7 @@ def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
                 yield state
             finally:
                 await alerting.stop()
-                scraping.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await scraping
+                await cancel_all([scraping])
                 await scraper.close()
                 await reconciler.stop(stop_replicas=owned)
                 registry.close()

@@ -101,7 +101,7 @@ class _HotRequest:
         self.content_type: bytes | None = None
         self.header_length: bytes | None = None
         self.client_id: bytes | None = None
-        self.traceparent: bytes | None = None
+        self.traceparent: str | None = None  # this server's span: decoded once, encoded once in the answer
         self.parent: bytes | None = None  # the caller's traceparent: the exported span's parent (otlp.py)
         # For the metrics and the access log (observe/recorder.py): from a complete head to the answer, and
         # the version that answered (the URL's until known).
@@ -243,7 +243,7 @@ def hot_protocol(
             hot = _HotRequest(target[0], target[1], keep_alive, int(declared))
             hot.content_type, hot.header_length, hot.client_id = content_type, header_length, client_id
             # This server's span (observe/trace.py): logged, echoed, and the next hop's parent.
-            hot.traceparent = trace.span(_latin1(traceparent)).encode()
+            hot.traceparent = trace.span(_latin1(traceparent))
             hot.parent = traceparent
             try:
                 authorize(hot.model, hot.version, None if authorization is None else _latin1(authorization))
@@ -312,7 +312,7 @@ def hot_protocol(
                     _STATUS_OF.get(head, 500),
                     perf_counter() - hot.started,
                     hot.request_id or _latin1(hot.client_id),
-                    _latin1(hot.traceparent),
+                    hot.traceparent,
                     _latin1(hot.parent),
                 )
             defaults = self.server_state.default_headers  # the date header uvicorn keeps current
@@ -334,10 +334,8 @@ async def _infer(service: InferenceService, hot: _HotRequest, body: bytes) -> li
     try:
         check_content_type(_latin1(hot.content_type))
         json_length = parse_header_length(_latin1(hot.header_length))
-        span = _latin1(hot.traceparent)
-        resp = await service.infer(
-            EncodedRequest(hot.model, hot.version, body, json_length, request_id, span)
-        )
+        request = EncodedRequest(hot.model, hot.version, body, json_length, request_id, hot.traceparent)
+        resp = await service.infer(request)
     except ConveyorError as exc:
         hot.label_version = error_version(exc, hot.version)
         status = status_for(exc)
@@ -370,7 +368,8 @@ def _ok(hot: _HotRequest, resp: EncodedResponse, request_id: str) -> list[bytes]
             rid,
             resp.json_length,
         )
-    return [_STATUS_LINES[200], head, b"traceparent: %s\r\n\r\n" % hot.traceparent, body]
+    span = hot.traceparent.encode() if hot.traceparent is not None else b""
+    return [_STATUS_LINES[200], head, b"traceparent: %s\r\n\r\n" % span, body]
 
 
 def _refused(hot: _HotRequest, exc: ConveyorError) -> list[bytes]:
@@ -383,7 +382,7 @@ def _error(hot: _HotRequest, status: int, message: str) -> list[bytes]:
     if hot.client_id is not None:
         head.append(b"x-request-id: %s\r\n" % hot.client_id)
     if hot.traceparent is not None:
-        head.append(b"traceparent: %s\r\n" % hot.traceparent)
+        head.append(b"traceparent: %s\r\n" % hot.traceparent.encode())
     if status in BACKPRESSURE:
         head.append(b"retry-after: 1\r\n")
     elif status == 401:

@@ -21,6 +21,7 @@ import orjson
 from conveyor.errors import InvalidInput
 from conveyor.gateway.gateway import Gateway
 from conveyor.security.tls import tls_problem
+from conveyor.tasks import cancel_all
 
 log = logging.getLogger("conveyor.gateway")
 WATCH_PATH = "/api/v1/routing/watch"
@@ -128,11 +129,7 @@ class ControlPlaneClient:
         return self._table_applied.is_set()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         self.gateway.held.on_held = None
         self.gateway.on_admitted = None

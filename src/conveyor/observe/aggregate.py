@@ -25,8 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample as PromSample
 
 from conveyor.observe.collectors import render
+from conveyor.observe.control_metrics import ControlMetrics
 from conveyor.observe.history import Sample, StackHistory
-from conveyor.observe.recorder import ControlMetrics
 from conveyor.protocol import frames
 from conveyor.targets.probe import exchange
 

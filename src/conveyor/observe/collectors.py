@@ -22,7 +22,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from conveyor.observe import metrics as m
-from conveyor.observe.recorder import REQUESTS, BatchMetrics, ControlMetrics, Histogram, RequestCounts
+from conveyor.observe.control_metrics import ControlMetrics
+from conveyor.observe.recorder import REQUESTS, BatchMetrics, Histogram, RequestCounts
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -122,9 +123,7 @@ class ConveyorCollector(Collector):
             key = (s.model, s.version)
             if key in merged:
                 queued, held, acc = merged[key]
-                for mine, theirs in ((acc.queue, s.metrics.queue), (acc.run, s.metrics.run)):
-                    mine.add(theirs)
-                acc.rows.add(s.metrics.rows)
+                acc.add(s.metrics)  # a snapshot's copy: adding to it changes no batcher
                 merged[key] = (queued + s.queued, held + s.in_flight, acc)
             else:
                 merged[key] = (s.queued, s.in_flight, s.metrics)

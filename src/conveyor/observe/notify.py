@@ -6,7 +6,6 @@ tasks POST with retries and backoff until a deadline.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 
 from conveyor.observe.alert_state import Alert
+from conveyor.tasks import cancel_all
 
 log = logging.getLogger("conveyor.alerts")
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of an alert still firing
@@ -86,11 +86,7 @@ class Notifier:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         if self._client is not None:
             await self._client.aclose()

@@ -11,13 +11,11 @@ from __future__ import annotations
 import logging
 import random
 from bisect import bisect_left
-from collections import Counter
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client.utils import floatToGoString
 
-from conveyor.observe import otlp
+from conveyor.observe import otlp, trace
 from conveyor.observe.metrics import BATCH_BUCKETS, REQUEST_BUCKETS, RUN_BUCKETS
 
 if TYPE_CHECKING:
@@ -29,7 +27,6 @@ MAX_SERIES = 2000
 404) are counted under model and version ``OTHER``, so a scan cannot grow the process's memory."""
 OTHER = "_other"
 access_log = logging.getLogger("conveyor.access")
-_SAMPLED = frozenset("13579bdf")  # a traceparent's last hex digit with bit 0 (sampled) set
 # Answers always logged: the server failed (HTTP 5xx, and the gRPC codes they map to).
 _FAILED: frozenset[int | str] = frozenset(
     {*range(500, 600), "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNKNOWN", "DEADLINE_EXCEEDED"}
@@ -148,7 +145,9 @@ class RequestRecorder:
             series.duration.observe(seconds)
         # Logged: a server failure, or a request whose span says sampled (observe/trace.py: decided once,
         # where the request entered, so every hop logs it or none does); one with no span, drawn here.
-        if status in _FAILED or (traceparent[-1:] in _SAMPLED if traceparent is not None else self._draw()):
+        failed = status in _FAILED
+        sampled = trace.sampled(traceparent)
+        if failed or sampled or (traceparent is None and self._draw()):
             access_log.info(
                 "request",
                 extra={
@@ -162,9 +161,10 @@ class RequestRecorder:
                 },
             )
         spans = self.spans
-        if spans is not None and traceparent is not None and traceparent[-1:] in _SAMPLED:
+        if spans is not None and sampled:
+            assert traceparent is not None
             answer = (spans.component, self.protocol, model, version, status, seconds, request_id)
-            spans.export(otlp.span_fields(*answer, traceparent, parent, status in _FAILED))
+            spans.export(otlp.span_fields(*answer, traceparent, parent, failed))
 
 
 def error_version(exc: BaseException, version: str | None) -> str | None:
@@ -202,25 +202,8 @@ class BatchMetrics:
         other.queue, other.run, other.rows = self.queue.copy(), self.run.copy(), self.rows.copy()
         return other
 
-
-class ControlMetrics:
-    """The control plane's counters (restarts, autoscaler decisions) and where its replicas' states come
-    from: ``replicas`` returns ReplicaStatus dicts (``deployment``, ``version``, ``state``)."""
-
-    def __init__(self, replicas: Callable[[], Iterable[dict[str, Any]]] | None = None) -> None:
-        self.replicas = replicas
-        self.restarts: Counter[tuple[str, str]] = Counter()
-        self.decisions: Counter[tuple[str, str]] = Counter()
-        self.scrape_errors: Counter[str] = Counter()  # by instance: the stack's scraper counts here
-
-    def restarted(self, deployment: str, version: str | None) -> None:
-        self.restarts[(deployment, version or "")] += 1
-
-    def scaled(self, deployment: str, up: bool) -> None:
-        self.decisions[(deployment, "up" if up else "down")] += 1
-
-    def replica_states(self) -> Counter[tuple[str, str, str]]:
-        states: Counter[tuple[str, str, str]] = Counter()
-        for row in self.replicas() if self.replicas is not None else ():
-            states[(str(row["deployment"]), str(row.get("version") or ""), str(row["state"]))] += 1
-        return states
+    def add(self, other: BatchMetrics) -> None:
+        """Count ``other``'s observations here too (two batchers of one version in a process)."""
+        self.queue.add(other.queue)
+        self.run.add(other.run)
+        self.rows.add(other.rows)

@@ -18,6 +18,7 @@ import re
 
 HEADER = "traceparent"
 _VALID = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+SAMPLED_FLAGS = frozenset("13579bdf")  # a traceparent's last hex digit with bit 0 (sampled) set
 _rate = 0.0  # set once at start from access_log_sample (configure_logging); 0 in tests that never set it
 _bits = random.getrandbits
 _draw = random.random
@@ -43,7 +44,7 @@ def span(parent: str | None, rate: float | None = None) -> str:
     the sampling share for a caller that did not ask for sampling (default: the process's setting)."""
     if valid(parent):
         assert parent is not None
-        trace_id, sampled = parent[3:35], parent[-1] in "13579bdf"  # flags' bit 0
+        trace_id, sampled = parent[3:35], parent[-1] in SAMPLED_FLAGS
     else:
         trace_id, sampled = f"{_bits(128) or 1:032x}", False
     if not sampled:
@@ -54,7 +55,7 @@ def span(parent: str | None, rate: float | None = None) -> str:
 
 def sampled(traceparent: str | None) -> bool:
     """True when the request's access log line is wanted (its span's sampled flag is set)."""
-    return traceparent is not None and traceparent[-1:] in ("1", "3", "5", "7", "9", "b", "d", "f")
+    return traceparent is not None and traceparent[-1:] in SAMPLED_FLAGS
 
 
 def trace_id(traceparent: str | None) -> str | None:

@@ -231,22 +231,13 @@ class AlertFields(SpecModel):
         description="URLs that get its notifications, besides the alert_webhooks setting's.",
     )
 
-    @field_validator("expr")
+    @field_validator("expr", "for_")
     @classmethod
-    def _expr(cls, expr: str | None) -> str | None:
-        if expr is not None:
-            try:
-                parse_expr(expr)
-            except ValueError as exc:
-                raise invalid(str(exc)) from None
-        return expr
-
-    @field_validator("for_")
-    @classmethod
-    def _for(cls, text: str | None) -> str | None:
+    def _parses(cls, text: str | None, info: ValidationInfo) -> str | None:
+        """An expression or a duration is checked by the parser that will read it."""
         if text is not None:
             try:
-                parse_duration(text)
+                (parse_expr if info.field_name == "expr" else parse_duration)(text)
             except ValueError as exc:
                 raise invalid(str(exc)) from None
         return text
