@@ -39,7 +39,7 @@ TimeoutOpt = Annotated[
 
 
 def _wait(url: str | None, names: list[str], timeout: float, *, quiet: bool) -> None:
-    from conveyor.cli.rollout import wait_rolled_out
+    from conveyor.cli.waiting import wait_rolled_out
 
     with api_client(url) as api:
         wait_rolled_out(api, names, timeout, quiet=quiet)

@@ -165,7 +165,7 @@ def _start(stack: Stack) -> None:
 def _apply_and_wait(stack: Stack, documents: list[dict[str, Any]], wait: bool) -> None:
     from conveyor.cli.client import ApiClient
     from conveyor.cli.inspect import INFER_COLUMN, infer_url
-    from conveyor.cli.rollout import wait_rolled_out
+    from conveyor.cli.waiting import wait_rolled_out
     from conveyor.errors import ConversionError, DeadlineExceeded
     from conveyor.security.credentials import stack_token
     from conveyor.settings import get_settings
