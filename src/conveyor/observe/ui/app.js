@@ -1,17 +1,17 @@
 // The dashboard: polls the management API every 2 s and redraws. Deployments and their health, one
 // deployment's charts (from GET /deployments/{name}/series, fetched whole once and then only what is new),
-// replicas, drift and events; alerts; models with their lineage.
+// its rollout while one runs, replicas, drift and events; alerts; models with their lineage.
 
 import { AuthError, Missing, forgetToken, get, hasToken, setToken, takeTokenFromFragment } from "./api.js";
 import { lineChart } from "./chart.js";
-import { alertsList, deploymentFacts, deploymentsList, driftTable, eventsList, modelsTree } from "./views.js";
+import { alertsList, deploymentFacts, deploymentsList, driftTable, eventsList, modelsTree, rolloutView } from "./views.js";
 
 const SPAN_S = 600;
 const STEP_S = 2;
 const REFRESH_MS = 2000;
 const MODELS_EVERY_MS = 15000;
 const NO_ALERTS_RECHECK_MS = 60000;
-const state = { selected: null, series: null, seriesOf: null, modelsAt: 0, noAlertsUntil: 0, timer: null, run: 0 };
+const state = { selected: null, series: null, seriesOf: null, rollout: null, modelsAt: 0, noAlertsUntil: 0, timer: null, run: 0 };
 const $ = (id) => document.getElementById(id);
 
 function setStatus(kind, text) {
@@ -110,7 +110,24 @@ async function refreshDeployment() {
   $("replicas").replaceChildren(replicas);
   $("events").replaceChildren(eventsList(detail.events));
   $("drift").replaceChildren(driftTable(drift));
+  await refreshRollout(name, detail);
   drawCharts(state.series);
+}
+
+// The rollout panel: fetched while the deployment's status names an active rollout (its "rollout"), and
+// once more when it ends, so its outcome and timeline stay on the page until another deployment is picked.
+async function refreshRollout(name, detail) {
+  const shown = state.rollout && state.rollout.rollout.deployment === name ? state.rollout : null;
+  let body = shown;
+  if (detail.rollout || (shown && shown.rollout.active)) {
+    body = await get(`/deployments/${encodeURIComponent(name)}/rollout`).catch((err) =>
+      err instanceof Missing ? null : Promise.reject(err),
+    );
+  }
+  if (state.selected !== name) return;
+  state.rollout = body;
+  $("rollout-section").hidden = !body;
+  $("rollout").replaceChildren(...(body ? [rolloutView(body)] : []));
 }
 
 async function refreshAlerts() {

@@ -191,3 +191,80 @@ export function modelsTree(models) {
     }),
   );
 }
+
+// A deployment's rollout as GET /deployments/{name}/rollout gives it: what moves from which version to
+// which, the plan's steps with the current one marked (✓ behind; a manual gate says so), the traffic split, the
+// last check's verdict and the events as a timeline (oldest first).
+export function rolloutView(body) {
+  const r = body.rollout;
+  const state = body.state || {};
+  const plan = body.plan || [];
+  const done = r.phase === "promoted" ? plan.length : Math.min(r.step, plan.length);
+  const current = Math.min(r.step, plan.length - 1);
+  const head = h(
+    "p",
+    { class: "rollout-head" },
+    h("strong", {}, `Rollout ${r.number}`),
+    ` · ${r.strategy} · ${r.stableModel} → ${r.candidateModel} · `,
+    h("span", { class: `phase ${r.phase}` }, r.phase.replace("_", " ")),
+    r.reason && !r.active ? h("span", { class: "muted" }, ` · ${r.reason}`) : null,
+    state.waitingFor ? h("span", { class: "muted" }, ` · waiting for ${state.waitingFor}`) : null,
+  );
+  const steps = h(
+    "ol",
+    { class: "steps" },
+    plan.map((s, i) => {
+      const where = i < done ? "done" : i === current && r.active ? "current" : "todo";
+      return h(
+        "li",
+        { class: `step ${where}`, "data-step": i, title: s.passes > 1 ? `${s.passes} passing checks in a row` : null },
+        where === "done" ? "✓ " : null,
+        stepLabel(s),
+        s.gate ? h("span", { class: "gate", title: "a manual gate: the rollout waits for conveyor rollout approve" }, " (gate)") : null,
+      );
+    }),
+  );
+  const verdict = body.lastVerdict;
+  return h(
+    "div",
+    { class: "rollout", "data-rollout": r.number },
+    head,
+    steps,
+    trafficBar(r, state),
+    verdict ? h("p", { class: `verdict ${verdict.status}` }, `last check: ${verdict.summary || verdict.status}`) : null,
+    table(
+      ["time", "kind", "message"],
+      (body.events || []).slice(-20).map((e) => h("tr", {}, h("td", { class: "nowrap" }, when(e.at)), h("td", {}, e.kind), h("td", {}, e.message))),
+      "No events yet.",
+    ),
+  );
+}
+
+// What a step of the plan is, as rollout_plan.Step.describe says it.
+function stepLabel(s) {
+  if (s.kind === "shadow") return `shadow ${s.mirror}%`;
+  if (s.kind === "preview") return "preview";
+  if (s.kind === "abTest") return `A/B ${s.weight}% of users`;
+  return `${s.weight}%`;
+}
+
+// Stable and candidate side by side, each as wide as the share of requests it answers.
+function trafficBar(r, state) {
+  const ended = !r.active;
+  let weight = Number(state.weight ?? r.weight) || 0;
+  if (ended) weight = r.phase === "promoted" ? 100 : 0;
+  const mirror = ended ? 0 : Number(state.mirror) || 0;
+  const unit = r.strategy === "abTest" ? "% of users" : "%";
+  const note = mirror ? ` · ${mirror}% mirrored to ${r.candidateModel} (its answers never reach callers)` : "";
+  // Widths through the CSSOM: the page's CSP (style-src 'self') refuses style attributes.
+  const stable = h("span", { class: "stable" });
+  const candidate = h("span", { class: "candidate" });
+  stable.style.width = `${100 - weight}%`;
+  candidate.style.width = `${weight}%`;
+  return h(
+    "div",
+    { class: "traffic" },
+    h("div", { class: "split", role: "img", "aria-label": `stable ${100 - weight}%, candidate ${weight}%` }, stable, candidate),
+    h("span", { class: "muted" }, `${r.stableModel} ${100 - weight}${unit} · ${r.candidateModel} ${weight}${unit}${note}`),
+  );
+}
