@@ -11,6 +11,7 @@ from conveyor.cli.client import CaOpt, JsonOpt, NameArg, UrlOpt, request
 from conveyor.cli.deployments import revisions_table
 from conveyor.cli.drift import deployment_drift, drift_renderables
 from conveyor.cli.output import console, human_time, print_json, titled_table
+from conveyor.cli.rollouts import summary_line as rollout_summary
 
 get_app = typer.Typer(help="List deployments, models or replicas of the control plane.", no_args_is_help=True)
 describe_app = typer.Typer(help="Show one resource in detail.", no_args_is_help=True)
@@ -118,6 +119,8 @@ def describe_deployment(
     console.print(f"  updated    {human_time(d['updated_at'])}, created by {d.get('created_by') or '-'}")
     if d.get("problem"):
         console.print(f"  [red]cannot run:[/] {d['problem']}", highlight=False)
+    if d.get("rollout"):
+        console.print(f"  rollout    {rollout_summary(name, d['rollout'])}", highlight=False, markup=False)
     console.print("[bold]Spec:[/]")
     console.print(yaml.safe_dump(d["spec"], sort_keys=False).rstrip(), highlight=False, markup=False)
     console.print(revisions_table(name, d["revisions"]))

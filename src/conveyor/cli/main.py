@@ -28,6 +28,7 @@ from conveyor.cli import (
     logs,
     models,
     predict,
+    rollouts,
     serve,
     tokens,
     up,
@@ -69,6 +70,7 @@ app.add_typer(deployments.delete_app, name="delete")
 app.command("scale")(deployments.scale)
 app.command("rollback")(deployments.rollback)
 app.command("history")(deployments.history)
+app.add_typer(rollouts.app, name="rollout")
 app.command("endpoints")(inspect.endpoints)
 app.command("logs")(logs.logs)
 app.command("dashboard")(dashboard.dashboard)

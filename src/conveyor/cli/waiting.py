@@ -2,7 +2,10 @@
 
 A deployment has rolled out when the control plane reports it so (docs/control-plane.md): its desired
 replicas are ready with the revision's template, the old ones are gone, and it is ``routed`` (every live
-gateway applied the table that routes to them).
+gateway applied the table that routes to them). A deployment whose new revision started a progressive
+rollout (docs/rollouts.md; its status then has a ``rollout``) is waited for until the candidate's replicas
+are ready and routed: the stable's keep running, and the rollout takes its own time (`conveyor rollout
+status NAME --watch`).
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from conveyor.errors import ConversionError, DeadlineExceeded
 
 def rolled_out(deployment: dict[str, Any]) -> bool:
     """The control plane works on this revision, its desired replicas are ready (of the revision's template:
-    version, batching, threads), no other replica is left, and every gateway routes to them."""
+    version, batching, threads), no other replica is left, and every gateway routes to them. During a
+    rollout the stable's replicas are left: the candidate's being ready and routed is enough."""
     counts = deployment["replicas"]
-    return bool(
+    ready = bool(
         deployment.get("routed")
         and counts.get("revision") == deployment["revision"]
         and counts["ready"] >= counts["desired"]
-        and counts["total"] == counts["desired"]
     )
+    return ready and (bool(deployment.get("rollout")) or counts["total"] == counts["desired"])
 
 
 def wait_rolled_out(api: ApiClient, names: list[str], timeout_s: float, *, quiet: bool = False) -> None:
@@ -50,10 +54,14 @@ def wait_rolled_out(api: ApiClient, names: list[str], timeout_s: float, *, quiet
             time.sleep(0.2)
     if not quiet:
         for d in rows:
-            console.print(
-                f"deployment/{d['name']} rolled out: {_progress(d)} replicas of {d.get('model')}",
-                highlight=False,
-            )
+            console.print(done_line(d), highlight=False)
+
+
+def done_line(d: dict[str, Any]) -> str:
+    """What `apply --wait` says of a deployment it waited for."""
+    if rollout := d.get("rollout"):
+        return f"rollout {rollout['number']} started: conveyor rollout status {d['name']} --watch"
+    return f"deployment/{d['name']} rolled out: {_progress(d)} replicas of {d.get('model')}"
 
 
 def _progress(d: dict[str, Any]) -> str:
