@@ -66,11 +66,6 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
         )
         if why := _over_local_cap(spec.target, most):
             problems.append(f"documents[{i}].spec.{field}: {most} replicas; {why}")
-        if resource.spec.traffic.strategy != "replace":  # the rollout controller is not built yet
-            problems.append(
-                f"documents[{i}].spec.traffic.strategy: {resource.spec.traffic.strategy!r} rollouts are not "
-                "available yet; use replace (new replicas ready, then traffic moves at once)"
-            )
         problems += duplicate_name(seen, i, "Deployment", resource.metadata.name)
         out.append(resource)
     if problems:

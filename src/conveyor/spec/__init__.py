@@ -17,6 +17,7 @@ from conveyor.spec.resources import (
     Traffic,
     parse_duration,
 )
+from conveyor.spec.rollout import RolloutSpec
 
 __all__ = [
     "API_VERSION",
@@ -28,6 +29,7 @@ __all__ = [
     "Metadata",
     "Resource",
     "Resources",
+    "RolloutSpec",
     "Traffic",
     "dump_yaml",
     "load_documents",

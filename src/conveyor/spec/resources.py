@@ -8,18 +8,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from itertools import pairwise
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
-from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from conveyor import errors
 from conveyor.observe.alert_defaults import DEFAULT_RULES
 from conveyor.observe.alert_expr import parse as parse_expr
 from conveyor.registry.refs import parse_ref
 from conveyor.settings import Settings
+from conveyor.spec.base import SpecModel, first_repeated, http_url, invalid, positive_duration
+from conveyor.spec.base import parse_duration as parse_duration  # where callers have always found it
+from conveyor.spec.rollout import RolloutSpec, Strategy
 
 API_VERSION: Final = "conveyor.dev/v1"
 DEFAULT_HOLD_TIMEOUT_SECONDS: Final = 30.0
@@ -49,34 +49,6 @@ _LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def invalid(message: str) -> PydanticCustomError:
-    """A validation error whose text is ``message`` as written (braces would be template fields)."""
-    return PydanticCustomError("conveyor", message.replace("{", "(").replace("}", ")"))
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``500ms``, ``30s``, ``5m`` or ``1h``; ValueError otherwise."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"invalid duration {text!r}: use a number and a unit: ms, s, m or h (e.g. 30s)")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-class SpecModel(BaseModel):
-    """Base of every spec object: camelCase aliases, no unknown fields, no silent coercion, immutable."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        strict=True,
-        frozen=True,
-        allow_inf_nan=False,
-    )
 
 
 class Metadata(SpecModel):
@@ -256,8 +228,7 @@ class AlertFields(SpecModel):
     @classmethod
     def _webhooks(cls, hooks: list[str]) -> list[str]:
         for url in hooks:
-            if not re.match(r"^https?://[^/\s]+", url):
-                raise invalid(f"invalid webhook URL {url!r}: use http://HOST[:PORT]/PATH or https://...")
+            http_url(url, "webhook URL")
         return hooks
 
 
@@ -301,42 +272,41 @@ class AlertRuleSpec(AlertFields):
 
 
 class Traffic(SpecModel):
-    """How a new revision takes traffic; a placeholder that the rollout controller will act on."""
+    """How a new revision takes traffic without a rollout: all at once, once its replicas are ready.
+    Progressive strategies are ``spec.rollout``'s; their names here are refused with a pointer to it."""
 
-    strategy: Literal["replace", "canary"] = "replace"
-    steps: list[Annotated[int, Field(ge=1, le=100)]] | None = Field(
-        default=None, description="Canary traffic percentages (1..100), increasing."
-    )
-    interval: str = Field(default="30s", description="Time between canary steps: 500ms, 30s, 5m, 1h.")
+    strategy: Literal["replace"] = "replace"
+    steps: list[int] | None = Field(default=None, description="Refused: steps are spec.rollout.steps.")
+    interval: str = Field(default="30s", description="Kept for older files; spec.rollout.interval is used.")
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _rollout_strategy(cls, strategy: Any) -> Any:
+        if strategy in _ROLLOUT_STRATEGIES:
+            raise invalid(
+                f"{strategy} is a rollout strategy: write it as spec.rollout.strategy: {strategy} "
+                "(spec.traffic.strategy takes only replace)"
+            )
+        return strategy
 
     @field_validator("steps")
     @classmethod
-    def _steps(cls, steps: list[int] | None, info: ValidationInfo) -> list[int] | None:
-        if steps is None:
-            return None
-        if info.data.get("strategy") == "replace":
-            raise invalid("steps apply only to strategy: canary")
-        if not steps:
-            raise invalid("give at least one step")
-        for before, after in pairwise(steps):
-            if after <= before:
-                raise invalid(f"steps must increase ({before} then {after})")
+    def _steps(cls, steps: list[int] | None) -> list[int] | None:
+        if steps is not None:
+            raise invalid("canary steps are spec.rollout.steps (with spec.rollout.strategy: canary)")
         return steps
 
     @field_validator("interval")
     @classmethod
     def _interval(cls, interval: str) -> str:
-        try:
-            seconds = parse_duration(interval)
-        except ValueError as exc:
-            raise invalid(str(exc)) from None
-        if seconds <= 0:
-            raise invalid("interval must be > 0")
-        return interval
+        return positive_duration(interval, "interval")
 
     @property
     def interval_seconds(self) -> float:
         return parse_duration(self.interval)
+
+
+_ROLLOUT_STRATEGIES = frozenset(get_args(Strategy)) - {"replace"}
 
 
 class DriftMonitoring(SpecModel):
@@ -402,9 +372,8 @@ class DeploymentSpec(SpecModel):
     @field_validator("alerts")
     @classmethod
     def _unique_rule_names(cls, alerts: list[DeploymentAlert]) -> list[DeploymentAlert]:
-        names = [a.name for a in alerts]
-        if twice := sorted({n for n in names if names.count(n) > 1}):
-            raise invalid(f"rule {twice[0]!r} is listed twice")
+        if (twice := first_repeated([a.name for a in alerts])) is not None:
+            raise invalid(f"rule {twice!r} is listed twice")
         return alerts
 
     # Left out of the canonical form when false, like placement (fingerprints of older revisions unchanged).
@@ -419,6 +388,13 @@ class DeploymentSpec(SpecModel):
     monitoring: Monitoring | None = Field(
         default=None,
         description="Drift (on when the version has reference statistics) and the inference log (off).",
+    )
+
+    # Left out of the canonical form when not given (fingerprints of older revisions unchanged).
+    rollout: RolloutSpec | None = Field(
+        default=None,
+        description="How a new model version takes traffic: canary steps, blueGreen, shadow or abTest, "
+        "judged from live metrics (docs/rollouts.md). Not given: replace.",
     )
 
     @model_validator(mode="before")

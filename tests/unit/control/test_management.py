@@ -144,13 +144,12 @@ def test_replica_counts_are_bounded(client: TestClient) -> None:
     assert (r.status_code, r.json()["error"]) == (400, "replicas: Input should be less than or equal to 1000")
 
 
-def test_a_canary_strategy_is_refused_until_rollouts_exist(client: TestClient) -> None:
-    r = client.post(
-        "/api/v1/apply", json={"documents": [doc(traffic={"strategy": "canary", "steps": [10, 50]})]}
-    )
+def test_a_canary_traffic_strategy_is_refused_pointing_to_spec_rollout(client: TestClient) -> None:
+    r = client.post("/api/v1/apply", json={"documents": [doc(traffic={"strategy": "canary"})]})
     assert r.status_code == 400
-    assert r.json()["error"].startswith(
-        "documents[0].spec.traffic.strategy: 'canary' rollouts are not available"
+    assert r.json()["error"] == (
+        "documents[0].spec.traffic.strategy: canary is a rollout strategy: write it as "
+        "spec.rollout.strategy: canary (spec.traffic.strategy takes only replace)"
     )
 
 

@@ -98,7 +98,7 @@ def test_autoscaling_example_fields() -> None:
             "  model: m:1\n  replica: 2\n",
             "f.yaml:6: spec.replica: unknown field; did you mean 'replicas'? allowed: model, replicas, "
             "autoscaling, batching, resources, traffic, target, placement, public, alerts, "
-            "requireSignedModels, monitoring",
+            "requireSignedModels, monitoring, rollout",
         ),
         (
             "  model: m:1\n  target: mars\n",
@@ -150,20 +150,18 @@ def test_autoscaling_example_fields() -> None:
             "f.yaml:6: spec.resources.threads: must be an integer, got number 1.5",
         ),
         (
-            "  model: m:1\n  traffic:\n    strategy: canary\n    steps:\n    - 10\n    - 150\n",
-            "f.yaml:10: spec.traffic.steps[1]: must be <= 100, got 150",
-        ),
-        (
-            "  model: m:1\n  traffic:\n    strategy: canary\n    steps: [50, 10]\n",
-            "f.yaml:8: spec.traffic.steps: steps must increase (50 then 10)",
+            "  model: m:1\n  traffic:\n    strategy: canary\n",
+            "f.yaml:7: spec.traffic.strategy: canary is a rollout strategy: write it as "
+            "spec.rollout.strategy: canary (spec.traffic.strategy takes only replace)",
         ),
         (
             "  model: m:1\n  traffic:\n    steps: [50]\n",
-            "f.yaml:7: spec.traffic.steps: steps apply only to strategy: canary",
+            "f.yaml:7: spec.traffic.steps: canary steps are spec.rollout.steps (with spec.rollout.strategy: "
+            "canary)",
         ),
         (
             "  model: m:1\n  traffic:\n    strategy: blue-green\n",
-            "f.yaml:7: spec.traffic.strategy: 'blue-green' is not one of 'replace' or 'canary'",
+            "f.yaml:7: spec.traffic.strategy: 'blue-green' is not one of 'replace'",
         ),
         (
             "  model: m:1\n  traffic: {interval: 30}\n",
