@@ -166,6 +166,39 @@ class StackHistory:
                 out[group] = combine(out[group], value) if group in out else value
         return out
 
+    def mean(
+        self,
+        name: str,
+        window_s: float,
+        by: Iterable[str] = (),
+        match: Mapping[str, str] | None = None,
+        *,
+        end: float | None = None,
+    ) -> dict[Group, float]:
+        """A gauge's mean over the window ending at the latest point (or ``end``): at each point after the
+        window's start its series are summed per group, and the sums averaged over the points that have
+        the group (PromQL's ``sum by (...) (avg_over_time(...))`` while the series stay)."""
+        by = tuple(by)
+        with self._lock:
+            kept = [p for p in self._points if end is None or p.t <= end]
+        if not kept:
+            return {}
+        start = kept[-1].t - window_s
+        totals: dict[Group, float] = {}
+        counts: dict[Group, int] = {}
+        for point in kept:
+            if point.t <= start:
+                continue
+            sums: dict[Group, float] = {}
+            for key, value in point.metrics.get(name, {}).items():
+                if _matches(key, match):
+                    group = _group(key, by)
+                    sums[group] = sums.get(group, 0.0) + value
+            for group, value in sums.items():
+                totals[group] = totals.get(group, 0.0) + value
+                counts[group] = counts.get(group, 0) + 1
+        return {g: totals[g] / counts[g] for g in totals}
+
     def quantile(
         self,
         q: float,

@@ -71,6 +71,13 @@ def test_promql_of_each_indicator_reads_the_gateway_counts_of_the_deployment() -
         "queue_depth",
         "in_flight",
         "held_requests",
+        "requests",
+        "shadow_requests",
+        "shadow_error_rate",
+        "shadow_latency_quantile",
+        "comparisons",
+        "agreement",
+        "label_agreement",
     }
 
 

@@ -93,8 +93,9 @@ def test_every_problem_of_a_rule_is_reported_with_its_line() -> None:
         load_documents(BAD, source="rules.yaml")
     assert caught.value.message.splitlines() == [
         "rules.yaml:6: spec.expr: unknown indicator 'eror_rate'; did you mean 'error_rate'? known: "
-        "drift_mean_shift, drift_psi, error_rate, held_requests, in_flight, latency_quantile, queue_depth, "
-        "request_rate, restarts, pNN_latency",
+        "agreement, comparisons, drift_mean_shift, drift_psi, error_rate, held_requests, in_flight, "
+        "label_agreement, latency_quantile, queue_depth, request_rate, requests, restarts, "
+        "shadow_error_rate, shadow_latency_quantile, shadow_requests, pNN_latency, shadow_pNN_latency",
         "rules.yaml:8: spec.for: invalid duration '1x': use a number and a unit: ms, s, m or h (e.g. 30s)",
         "rules.yaml:9: spec.severity: 'urgent' is not one of 'info', 'warning' or 'critical'",
         "rules.yaml:10: spec.labels: label 'alertname' is set by Conveyor; use another name",
