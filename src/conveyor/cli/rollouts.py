@@ -193,9 +193,13 @@ def history(
 
 
 def _watch(api: ApiClient, name: str, answer: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
-    """Poll until the watched rollout ends, redrawn live unless ``quiet``; its last answer."""
-    if quiet:
-        return _follow(api, name, answer, lambda shown: None)
+    """Poll until the watched rollout ends, redrawn live on a terminal (nothing shown when ``quiet``); its
+    last answer."""
+    if quiet or not console.is_terminal:  # a pipe or a file: no redrawing, the final state once
+        answer = _follow(api, name, answer, lambda shown: None)
+        if not quiet:
+            console.print(status_view(answer))
+        return answer
     from rich.live import Live
 
     with Live(status_view(answer), console=console, auto_refresh=False) as live:
@@ -461,11 +465,12 @@ def events_table(events: list[dict[str, Any]]) -> Table:
 
 
 def history_table(name: str, rollouts: list[dict[str, Any]]) -> Table:
+    """Newest first, whatever order the API lists them in."""
     table = Table(title=f"deployment/{name}: rollouts", title_justify="left")
     for column in ("#", "strategy", "stable → candidate", "phase", "started", "ended"):
         table.add_column(column, justify="right" if column == "#" else "left", no_wrap=True)
     table.add_column("reason")  # the one that wraps on a narrow terminal
-    for r in rollouts:
+    for r in sorted(rollouts, key=lambda r: r["number"], reverse=True):
         table.add_row(
             str(r["number"]),
             r["strategy"],

@@ -334,13 +334,13 @@ def test_start_names_the_rollout_and_how_to_watch_it() -> None:
 
 
 def test_history_lists_each_rollout_with_its_outcome() -> None:
-    rows = [
-        answer(number=2, phase="rolled_back", active=False, reason="fail: p99 latency 5.1× stable")[
-            "rollout"
-        ],
+    failed = answer(number=2, phase="rolled_back", active=False, reason="fail: p99 latency 5.1× stable")
+    rows = [  # oldest first, as the registry lists them: shown newest first
         answer(number=1, phase="promoted", active=False, reason="the last step passed")["rollout"],
+        failed["rollout"],
     ]
     shown = text(cli.history_table("iris", rows))
+    assert shown.index("rolled back") < shown.index("promoted")
     assert "deployment/iris: rollouts" in shown
     assert lines_with(shown, "rolled back")[0].startswith("│ 2 │ canary │ iris:1 → iris:2 │ rolled back │")
     assert lines_with(shown, "rolled back")[0].endswith("│ fail: p99 latency 5.1× stable │")
