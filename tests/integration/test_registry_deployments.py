@@ -106,7 +106,7 @@ def test_migration_0002_upgrades_a_0001_registry_in_place(fresh_url: str, tmp_pa
     try:
         with db.engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-        assert version == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0005"
+        assert version == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0006"
     finally:
         db.dispose()
 

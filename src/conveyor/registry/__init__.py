@@ -1,4 +1,4 @@
-"""The registry: content-addressed model versions (aliases, tags, lineage) and deployment revisions.
+"""The registry: content-addressed model versions (aliases, tags, lineage), deployment revisions, rollouts.
 
 The names below load on first use: importing ``registry.refs`` (reference parsing, which the spec and the CLI
 use) must not pull in SQLAlchemy and Alembic.
@@ -17,9 +17,12 @@ if TYPE_CHECKING:
         EventInfo,
         ModelInfo,
         RevisionInfo,
+        RolloutEventInfo,
+        RolloutInfo,
         VersionInfo,
     )
     from conveyor.registry.refs import ModelRef, parse_ref
+    from conveyor.registry.rollouts import RolloutStore
     from conveyor.registry.service import Registry
     from conveyor.registry.store import ArtifactStore, LocalArtifactStore
 
@@ -34,6 +37,9 @@ _WHERE = {
     "ModelRef": "refs",
     "Registry": "service",
     "RevisionInfo": "records",
+    "RolloutEventInfo": "records",
+    "RolloutInfo": "records",
+    "RolloutStore": "rollouts",
     "VersionInfo": "records",
     "parse_ref": "refs",
 }
@@ -48,6 +54,9 @@ __all__ = [
     "ModelRef",
     "Registry",
     "RevisionInfo",
+    "RolloutEventInfo",
+    "RolloutInfo",
+    "RolloutStore",
     "VersionInfo",
     "parse_ref",
 ]

@@ -20,7 +20,8 @@ MANIFEST = "manifest.json"
 ROWS = "registry.json"
 ARTIFACTS = "artifacts/"
 # The row lists of registry.json. An archive of schema 0003 or older lacks signatures, tokens and
-# audit_records; one of schema 0004 or older lacks alert_rules and alerts: each absent list counts as empty.
+# audit_records; one of schema 0004 or older lacks alert_rules and alerts; one of schema 0005 or older lacks
+# rollouts and rollout_events: each absent list counts as empty.
 TABLES = (
     "models",
     "versions",
@@ -33,6 +34,8 @@ TABLES = (
     "audit_records",
     "alert_rules",
     "alerts",
+    "rollouts",
+    "rollout_events",
 )
 CHUNK = 1024 * 1024
 
@@ -58,6 +61,8 @@ class BackupSummary:
     audit_records: int = 0
     alert_rules: int = 0  # applied kind: AlertRule resources
     alerts: int = 0  # alert states: pending, firing and recently resolved
+    rollouts: int = 0  # progressive rollouts of deployments, active or ended
+    rollout_events: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -32,6 +32,7 @@ from conveyor.registry.archive import (
     summary,
 )
 from conveyor.registry.backup_alerts import dump_alert_rows
+from conveyor.registry.backup_rollouts import dump_rollout_rows
 from conveyor.registry.orm import (
     Alias,
     ApiToken,
@@ -138,6 +139,7 @@ def _dump_rows(s: Session) -> tuple[str, dict[str, list[dict[str, Any]]]]:
         ],
         **_security_rows(s, refs),
         **dump_alert_rows(s),
+        **dump_rollout_rows(s, deps),
     }
     return revision, rows
 

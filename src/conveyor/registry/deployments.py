@@ -78,7 +78,7 @@ class DeploymentStore:
                 raise errors.InvalidInput(f"invalid fingerprint {fingerprint!r}: use 64 lowercase hex digits")
             if model is not None and (not isinstance(model, str) or not 0 < len(model) <= _MODEL_MAX):
                 raise errors.InvalidInput(f"invalid model {model!r}: use NAME:VERSION (at most {_MODEL_MAX})")
-            checked.append((name, _check_json(spec), fingerprint, model))
+            checked.append((name, check_json(spec), fingerprint, model))
         names = [c[0] for c in checked]
         if len(set(names)) != len(names):
             raise errors.InvalidInput(f"deployment names repeat: {', '.join(sorted(names))}")
@@ -106,17 +106,24 @@ class DeploymentStore:
         return self._db.transaction(txn, write=True, retries=_APPLY_RETRIES)
 
     def rollback(
-        self, name: str, to_revision: int | None = None, *, created_by: str | None = None
+        self,
+        name: str,
+        to_revision: int | None = None,
+        *,
+        created_by: str | None = None,
+        change_cause: str | None = None,
     ) -> ApplyResult:
         """Apply an earlier revision's spec and model as a new revision (default: the one before current).
 
         A target whose spec and model equal the current ones is a no-op (``changed=False``). The default
         target is ``current - 1``, so rolling back twice returns to where it started, like ``kubectl rollout
-        undo``.
+        undo``. ``change_cause`` is the new revision's (default ``rollback to N``), e.g. a rollout's reason.
         """
         _check_name(name)
         if to_revision is not None:
             _check_revision(to_revision)
+        if change_cause is not None:
+            _check_text("change_cause", change_cause)
         by = created_by if created_by is not None else self._user
 
         def txn(s: Session) -> ApplyResult:
@@ -128,11 +135,13 @@ class DeploymentStore:
             current = _revision_row(s, row, row.current_revision)
             if (target.fingerprint, target.model) == (current.fingerprint, current.model):
                 return ApplyResult(name, row.current_revision, changed=False)
-            cause = f"rollback to {target_number}"
+            cause = change_cause if change_cause is not None else f"rollback to {target_number}"
             before = row.current_revision
             revision = _add_revision(s, row, target.spec, target.fingerprint, target.model, by, cause)
             details: dict[str, Any] = {"from_revision": before, "to_revision": target_number}
             details.update(revision=revision, model=target.model)
+            if change_cause is not None:
+                details["change_cause"] = change_cause
             audit.append(s, actor=by, action="deployment.rollback", object=name, details=details)
             return ApplyResult(name, revision, changed=True)
 
@@ -378,9 +387,12 @@ def _check_text(what: str, value: str, *, allow_empty: bool = False) -> str:
     return value
 
 
-def _check_json(spec: dict[str, Any]) -> dict[str, Any]:
-    # Round-trip so what is stored is exactly what a later read returns (and non-JSON values fail here).
+def check_json(value: dict[str, Any], what: str = "a deployment spec") -> dict[str, Any]:
+    """``value`` as stored and read back: the round trip makes a later read return exactly what was written
+    (and non-JSON values fail here, naming ``what``)."""
+    if not isinstance(value, dict):
+        raise errors.InvalidInput(f"{what} must be a JSON object, not {type(value).__name__}")
     try:
-        return json.loads(json.dumps(spec, allow_nan=False))  # type: ignore[no-any-return]
+        return json.loads(json.dumps(value, allow_nan=False))  # type: ignore[no-any-return]
     except (TypeError, ValueError) as e:
-        raise errors.InvalidInput(f"a deployment spec must be JSON-able: {e}") from None
+        raise errors.InvalidInput(f"{what} must be JSON-able: {e}") from None

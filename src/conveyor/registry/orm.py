@@ -1,5 +1,5 @@
-"""SQLAlchemy ORM tables of the registry: models, versions, aliases, deployments, tokens, the audit log and
-signatures (DDL: migrations/)."""
+"""SQLAlchemy ORM tables of the registry: models, versions, aliases, deployments, tokens, the audit log,
+signatures, alerts and rollouts (DDL: migrations/)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -23,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from conveyor.registry.records import ROLLOUT_ACTIVE_PHASES
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -247,3 +250,62 @@ class AlertRow(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     labels: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)
     annotations: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)
+
+
+_ACTIVE_WHERE = f"phase IN ({', '.join(repr(p) for p in ROLLOUT_ACTIVE_PHASES)})"
+
+
+class RolloutRow(Base):
+    """One progressive rollout of a deployment from its stable revision to a candidate (control/rollouts.py);
+    at most one per deployment is active (a partial unique index, so two writers cannot both start one)."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "number", name="uq_rollouts_deployment_number"),
+        Index(
+            "uq_rollouts_active",
+            "deployment_id",
+            unique=True,
+            sqlite_where=text(_ACTIVE_WHERE),
+            postgresql_where=text(_ACTIVE_WHERE),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False
+    )
+    number: Mapped[int] = mapped_column(Integer, nullable=False)  # 1, 2, ... per deployment
+    strategy: Mapped[str] = mapped_column(String(16), nullable=False)
+    phase: Mapped[str] = mapped_column(String(16), nullable=False)
+    stable_revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    candidate_revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    stable_model: Mapped[str | None] = mapped_column(String(300))
+    candidate_model: Mapped[str | None] = mapped_column(String(300))
+    step: Mapped[int] = mapped_column(Integer, nullable=False)  # index into the plan's steps
+    weight: Mapped[float] = mapped_column(Float, nullable=False)  # percent of traffic on the candidate
+    failed_checks: Mapped[int] = mapped_column(Integer, nullable=False)
+    passed_checks: Mapped[int] = mapped_column(Integer, nullable=False)  # consecutive, in this step
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)  # the rollout block as applied
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    step_started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_by: Mapped[str | None] = mapped_column(String(256))
+    reason: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class RolloutEventRow(Base):
+    """One event of a rollout: a step, a verdict, a pause, its end; ``data`` holds the details (checks)."""
+
+    __tablename__ = "rollout_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(64), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)

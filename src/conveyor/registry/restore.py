@@ -34,6 +34,7 @@ from conveyor.registry.archive import (
     time_or_none,
 )
 from conveyor.registry.backup_alerts import check_alert_rows, insert_alert_rows
+from conveyor.registry.backup_rollouts import check_rollout_rows, insert_rollout_rows
 from conveyor.registry.orm import (
     AlertRow,
     AlertRuleRow,
@@ -142,7 +143,7 @@ def _verify_archive(path: Path, progress: Progress | None) -> tuple[dict[str, An
     counts = {t: len(rows.get(t, [])) for t in TABLES}
     declared = manifest.get("counts")
     # An archive of schema 0003 or older has no signatures, tokens or audit records, one of 0004 or older
-    # no alert rules or alerts: absent counts as 0.
+    # no alert rules or alerts, one of 0005 or older no rollouts: absent counts as 0.
     if not isinstance(declared, dict) or set(declared) - set(TABLES) or counts != _counts(declared):
         raise errors.IntegrityError(f"backup {path} is corrupt: row counts {counts} differ from the manifest")
     _check_rows(path, rows)
@@ -211,6 +212,7 @@ def _check_rows(path: Path, rows: dict[str, Any]) -> None:
         if len(set(seqs)) != len(seqs):
             raise errors.InvalidInput("an audit record's seq appears twice")
         check_alert_rows(rows)
+        check_rollout_rows(rows, deployments)
     except errors.InvalidInput as exc:
         raise _malformed(path, exc.message) from None
     except (KeyError, TypeError, AttributeError) as exc:
@@ -325,6 +327,7 @@ def _insert_rows(s: Session, rows: dict[str, Any]) -> None:
     s.flush()
     _insert_security_rows(s, rows, models)
     insert_alert_rows(s, rows)
+    insert_rollout_rows(s, rows, deps)
 
 
 def _insert_security_rows(s: Session, rows: dict[str, Any], models: dict[str, Model]) -> None:

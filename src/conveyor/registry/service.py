@@ -30,6 +30,7 @@ from conveyor.registry.deployments import DeploymentStore
 from conveyor.registry.orm import Alias, DeploymentRevision, DeploymentRow, Model, ModelVersion, utcnow
 from conveyor.registry.records import ModelInfo, VersionInfo
 from conveyor.registry.refs import check_alias, check_name, check_version, parse_ref
+from conveyor.registry.rollouts import RolloutStore
 from conveyor.registry.signatures import SignatureInfo, SignatureStore
 from conveyor.registry.store import ArtifactStore, LocalArtifactStore
 from conveyor.registry.tokens import TokenStore
@@ -82,6 +83,11 @@ class Registry:
     def alerts(self) -> AlertStore:
         """Applied AlertRule resources and the state of every alert, on this registry's database."""
         return AlertStore(self._db)
+
+    @property
+    def rollouts(self) -> RolloutStore:
+        """Rollouts of deployments and their events, on this registry's database."""
+        return RolloutStore(self._db, user=self._user)
 
     @property
     def audit(self) -> AuditLog:

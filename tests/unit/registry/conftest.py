@@ -1,4 +1,4 @@
-"""A real registry on SQLite in tmp_path, with a local artifact store beside it."""
+"""A real registry on SQLite in tmp_path, with a local artifact store beside it; an empty one for restores."""
 
 from __future__ import annotations
 
@@ -24,4 +24,13 @@ def store(tmp_path: Path) -> LocalArtifactStore:
 @pytest.fixture
 def registry(tmp_path: Path, store: LocalArtifactStore) -> Iterator[Registry]:
     with Registry(f"sqlite:///{tmp_path / 'registry.db'}", store, user="tester") as reg:
+        yield reg
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Registry]:
+    """An empty registry beside ``registry``, to restore a backup into."""
+    with Registry(
+        f"sqlite:///{tmp_path / 'fresh.db'}", LocalArtifactStore(tmp_path / "fresh-artifacts")
+    ) as reg:
         yield reg

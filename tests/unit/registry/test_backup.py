@@ -7,7 +7,6 @@ import io
 import json
 import re
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +52,6 @@ def snapshot(reg: Registry) -> dict[str, Any]:
         "history": [r.to_dict() for d in deps.list() for r in deps.history(d.name)],
         "events": [(e.kind, e.message, e.time) for d in deps.list() for e in deps.events(d.name)],
     }
-
-
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[Registry]:
-    with Registry(
-        f"sqlite:///{tmp_path / 'fresh.db'}", LocalArtifactStore(tmp_path / "fresh-artifacts")
-    ) as reg:
-        yield reg
 
 
 def test_round_trip_restores_everything_and_keeps_counters(
@@ -205,7 +196,7 @@ def test_manifest_describes_the_archive(registry: Registry, tmp_path: Path) -> N
         names = tar.getnames()
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
     assert names[:2] == ["manifest.json", "registry.json"]
-    assert manifest["format_version"] == 1 and manifest["schema_revision"] == "0005"
+    assert manifest["format_version"] == 1 and manifest["schema_revision"] == "0006"
     assert {a["sha256"] for a in manifest["artifacts"]} == {n.removeprefix("artifacts/") for n in names[2:]}
     assert not list(tmp_path.glob(".b.tar.gz.tmp-*"))
 

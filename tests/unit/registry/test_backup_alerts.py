@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,6 @@ from tests.unit.registry.test_backup import (
     populate,
     resealed,
 )
-
-
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[Registry]:
-    """The empty registry to restore into."""
-    with Registry(
-        f"sqlite:///{tmp_path / 'fresh.db'}", LocalArtifactStore(tmp_path / "fresh-artifacts")
-    ) as reg:
-        yield reg
-
 
 RULE_FIELDS = ("name", "spec", "fingerprint", "created_at", "updated_at", "created_by")
 ALERT_FIELDS = (
