@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from conveyor import errors
-from conveyor.observe.alert_expr import parse as parse_expr
+from conveyor.observe.alert_expr import validate_metric_expr
 from conveyor.registry.refs import check_alias
 from conveyor.spec.base import (
     SpecModel,
@@ -43,7 +43,6 @@ STEPPED: Final = frozenset({"canary", "shadow"})
 
 Percent = Annotated[float, Field(gt=0, le=100)]
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")  # an HTTP header or cookie name
-_METRIC_NAME = re.compile(r"^conveyor_[a-z0-9_]{1,120}$")
 _CHECK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -117,12 +116,8 @@ class AnalysisMetric(SpecModel):
     @field_validator("expr")
     @classmethod
     def _expr(cls, expr: str) -> str:
-        if expr.startswith("conveyor_"):
-            if not _METRIC_NAME.match(expr):
-                raise invalid(f"invalid metric name {expr!r}: conveyor_ then lowercase letters, digits, '_'")
-            return expr
         try:
-            parse_expr(expr)
+            validate_metric_expr(expr)  # what the analysis will read, per version
         except ValueError as exc:
             raise invalid(str(exc)) from None
         return expr

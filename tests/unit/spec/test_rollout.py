@@ -257,9 +257,14 @@ R = "  model: m:1\n  rollout:\n"  # the rollout's fields start on line 7
             "f.yaml:8: spec.rollout.analysis.metrics[0].expr: unknown indicator 'p95_latncy'",
         ),
         (
-            "    analysis:\n      metrics: [{name: q, expr: conveyor_Queue, max: 1}]\n",
-            "f.yaml:8: spec.rollout.analysis.metrics[0].expr: invalid metric name 'conveyor_Queue': "
-            "conveyor_ then lowercase letters, digits, '_'",
+            "    analysis:\n      metrics: [{name: q, expr: conveyor_queue_depht, max: 1}]\n",
+            "f.yaml:8: spec.rollout.analysis.metrics[0].expr: unknown metric 'conveyor_queue_depht'; did you "
+            "mean 'conveyor_queue_depth'?",
+        ),
+        (
+            "    analysis:\n      metrics: [{name: h, expr: held_requests, max: 1}]\n",
+            "f.yaml:8: spec.rollout.analysis.metrics[0].expr: held_requests has no value per version: an "
+            "analysis compares versions",
         ),
         (
             "    analysis:\n      metrics: [{name: q, expr: queue_depth}]\n",
