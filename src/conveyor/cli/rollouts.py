@@ -32,6 +32,8 @@ WATCH_OUTAGE_S = 60.0
 """How long `status --watch` keeps asking a control plane that does not answer (a restart) before it
 gives up."""
 EVENTS_SHOWN = 8
+STARTING = "the candidate's replicas"
+"""The API's ``state.waitingFor`` while the candidate's replicas start (control/rollout_routes.py)."""
 _PHASE_STYLE = {
     "progressing": "cyan",
     "paused": "yellow",
@@ -289,7 +291,8 @@ def status_view(answer: dict[str, Any]) -> Group:
     rollout, state, plan = answer["rollout"], answer["state"], answer["plan"]
     parts: list[RenderableType] = [_heading(rollout), _progress(rollout, state, plan)]
     parts.append(Text(f"traffic  {traffic_text(rollout, state)}", overflow="fold"))
-    parts.append(Text(f"checks   {_counts(rollout, plan)}"))
+    if rollout["active"]:  # an ended one says why it ended instead
+        parts.append(Text(f"checks   {_counts(rollout, plan)}"))
     if note := _note(rollout, state):
         parts.append(note)
     parts.append(versions_table(answer))
@@ -371,6 +374,8 @@ def traffic_text(rollout: dict[str, Any], state: dict[str, Any]) -> str:
         return f"{candidate} 100% (promoted)"
     if phase in ("rolled_back", "superseded"):
         return f"{stable} 100% ({phase.replace('_', ' ')})"
+    if state.get("waitingFor") == STARTING:  # no split is routed before the candidate has a ready replica
+        return f"{stable} 100% ({candidate} gets its share once its replicas are ready)"
     if rollout["strategy"] == "abTest":
         return f"{stable} {100 - weight:g}% of users · {candidate} {weight:g}% of users (sticky per user)"
     if mirror:

@@ -221,6 +221,7 @@ def test_ended_rollouts_show_their_outcome() -> None:
     assert "step 4/4" in shown
     assert "[" not in lines_with(shown, "› 100%")[0]  # no current step once ended
     assert "traffic  iris:2 100% (promoted)" in shown
+    assert "checks" not in shown
     assert lines_with(shown, "ended")[0].endswith(": the last step passed")
     assert "Last check" not in shown
     assert (
@@ -265,6 +266,15 @@ def test_traffic_of_shadow_preview_and_ab_steps() -> None:
     assert cli.traffic_text(ab["rollout"], ab["state"]) == (
         "iris:1 90% of users · iris:2 10% of users (sticky per user)"
     )
+
+
+def test_before_the_candidate_has_a_ready_replica_stable_answers_everything() -> None:
+    starting = answer(step=0, weight=10.0)
+    starting["state"].update(weight=10.0, waitingFor="the candidate's replicas", nextCheckInSeconds=None)
+    shown = text(cli.status_view(starting))
+    assert "traffic  iris:1 100% (iris:2 gets its share once its replicas are ready)" in shown
+    assert "waiting  for the candidate's replicas" in shown
+    assert "approve" not in shown
 
 
 def test_shadow_shows_mirrored_requests_a_second_and_agreement() -> None:

@@ -34,6 +34,8 @@ function health(d) {
   if (d.problem) return ["bad", "problem"];
   if (r.desired === 0) return ["idle", "scaled to zero"];
   if (r.ready >= r.desired) return ["ok", "healthy"];
+  // The counts are the candidate's during a rollout: while it starts, the stable's replicas still answer.
+  if (d.rollout && r.total > r.ready) return ["warn", "candidate starting"];
   return r.ready > 0 ? ["warn", "degraded"] : ["bad", "down"];
 }
 
@@ -251,9 +253,11 @@ function stepLabel(s) {
 // Stable and candidate side by side, each as wide as the share of requests it answers.
 function trafficBar(r, state) {
   const ended = !r.active;
+  // No split is routed before the candidate has a ready replica (state.waitingFor says so).
+  const starting = !ended && state.waitingFor === "the candidate's replicas";
   let weight = Number(state.weight ?? r.weight) || 0;
-  if (ended) weight = r.phase === "promoted" ? 100 : 0;
-  const mirror = ended ? 0 : Number(state.mirror) || 0;
+  if (ended || starting) weight = r.phase === "promoted" ? 100 : 0;
+  const mirror = ended || starting ? 0 : Number(state.mirror) || 0;
   const unit = r.strategy === "abTest" ? "% of users" : "%";
   const note = mirror ? ` · ${mirror}% mirrored to ${r.candidateModel} (its answers never reach callers)` : "";
   // Widths through the CSSOM: the page's CSP (style-src 'self') refuses style attributes.
