@@ -279,9 +279,10 @@ def ended_line(rollout: dict[str, Any]) -> str:
 
 def summary_line(name: str, brief: dict[str, Any]) -> str:
     """The line `describe deployment` shows for the ``rollout`` of GET /deployments/{name} (``{number,
-    phase, strategy, candidateModel}``, present while one is active)."""
+    strategy, phase, stableModel, candidateModel, step, ...}``, present while one is active)."""
+    step = f" at step {brief['step'] + 1}" if brief.get("step") is not None else ""
     return (
-        f"{brief['number']} ({brief['strategy']}) to {brief['candidateModel']}: {brief['phase']}; "
+        f"{brief['number']} ({brief['strategy']}) to {brief['candidateModel']}: {brief['phase']}{step}; "
         f"conveyor rollout status {name}"
     )
 

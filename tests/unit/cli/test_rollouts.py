@@ -358,9 +358,13 @@ def test_history_lists_each_rollout_with_its_outcome() -> None:
 
 
 def test_describe_deployment_summarises_an_active_rollout() -> None:
-    brief = {"number": 3, "phase": "progressing", "strategy": "canary", "candidateModel": "iris:2"}
+    brief = {"number": 3, "strategy": "canary", "phase": "progressing", "candidateModel": "iris:2", "step": 1}
     assert cli.summary_line("iris", brief) == (
-        "3 (canary) to iris:2: progressing; conveyor rollout status iris"
+        "3 (canary) to iris:2: progressing at step 2; conveyor rollout status iris"
+    )
+    del brief["step"]
+    assert (
+        cli.summary_line("iris", brief) == "3 (canary) to iris:2: progressing; conveyor rollout status iris"
     )
 
 
