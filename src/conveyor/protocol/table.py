@@ -2,7 +2,9 @@
 
 The control plane builds these types and sends ``to_doc()``; a gateway checks what it receives with
 ``parse_table``. A malformed table raises ``InvalidInput`` naming what is wrong, so the gateway can refuse it
-and keep serving with the table it has. One module for both sides: the field names live here only.
+and keep serving with the table it has. One module for both sides: the field names live here only. A
+deployment in a rollout adds a *split*: how its bare-name requests divide between its stable and candidate
+versions, and which are also sent to the other one to compare the answers.
 """
 
 from __future__ import annotations
@@ -113,6 +115,62 @@ class RouteSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ABMatch:
+    """An A/B test's routing: a request whose ``header`` equals ``header_value`` goes to the candidate; else
+    its user id (the ``user_header`` header, else the ``cookie`` cookie) decides, by a hash (sticky)."""
+
+    header: str | None = None
+    header_value: str | None = None
+    cookie: str | None = None
+    user_header: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {key: getattr(self, name) for name, key in _AB_FIELDS.items()}
+
+
+_AB_FIELDS = {
+    "header": "header",
+    "header_value": "headerValue",
+    "cookie": "cookie",
+    "user_header": "userHeader",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SplitSpec:
+    """How the requests that name no version of ``name`` divide between two of its routed versions."""
+
+    name: str
+    """The routed model name (the deployment's name)."""
+    stable: str
+    candidate: str
+    weight: float = 0.0
+    """Percent of bare-name requests the candidate answers (with ``ab``: percent of users)."""
+    mirror: float = 0.0
+    """Percent of stable-answered requests also sent to the candidate and compared (shadow)."""
+    compare: float = 0.0
+    """Percent of candidate-answered requests also sent to stable and compared (a canary's comparison)."""
+    tolerance: float = 1e-5
+    """The largest absolute difference of two float outputs that still agree."""
+    ab: ABMatch | None = None
+    seed: str = ""
+    """Salts the user hash (the rollout's id): one user keeps one variant within a rollout."""
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "stable": self.stable,
+            "candidate": self.candidate,
+            "weight": self.weight,
+            "mirror": self.mirror,
+            "compare": self.compare,
+            "tolerance": self.tolerance,
+            "ab": None if self.ab is None else self.ab.to_doc(),
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class TableSnapshot:
     epoch: str
     generation: int
@@ -120,12 +178,16 @@ class TableSnapshot:
     tokens: tuple[TokenRecord, ...] | None = None
     """The tokens a caller of a route that is not public must present (salted hashes); None (no ``tokens``
     in the document): the gateway asks for none, as before tokens existed."""
+    splits: tuple[SplitSpec, ...] = ()
+    """At most one per name; absent from the document when there is none."""
 
     def to_doc(self) -> dict[str, Any]:
         routes = [r.to_doc() for r in self.routes]
         doc: dict[str, Any] = {"epoch": self.epoch, "generation": self.generation, "routes": routes}
         if self.tokens is not None:
             doc["tokens"] = [t.to_doc() for t in self.tokens]
+        if self.splits:
+            doc["splits"] = [s.to_doc() for s in self.splits]
         return doc
 
 
@@ -149,9 +211,10 @@ def parse_table(doc: Any) -> TableSnapshot:
             if r.name in defaults:
                 raise InvalidInput(f"routing table: it marks more than one version of {r.name!r} as default")
             defaults.add(r.name)
+    splits = _splits(_field(doc, "splits", list, "", default=[]), seen)
     raw_tokens = doc.get("tokens")
     if raw_tokens is None:
-        return TableSnapshot(epoch, generation, routes)
+        return TableSnapshot(epoch, generation, routes, None, splits)
     if not isinstance(raw_tokens, list):
         raise InvalidInput("routing table: tokens must be a list")
     tokens = []
@@ -160,7 +223,59 @@ def parse_table(doc: Any) -> TableSnapshot:
             tokens.append(TokenRecord.from_doc(t))
         except InvalidInput as exc:
             raise InvalidInput(f"routing table: tokens[{i}]: {exc.message}") from None
-    return TableSnapshot(epoch, generation, routes, tuple(tokens))
+    return TableSnapshot(epoch, generation, routes, tuple(tokens), splits)
+
+
+def _splits(raw: list[Any], routed: set[tuple[str, str]]) -> tuple[SplitSpec, ...]:
+    splits: dict[str, SplitSpec] = {}
+    for i, doc in enumerate(raw):
+        split = _split(doc, f"splits[{i}]", routed)
+        if splits.setdefault(split.name, split) is not split:
+            raise InvalidInput(f"routing table: it lists more than one split of {split.name!r}")
+    return tuple(splits.values())
+
+
+def _split(doc: Any, where: str, routed: set[tuple[str, str]]) -> SplitSpec:
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"routing table: {where} must be an object")
+    name = _field(doc, "name", str, where)
+    versions = [_field(doc, key, str, where) for key in ("stable", "candidate")]
+    for key, version in zip(("stable", "candidate"), versions, strict=True):
+        if (name, version) not in routed:
+            raise InvalidInput(f"routing table: {where}.{key} {name}:{version} is not a route of the table")
+    if versions[0] == versions[1]:
+        raise InvalidInput(
+            f"routing table: {where} has the same stable and candidate version {versions[0]!r}"
+        )
+    weight, mirror, compare = (_percent(doc, key, where) for key in ("weight", "mirror", "compare"))
+    tolerance = float(_field(doc, "tolerance", float, where, default=1e-5))
+    if not 0.0 <= tolerance < float("inf"):
+        raise InvalidInput(f"routing table: {where}.tolerance must be >= 0, got {tolerance!r}")
+    raw_ab = doc.get("ab")
+    ab = None if raw_ab is None else _ab(raw_ab, f"{where}.ab")
+    seed = _field(doc, "seed", str, where, default="")
+    return SplitSpec(name, versions[0], versions[1], weight, mirror, compare, tolerance, ab, seed)
+
+
+def _percent(doc: dict[str, Any], key: str, where: str) -> float:
+    value = float(_field(doc, key, float, where, default=0.0))
+    if not 0.0 <= value <= 100.0:
+        raise InvalidInput(f"routing table: {where}.{key} must be a percent from 0 to 100, got {value!r}")
+    return value
+
+
+def _ab(doc: Any, where: str) -> ABMatch:
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"routing table: {where} must be an object or null")
+    values = {name: _field(doc, key, str, where, default=None) for name, key in _AB_FIELDS.items()}
+    if any(v == "" for v in values.values()):
+        empty = next(key for name, key in _AB_FIELDS.items() if values[name] == "")
+        raise InvalidInput(f"routing table: {where}.{empty} must not be empty")
+    if (values["header"] is None) != (values["header_value"] is None):
+        raise InvalidInput(f"routing table: {where} needs header and headerValue together")
+    if values["header"] is None and values["cookie"] is None and values["user_header"] is None:
+        raise InvalidInput(f"routing table: {where} needs at least one of header, cookie, userHeader")
+    return ABMatch(**values)
 
 
 def _route(doc: Any, i: int) -> RouteSpec:
