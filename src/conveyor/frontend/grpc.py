@@ -139,8 +139,9 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             body, json_length = infer_request_to_body(request)  # a join: no per-element work
         else:  # typed contents go element by element through numpy: off the event loop
             body, json_length = await asyncio.to_thread(infer_request_to_body, request)
+        metadata = context.invocation_metadata() or ()  # for a split that reads them; not copied
         resp = await self._service.infer(
-            EncodedRequest(request.model_name, version, body, json_length, rid, span)
+            EncodedRequest(request.model_name, version, body, json_length, rid, span, None, metadata)
         )
         context.set_trailing_metadata(((REQUEST_ID, resp.request_id), (trace.HEADER, span)))
         return body_to_infer_response(

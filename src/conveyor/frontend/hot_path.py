@@ -77,6 +77,7 @@ class _HotRequest:
         "declared",
         "disconnected",
         "header_length",
+        "headers",
         "keep_alive",
         "label_version",
         "message_event",
@@ -92,9 +93,17 @@ class _HotRequest:
         "version",
     )
 
-    def __init__(self, model: str, version: str | None, keep_alive: bool, declared: int) -> None:
+    def __init__(
+        self,
+        model: str,
+        version: str | None,
+        keep_alive: bool,
+        declared: int,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
         self.model = model
         self.version = version
+        self.headers = headers  # uvicorn's list of this request's pairs (a new one per request): not copied
         self.keep_alive = keep_alive
         self.declared = declared
         self.reserved = 0  # budget held while the body arrives in several reads
@@ -240,7 +249,7 @@ def hot_protocol(
             if declared is None or not declared.isdigit() or int(declared) > bodies.max_bytes:
                 return None  # chunked, malformed or too large: the regular path answers it
             keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-            hot = _HotRequest(target[0], target[1], keep_alive, int(declared))
+            hot = _HotRequest(target[0], target[1], keep_alive, int(declared), self.headers)
             hot.content_type, hot.header_length, hot.client_id = content_type, header_length, client_id
             # This server's span (observe/trace.py): logged, echoed, and the next hop's parent.
             hot.traceparent = trace.span(_latin1(traceparent))
@@ -334,7 +343,10 @@ async def _infer(service: InferenceService, hot: _HotRequest, body: bytes) -> li
     try:
         check_content_type(_latin1(hot.content_type))
         json_length = parse_header_length(_latin1(hot.header_length))
-        request = EncodedRequest(hot.model, hot.version, body, json_length, request_id, hot.traceparent)
+        # headers positional (after parent, None): a keyword costs more than the field
+        request = EncodedRequest(
+            hot.model, hot.version, body, json_length, request_id, hot.traceparent, None, hot.headers
+        )
         resp = await service.infer(request)
     except ConveyorError as exc:
         hot.label_version = error_version(exc, hot.version)

@@ -142,8 +142,9 @@ def create_routes(
         plane.authorize(p["name"], p.get("version"), request.headers.get("authorization"))
         plane.admit(p["name"], p.get("version"))  # a refusal reads no body (and sends no 100 Continue)
         async with bodies.body(request) as body:
+            raw = request.headers.raw  # the pairs as they came, for a split that reads them; not copied
             resp = await plane.infer(
-                EncodedRequest(p["name"], p.get("version"), body, header_len, req_id, span)
+                EncodedRequest(p["name"], p.get("version"), body, header_len, req_id, span, None, raw)
             )
         # The answer's id may come from the request body ("id"): it goes into the header only when it is a
         # valid header value, else the header carries the generated id (the body keeps the client's).

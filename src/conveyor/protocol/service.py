@@ -6,6 +6,7 @@ request to a replica without decoding or re-encoding tensors; each side decodes 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as _dist_version
 from typing import Any, Protocol
@@ -20,9 +21,13 @@ def server_metadata() -> dict[str, Any]:
     return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": list(EXTENSIONS)}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EncodedRequest:
-    """An inference request as V2 REST body bytes; ``json_length`` is set when binary data follows."""
+    """An inference request as V2 REST body bytes; ``json_length`` is set when binary data follows.
+
+    Never changed once made (a hop that needs another version makes a new one). Not ``frozen``: a frozen
+    dataclass sets each field through ``object.__setattr__``, which made one of these cost 1.2 µs instead of
+    0.24 µs (timeit, this machine), and every request makes one or two."""
 
     model: str
     version: str | None
@@ -31,6 +36,9 @@ class EncodedRequest:
     request_id: str
     traceparent: str | None = None  # the span of the server that took it (observe/trace.py), for the next hop
     parent: str | None = None  # the caller's span, when the caller was a Conveyor gateway (the span export's)
+    headers: Sequence[tuple[bytes | str, bytes | str]] = ()
+    """The request's header pairs as its front end has them, not copied: HTTP's (bytes, bytes) with lower-case
+    names, gRPC's metadata (str, str or bytes). Read only by a rollout's A/B split (gateway/split.py)."""
 
 
 @dataclass(frozen=True, slots=True)
