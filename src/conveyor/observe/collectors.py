@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from conveyor.observe import metrics as m
 from conveyor.observe.control_metrics import ControlMetrics
-from conveyor.observe.recorder import REQUESTS, BatchMetrics, Histogram, RequestCounts
+from conveyor.observe.recorder import REQUESTS, SHADOWS, BatchMetrics, Histogram, RequestCounts, ShadowCounts
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -86,13 +86,16 @@ def _histogram(family: HistogramMetricFamily, labels: list[str], h: Histogram) -
 
 
 class ConveyorCollector(Collector):
-    """Requests of ``counts``, and the batchers, gateways and control planes tracked in this process."""
+    """Requests of ``counts``, second sends and comparisons of ``shadows``, and the batchers, gateways and
+    control planes tracked in this process."""
 
-    def __init__(self, counts: RequestCounts = REQUESTS) -> None:
+    def __init__(self, counts: RequestCounts = REQUESTS, shadows: ShadowCounts = SHADOWS) -> None:
         self.counts = counts
+        self.shadows = shadows
 
     def collect(self) -> Iterator[Metric]:
         yield from self._requests()
+        yield from _shadows(self.shadows)
         yield from self._batchers(list(_batchers))
         gateways = list(_gateways)
         if gateways:
@@ -139,6 +142,29 @@ class ConveyorCollector(Collector):
             _histogram(run, labels, hist.run)
             _histogram(rows, labels, hist.rows)
         yield from (depth, in_flight, queue, run, rows)
+
+
+def _shadows(shadows: ShadowCounts) -> Iterator[Metric]:
+    """Only in a process that sent or dropped a second send (a gateway in a shadow or compare rollout)."""
+    if not (shadows.sends or shadows.dropped):
+        return
+    sent, duration, dropped = (
+        _counter(m.SHADOW_REQUESTS),
+        _hist(m.SHADOW_DURATION),
+        _counter(m.SHADOW_DROPPED),
+    )
+    for labels, series in sorted(shadows.sends.items()):
+        for code, n in sorted(series.codes.items()):
+            sent.add_metric([*labels, str(code)], n)
+        _histogram(duration, list(labels), series.duration)
+    for labels, n in sorted(shadows.dropped.items()):
+        dropped.add_metric(list(labels), n)
+    compared, difference = _counter(m.COMPARISONS), _hist(m.COMPARISON_DIFFERENCE)
+    for result_labels, n in sorted(shadows.comparisons.items()):
+        compared.add_metric(list(result_labels), n)
+    for labels, h in sorted(shadows.differences.items()):
+        _histogram(difference, list(labels), h)
+    yield from (sent, duration, dropped, compared, difference)
 
 
 def _control(control: ControlMetrics) -> Iterator[Metric]:

@@ -39,6 +39,11 @@ SCRAPE_ERRORS = "conveyor_scrape_errors_total"
 DRIFT_PSI = "conveyor_drift_psi"
 DRIFT_MEAN_SHIFT = "conveyor_drift_mean_shift"
 ALERTS_FIRING = "conveyor_alerts_firing"
+COMPARISONS = "conveyor_comparisons_total"
+COMPARISON_DIFFERENCE = "conveyor_comparison_max_abs_difference"
+SHADOW_REQUESTS = "conveyor_shadow_requests_total"
+SHADOW_DURATION = "conveyor_shadow_request_duration_seconds"
+SHADOW_DROPPED = "conveyor_shadow_dropped_total"
 
 _MV = ("model", "version")
 METRICS: dict[str, Metric] = {
@@ -104,6 +109,42 @@ METRICS: dict[str, Metric] = {
             ("alert", "deployment", "severity"),
             "1 while an alert rule fires.",
         ),
+        Metric(
+            COMPARISONS,
+            "counter",
+            ("model", "version", "result"),
+            "Answers of a rollout's stable and candidate versions to the same request compared by a gateway "
+            "(shadow, canary compare), by result (agree, values_differ, labels_differ, failed); version: the "
+            "candidate's.",
+        ),
+        Metric(
+            COMPARISON_DIFFERENCE,
+            "histogram",
+            _MV,
+            "Largest absolute difference between the float outputs of one comparison; version: the "
+            "candidate's.",
+        ),
+        Metric(
+            SHADOW_REQUESTS,
+            "counter",
+            ("model", "version", "code"),
+            "Requests a gateway also sent to a second version (mirrored to a shadow candidate, or sent to "
+            "stable to compare), by the version sent to and HTTP code; not client requests: not in "
+            "conveyor_requests_total.",
+        ),
+        Metric(
+            SHADOW_DURATION,
+            "histogram",
+            _MV,
+            "Time from a mirrored or compared send to its answer, in seconds.",
+        ),
+        Metric(
+            SHADOW_DROPPED,
+            "counter",
+            _MV,
+            "Mirrored or compared sends a gateway dropped (it had 64 in flight), by the version they were "
+            "for.",
+        ),
     )
 }
 PROCESS_METRICS = ("process_cpu_seconds_total", "process_resident_memory_bytes")
@@ -130,6 +171,8 @@ REQUEST_BUCKETS = (
     10.0,
 )
 RUN_BUCKETS = (0.00001, 0.000025, 0.00005, *REQUEST_BUCKETS)
+DIFFERENCE_BUCKETS = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0)
+"""Largest absolute differences of compared float outputs: exactly equal (0), rounding, and real changes."""
 BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0)
 
 REGISTRY = CollectorRegistry(auto_describe=True)

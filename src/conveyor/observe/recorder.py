@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.utils import floatToGoString
 
 from conveyor.observe import otlp, trace
-from conveyor.observe.metrics import BATCH_BUCKETS, REQUEST_BUCKETS, RUN_BUCKETS
+from conveyor.observe.metrics import BATCH_BUCKETS, DIFFERENCE_BUCKETS, REQUEST_BUCKETS, RUN_BUCKETS
 
 if TYPE_CHECKING:
     from conveyor.observe.otlp import SpanExport
@@ -165,6 +165,43 @@ class RequestRecorder:
             assert traceparent is not None
             answer = (spans.component, self.protocol, model, version, status, seconds, request_id)
             spans.export(otlp.span_fields(*answer, traceparent, parent, failed))
+
+
+class ShadowCounts:
+    """A gateway's second sends (mirrored to a shadow candidate, or to stable to compare) and comparisons:
+    conveyor_shadow_* and conveyor_comparison* (docs/metrics.md). Labels come from the routing table's
+    splits, never from clients, so the series are few."""
+
+    def __init__(self) -> None:
+        self.sends: dict[tuple[str, str], RequestSeries] = {}
+        self.dropped: dict[tuple[str, str], int] = {}
+        self.comparisons: dict[tuple[str, str, str], int] = {}
+        self.differences: dict[tuple[str, str], Histogram] = {}
+
+    def sent(self, model: str, version: str, code: int, seconds: float) -> None:
+        """A second send to ``version`` answered with ``code`` (an HTTP status) after ``seconds``."""
+        series = self.sends.get((model, version))
+        if series is None:
+            series = self.sends[(model, version)] = RequestSeries((model, version, ""))
+        series.codes[code] = series.codes.get(code, 0) + 1
+        series.duration.observe(seconds)
+
+    def drop(self, model: str, version: str) -> None:
+        self.dropped[(model, version)] = self.dropped.get((model, version), 0) + 1
+
+    def compared(self, model: str, version: str, result: str, difference: float | None) -> None:
+        """One comparison for the candidate ``version``; a finite ``difference`` goes into the histogram."""
+        key = (model, version, result)
+        self.comparisons[key] = self.comparisons.get(key, 0) + 1
+        if difference is not None and difference < float("inf"):
+            histogram = self.differences.get((model, version))
+            if histogram is None:
+                histogram = self.differences[(model, version)] = Histogram(DIFFERENCE_BUCKETS)
+            histogram.observe(difference)
+
+
+SHADOWS = ShadowCounts()
+"""The process's second sends and comparisons (its gateways record here)."""
 
 
 def error_version(exc: BaseException, version: str | None) -> str | None:
