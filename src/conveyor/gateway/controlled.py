@@ -52,6 +52,7 @@ def serve_controlled_gateway(
         connect=functools.partial(ChannelUpstream.for_settings, settings=settings),
         ready_when=settings.gateway_ready_when,
         load_inprocess=load_inprocess,
+        second_send_timeout_s=settings.request_timeout_ms / 1000 + 1.0,  # as the channel's own deadline
     )
     from conveyor.security.credentials import client_token
 

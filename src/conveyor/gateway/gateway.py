@@ -4,7 +4,9 @@ Routes by model version, balances with power of two choices, retries once on ano
 failed before an answer or its replica stopped answering pings (inference is idempotent), ejects failing or
 hung replicas and probes them back in. The table
 is fixed (``conveyor serve``) or replaced whole by the control plane's (``apply_table``); a scale-to-zero
-route with no replica holds requests until one is admitted.
+route with no replica holds requests until one is admitted. A name in a rollout divides its bare requests
+between two versions (gateway/split.py), and may send some to both and compare the answers
+(gateway/shadow.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from conveyor.gateway.channel import ChannelUpstream
 from conveyor.gateway.hold import HeldRequests
 from conveyor.gateway.outlier import OutlierState, is_replica_fault
 from conveyor.gateway.replica import Replica, inflight_of
+from conveyor.gateway.shadow import Answer, SecondSends
+from conveyor.gateway.split import Split
 from conveyor.gateway.table import Route, RoutingTable
 from conveyor.gateway.upstream import ConnectionFailed, ReplicaUnresponsive, Upstream
 from conveyor.observe.collectors import track_gateway
@@ -50,12 +54,14 @@ class Gateway:
         ready_when: str = READY_WHEN_ALL,
         load_inprocess: LoadInProcess | None = None,
         auth: GatewayAuth | None = None,
+        second_send_timeout_s: float | None = None,
     ) -> None:
         """A fixed ``table``, or None: empty (not ready) until the control plane's first ``apply_table``,
         whose new replicas are reached through ``connect(address)``, or loaded in this process by
         ``load_inprocess`` (injected: the gateway package never imports the server's). ``ready_when``: see
         ``ready``. ``auth``: who may call the models (None: anyone); a controlled gateway takes it from the
-        control plane's table."""
+        control plane's table. ``second_send_timeout_s``: an outer deadline of mirrored and compared sends
+        (the upstream's per-attempt deadline applies to them as to every request)."""
         if ready_when not in READY_WHEN:
             raise ValueError(f"ready_when must be one of {', '.join(READY_WHEN)}, got {ready_when!r}")
         self.controlled = table is None
@@ -80,6 +86,7 @@ class Gateway:
         self._health_task: asyncio.Task[None] | None = None
         self._stopped = False
         self.auth = auth
+        self.second_sends = SecondSends(self._send_once, timeout_s=second_send_timeout_s)
         track_gateway(self)  # conveyor_held_requests
 
     # -- InferenceService --
@@ -149,6 +156,8 @@ class Gateway:
 
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         route = self.table.resolve(request.model, request.version)
+        if route.split is not None and request.version is None:  # an attribute read: no split, no cost
+            return await self._infer_split(route.split, request)
         try:
             first = self._choose(route, None)
             if first is None:
@@ -171,6 +180,35 @@ class Gateway:
         except ConveyorError as exc:  # the metrics count the failure under the version it was routed to
             exc.details.setdefault("model_version", route.version)
             raise
+
+    async def _infer_split(self, split: Split, request: EncodedRequest) -> EncodedResponse:
+        """A bare-name request of a name in a rollout: answered by the version the split chooses (stable
+        when the candidate has no replica that can take it now), perhaps also sent to the other one."""
+        to_candidate = split.to_candidate(request.headers, self._rng)
+        if to_candidate and split.candidate.hold is None and self._choose(split.candidate, None) is None:
+            to_candidate = False
+        route = split.candidate if to_candidate else split.stable
+        other = split.second(to_candidate, self._rng)
+        chosen = _for_route(route, request)  # a version now: a retry or a hold stays with it
+        caller = None if other is None else self.second_sends.start(split, other, _for_route(other, request))
+        if caller is None:
+            return await self.infer(chosen)
+        answer: Answer = asyncio.CancelledError()
+        try:
+            answer = await self.infer(chosen)
+            return answer
+        except Exception as exc:
+            answer = exc
+            raise
+        finally:
+            caller.set_result(answer)
+
+    async def _send_once(self, route: Route, request: EncodedRequest) -> EncodedResponse:
+        """A mirrored or compared send: one attempt on an admitted replica, never held or retried."""
+        replica = self._choose(route, None)
+        if replica is None:
+            raise _no_replica(route, None)
+        return await self._send(replica, request)
 
     def held_by_model(self) -> dict[str, int]:
         """Requests held now, by model (conveyor_held_requests)."""
@@ -285,7 +323,7 @@ class Gateway:
             )
             for s in snap.routes
         ]
-        table = RoutingTable(routes)
+        table = RoutingTable(routes, splits=snap.splits)
         # Nothing below can fail: the table is applied whole or not at all.
         for address, replica in members.items():
             replica.retired = False
@@ -378,6 +416,7 @@ class Gateway:
 
     async def stop(self) -> None:
         self._stopped = True  # a table arriving from now on is not applied
+        await self.second_sends.stop()
         if self._health_task is not None:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
