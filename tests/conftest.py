@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.racing",
     "tests.fixtures.models",
+    "tests.fixtures.webhook",
 ]

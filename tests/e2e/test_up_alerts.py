@@ -60,15 +60,6 @@ def build_failing(path: Path) -> Path:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    try:
-        yield r
-    finally:
-        r.close()
-
-
-@pytest.fixture
 def stack(
     cli_env: dict[str, str], tmp_path: Path, processes: ProcessGroup, receiver: Receiver
 ) -> Iterator[UpStack]:

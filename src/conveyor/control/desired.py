@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ class Desired:
     """Placement inprocess: what each gateway loads (no replica process); None: replica processes."""
     public: bool = False
     """``public: true``: gateways answer without a token."""
+    stable: Desired | None = None
+    """During a rollout (docs/rollouts.md): the stable revision, whose replicas run beside this one's (the
+    candidate's) and answer every request the rollout's split does not give the candidate."""
 
 
 class DesiredLoader:
@@ -104,11 +107,20 @@ class DesiredLoader:
         self._recheck()
         desired: dict[str, Desired] = {}
         problems: dict[str, str] = {}
+        rollouts = {r.deployment: r for r in self._registry.rollouts.active_all()}
         for info in self._registry.deployments.list():
             try:
                 desired[info.name] = self._desired(info)
             except errors.ConveyorError as exc:
                 problems[info.name] = exc.message
+            rollout = rollouts.get(info.name)
+            if rollout is not None and info.name in desired:
+                try:
+                    stable = self._stable(info, rollout.stable_revision)
+                except errors.ConveyorError as exc:  # its model deleted: the candidate runs alone
+                    problems[info.name] = f"stable revision {rollout.stable_revision}: {exc.message}"
+                else:
+                    desired[info.name] = replace(desired[info.name], stable=stable)
             now = desired[info.name].sha256 if info.name in desired else None
             if now in self.corrupt:  # still returned (no replica starts) so what runs of it stays routed
                 problems[info.name] = self.corrupt[now]
@@ -119,6 +131,11 @@ class DesiredLoader:
                 problems[info.name] = why if other is None else f"{why}; revision {info.revision}: {other}"
         self.problems = problems
         return desired
+
+    def _stable(self, info: DeploymentInfo, revision: int) -> Desired:
+        """The Desired of an earlier ``revision`` of the deployment (a rollout's stable side)."""
+        stored = self._registry.deployments.revision(info.name, revision)
+        return self._desired(replace(info, revision=revision, spec=stored.spec, model=stored.model))
 
     def _recheck(self) -> None:
         """Hash again each artifact known corrupt: one restored (re-registered, restored from a backup)

@@ -25,6 +25,7 @@ from conveyor.control.audit_routes import audit_routes
 from conveyor.control.auth import ApiAuth, requires
 from conveyor.control.drift_routes import drift_routes
 from conveyor.control.management_bodies import ApplyBody, DiffBody, GatewayReport, RollbackBody, ScaleBody
+from conveyor.control.rollout_routes import rollout_routes
 from conveyor.control.runtime import ControlRuntime
 from conveyor.control.signed_models import SignedModels
 from conveyor.control.token_routes import token_routes
@@ -84,6 +85,10 @@ def create_api(
     app.include_router(drifts, prefix="/api/v1", responses=_ERRORS)
     alerts = alert_routes(registry, requires(auth, "read"), requires(auth, "deploy"))
     app.include_router(alerts, prefix="/api/v1", responses=_ERRORS)
+    rollouts = rollout_routes(
+        registry, app.state, requires(auth, "read"), requires(auth, "deploy"), runtime.changed
+    )
+    app.include_router(rollouts, prefix="/api/v1", responses=_ERRORS)
     app.include_router(ui_routes())
     app.add_middleware(_MarkAnswers)
     add_cors(app, settings.cors_origins)  # outermost: 401s and errors carry the CORS headers too

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from conveyor import errors
+from conveyor.control import rollout_ops
 from conveyor.control.alert_ops import apply_alert_rules, validate_alert_rules
 from conveyor.control.runtime import ControlRuntime
 from conveyor.control.signed_models import SignedModels
@@ -103,6 +104,8 @@ def apply_documents(
     versions = resolve_models(registry, resources)
     check_signed(registry, resources, versions, policy or SignedModels(everywhere=False, trusted_dir=None))
     models = [v.ref for v in versions]
+    for resource, model in zip(resources, models, strict=True):  # a rollout that cannot run: refused now
+        rollout_ops.check_start(registry, resource, model)
     if dry_run:
         outcome = [
             _preview(registry, resource, model)[0] for resource, model in zip(resources, models, strict=True)
@@ -110,6 +113,9 @@ def apply_documents(
     else:  # one transaction: every document is stored, or none
         items = [(r.to_dict(), r.fingerprint(), m) for r, m in zip(resources, models, strict=True)]
         outcome = registry.deployments.apply_all(items, created_by=user)
+        for result in outcome:
+            if result.changed:  # a new model with spec.rollout starts a rollout (docs/rollouts.md)
+                rollout_ops.follow_revision(registry, result.name, user)
     return [
         {"kind": resource.kind, **result.to_dict(), "model": model}
         for resource, result, model in zip(resources, outcome, models, strict=True)
@@ -169,6 +175,8 @@ def rollback(
     ``next_apply``: when its spec's model reference now resolves to another version (an alias moved since
     that revision was made), the ``ref`` and the ``model`` a later apply of a file naming it rolls out."""
     result = registry.deployments.rollback(name, to_revision, created_by=user)
+    if result.changed:  # a rollback during a rollout ends it (the revision rolled back to runs alone)
+        rollout_ops.follow_revision(registry, name, user, start=False)
     current = registry.deployments.revision(name, result.revision)  # the one made, even if another follows
     ref = _spec_model(current.spec)
     next_apply: dict[str, Any] | None = None
@@ -202,7 +210,7 @@ def scale(registry: Registry, name: str, replicas: int, *, user: str) -> ApplyRe
         )
     spec = current.spec
     scaled = Deployment.model_validate({**spec, "spec": {**spec["spec"], "replicas": replicas}})
-    return deployments.apply(
+    result = deployments.apply(
         scaled.to_dict(),
         scaled.fingerprint(),
         model=current.model,
@@ -210,6 +218,9 @@ def scale(registry: Registry, name: str, replicas: int, *, user: str) -> ApplyRe
         change_cause=f"scale to {replicas}",
         action="deployment.scale",
     )
+    if result.changed:  # during a rollout the scaled revision is the candidate
+        rollout_ops.follow_revision(registry, name, user, start=False)
+    return result
 
 
 def describe(registry: Registry, name: str) -> tuple[DeploymentInfo, dict[str, Any]]:
@@ -240,6 +251,7 @@ def status(info: DeploymentInfo, runtime: ControlRuntime) -> dict[str, Any]:
         "routed": runtime.routed(),
         "endpoint": endpoint_path(info.name),
         "problem": runtime.problem(info.name),
+        "rollout": runtime.rollout(info.name),
     }
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from typing import Any
 
-from conveyor.protocol.table import Hold, ReplicaSpec, RouteSpec, TableSnapshot
+from conveyor.protocol.table import Hold, ReplicaSpec, RouteSpec, SplitSpec, TableSnapshot
 from conveyor.security.tokens import TokenRecord
 from conveyor.versions import version_order
 
@@ -29,6 +29,7 @@ class RoutingState:
         self.epoch = secrets.token_hex(4)
         self.generation = 0
         self._routes: tuple[RouteSpec, ...] = ()
+        self._splits: tuple[SplitSpec, ...] = ()
         self._tokens: tuple[TokenRecord, ...] = ()
         self._changed = asyncio.Event()
         self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -38,14 +39,15 @@ class RoutingState:
 
     def table(self) -> dict[str, Any]:
         """The current table as sent to gateways."""
-        return TableSnapshot(self.epoch, self.generation, self._routes, self._tokens).to_doc()
+        return TableSnapshot(self.epoch, self.generation, self._routes, self._tokens, self._splits).to_doc()
 
-    def publish(self, routes: Iterable[RouteSpec]) -> bool:
-        """Make ``routes`` current; True (and watchers woken) when they differ from the current ones."""
-        new = tuple(routes)
-        if new == self._routes:
+    def publish(self, routes: Iterable[RouteSpec], splits: Iterable[SplitSpec] = ()) -> bool:
+        """Make ``routes`` (and the rollouts' ``splits`` over them) current; True (and watchers woken) when
+        they differ from the current ones."""
+        new, new_splits = tuple(routes), tuple(splits)
+        if new == self._routes and new_splits == self._splits:
             return False
-        self._routes = new
+        self._routes, self._splits = new, new_splits
         self._next()
         return True
 
@@ -158,6 +160,7 @@ def build_routes(
     start_hold: Hold | None = None,
     inprocess: Iterable[tuple[str, str, int, ReplicaSpec, bool]] = (),
     public: Collection[str] = (),
+    stable: Mapping[str, str] | None = None,
 ) -> list[RouteSpec]:
     """Routes from desired deployments ``(name, revision, version, hold)``, ready replicas
     ``(deployment, version, revision, id, address)``, the ``(deployment, version)`` of starting ones, and
@@ -175,6 +178,9 @@ def build_routes(
     version with only such replicas holds its requests with ``start_hold``, for a gateway that is loading it.
 
     The routes of the deployments named in ``public`` need no token.
+
+    ``stable``: deployment → the stable version of its rollout (docs/rollouts.md), the default while it has
+    a ready replica (the candidate, the deployment's current version, gets what the rollout's split gives).
     """
     by_version: dict[tuple[str, str], list[tuple[int, ReplicaSpec]]] = {}
     for deployment, version, revision, rid, address in ready:
@@ -187,7 +193,10 @@ def build_routes(
     for name, revision, version, hold in sorted(deployments):
         versions = {v for d, v in (*by_version, *loading) if d == name} | {version}
         default = version
-        if not by_version.get((name, version)):
+        kept = (stable or {}).get(name)
+        if kept is not None and by_version.get((name, kept)):
+            default = kept
+        elif not by_version.get((name, version)):
             serving = [v for v in versions if by_version.get((name, v))]
             if serving:  # the newest revision among those still serving
                 default = max(serving, key=lambda v: max(r for r, _ in by_version[(name, v)]))

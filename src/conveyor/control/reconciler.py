@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor import errors
 from conveyor.control.autoscaler import AutoscalerState, decide, observe
@@ -45,7 +45,23 @@ from conveyor.targets.probe import probe
 from conveyor.targets.processes import LocalProcesses, ReplicaRecord
 
 if TYPE_CHECKING:
+    from conveyor.protocol.table import SplitSpec
     from conveyor.security.tokens import TokenRecord
+
+
+class RolloutSplits(Protocol):
+    def splits(self) -> list[SplitSpec]:
+        """The traffic split of every deployment in a rollout (the reconciler keeps those it can route)."""
+        ...
+
+    def changed(self) -> None:
+        """Desired state changed: read the rollouts again."""
+        ...
+
+    def summary(self, deployment: str) -> dict[str, Any] | None:
+        """The deployment's rollout in progress, in a few fields (ControlRuntime.rollout), or None."""
+        ...
+
 
 log = logging.getLogger("conveyor.control")
 TICK_S = 0.25
@@ -120,6 +136,10 @@ class Reconciler:
         self._replicas: dict[str, Replica] = {}
         self._inprocess = InProcessReplicas(self.tables)
         self._runs: dict[str, DeploymentRun] = {}
+        self._stable_runs: dict[str, DeploymentRun] = {}  # a rollout's stable side: its own autoscaler
+        self.rollouts: RolloutSplits | None = None
+        """The rollout controller (docs/rollouts.md): the splits every table carries; set by the server."""
+        self._routed_splits: set[str] = set()
         self._wake = asyncio.Event()
         self._reload = True
         self._last_reload = 0.0
@@ -175,6 +195,9 @@ class Reconciler:
     def problem(self, deployment: str) -> str | None:
         return self._loader.problems.get(deployment)
 
+    def rollout(self, deployment: str) -> dict[str, Any] | None:
+        return None if self.rollouts is None else self.rollouts.summary(deployment)
+
     def gateways(self) -> list[dict[str, Any]]:
         return self.tables.gateways()
 
@@ -201,6 +224,8 @@ class Reconciler:
     def changed(self, deployment: str | None = None) -> None:
         self._reload = True
         self._wake_soon()
+        if self.rollouts is not None:  # a rollout may have started, moved or ended with this change
+            self.rollouts.changed()
 
     async def settle(self, timeout_s: float) -> bool:
         after = self._steps_begun + 1  # a step under way may have read the registry before the change
@@ -349,6 +374,15 @@ class Reconciler:
             log.info("replica %s stopped", r.record.id)
             return
         run = self._runs.setdefault(r.record.deployment, DeploymentRun())
+        desired = self._desired.get(r.record.deployment)
+        if (
+            desired is not None
+            and desired.stable is not None
+            and desired.stable.template == r.record.template
+        ):
+            run = self._stable_runs.setdefault(
+                r.record.deployment, DeploymentRun()
+            )  # a rollout's stable side
         run.streak = self.backoff.next_streak(run.streak, time.time() - r.record.started_at)
         delay = self.backoff.delay(run.streak)
         run.next_start = now + delay
@@ -385,7 +419,23 @@ class Reconciler:
             self._converge_inprocess(d, live)
             return
         current = [r for r in live if r.record.template == d.template]
-        old = [r for r in live if r.record.template != d.template]
+        stable = d.stable.template if d.stable is not None else None
+        old = [r for r in live if r.record.template not in (d.template, stable)]
+        want = self._scale(d, run, current, now)
+        if d.stable is not None:  # a rollout: the stable revision's replicas run beside the candidate's
+            sides = self._stable_runs.setdefault(d.name, DeploymentRun())
+            self._scale(d.stable, sides, [r for r in live if r.record.template == stable], now)
+        else:
+            self._stable_runs.pop(d.name, None)
+        ready = [r for r in current if r.state == "ready"]
+        if old and len(ready) >= want:
+            for r in old:
+                self._drain(r, f"replaced by revision {d.revision}")
+        if len(ready) >= want:  # a previous revision ran in the gateways: its copies go once these serve
+            self._inprocess.retire(d.name)
+
+    def _scale(self, d: Desired, run: DeploymentRun, current: list[Replica], now: float) -> int:
+        """Start the replicas of ``d``'s template that ``current`` lacks, drain extras; the count wanted."""
         self._autoscale(d, run, current, now)
         want = self._count(d, run)
         if len(current) < want and now >= run.next_start and not self._loader.blocked(d):
@@ -396,12 +446,7 @@ class Reconciler:
             extras = sorted(current, key=lambda r: (r.state == "ready", -r.record.started_at))
             for r in extras[: len(current) - want]:
                 self._drain(r, f"scaled to {want}")
-        ready = [r for r in current if r.state == "ready"]
-        if old and len(ready) >= want:
-            for r in old:
-                self._drain(r, f"replaced by revision {d.revision}")
-        if len(ready) >= want:  # a previous revision ran in the gateways: its copies go once these serve
-            self._inprocess.retire(d.name)
+        return want
 
     def _converge_inprocess(self, d: Desired, processes: list[Replica]) -> None:
         """Placement inprocess: list its virtual replica; once every gateway admitted it, the replicas of
@@ -469,8 +514,17 @@ class Reconciler:
             return
         r.state, r.since, r.drain_generation = "draining", time.monotonic(), None
 
+    def publish_now(self) -> None:
+        """A table with the rollout controller's splits as they are now (a rollback: within milliseconds)."""
+        self._publish()
+
+    def split_routed(self, deployment: str) -> bool:
+        """The last table carried ``deployment``'s split: both of its versions have a ready replica."""
+        return deployment in self._routed_splits
+
     def _publish(self) -> None:
         deployments = [(d.name, d.revision, d.version, d.hold) for d in self._desired.values()]
+        stable = {d.name: d.stable.version for d in self._desired.values() if d.stable is not None}
         ready = [
             (r.record.deployment, r.record.version, r.record.revision, r.record.id, r.record.address)
             for r in self._replicas.values()
@@ -483,7 +537,15 @@ class Reconciler:
         ]
         virtual = self._inprocess.routes()
         public = {d.name for d in self._desired.values() if d.public}
-        self.tables.publish(build_routes(deployments, ready, starting, self._start_hold, virtual, public))
+        routes = build_routes(deployments, ready, starting, self._start_hold, virtual, public, stable)
+        serving = {(r.name, r.version) for r in routes if r.replicas}
+        splits = [
+            s
+            for s in (self.rollouts.splits() if self.rollouts is not None else [])
+            if (s.name, s.stable) in serving and (s.name, s.candidate) in serving
+        ]
+        self._routed_splits = {s.name for s in splits}
+        self.tables.publish(routes, splits)
         for r in self._replicas.values():
             if r.state == "draining" and r.drain_generation is None:
                 r.drain_generation = self.tables.generation

@@ -34,6 +34,11 @@ class ControlRuntime(Protocol):
         """Why the deployment's current revision cannot run (what ran before keeps running), or None."""
         ...
 
+    def rollout(self, deployment: str) -> dict[str, Any] | None:
+        """The deployment's rollout in progress (docs/rollouts.md): ``{"number", "strategy", "phase",
+        "stableModel", "candidateModel", "step", "weight"}``, or None."""
+        ...
+
     def gateways(self) -> list[dict[str, Any]]:
         """Gateways that reported in the last few seconds: ``{"id", "url", "grpcUrl", "lastSeen", ...}``."""
         ...

@@ -81,17 +81,24 @@ def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
     from conveyor.control.alerting import AlertLoop
 
     alerting = AlertLoop(registry, history, settings)  # evaluates the rules over what the scraper adds
+    from conveyor.control.rollouts import RolloutController
+
+    rollouts = RolloutController(registry, history, reconciler)  # judges over the same history
+    reconciler.rollouts = rollouts
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
         async with inner(a) as state:
+            await rollouts.reload()  # the first table after a restart carries the rollouts' splits
             await reconciler.start()
             scraping = asyncio.create_task(scraper.run(history, settings.metrics_scrape_interval_s))
             await alerting.start()
+            await rollouts.start()
             try:
                 yield state
             finally:
+                await rollouts.stop()
                 await alerting.stop()
                 await cancel_all([scraping])
                 await scraper.close()
@@ -101,6 +108,7 @@ def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
     app.router.lifespan_context = lifespan
     app.state.reconciler = reconciler
     app.state.history = history  # what alerts, the dashboard and describe read
+    app.state.rollouts = rollouts
     app.state.admin_token = admin_token
     return app
 

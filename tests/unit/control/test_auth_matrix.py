@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from conveyor.control.management import create_api
 from conveyor.registry import LocalArtifactStore, Registry
+from conveyor.registry.records import RolloutInfo
 from conveyor.security.tokens import ROLE_ACTIONS
 from conveyor.settings import Settings
 from tests.fixtures.control_runtime import FakeRuntime
@@ -38,6 +39,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/deployments/{name}/events"): "read",
     ("GET", "/api/v1/deployments/{name}/drift"): "read",
     ("GET", "/api/v1/deployments/{name}/series"): "read",
+    ("GET", "/api/v1/deployments/{name}/rollout"): "read",
+    ("GET", "/api/v1/deployments/{name}/rollouts"): "read",
+    ("POST", "/api/v1/deployments/{name}/rollout"): "deploy",
+    ("POST", "/api/v1/deployments/{name}/rollout/{action}"): "deploy",
     ("GET", "/api/v1/replicas"): "read",
     ("GET", "/api/v1/endpoints"): "read",
     ("GET", "/api/v1/routing"): "route",
@@ -73,7 +78,9 @@ class Api:
             f"sqlite:///{tmp_path / 'r.db'}", LocalArtifactStore(tmp_path / "a"), user="t"
         )
         self.registry.register("tiny", b"v1", signature=SIG, framework="onnx")
+        self.registry.register("tiny", b"v2", signature=SIG, framework="onnx")  # a rollout's candidate
         app = create_api(self.registry, FakeRuntime(self.registry), Settings(home=tmp_path))
+        app.state.rollouts = FakeRollouts(self.registry)
         self.client = TestClient(app)
         self.client.__enter__()
         self.tokens = {role: self.registry.tokens.create(f"as-{role}", role)[0] for role in ROLES}
@@ -113,17 +120,22 @@ class Api:
                 self.client.post(
                     "/api/v1/apply", json={"documents": [deployment(replicas)]}, headers=self.admin
                 )
+        if ("/rollout" in path and method == "GET") or path.endswith("/{action}"):
+            start = {"to": "tiny:2"}  # a rollout to read or act on (the re-apply above ended the last one)
+            self.client.post("/api/v1/deployments/tiny/rollout", json=start, headers=self.admin)
         if path == "/api/v1/alertrules/{name}":
             rule = {"metadata": {"name": "tiny"}, "spec": {"expr": "drift_psi", "threshold": 1.0}}
             self.registry.alerts.apply_rules([(rule, f"fp-{self.serial}")], by="t")
         if path == "/api/v1/tokens/{name}":
             self.registry.tokens.create(f"victim-{self.serial}", "viewer")
         url = path.replace("{name}", f"victim-{self.serial}" if "/tokens/" in path else "tiny")
+        url = url.replace("{action}", "pause")
         bodies: dict[str, dict[str, Any]] = {
             "/api/v1/apply": {"documents": [deployment(3)]},
             "/api/v1/diff": {"documents": [deployment(3)]},
             "/api/v1/deployments/{name}/scale": {"replicas": 1},
             "/api/v1/deployments/{name}/rollback": {},
+            "/api/v1/deployments/{name}/rollout": {"to": "tiny:2"},
             "/api/v1/gateways/report": {"gateway": "gw-1", "generation": 0, "routes": []},
             "/api/v1/tokens": {"name": f"new-{self.serial}", "role": "viewer"},
         }
@@ -134,6 +146,19 @@ class Api:
                     next(r.iter_lines())  # the current table comes at once
                 return int(r.status_code)
         return int(self.client.request(method, url, json=body, headers=headers).status_code)
+
+
+class FakeRollouts:
+    """The rollout controller's part the API calls: no rollout runs, a command answers the stored one."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def live(self, deployment: str) -> None:
+        return None
+
+    async def command(self, deployment: str, action: str, actor: str) -> RolloutInfo:
+        return self.registry.rollouts.get(deployment)
 
 
 @pytest.fixture(scope="module")

@@ -88,6 +88,9 @@ def test_no_management_route_serves_a_model_file_back(registry: Registry, tmp_pa
         assert len(gets) >= 10
         for path in gets:
             r = client.get(path.replace("{name}", "tiny"))
+            if path.endswith("/rollout"):  # tiny never had a rollout: 404 saying so
+                assert r.status_code == 404 and "no rollout" in r.json()["error"], r.text
+                continue
             assert r.status_code == 200, (path, r.text)
             assert r.headers["content-type"] == "application/json", path
             assert ARTIFACT[:16] not in r.content, path
