@@ -53,7 +53,7 @@ def test_the_deployment_view_shows_its_rollout_until_and_after_it_ends(
     assert "candidate starting" not in page.locator("#deployments").inner_text()
     widths = page.eval_on_selector_all(".split span", "spans => spans.map(s => s.style.width)")
     assert widths == ["90%", "10%"]
-    assert "start" in panel.locator("table").inner_text()
+    assert "Started" in panel.locator("table").inner_text()
     _keep(page, tmp_path, "dashboard-rollout.png")
 
     stack.cli("rollout", "abort", "clf")

@@ -181,26 +181,28 @@ def test_a_candidate_failing_a_fifth_of_its_requests_is_rolled_back_within_the_s
     assert status["rollout"]["phase"] == "rolled_back", status["events"]
     assert "success rate" in status["rollout"]["reason"]
     assert status["rollout"]["step"] == 0  # never past the first step
-    # docs/rollouts.md, "How many requests can fail": rate x weight x error share x (threshold x interval
-    # + scrape interval + 1 s), the error share taken at 0.3 (the model's 0.2 with room for chance).
+    # docs/rollouts.md, "How many requests can fail": rate x weight x error share x (threshold x (interval
+    # + scrape interval) + 1 s), the error share taken at 0.3 (the model's 0.2 with room for chance).
     rate = (result.ok + result.failed) / seconds
-    bound = rate * weight / 100 * 0.3 * (threshold * interval + SCRAPE_S + 1.0)
+    bound = rate * weight / 100 * 0.3 * (threshold * (interval + SCRAPE_S) + 1.0)
     print(f"hey: failed {result.failed} of {result.ok + result.failed} at {rate:.0f}/s; bound {bound:.0f}")
     assert 0 < result.failed <= bound, result.output
     assert stack.api("/deployments/clf")["model"] == "clf:1"
 
 
 def test_a_candidate_five_times_slower_is_rolled_back_on_latency(stack: UpStack, tmp_path: Path) -> None:
-    plan = {"strategy": "canary", "steps": [20, 100], "interval": "3s", "threshold": 1}
-    spec = start(stack, tmp_path, lambda p: build_slow(p, extra_ms=30.0), plan)
-    running = load(stack)
+    plan = {"strategy": "canary", "steps": [50, 100], "interval": "3s", "threshold": 1}
+    # 4 ms more CPU a run: one request at a time through `conveyor serve`, 7.2-9.1 ms against stable's
+    # 1.4-1.8 ms here (5.1x, 5.2x). A light load (2 x 20 requests a second) keeps queueing from hiding it.
+    spec = start(stack, tmp_path, lambda p: build_slow(p, extra_ms=4.0), plan)
+    running = load(stack, workers=2, rate=20)
     try:
         stack.cli("apply", "-f", str(spec))
         status = wait_ended(stack)
     finally:
         result, _ = stop_load(running)
     assert status["rollout"]["phase"] == "rolled_back", status["events"]
-    assert "p99" in status["rollout"]["reason"], status["rollout"]["reason"]
+    assert "latency ratio" in status["rollout"]["reason"], status["rollout"]["reason"]
     assert result.failed == 0, result.output  # slow, not failing: every request answered
 
 

@@ -88,7 +88,7 @@ def test_a_started_rollout_is_active_and_reads_back_field_by_field(registry: Reg
     assert json.loads(json.dumps(d)) == d
     [event] = registry.rollouts.events(r.id)
     assert (event.kind, event.message, event.data) == (
-        "start",
+        "Started",
         "canary: revision 1 (iris:1) -> 2 (iris:2)",
         {"weight": 10.0, "forced": False},
     )
@@ -118,7 +118,7 @@ def test_a_second_start_supersedes_the_active_rollout(registry: Registry) -> Non
     assert registry.rollouts.active("web") == second
     assert [r.number for r in registry.rollouts.list("web")] == [1, 2]
     assert [r.number for r in registry.rollouts.list("web", limit=1)] == [2]
-    assert [e.kind for e in registry.rollouts.events(first.id)] == ["start", "superseded"]
+    assert [e.kind for e in registry.rollouts.events(first.id)] == ["Started", "Superseded"]
     entry = registry.audit.list()[-1]
     assert (entry.action, entry.details["superseded"], entry.details["forced"]) == ("rollout.start", 1, True)
     with pytest.raises(errors.Conflict, match=r"rollout 1 of deployment 'web' has ended \(superseded\)"):
@@ -189,7 +189,7 @@ def test_update_changes_the_rollout_with_its_event_and_audit_record(registry: Re
     assert (entry.actor, entry.action, entry.object) == ("bob", "rollout.pause", "web")
     assert entry.details == {"rollout": 1, "phase": "paused", "weight": 50}
     assert registry.audit.verify().intact
-    assert [e.kind for e in registry.rollouts.events(r.id)] == ["start", "step"]
+    assert [e.kind for e in registry.rollouts.events(r.id)] == ["Started", "step"]
     assert registry.rollouts.events(r.id)[1].data == {"verdict": "pass"}
 
 
@@ -207,7 +207,7 @@ def test_update_expecting_another_phase_is_a_conflict_and_changes_nothing(regist
             audit_action="rollout.rollback",
         )
     assert registry.rollouts.get("web") == before
-    assert [e.kind for e in registry.rollouts.events(r.id)] == ["start"]
+    assert [e.kind for e in registry.rollouts.events(r.id)] == ["Started"]
     assert registry.audit.list()[-1].action == "rollout.start"
 
 
@@ -223,7 +223,7 @@ def test_ending_a_rollout_sets_finished_at_and_makes_it_final(registry: Registry
         registry.rollouts.update(r.id, phase="progressing")
     # Events may still be added (the drain of the old replicas, say).
     registry.rollouts.add_event(r.id, "drained", "stable replicas stopped")
-    assert [e.kind for e in registry.rollouts.events(r.id)] == ["start", "drained"]
+    assert [e.kind for e in registry.rollouts.events(r.id)] == ["Started", "drained"]
     # A next rollout starts at number 2.
     assert start(registry).number == 2
 

@@ -70,7 +70,7 @@ def rollout_routes(registry: Registry, state: Any, read: Any, deploy: Any, chang
         """The deployment's rollouts, newest first."""
         await run_in_threadpool(registry.deployments.get, name)  # 404 for a typo
         rows = await run_in_threadpool(registry.rollouts.list, name, limit)
-        return {"rollouts": [r.to_dict() for r in rows]}
+        return {"rollouts": [r.to_dict() for r in reversed(rows)]}  # the store's are oldest first
 
     @api.post("/deployments/{name}/rollout")
     async def start(name: str, body: StartBody, who: Principal = deploy) -> dict[str, Any]:
@@ -130,12 +130,14 @@ def _state(info: RolloutInfo, spec: RolloutSpec, live: Live | None, steps: Any) 
         "mirror": step.mirror,
         "waitingFor": None,
         "nextCheckInSeconds": None,
+        "routed": False,
     }
     if not info.active:
         return state
     if info.phase == "waiting":
         state["waitingFor"] = info.reason or "approval"
     if live is not None:
+        state["routed"] = live.step_clock is not None  # the split is in the gateways' table
         if live.step_clock is None and info.phase == "progressing":
             state["waitingFor"] = "the candidate's replicas"
         elif info.phase == "progressing":

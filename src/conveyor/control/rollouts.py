@@ -308,7 +308,8 @@ class RolloutController:
         summary = f"{live.step.describe()}: {verdict.summary()}"
         hooks.notify(self.notifier, live.spec.webhooks, "check", self._body(live, "check", summary))
         if outcome.action == "rollback":
-            await self._rollback(live, f"{verdict.summary()} ({outcome.why})", verdict=data)
+            why = f"{verdict.summary()} ({outcome.why})"
+            await self._rollback(live, why, verdict=data, failed_checks=outcome.failed)
             return
         changes: dict[str, Any] = {"passed_checks": outcome.passed, "failed_checks": outcome.failed}
         await self._write(live, event=("Check", summary, data), **changes)
@@ -446,7 +447,13 @@ class RolloutController:
         self.runtime.changed(live.name)
 
     async def _rollback(
-        self, live: Live, why: str, *, actor: str = SYSTEM_ACTOR, verdict: dict[str, Any] | None = None
+        self,
+        live: Live,
+        why: str,
+        *,
+        actor: str = SYSTEM_ACTOR,
+        verdict: dict[str, Any] | None = None,
+        failed_checks: int | None = None,
     ) -> None:
         live.ending = self._clock()
         self.runtime.publish_now()  # every request to stable from the next table on, before any write
@@ -462,10 +469,12 @@ class RolloutController:
             )
         except errors.ConveyorError as exc:  # the deployment was deleted meanwhile, or the database is away
             log.warning("rollback of %s: the revision was not written: %s", live.name, exc)
+        counts = {} if failed_checks is None else {"failed_checks": failed_checks}
         await self._write(
             live,
             phase="rolled_back",
             finished_at=datetime.now(UTC),
+            **counts,
             reason=why[:1000],
             actor=actor,
             audit_action="rollout.rollback",

@@ -106,7 +106,7 @@ class RolloutStore:
                     now,
                     why,
                 )
-                _add_event(s, before.id, "superseded", why, {"by": number})
+                _add_event(s, before.id, "Superseded", why, {"by": number})
                 s.flush()  # out of the active index before the new one enters it
             new = RolloutRow(
                 deployment_id=row.id,
@@ -134,7 +134,7 @@ class RolloutStore:
                 f"{strategy}: revision {stable_revision} ({stable_model}) -> "
                 f"{candidate_revision} ({candidate_model})"
             )
-            _add_event(s, new.id, "start", message, {"weight": float(weight), "forced": bool(forced)})
+            _add_event(s, new.id, "Started", message, {"weight": float(weight), "forced": bool(forced)})
             details: dict[str, Any] = {
                 "rollout": number,
                 "strategy": strategy,
