@@ -174,6 +174,22 @@ class Settings(BaseSettings):
         default=30_000,
         description="A request still unanswered after this long fails with 504 / DEADLINE_EXCEEDED.",
     )
+    # -- response cache (per served version; a deployment's spec.cache sets these for its replicas) --
+    cache_max_entries: int = Field(
+        default=0,
+        ge=0,
+        description="Answers each served version's response cache keeps (least recently used out first); "
+        "0, the default: no cache. See docs/serving.md, Response cache.",
+    )
+    cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1,
+        description="Bytes of answers each version's response cache may hold; an answer bigger than this "
+        "is not stored.",
+    )
+    cache_ttl_s: float = Field(
+        default=60.0, gt=0, description="Seconds a cached answer is served after it was computed."
+    )
     # -- gateway --
     health_interval_s: float = Field(default=1.0, description="How often the gateway probes each replica.")
     eject_after_failures: int = Field(

@@ -37,6 +37,20 @@ class BatcherSnapshot:
     metrics: BatchMetrics
 
 
+@dataclass(frozen=True, slots=True)
+class CacheSnapshot:
+    model: str
+    version: str
+    hits: int
+    misses: int
+    entries: int
+    bytes: int
+
+
+class CacheSource(Protocol):
+    def metrics_snapshot(self) -> CacheSnapshot: ...
+
+
 class BatcherSource(Protocol):
     def metrics_snapshot(self) -> BatcherSnapshot: ...
 
@@ -47,6 +61,7 @@ class GatewaySource(Protocol):
 
 _batchers: weakref.WeakSet[BatcherSource] = weakref.WeakSet()
 _gateways: weakref.WeakSet[GatewaySource] = weakref.WeakSet()
+_caches: weakref.WeakSet[CacheSource] = weakref.WeakSet()
 _controls: weakref.WeakSet[ControlMetrics] = weakref.WeakSet()
 
 
@@ -56,6 +71,11 @@ def track_batcher(source: BatcherSource) -> None:
 
 def untrack_batcher(source: BatcherSource) -> None:
     _batchers.discard(source)
+
+
+def track_cache(source: CacheSource) -> None:
+    """A response cache (runtime/cache.py): conveyor_cache_* while it lives."""
+    _caches.add(source)
 
 
 def track_gateway(source: GatewaySource) -> None:
@@ -97,6 +117,7 @@ class ConveyorCollector(Collector):
         yield from self._requests()
         yield from _shadows(self.shadows)
         yield from self._batchers(list(_batchers))
+        yield from _caches_of(list(_caches))
         gateways = list(_gateways)
         if gateways:
             held = _gauge(m.HELD)
@@ -142,6 +163,25 @@ class ConveyorCollector(Collector):
             _histogram(run, labels, hist.run)
             _histogram(rows, labels, hist.rows)
         yield from (depth, in_flight, queue, run, rows)
+
+
+def _caches_of(sources: Iterable[CacheSource]) -> Iterator[Metric]:
+    """Only in a process with a response cache; two caches of one version (tests) add up."""
+    merged: dict[tuple[str, str], list[int]] = {}
+    for source in sources:
+        s = source.metrics_snapshot()
+        acc = merged.setdefault((s.model, s.version), [0, 0, 0, 0])
+        for i, n in enumerate((s.hits, s.misses, s.entries, s.bytes)):
+            acc[i] += n
+    if not merged:
+        return
+    requests, entries, size = _counter(m.CACHE_REQUESTS), _gauge(m.CACHE_ENTRIES), _gauge(m.CACHE_BYTES)
+    for (model, version), (hits, misses, held, nbytes) in sorted(merged.items()):
+        requests.add_metric([model, version, "hit"], hits)
+        requests.add_metric([model, version, "miss"], misses)
+        entries.add_metric([model, version], held)
+        size.add_metric([model, version], nbytes)
+    yield from (requests, entries, size)
 
 
 def _shadows(shadows: ShadowCounts) -> Iterator[Metric]:

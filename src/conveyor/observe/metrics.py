@@ -44,6 +44,9 @@ COMPARISON_DIFFERENCE = "conveyor_comparison_max_abs_difference"
 SHADOW_REQUESTS = "conveyor_shadow_requests_total"
 SHADOW_DURATION = "conveyor_shadow_request_duration_seconds"
 SHADOW_DROPPED = "conveyor_shadow_dropped_total"
+CACHE_REQUESTS = "conveyor_cache_requests_total"
+CACHE_ENTRIES = "conveyor_cache_entries"
+CACHE_BYTES = "conveyor_cache_bytes"
 
 _MV = ("model", "version")
 METRICS: dict[str, Metric] = {
@@ -144,6 +147,20 @@ METRICS: dict[str, Metric] = {
             _MV,
             "Mirrored or compared sends a gateway dropped (it had 64 in flight), by the version they were "
             "for.",
+        ),
+        Metric(
+            CACHE_REQUESTS,
+            "counter",
+            ("model", "version", "result"),
+            "Inference requests a replica looked up in the version's response cache, by result (hit: "
+            "answered from the cache without running the model; miss).",
+        ),
+        Metric(CACHE_ENTRIES, "gauge", _MV, "Answers held in the version's response cache."),
+        Metric(
+            CACHE_BYTES,
+            "gauge",
+            _MV,
+            "Bytes the version's response cache holds: its answers and a fixed overhead per entry.",
         ),
     )
 }

@@ -6,6 +6,7 @@ python -m conveyor.server --model NAME[:VERSION]=FILE [--sha256 NAME[:VERSION]=H
     [--grpc-port P] [--channel unix:PATH|tcp:HOST:PORT] [--parent-pid PID] [--lease FILE --orphan-after S]
     [--max-batch-size N] [--max-queue-delay-us N] [--max-queue-size N] [--request-timeout-ms N]
     [--monitor NAME[:VERSION]=FILE] [--replica-id ID]
+    [--cache-max-entries N [--cache-max-bytes N] [--cache-ttl SECONDS]]
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
+
+from pydantic import ValidationError
 
 from conveyor import errors
 from conveyor.digests import EXIT_DATA_LOSS, check_digest, read_artifact
@@ -100,6 +103,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-queue-delay-us", type=int, help="longest wait for a batch to fill")
     ap.add_argument("--max-queue-size", type=int, help="waiting requests per model before 429")
     ap.add_argument("--request-timeout-ms", type=int, help="unanswered after this: 504")
+    ap.add_argument(
+        "--cache-max-entries",
+        type=int,
+        help="answers each served version's response cache keeps; 0 (the default): no cache",
+    )
+    ap.add_argument("--cache-max-bytes", type=int, help="bytes of answers each version's cache may hold")
+    ap.add_argument("--cache-ttl", type=float, metavar="SECONDS", help="how long a cached answer is served")
     ap.add_argument("--log-level", default="warning")
     ap.add_argument(
         "--replica-id", help="the control plane's name for this replica: its log file is replica-ID.jsonl"
@@ -119,10 +129,16 @@ def main(argv: list[str] | None = None) -> None:
             ("max_queue_delay_us", args.max_queue_delay_us),
             ("max_queue_size", args.max_queue_size),
             ("request_timeout_ms", args.request_timeout_ms),
+            ("cache_max_entries", args.cache_max_entries),
+            ("cache_max_bytes", args.cache_max_bytes),
+            ("cache_ttl_s", args.cache_ttl),
         )
         if v is not None
     }
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:  # a bound out of range, from a hand-written command line
+        raise SystemExit(f"error: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
     if args.replica_id:
         configure_logging(settings, args.log_level, component="replica", instance=args.replica_id)
     else:  # run by hand, a test or a benchmark: the terminal only

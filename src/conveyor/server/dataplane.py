@@ -26,6 +26,7 @@ from conveyor.protocol.plain import decode_plain, encode_plain
 from conveyor.protocol.service import EncodedRequest, EncodedResponse, server_metadata
 from conveyor.protocol.types import InferRequest, InferResponse, ResponseOutput
 from conveyor.runtime import Batcher, BatchingConfig, OnnxModel
+from conveyor.runtime.cache import CacheConfig, RequestKey, ResponseCache, cut_answer, request_key
 from conveyor.security.limits import DEFAULT_MAX_JSON_DEPTH
 from conveyor.versions import VersionIndex
 
@@ -50,8 +51,10 @@ class DataPlane:
         max_depth: int = DEFAULT_MAX_JSON_DEPTH,
         max_workers: int | None = None,
         batching: BatchingConfig | None = None,
+        cache: CacheConfig | None = None,
     ) -> None:
-        """``batching`` applies to models whose own ``batching`` is None (default: BatchingConfig())."""
+        """``batching`` applies to models whose own ``batching`` is None (default: BatchingConfig());
+        ``cache``: a response cache of these bounds for each served version (default: none)."""
         self.max_elements = max_elements
         self.max_depth = max_depth
         self._index: VersionIndex[OnnxModel] = VersionIndex((m.name, m.version, m) for m in models)
@@ -63,6 +66,14 @@ class DataPlane:
         self._served: VersionIndex[Batcher] = VersionIndex(
             (m.name, m.version, self._batchers[k]) for k, m in self._models.items()
         )
+        # Keyed by batcher: the one look-up infer makes already gives it. Empty when off (the default).
+        self._caches: dict[Batcher, ResponseCache] = (
+            {}
+            if cache is None
+            else {
+                b: ResponseCache(cache, b.model.name, b.model.version or "") for b in self._batchers.values()
+            }
+        )
 
     @classmethod
     def from_settings(cls, models: Sequence[OnnxModel], settings: Settings) -> DataPlane:
@@ -72,6 +83,7 @@ class DataPlane:
             max_elements=settings.max_elements,
             max_depth=settings.max_json_depth,
             batching=BatchingConfig.from_settings(settings),
+            cache=CacheConfig.from_settings(settings),
         )
 
     async def __aenter__(self) -> Self:
@@ -105,6 +117,10 @@ class DataPlane:
         """The batcher of a served model (its config, stats and queue)."""
         return self._served.get(name, version)
 
+    def cache(self, name: str, version: str | None = None) -> ResponseCache | None:
+        """The response cache of a served model, None when the plane has none."""
+        return self._caches.get(self._served.get(name, version))
+
     async def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         meta = self.model(name, version).metadata()
         meta["versions"] = self._index.versions(name)
@@ -127,9 +143,19 @@ class DataPlane:
     async def infer(self, request: EncodedRequest) -> EncodedResponse:
         """Decode, hand to the model's batcher, encode; the loop runs ONNX Runtime only for a fast model."""
         batcher = self._served.get(request.model, request.version)  # one look-up: the batcher holds its model
+        small = len(request.body) <= INLINE_CODEC_BYTES
+        cache = self._caches.get(batcher) if self._caches else None
+        key = None
+        if cache is not None:  # before admit: a cached answer needs no room in the queue
+            key = (
+                request_key(request.body, request.json_length)
+                if small
+                else await self.run(request_key, request.body, request.json_length)
+            )
+            if key is not None and (hit := _hit(cache, key, request)) is not None:
+                return hit
         batcher.admit()  # before decoding: a refusal costs no parsing
         model = batcher.model
-        small = len(request.body) <= INLINE_CODEC_BYTES
         plain = None
         if small and request.json_length is None:
             plain = decode_plain(request.body, self.max_elements, self.max_depth)
@@ -147,10 +173,14 @@ class DataPlane:
             model.observer.observe(rid, inputs, results)
         inline = sum(a.nbytes for a in results.values()) <= INLINE_CODEC_BYTES
         if inline:
-            return _encode(model, request, rid, results, binary, plain=plain is not None)
-        resp = _response(model, rid, results)
-        out, json_len = await self.run(encode_infer_response, resp, binary_outputs=binary)
-        return EncodedResponse(out, json_len, rid or request.request_id, model.version)
+            answer = _encode(model, request, rid, results, binary, plain=plain is not None)
+        else:
+            resp = _response(model, rid, results)
+            out, json_len = await self.run(encode_infer_response, resp, binary_outputs=binary)
+            answer = EncodedResponse(out, json_len, rid or request.request_id, model.version)
+        if key is not None:
+            _store(cache, key, model, rid, answer)
+        return answer
 
     def infer_now(self, request: EncodedRequest) -> EncodedResponse | None:
         """``infer`` on the calling thread for a request its caller knows arrived alone: a plain JSON body
@@ -160,6 +190,12 @@ class DataPlane:
         batcher = self._served.get(request.model, request.version)
         if len(request.body) > INLINE_CODEC_BYTES or request.json_length is not None:
             return None
+        cache = self._caches.get(batcher) if self._caches else None
+        key = None
+        if cache is not None:
+            key = request_key(request.body, None)
+            if key is not None and (hit := _hit(cache, key, request)) is not None:
+                return hit
         plain = decode_plain(request.body, self.max_elements, self.max_depth)
         if plain is None:
             return None
@@ -171,7 +207,10 @@ class DataPlane:
         if batcher.model.observer is not None:
             batcher.model.observer.observe(rid, inputs, results)
         # Alone, so whatever the outputs' size nobody waits behind their encoding.
-        return _encode(batcher.model, request, rid, results, False, plain=True)
+        answer = _encode(batcher.model, request, rid, results, False, plain=True)
+        if key is not None:
+            _store(cache, key, batcher.model, rid, answer)
+        return answer
 
     async def drain(self) -> None:
         """Wait until every accepted request has been answered (for a graceful stop)."""
@@ -211,6 +250,23 @@ class DataPlane:
         for m in self._models.values():
             if m.observer is not None:
                 m.observer.close()
+
+
+def _hit(cache: ResponseCache, key: RequestKey, request: EncodedRequest) -> EncodedResponse | None:
+    """The cached answer to ``request`` with its own id (the body's, else the front end's), or None."""
+    found = cache.get(key.digest)
+    if found is None:
+        return None
+    rid = request.request_id if key.body_id is None else key.body_id
+    body, json_length = found.answer(rid)
+    return EncodedResponse(body, json_length, rid or request.request_id, found.model_version)
+
+
+def _store(
+    cache: ResponseCache | None, key: RequestKey, model: OnnxModel, rid: str, answer: EncodedResponse
+) -> None:
+    if cache is not None and (cut := cut_answer(answer, model.name, model.version, rid, cache.expires())):
+        cache.put(key.digest, cut)
 
 
 def _response(model: OnnxModel, rid: str | None, results: dict[str, Any]) -> InferResponse:
