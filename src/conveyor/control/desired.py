@@ -192,6 +192,10 @@ class DesiredLoader:
             "max_body_bytes": self._settings.max_body_bytes,
             "max_elements": self._settings.max_elements,
         }
+        if spec.cache is not None and spec.cache.enabled:  # only then, as placement: templates stay the same
+            options["cache_max_entries"] = spec.cache.max_entries  # the replica's --cache-max-entries ...
+            options["cache_max_bytes"] = spec.cache.max_bytes
+            options["cache_ttl"] = spec.cache.ttl_seconds
         identity = {"model": version.name, "version": version.version, "sha256": version.sha256, **options}
         inprocess = spec.placement == "inprocess"  # auto is process for `conveyor up` (docs/serving.md)
         if inprocess:  # only then: the templates of process replicas running before the field stay the same

@@ -31,6 +31,8 @@ MAX_QUEUE_SIZE: Final = 1_000_000
 MAX_QUEUE_DELAY_MICROSECONDS: Final = 10_000_000  # 10 s
 MAX_REQUEST_TIMEOUT_MILLISECONDS: Final = 3_600_000  # 1 h
 MAX_THREADS: Final = 1024
+MAX_CACHE_ENTRIES: Final = 10_000_000
+MAX_CACHE_BYTES: Final = 64 * 1024**3  # 64 GiB
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -331,6 +333,31 @@ class Monitoring(SpecModel):
     inference_log: InferenceLogging = Field(default_factory=InferenceLogging)
 
 
+class ResponseCache(SpecModel):
+    """Each replica answers a request it answered before from a cache (docs/serving.md, Response cache)."""
+
+    enabled: bool = Field(default=True, description="Cache answers (false keeps the block, off).")
+    max_entries: int = Field(
+        default=10_000, ge=1, le=MAX_CACHE_ENTRIES, description="Answers kept per replica; least recent out."
+    )
+    max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        le=MAX_CACHE_BYTES,
+        description="Bytes of answers kept per replica; a bigger answer is not cached.",
+    )
+    ttl: str = Field(default="60s", description="How long an answer is served from the cache after it ran.")
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, ttl: str) -> str:
+        return positive_duration(ttl, "ttl")
+
+    @property
+    def ttl_seconds(self) -> float:
+        return parse_duration(self.ttl)
+
+
 Placement = Literal["auto", "inprocess", "process"]
 
 
@@ -391,11 +418,27 @@ class DeploymentSpec(SpecModel):
     )
 
     # Left out of the canonical form when not given (fingerprints of older revisions unchanged).
+    cache: ResponseCache | None = Field(
+        default=None,
+        description="Answer repeated identical requests from each replica's cache (docs/serving.md, "
+        "Response cache). Not given: no cache.",
+    )
+
+    # Left out of the canonical form when not given (fingerprints of older revisions unchanged).
     rollout: RolloutSpec | None = Field(
         default=None,
         description="How a new model version takes traffic: canary steps, blueGreen, shadow or abTest, "
         "judged from live metrics (docs/rollouts.md). Not given: replace.",
     )
+
+    @field_validator("cache")
+    @classmethod
+    def _cache_in_a_replica_process(
+        cls, cache: ResponseCache | None, info: ValidationInfo
+    ) -> ResponseCache | None:
+        if cache is not None and cache.enabled and info.data.get("placement") == "inprocess":
+            raise invalid("the response cache runs in replica processes: use placement: process with cache")
+        return cache
 
     @model_validator(mode="before")
     @classmethod
