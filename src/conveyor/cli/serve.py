@@ -11,14 +11,17 @@ import typer
 from conveyor.cli.certs import TlsCertOpt, TlsKeyOpt, with_tls
 from conveyor.cli.output import console, titled_table
 from conveyor.settings import get_settings
+from conveyor.spec.base import parse_duration
 from conveyor.spec.resources import (
     MAX_BATCH_SIZE,
+    MAX_CACHE_ENTRIES,
     MAX_QUEUE_DELAY_MICROSECONDS,
     MAX_QUEUE_SIZE,
     MAX_REQUEST_TIMEOUT_MILLISECONDS,
 )
 
 _BATCHING = "Batching (per replica)"
+_CACHE = "Response cache (per served version)"
 
 
 def serve(
@@ -80,6 +83,20 @@ def serve(
             rich_help_panel=_BATCHING,
         ),
     ] = None,
+    cache_size: Annotated[
+        int,
+        typer.Option(
+            help="Answers to keep per version: a repeated identical request is answered without running the "
+            "model (docs/serving.md, Response cache); 0: no cache. Bytes: CONVEYOR_CACHE_MAX_BYTES (64 MiB).",
+            min=0,
+            max=MAX_CACHE_ENTRIES,
+            rich_help_panel=_CACHE,
+        ),
+    ] = 0,
+    cache_ttl: Annotated[
+        str,
+        typer.Option(help="How long a cached answer is served: 500ms, 30s, 5m, 1h.", rich_help_panel=_CACHE),
+    ] = "60s",
     trust_pickle: Annotated[
         bool, typer.Option("--trust-pickle", help="Allow pickle/joblib model files (unpickling runs code).")
     ] = False,
@@ -125,6 +142,12 @@ def serve(
 
     if placement not in ("auto", "inprocess", "process"):
         raise InvalidInput(f"--placement must be auto, inprocess or process, got {placement!r}")
+    try:
+        ttl_s = parse_duration(cache_ttl)
+    except ValueError as e:
+        raise InvalidInput(f"--cache-ttl: {e}") from None
+    if ttl_s <= 0:
+        raise InvalidInput(f"--cache-ttl must be above zero, got {cache_ttl!r}")
     overrides: dict[str, Any] = {
         k: v
         for k, v in (
@@ -132,6 +155,8 @@ def serve(
             ("max_queue_delay_us", max_queue_delay_us),
             ("max_queue_size", max_queue_size),
             ("request_timeout_ms", request_timeout_ms),
+            ("cache_max_entries", cache_size or None),
+            ("cache_ttl_s", ttl_s if cache_size else None),
         )
         if v is not None
     }

@@ -39,6 +39,9 @@ _REPLICA_SETTINGS = (
     "max_queue_delay_us",
     "max_queue_size",
     "request_timeout_ms",
+    "cache_max_entries",  # the response cache (runtime/cache.py), 0: none
+    "cache_max_bytes",
+    "cache_ttl_s",
 )
 
 
