@@ -156,8 +156,9 @@ class ResponseCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: bytes) -> CachedAnswer | None:
-        """The live answer under ``key`` (now the most recently used), counted as a hit; else a miss."""
+    def get(self, key: bytes, *, count_miss: bool = True) -> CachedAnswer | None:
+        """The live answer under ``key`` (now the most recently used), counted as a hit; else a miss, counted
+        unless ``count_miss`` is false (a caller that may ask again for the same request counts it then)."""
         now = self._clock()
         with self._lock:
             found = self._entries.get(key)
@@ -165,11 +166,16 @@ class ResponseCache:
                 self._remove(key, found)
                 found = None
             if found is None:
-                self.misses += 1
+                self.misses += count_miss
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
             return found
+
+    def missed(self) -> None:
+        """Count a miss that ``get(count_miss=False)`` left uncounted."""
+        with self._lock:
+            self.misses += 1
 
     def expires(self) -> float:
         """When an answer stored now expires (the time ``put`` wants)."""

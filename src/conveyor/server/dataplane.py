@@ -192,9 +192,9 @@ class DataPlane:
             return None
         cache = self._caches.get(batcher) if self._caches else None
         key = None
-        if cache is not None:
+        if cache is not None:  # a miss is counted once the request runs here; else ``infer`` counts it
             key = request_key(request.body, None)
-            if key is not None and (hit := _hit(cache, key, request)) is not None:
+            if key is not None and (hit := _hit(cache, key, request, count_miss=False)) is not None:
                 return hit
         plain = decode_plain(request.body, self.max_elements, self.max_depth)
         if plain is None:
@@ -208,7 +208,8 @@ class DataPlane:
             batcher.model.observer.observe(rid, inputs, results)
         # Alone, so whatever the outputs' size nobody waits behind their encoding.
         answer = _encode(batcher.model, request, rid, results, False, plain=True)
-        if key is not None:
+        if cache is not None and key is not None:
+            cache.missed()
             _store(cache, key, batcher.model, rid, answer)
         return answer
 
@@ -252,9 +253,11 @@ class DataPlane:
                 m.observer.close()
 
 
-def _hit(cache: ResponseCache, key: RequestKey, request: EncodedRequest) -> EncodedResponse | None:
+def _hit(
+    cache: ResponseCache, key: RequestKey, request: EncodedRequest, *, count_miss: bool = True
+) -> EncodedResponse | None:
     """The cached answer to ``request`` with its own id (the body's, else the front end's), or None."""
-    found = cache.get(key.digest)
+    found = cache.get(key.digest, count_miss=count_miss)
     if found is None:
         return None
     rid = request.request_id if key.body_id is None else key.body_id

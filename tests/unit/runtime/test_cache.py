@@ -184,3 +184,10 @@ def test_caches_are_scraped_as_hits_misses_entries_and_bytes() -> None:
     assert 'conveyor_cache_requests_total{model="cached-model",result="miss",version="7"} 1.0' in text
     assert 'conveyor_cache_entries{model="cached-model",version="7"} 1.0' in text
     assert f'conveyor_cache_bytes{{model="cached-model",version="7"}} {float(_answer(10).nbytes)}' in text
+
+
+def test_a_miss_left_uncounted_is_counted_once_by_missed() -> None:
+    cache = _cache()
+    assert cache.get(b"a", count_miss=False) is None and cache.misses == 0
+    cache.missed()
+    assert cache.misses == 1

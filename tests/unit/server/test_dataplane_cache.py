@@ -85,12 +85,17 @@ def test_another_version_never_gets_the_cached_answer_of_the_first(plane: DataPl
 
 def test_the_fast_path_reads_and_fills_the_same_cache(plane: DataPlane) -> None:
     x = X + 40
+    cache = plane.cache("lr", "1")
+    assert cache is not None
+    misses = cache.misses
     first = plane.infer_now(_request("a", x=x))
     if first is None:  # the worker was busy: infer fills the cache instead
         first = _infer(plane, _request("a", x=x))
+    assert cache.misses == misses + 1  # once, whichever ran it
     runs = _runs(plane, "1")
     second = plane.infer_now(_request("z", x=x))
     assert second is not None and orjson.loads(second.body)["id"] == "z" and _runs(plane, "1") == runs
+    assert cache.misses == misses + 1
 
 
 def test_a_bad_request_is_refused_as_without_a_cache(plane: DataPlane) -> None:
