@@ -27,6 +27,7 @@ from conveyor.cli import (
     keys,
     logs,
     models,
+    optimize,
     predict,
     rollouts,
     serve,
@@ -51,6 +52,7 @@ app.command("up")(up.up)
 app.command("server")(up.server)
 app.command("gateway")(gateway.gateway)
 app.add_typer(models.app, name="models")
+app.command("optimize")(optimize.optimize)
 app.add_typer(keys.app, name="keys")
 app.command("serve")(serve.serve)
 app.command("predict")(predict.predict)

@@ -48,9 +48,18 @@ def _split_version_ref(ref: str) -> tuple[str, int]:
 @app.command("register")
 def register(
     name: Annotated[str, typer.Argument(help="Model name (letters, digits, '.', '_', '-').")],
-    path: Annotated[Path, typer.Argument(help="Model file: .onnx, .skops, .pt/.pth, or a pickle/joblib.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="Model file: .onnx, .skops, .pt/.pth/.pt2, XGBoost .json/.ubj, LightGBM .txt, "
+            "or a pickle/joblib."
+        ),
+    ],
     framework: Annotated[
-        str, typer.Option(help="Source format: auto, onnx, sklearn or pytorch.", case_sensitive=False)
+        str,
+        typer.Option(
+            help="Source format: auto, onnx, sklearn, pytorch, xgboost or lightgbm.", case_sensitive=False
+        ),
     ] = "auto",
     sample: Annotated[
         Path | None,
@@ -85,8 +94,10 @@ def register(
 ) -> None:
     """Convert a model to ONNX, check it against the original (on --sample, or on inputs derived from a
     scikit-learn model), and store it as a new version."""
-    if framework.lower() not in {"auto", "onnx", "sklearn", "pytorch"}:
-        raise InvalidInput(f"--framework must be auto, onnx, sklearn or pytorch, not {framework!r}")
+    if framework.lower() not in {"auto", "onnx", "sklearn", "pytorch", "xgboost", "lightgbm"}:
+        raise InvalidInput(
+            f"--framework must be auto, onnx, sklearn, pytorch, xgboost or lightgbm, not {framework!r}"
+        )
     if not path.exists():
         raise InvalidInput(f"model file {str(path)!r} does not exist")
     tags = _parse_tags(tag)
@@ -174,6 +185,7 @@ def show(
             return
         resolved = registry.resolve(ref)
         info = _with_signatures(registry, resolved.name, [resolved])[0]
+        info["lineage"] = _lineage(registry, resolved)
     if as_json:
         print_json(info)
     else:
@@ -312,6 +324,68 @@ def _reference_line(reference: dict[str, Any] | None) -> str:
     )
 
 
+MAX_LINEAGE = 100
+
+
+def _lineage(registry: Registry, v: Any) -> list[dict[str, Any]]:
+    """The versions ``v`` was derived from, parent first, each with what made it from its own parent; a
+    deleted ancestor ends the list with ``"deleted": True``."""
+    from conveyor.errors import NotFound
+
+    out: list[dict[str, Any]] = []
+    seen = {v.version}
+    parent = v.parent_version
+    while parent is not None and parent not in seen and len(out) < MAX_LINEAGE:
+        seen.add(parent)
+        try:
+            p = registry.get_version(v.name, parent)
+        except NotFound:
+            out.append({"ref": f"{v.name}:{parent}", "deleted": True})
+            break
+        out.append({"ref": p.ref, "source": p.metadata.get("source")})
+        parent = p.parent_version
+    return out
+
+
+def _lineage_line(v: dict[str, Any]) -> str | None:
+    """``mlp:3 ← mlp:2 ← mlp:1``: this version, then its ancestors."""
+    chain = v.get("lineage")
+    if not chain:
+        return None
+    refs = [f"{v['name']}:{v['version']}"] + [
+        a["ref"] + (" (deleted)" if a.get("deleted") else "") for a in chain
+    ]
+    return " ← ".join(refs)
+
+
+def _optimized_line(opt: dict[str, Any]) -> str:
+    """What an optimization did and what it measured against the parent (conveyor optimize)."""
+    before, after, data = opt.get("before") or {}, opt.get("after") or {}, opt.get("data") or {}
+    method = {"none": "graph optimization"}.get(str(opt.get("method")), str(opt.get("method")))
+    if opt.get("graph_opt") and opt.get("method") != "none":
+        method += f" + graph optimization ({opt['graph_opt']})"
+    parts = [f"{method} of {opt.get('parent')}"]
+    if before.get("size_bytes") and after.get("size_bytes"):
+        parts.append(f"{human_size(before['size_bytes'])} → {human_size(after['size_bytes'])}")
+    drift = (after.get("drift") or {}).get("max_abs_diff")
+    if drift is not None:
+        bound = (opt.get("bounds") or {}).get("max_drift")
+        parts.append(
+            f"max |drift| {drift:.3g}"
+            + (f" (bound {bound:g})" if bound is not None else "")
+            + f" on {data.get('rows')} rows of {data.get('source')}"
+        )
+    q_before, q_after = before.get("quality") or {}, after.get("quality") or {}
+    for key in ("accuracy", "f1", "rmse"):
+        if key in q_before and key in q_after:
+            parts.append(f"{key} {q_before[key]:.4g} → {q_after[key]:.4g}")
+    t_before = (before.get("timing") or {}).get("1") or {}
+    t_after = (after.get("timing") or {}).get("1") or {}
+    if "p50_ms" in t_before and "p50_ms" in t_after:
+        parts.append(f"p50 batch 1 {t_before['p50_ms']:.3f} → {t_after['p50_ms']:.3f} ms")
+    return "; ".join(parts)
+
+
 def _print_version(v: dict[str, Any]) -> None:
     console.print(f"[bold]{v['name']}:{v['version']}[/]  {v.get('description') or ''}")
     console.print(f"  sha256     {v['sha256']}")
@@ -321,7 +395,14 @@ def _print_version(v: dict[str, Any]) -> None:
     console.print(f"  created    {human_time(v.get('created_at'))} by {v.get('created_by') or '-'}")
     if v.get("tags"):
         console.print("  tags       " + ", ".join(f"{k}={val}" for k, val in sorted(v["tags"].items())))
-    console.print(f"  parity     {_parity_line((v.get('metadata') or {}).get('parity'))}")
+    lineage = _lineage_line(v)
+    if lineage:
+        console.print(f"  lineage    {lineage}")
+    optimization = (v.get("metadata") or {}).get("optimization")
+    if optimization:
+        console.print(f"  optimized  {_optimized_line(optimization)}")
+    else:
+        console.print(f"  parity     {_parity_line((v.get('metadata') or {}).get('parity'))}")
     console.print(f"  signed     {_signed_line(v.get('signatures', []))}")
     console.print(f"  reference  {_reference_line((v.get('metadata') or {}).get('reference'))}")
     sig = v.get("signature") or {}
