@@ -16,6 +16,9 @@ from conveyor.optimize.data import Inputs
 Method = Literal["dynamic", "static", "fp16"]
 METHODS: tuple[Method, ...] = ("dynamic", "static", "fp16")
 CALIBRATION_BATCH = 32
+WEIGHTED_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "LSTM", "GRU", "Attention", "Gather"})
+"""Operators whose weights int8 quantization shrinks: a graph without any (trees, linear models as ONNX-ML
+operators) has nothing to quantize, and ONNX Runtime's tools fail on some of those with a cryptic message."""
 
 
 def quantize(onnx_bytes: bytes, method: Method, calibration: Inputs | None = None) -> bytes:
@@ -27,6 +30,8 @@ def quantize(onnx_bytes: bytes, method: Method, calibration: Inputs | None = Non
         raise InvalidInput(f"unknown quantization {method!r}; use {', '.join(METHODS)}")
     if method == "static" and not calibration:
         raise InvalidInput("static quantization needs calibration data (--calibration)")
+    if method in ("dynamic", "static"):
+        _check_quantizable(onnx_bytes, method)
     try:
         with tempfile.TemporaryDirectory(prefix="conveyor-quantize-") as tmp, _quiet():
             source, target = Path(tmp) / "model.onnx", Path(tmp) / "quantized.onnx"
@@ -43,6 +48,17 @@ def quantize(onnx_bytes: bytes, method: Method, calibration: Inputs | None = Non
         raise
     except Exception as e:  # the tools raise whatever their graph walk meets
         raise ConversionError(f"{method} quantization failed: {first_line(e)}") from e
+
+
+def _check_quantizable(onnx_bytes: bytes, method: str) -> None:
+    import onnx
+
+    ops = {n.op_type for n in onnx.load_model_from_string(onnx_bytes).graph.node}
+    if not ops & WEIGHTED_OPS:
+        raise ConversionError(
+            f"nothing for {method} int8 quantization to do: the model has none of "
+            f"{', '.join(sorted(WEIGHTED_OPS))} (its operators: {', '.join(sorted(ops))})"
+        )
 
 
 def _dynamic(source: Path, target: Path) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conveyor.errors import InvalidInput
+from conveyor.errors import ConversionError, InvalidInput
 from conveyor.formats.parity import run_onnx
 from conveyor.optimize import OptimizeOptions, optimize
 from conveyor.registry import Registry
@@ -205,3 +206,25 @@ def _op_types(onnx_bytes: bytes) -> set[str]:
     import onnx
 
     return {n.op_type for n in onnx.load_model_from_string(onnx_bytes).graph.node}
+
+
+def test_a_model_with_nothing_to_quantize_says_so_and_fallback_skips_it(
+    registry: Registry, logreg_onnx: Path, mlp: MlpData, tmp_path: Path
+) -> None:
+    from conveyor.formats.result import signature_of
+
+    data = logreg_onnx.read_bytes()  # a LinearClassifier: one ONNX-ML operator, no MatMul
+    registry.register("logreg", data, signature=signature_of(data).to_dict(), framework="onnx")
+    np.save(tmp_path / "four.npy", np.load(mlp.data)[:, :4])
+    rows = replace(FAST, data=tmp_path / "four.npy")
+    with pytest.raises(
+        ConversionError, match=r"^nothing for dynamic int8 quantization to do: the model has none"
+    ):
+        optimize(registry, "logreg:1", replace(rows, quantize="dynamic"))
+    result = optimize(registry, "logreg:1", replace(rows, fallback=True, calibration=rows.data))
+    assert [(c.method, (c.skipped or "")[:27]) for c in result.candidates] == [
+        ("static", "nothing for static int8 qua"),
+        ("dynamic", "nothing for dynamic int8 qu"),
+        ("none", ""),
+    ]
+    assert result.version is None and result.refusal is not None
