@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConversionError, ConveyorError, InvalidInput, NotFound
-from conveyor.formats import detect
+from conveyor.formats import boosting, detect
 from conveyor.formats.parity import first_line
 from conveyor.formats.result import FRAMEWORKS, ImportResult
 from conveyor.formats.samples import Sample, as_sample
@@ -74,6 +74,13 @@ def _import(
                 f"framework 'onnx' needs ONNX bytes, an onnx.ModelProto or a file; got {_name(obj)}"
             )
         return import_onnx(obj, sample=sample, opset=opset)
+    if framework in boosting.LIBRARIES or (framework == "sklearn" and _holds_boosting(obj)):
+        if framework in boosting.LIBRARIES and framework not in boosting.libraries_in(obj):
+            raise ConversionError(
+                f"framework {framework!r} needs a {boosting.TITLES[framework]} booster or estimator; "
+                f"got {_name(obj)}"
+            )
+        return boosting.import_boosting(obj, sample=sample, tolerance=tolerance, opset=opset, origin=origin)
     if framework == "sklearn":
         from conveyor.formats.sklearn import import_sklearn, is_estimator
 
@@ -103,6 +110,8 @@ def _load_file(path: Path, framework: str, trust_pickle: bool) -> tuple[Any, str
         from conveyor.formats.sklearn import load_skops
 
         return load_skops(path, trust_pickle=trust_pickle), "sklearn"
+    if kind in detect.BOOSTER_KINDS:
+        return boosting.load_booster(path, detect.BOOSTER_KINDS[kind]), detect.BOOSTER_KINDS[kind]
     if kind in detect.TORCH_KINDS:
         from conveyor.formats.torch_files import load_torch_file
 
@@ -110,6 +119,13 @@ def _load_file(path: Path, framework: str, trust_pickle: bool) -> tuple[Any, str
     from conveyor.formats.pickles import load_pickle
 
     return load_pickle(path, trust_pickle=trust_pickle), framework
+
+
+def _holds_boosting(obj: object) -> bool:
+    """A scikit-learn estimator that is or holds (as a pipeline step) an XGBoost / LightGBM estimator."""
+    from conveyor.formats.sklearn import is_estimator
+
+    return is_estimator(obj) and bool(boosting.libraries_in(obj))
 
 
 def _name(obj: object) -> str:

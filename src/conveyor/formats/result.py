@@ -8,7 +8,7 @@ from typing import Any
 from conveyor.errors import ConversionError, InvalidInput
 from conveyor.formats.signature import Signature
 
-FRAMEWORKS = ("onnx", "sklearn", "pytorch")
+FRAMEWORKS = ("onnx", "sklearn", "pytorch", "xgboost", "lightgbm")
 
 
 @dataclass(frozen=True)

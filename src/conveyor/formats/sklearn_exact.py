@@ -21,8 +21,12 @@ _FLOAT_OUTPUTS = {"TreeEnsembleRegressor": (0,), "TreeEnsembleClassifier": (1,)}
 
 
 def has_trees(model: Any) -> bool:
-    """Whether a fitted scikit-learn tree (``tree_``) is inside the model, where a float32 branch can flip."""
-    return any(True for _ in tree_structures(model))
+    """Whether a fitted scikit-learn tree (``tree_``) is inside the model, where a float32 branch can flip;
+    or an XGBoost / LightGBM estimator, whose trees also take float32 inputs (XGBoost's thresholds are
+    float32 values of the training data, so a sample sits right on them)."""
+    from conveyor.formats.boosting import libraries_in
+
+    return any(True for _ in tree_structures(model)) or bool(libraries_in(model))
 
 
 def rounded_thresholds(model: Any) -> Any:
