@@ -56,7 +56,7 @@ def fit_inputs(sample: Sample, signature: Signature, what: str) -> Inputs:
             raise InvalidInput(f"{what}: input {spec.name!r} is BYTES; only numeric inputs can be measured")
         arr = arrays[spec.name]
         if arr.ndim != len(spec.shape) or any(
-            d >= 0 and d != n for d, n in zip(spec.shape, arr.shape, strict=True)
+            d >= 0 and d != n for d, n in zip(spec.shape[1:], arr.shape[1:], strict=True)
         ):
             raise InvalidInput(
                 f"{what}: input {spec.name!r} has shape {list(arr.shape)}, the model expects "

@@ -23,6 +23,7 @@ from conveyor.optimize.gate import judge
 from conveyor.optimize.graph import LEVELS, optimize_graph
 from conveyor.optimize.quantize import METHODS, Method, quantize
 from conveyor.registry import Registry, VersionInfo
+from conveyor.runtime.onnx_model import OnnxModel
 
 FALLBACK = ("static", "dynamic", "none")
 """``--fallback`` tries these from the one asked for (all of them when none is), and keeps the smallest that
@@ -156,6 +157,7 @@ def optimize(
     progress.start(sizes + len(measured) * (1 + sizes))
 
     base = report.load(parent_bytes, parent.name, options.intra_op_threads)
+    data, labels = _whole_batches(base, data, labels)
     base_out = report.run(base, data)
     base_quality = report.quality(base_out, labels) if labels is not None else None
     base_timing = report.timing(
@@ -230,6 +232,18 @@ def _measure(
     candidate.timing = report.timing(
         model, data, seconds=options.measure_seconds, on_batch=lambda: progress.advance(what)
     )
+
+
+def _whole_batches(model: OnnxModel, data: Inputs, labels: Array | None) -> tuple[Inputs, Array | None]:
+    """The rows a model of a fixed batch size can take: whole batches of it (InvalidInput if not one)."""
+    size = report.fixed_batch(model)
+    rows = row_count(data)
+    if size is None or rows % size == 0:
+        return data, labels
+    keep = rows // size * size
+    if keep == 0:
+        raise InvalidInput(f"the model takes batches of {size} rows; the data has {rows}")
+    return {k: v[:keep] for k, v in data.items()}, None if labels is None else labels[:keep]
 
 
 def _why(c: Candidate) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.formats.parity import max_abs_diff
-from conveyor.optimize.data import Array, Inputs, take
+from conveyor.optimize.data import Array, Inputs, row_count, take
 from conveyor.runtime.onnx_model import OnnxModel
 
 BATCHES = (1, 32)
@@ -22,8 +22,21 @@ def load(onnx_bytes: bytes, name: str, intra_op_threads: int = 0) -> OnnxModel:
     return OnnxModel(onnx_bytes, name=name, intra_op_threads=intra_op_threads)
 
 
+def fixed_batch(model: OnnxModel) -> int | None:
+    """The batch size a model was exported with (a first dimension that is not dynamic), else None."""
+    fixed = {t.shape[0] for t in model.signature.inputs if t.shape and t.shape[0] >= 0}
+    return min(fixed) if fixed else None
+
+
 def run(model: OnnxModel, inputs: Inputs) -> Outputs:
-    return model.predict(inputs)
+    """The model's answers for every row (a model of a fixed batch size answers in runs of that size; the
+    caller gives a multiple of it)."""
+    size = fixed_batch(model)
+    rows = row_count(inputs)
+    if size is None or size == rows:
+        return model.predict(inputs)
+    parts = [model.predict({k: v[i : i + size] for k, v in inputs.items()}) for i in range(0, rows, size)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def timing(
@@ -37,8 +50,8 @@ def timing(
 ) -> dict[str, Any]:
     """p50/p99 latency (ms) and throughput (rows/s, one caller) per batch size, each timed for about
     ``seconds`` after a warm-up (``min_runs`` at least). A model of a fixed batch size is timed at it."""
-    fixed = {t.shape[0] for t in model.signature.inputs if t.shape and t.shape[0] >= 0}
-    sizes = sorted(fixed) if fixed else list(batches)
+    size = fixed_batch(model)
+    sizes = [size] if size is not None else list(batches)
     out: dict[str, Any] = {}
     for size in sizes:
         batch = take(inputs, size)

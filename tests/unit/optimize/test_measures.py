@@ -92,7 +92,7 @@ def test_no_rows_can_be_drawn_without_usable_reference_statistics() -> None:
 
 def test_data_that_does_not_fit_the_model_is_refused_naming_the_file() -> None:
     with pytest.raises(
-        InvalidInput, match=r"^data d.npy: input 'x' has shape \[4, 2\], the model expects \[-1, 3\]"
+        InvalidInput, match=r"^data d.npy: input 'x' has shape \[4, 2\], the model expects \[-1, 3\] \("
     ):
         fit_inputs(np.zeros((4, 2)), SIG, "data d.npy")
     with pytest.raises(

@@ -228,3 +228,34 @@ def test_a_model_with_nothing_to_quantize_says_so_and_fallback_skips_it(
         ("none", ""),
     ]
     assert result.version is None and result.refusal is not None
+
+
+def test_a_model_of_a_fixed_batch_size_is_judged_and_timed_in_whole_batches(
+    registry: Registry, tmp_path: Path
+) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from conveyor.formats.result import signature_of
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 64)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "fixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])],
+        initializer=[w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    data = model.SerializeToString()
+    registry.register("fixed", data, signature=signature_of(data).to_dict(), framework="onnx")
+    np.save(tmp_path / "rows.npy", np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32))
+
+    result = optimize(registry, "fixed:1", replace(FAST, quantize="dynamic", data=tmp_path / "rows.npy"))
+
+    assert result.version is not None
+    assert set(result.parent_numbers["timing"]) == {"2"}
+    assert result.data["rows"] == 5 and result.candidates[0].drift["max_abs_diff"] < 0.1
+    np.save(tmp_path / "one.npy", np.ones((1, 4), np.float32))
+    with pytest.raises(InvalidInput, match=r"^the model takes batches of 2 rows; the data has 1$"):
+        optimize(registry, "fixed:1", replace(FAST, quantize="dynamic", data=tmp_path / "one.npy"))
