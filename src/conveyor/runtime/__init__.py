@@ -1,4 +1,4 @@
-"""Executing models: ONNX Runtime sessions and the dynamic batcher (later, the response cache)."""
+"""Executing models: ONNX Runtime sessions, the dynamic batcher and the response cache (runtime/cache.py)."""
 
 from conveyor.runtime.batcher import Batcher, BatcherStats
 from conveyor.runtime.batching import BatchingConfig
