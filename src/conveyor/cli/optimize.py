@@ -100,17 +100,24 @@ def optimize(
         intra_op_threads=settings.intra_op_threads,
     )
     options.chain()  # bad options fail here, before the registry opens
-    with conveyor.open_registry(settings) as registry, _Bar() as bar:
-        result = run_optimize(registry, ref, options, bar)
+    with conveyor.open_registry(settings) as registry:
+        with _Bar() as bar:
+            result = run_optimize(registry, ref, options, bar)
+        v = result.version
+        same = [] if v is None else [x.ref for x in registry.list_versions(v.name) if x.sha256 == v.sha256]
+    earlier = [r for r in same if v is None or r != v.ref]
     if as_json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "already_registered_as": earlier})
     else:
         console.print(_table(result))
-        if result.version is not None:
-            v = result.version
+        if v is not None:
             console.print(
                 f"[green]Registered[/] [bold]{v.ref}[/] ({v.description}): "
                 f"{human_size(result.parent.size_bytes)} → {human_size(v.size_bytes)}"
+            )
+        if earlier:  # the tools are deterministic: the same method on the same parent gives the same bytes
+            console.print(
+                f"already registered as {', '.join(earlier)}: same sha256, the artifact is stored once"
             )
     if result.refusal is not None:
         raise ConversionError(result.refusal)
