@@ -78,6 +78,10 @@ def track_cache(source: CacheSource) -> None:
     _caches.add(source)
 
 
+def untrack_cache(source: CacheSource) -> None:
+    _caches.discard(source)
+
+
 def track_gateway(source: GatewaySource) -> None:
     _gateways.add(source)
 

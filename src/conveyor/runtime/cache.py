@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from conveyor.observe.collectors import CacheSnapshot, track_cache
+from conveyor.observe.collectors import CacheSnapshot, track_cache, untrack_cache
 
 if TYPE_CHECKING:
     from conveyor.protocol.service import EncodedResponse
@@ -204,10 +204,12 @@ class ResponseCache:
             self.bytes += size
         return True
 
-    def clear(self) -> None:
+    def close(self) -> None:
+        """Drop every answer and leave the scrape (its version stopped serving here)."""
         with self._lock:
             self._entries.clear()
             self.bytes = 0
+        untrack_cache(self)
 
     def _remove(self, key: bytes, entry: CachedAnswer) -> None:
         del self._entries[key]

@@ -247,6 +247,8 @@ class DataPlane:
         """Run what is queued, then stop the batcher threads and the pool."""
         for b in self._batchers.values():
             b.close()
+        for c in self._caches.values():
+            c.close()
         self._pool.shutdown(wait=True)
         for m in self._models.values():
             if m.observer is not None:

@@ -191,3 +191,12 @@ def test_a_miss_left_uncounted_is_counted_once_by_missed() -> None:
     assert cache.get(b"a", count_miss=False) is None and cache.misses == 0
     cache.missed()
     assert cache.misses == 1
+
+
+def test_a_closed_cache_holds_nothing_and_leaves_the_scrape() -> None:
+    cache = ResponseCache(CacheConfig(10, 10_000, 30.0), "closed-model", "1")
+    cache.put(b"a", _answer())
+    assert 'model="closed-model"' in render().decode()
+    cache.close()
+    assert len(cache) == 0 and cache.bytes == 0
+    assert 'model="closed-model"' not in render().decode()
