@@ -59,6 +59,7 @@ def answer(**rollout: Any) -> dict[str, Any]:
             "mirror": 0.0,
             "waitingFor": None,
             "nextCheckInSeconds": 12.5,
+            "routed": True,
         },
         "lastVerdict": {
             "status": "fail",
