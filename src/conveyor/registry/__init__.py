@@ -1,4 +1,5 @@
-"""The registry: content-addressed model versions (aliases, tags, lineage), deployment revisions, rollouts.
+"""The registry: content-addressed model versions (aliases, tags, lineage, validation verdicts), deployment
+revisions, rollouts.
 
 The names below load on first use: importing ``registry.refs`` (reference parsing, which the spec and the CLI
 use) must not pull in SQLAlchemy and Alembic.
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from conveyor.registry.rollouts import RolloutStore
     from conveyor.registry.service import Registry
     from conveyor.registry.store import ArtifactStore, LocalArtifactStore
+    from conveyor.registry.validations import ValidationInfo, ValidationStore
 
 _WHERE = {
     "ApplyResult": "records",
@@ -40,6 +42,8 @@ _WHERE = {
     "RolloutEventInfo": "records",
     "RolloutInfo": "records",
     "RolloutStore": "rollouts",
+    "ValidationInfo": "validations",
+    "ValidationStore": "validations",
     "VersionInfo": "records",
     "parse_ref": "refs",
 }
@@ -57,6 +61,8 @@ __all__ = [
     "RolloutEventInfo",
     "RolloutInfo",
     "RolloutStore",
+    "ValidationInfo",
+    "ValidationStore",
     "VersionInfo",
     "parse_ref",
 ]

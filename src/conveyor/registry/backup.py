@@ -33,6 +33,7 @@ from conveyor.registry.archive import (
 )
 from conveyor.registry.backup_alerts import dump_alert_rows
 from conveyor.registry.backup_rollouts import dump_rollout_rows
+from conveyor.registry.backup_validations import dump_validation_rows
 from conveyor.registry.orm import (
     Alias,
     ApiToken,
@@ -140,6 +141,7 @@ def _dump_rows(s: Session) -> tuple[str, dict[str, list[dict[str, Any]]]]:
         **_security_rows(s, refs),
         **dump_alert_rows(s),
         **dump_rollout_rows(s, deps),
+        **dump_validation_rows(s, refs),
     }
     return revision, rows
 

@@ -1,5 +1,5 @@
 """SQLAlchemy ORM tables of the registry: models, versions, aliases, deployments, tokens, the audit log,
-signatures, alerts and rollouts (DDL: migrations/)."""
+signatures, alerts, rollouts and validations (DDL: migrations/)."""
 
 from __future__ import annotations
 
@@ -309,3 +309,21 @@ class RolloutEventRow(Base):
     kind: Mapped[str] = mapped_column(String(64), nullable=False)
     message: Mapped[str] = mapped_column(Text, nullable=False)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+
+class ValidationRow(Base):
+    """One ``conveyor validate`` run on a version: the verdict, each gate's result, the baseline compared with
+    and where the HTML report was written (validate/). The newest is the version's verdict."""
+
+    __tablename__ = "validations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    passed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    baseline: Mapped[str | None] = mapped_column(String(300))  # NAME:VERSION, or None
+    gates: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False, default=list)
+    report: Mapped[str | None] = mapped_column(Text)  # the HTML report's path
+    created_by: Mapped[str | None] = mapped_column(String(256))

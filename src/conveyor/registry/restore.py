@@ -35,6 +35,7 @@ from conveyor.registry.archive import (
 )
 from conveyor.registry.backup_alerts import check_alert_rows, insert_alert_rows
 from conveyor.registry.backup_rollouts import check_rollout_rows, insert_rollout_rows
+from conveyor.registry.backup_validations import check_validation_rows, insert_validation_rows
 from conveyor.registry.orm import (
     AlertRow,
     AlertRuleRow,
@@ -143,7 +144,8 @@ def _verify_archive(path: Path, progress: Progress | None) -> tuple[dict[str, An
     counts = {t: len(rows.get(t, [])) for t in TABLES}
     declared = manifest.get("counts")
     # An archive of schema 0003 or older has no signatures, tokens or audit records, one of 0004 or older
-    # no alert rules or alerts, one of 0005 or older no rollouts: absent counts as 0.
+    # no alert rules or alerts, one of 0005 or older no rollouts, one of 0006 or older no validations: absent
+    # counts as 0.
     if not isinstance(declared, dict) or set(declared) - set(TABLES) or counts != _counts(declared):
         raise errors.IntegrityError(f"backup {path} is corrupt: row counts {counts} differ from the manifest")
     _check_rows(path, rows)
@@ -213,6 +215,7 @@ def _check_rows(path: Path, rows: dict[str, Any]) -> None:
             raise errors.InvalidInput("an audit record's seq appears twice")
         check_alert_rows(rows)
         check_rollout_rows(rows, deployments)
+        check_validation_rows(rows, versions)
     except errors.InvalidInput as exc:
         raise _malformed(path, exc.message) from None
     except (KeyError, TypeError, AttributeError) as exc:
@@ -360,6 +363,7 @@ def _insert_security_rows(s: Session, rows: dict[str, Any], models: dict[str, Mo
         for r in rows.get("audit_records", [])
     )
     s.flush()
+    insert_validation_rows(s, rows, version_ids)
 
 
 def _versions_of(s: Session, model: Model) -> list[ModelVersion]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, func, select, text
@@ -37,6 +37,9 @@ from conveyor.registry.tokens import TokenStore
 from conveyor.security.encryption import cipher_from
 from conveyor.security.signing import PublicKey, policy_problem, sign
 from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    from conveyor.registry.validations import ValidationStore
 
 PRODUCTION = "production"
 _REGISTER_RETRIES = 8
@@ -88,6 +91,13 @@ class Registry:
     def rollouts(self) -> RolloutStore:
         """Rollouts of deployments and their events, on this registry's database."""
         return RolloutStore(self._db, user=self._user)
+
+    @property
+    def validations(self) -> ValidationStore:
+        """Verdicts of ``conveyor validate`` on versions (each sets the version's ``validated`` tag)."""
+        from conveyor.registry.validations import ValidationStore
+
+        return ValidationStore(self._db, user=self._user)
 
     @property
     def audit(self) -> AuditLog:
