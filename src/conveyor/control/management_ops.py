@@ -13,6 +13,7 @@ from conveyor.control import rollout_ops
 from conveyor.control.alert_ops import apply_alert_rules, validate_alert_rules
 from conveyor.control.runtime import ControlRuntime
 from conveyor.control.signed_models import SignedModels
+from conveyor.control.validated_models import check_validated
 from conveyor.registry import Registry
 from conveyor.registry.records import ApplyResult, DeploymentInfo, VersionInfo
 from conveyor.spec import KINDS, Deployment
@@ -103,6 +104,7 @@ def apply_documents(
     resources = validate_documents(documents)
     versions = resolve_models(registry, resources)
     check_signed(registry, resources, versions, policy or SignedModels(everywhere=False, trusted_dir=None))
+    check_validated(registry, resources, versions)  # requireValidated: a passing `conveyor validate`
     models = [v.ref for v in versions]
     for resource, model in zip(resources, models, strict=True):  # a rollout that cannot run: refused now
         rollout_ops.check_start(registry, resource, model)

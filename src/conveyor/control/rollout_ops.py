@@ -15,6 +15,7 @@ from typing import Any
 
 from conveyor import errors
 from conveyor.control.rollouts import NOT_VALIDATED_TAG, version_of
+from conveyor.control.validated_models import validation_problem
 from conveyor.registry import Registry
 from conveyor.registry.records import DeploymentInfo, RolloutInfo
 from conveyor.spec import Deployment
@@ -168,6 +169,10 @@ def start_by_command(
     model = version.ref
     if model == info.model:
         raise errors.Conflict(f"deployment {name} runs {model} already")
+    # requireValidated is the deployment's own policy: --force (which skips the validated=false tag) does not
+    # skip it
+    if (unvalidated := validation_problem(registry, resource.spec, version)) is not None:
+        raise errors.Conflict(f"deployment {name}: {unvalidated}")
     if check_start(registry, resource, model, force=force) is None:
         raise errors.Conflict(f"deployment {name}: {model} would start no rollout (it is the stable model)")
     result = registry.deployments.apply(

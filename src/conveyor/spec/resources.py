@@ -411,6 +411,14 @@ class DeploymentSpec(SpecModel):
         "refuses others, and no replica loads them (docs/security.md, Signed models).",
     )
 
+    # Left out of the canonical form when false, like placement (fingerprints of older revisions unchanged).
+    require_validated: bool = Field(
+        default=False,
+        exclude_if=lambda required: not required,
+        description="Run only a model version whose latest `conveyor validate` passed: apply and "
+        "`rollout start` refuse others with a 409 (docs/validate.md).",
+    )
+
     # Left out of the canonical form when not given (fingerprints of older revisions unchanged).
     monitoring: Monitoring | None = Field(
         default=None,
