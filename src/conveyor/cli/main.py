@@ -21,6 +21,7 @@ from conveyor.cli import (
     dashboard,
     deployments,
     export,
+    fuse,
     gateway,
     help_labels,
     inspect,
@@ -53,6 +54,7 @@ app.command("server")(up.server)
 app.command("gateway")(gateway.gateway)
 app.add_typer(models.app, name="models")
 app.command("optimize")(optimize.optimize)
+app.command("fuse")(fuse.fuse)
 app.add_typer(keys.app, name="keys")
 app.command("serve")(serve.serve)
 app.command("predict")(predict.predict)
