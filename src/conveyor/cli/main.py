@@ -33,6 +33,7 @@ from conveyor.cli import (
     rollouts,
     serve,
     tokens,
+    tune,
     up,
 )
 from conveyor.cli.output import err_console, exit_code_for
@@ -54,6 +55,7 @@ app.command("server")(up.server)
 app.command("gateway")(gateway.gateway)
 app.add_typer(models.app, name="models")
 app.command("optimize")(optimize.optimize)
+app.command("tune")(tune.tune)
 app.command("fuse")(fuse.fuse)
 app.add_typer(keys.app, name="keys")
 app.command("serve")(serve.serve)

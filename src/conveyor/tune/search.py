@@ -1,0 +1,235 @@
+"""What ``conveyor tune`` tries next and which setting wins: pure functions of the rows measured so far.
+
+The search is a coordinate search, not a grid: the baseline first; then threads per replica x replicas
+(bounded by the cores); then the batch size, doubled while that helps, else halved while that helps; then
+the queue delay among a few values; then a confirm round that measures the baseline and the best setting
+again back to back, so the winner is judged against the baseline on one stretch of the machine's time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from conveyor.spec.resources import MAX_BATCH_SIZE
+
+BASELINE, GRID, BATCH, DELAY, CONFIRM = "baseline", "threads×replicas", "batch", "queue delay", "confirm"
+PHASES = (BASELINE, GRID, BATCH, DELAY, CONFIRM)
+QUEUE_DELAYS_US = (0, 250, 1000, 2000)
+"""Queue delays tried beside the best setting's own (the default is 500 µs: docs/batching.md)."""
+CONFIRM_TRIALS = 2
+
+
+@dataclass(frozen=True, order=True)
+class Setting:
+    """One serving configuration: ONNX Runtime threads per replica (0: it chooses), replicas, batching."""
+
+    threads: int
+    replicas: int
+    max_batch_size: int
+    max_queue_delay_us: int
+
+    def label(self) -> str:
+        threads = "auto" if self.threads == 0 else str(self.threads)
+        return (
+            f"threads {threads} × replicas {self.replicas}, batch {self.max_batch_size}, "
+            f"delay {self.max_queue_delay_us} µs"
+        )
+
+
+@dataclass(frozen=True)
+class Trial:
+    phase: str
+    setting: Setting
+
+
+@dataclass(frozen=True)
+class Row:
+    """One trial measured: its throughput and latency under load, or why it could not be measured."""
+
+    phase: str
+    setting: Setting
+    rps: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    requests: int = 0
+    errors: int = 0
+    failure: str | None = None  # the server did not start, or the load could not run
+    wall_s: float = 0.0
+    client_cpu_us: float | None = None  # the load generator's own CPU per request
+
+    def meets(self, p99_bound_ms: float) -> bool:
+        """Answered every request, and its p99 is within the bound."""
+        return (
+            self.failure is None
+            and self.errors == 0
+            and self.requests > 0
+            and self.p99_ms is not None
+            and self.p99_ms <= p99_bound_ms
+        )
+
+    def to_dict(self, p99_bound_ms: float) -> dict[str, Any]:
+        out = asdict(self)
+        out["setting"] = asdict(self.setting)
+        return {**out, "meets_bound": self.meets(p99_bound_ms)}
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A setting over all its rows: mean throughput, worst p99, and whether every row met the bound."""
+
+    setting: Setting
+    rps: float
+    p99_ms: float
+    meets: bool
+
+    def key(self) -> tuple[bool, float]:
+        """Higher is better: meeting the bound first, then throughput; among those that miss, lower p99."""
+        return (self.meets, self.rps if self.meets else -self.p99_ms)
+
+
+def summarize(rows: Sequence[Row], p99_bound_ms: float) -> dict[Setting, Summary]:
+    by: dict[Setting, list[Row]] = {}
+    for r in rows:
+        by.setdefault(r.setting, []).append(r)
+    out = {}
+    for setting, group in by.items():
+        p99s = [r.p99_ms if r.p99_ms is not None and r.failure is None else float("inf") for r in group]
+        out[setting] = Summary(
+            setting,
+            rps=sum(r.rps for r in group) / len(group),
+            p99_ms=max(p99s),
+            meets=all(r.meets(p99_bound_ms) for r in group),
+        )
+    return out
+
+
+def best(rows: Sequence[Row], p99_bound_ms: float) -> Setting | None:
+    """The highest-throughput setting whose every row met the bound; else the one closest to the bound
+    (lowest p99); None without rows."""
+    summaries = summarize(rows, p99_bound_ms)
+    if not summaries:
+        return None
+    return max(summaries.values(), key=lambda s: (*s.key(), _tie(s.setting))).setting
+
+
+def winner(rows: Sequence[Row], p99_bound_ms: float) -> Setting | None:
+    """The setting to deploy, or None when no setting met the bound. With a confirm round, the settings in
+    it are judged on their confirm rows alone (measured back to back, so the machine's state is the same
+    for both; the search row of the best setting is the highest of many noisy samples), and must have met
+    the bound in every row; without one, the best of all rows."""
+    confirmed = [r for r in rows if r.phase == CONFIRM]
+    if confirmed:
+        every = summarize(rows, p99_bound_ms)
+        fair = summarize(confirmed, p99_bound_ms)
+        meeting = [s for s in fair.values() if s.meets and every[s.setting].meets]
+        return max(meeting, key=lambda s: (s.rps, _tie(s.setting))).setting if meeting else None
+    chosen = best(rows, p99_bound_ms)
+    if chosen is None or not summarize(rows, p99_bound_ms)[chosen].meets:
+        return None
+    return chosen
+
+
+def confirm_rps(rows: Sequence[Row], setting: Setting) -> float | None:
+    """The setting's throughput in the confirm round (its mean over all rows when there was none)."""
+    mine = [r for r in rows if r.setting == setting]
+    chosen = [r for r in mine if r.phase == CONFIRM] or mine
+    return sum(r.rps for r in chosen) / len(chosen) if chosen else None
+
+
+def _tie(setting: Setting) -> tuple[int, int, int]:
+    # Equal numbers (two failed trials, say): the cheaper setting, fewer processes and threads.
+    return (-setting.replicas, -setting.threads, -setting.max_batch_size)
+
+
+def thread_replica_grid(base: Setting, cpus: int, max_replicas: int | None = None) -> list[Setting]:
+    """Threads per replica x replicas with threads x replicas using all the cores (rounded down to a power
+    of two) or half of them: fewer leave cores idle, more make replicas fight over them. The base's own
+    combination is left out (it is measured already); ``max_replicas`` 1 for in-process placement."""
+    top = 1
+    while top * 2 <= max(1, cpus):
+        top *= 2
+    powers = [p for p in (1, 2, 4, 8, 16, 32, 64, 128) if p <= top]
+    wanted = {top, max(1, top // 2)}
+    out = [
+        replace(base, threads=t, replicas=r)
+        for r in powers
+        for t in sorted(powers, reverse=True)
+        if t * r in wanted and (max_replicas is None or r <= max_replicas)
+    ]
+    return [s for s in out if s != base]
+
+
+def next_trial(
+    rows: Sequence[Row],
+    baseline: Setting,
+    p99_bound_ms: float,
+    cpus: int,
+    room: int,
+    max_replicas: int | None = None,
+) -> Trial | None:
+    """The next trial to run given the rows so far, or None when done. ``room`` is how many more trials
+    fit in the budget; the confirm round's trials are kept out of it while the search goes on."""
+    if room <= 0:
+        return None
+    if not any(r.setting == baseline for r in rows):
+        return Trial(BASELINE, baseline)
+    confirm = _next_confirm(rows, baseline, p99_bound_ms)
+    if any(r.phase == CONFIRM for r in rows):
+        return confirm  # the search is over once the confirm round started
+    search = _next_search(rows, baseline, p99_bound_ms, cpus, max_replicas)
+    needed = 0 if confirm is None else CONFIRM_TRIALS
+    if search is not None and room > needed:
+        return search
+    return confirm if room >= needed else None
+
+
+def _next_confirm(rows: Sequence[Row], baseline: Setting, p99_bound_ms: float) -> Trial | None:
+    searched = [r for r in rows if r.phase != CONFIRM]
+    candidate = best(searched, p99_bound_ms)
+    if candidate is None or candidate == baseline or not summarize(searched, p99_bound_ms)[candidate].meets:
+        return None
+    confirmed = {r.setting for r in rows if r.phase == CONFIRM}
+    for s in (baseline, candidate):
+        if s not in confirmed:
+            return Trial(CONFIRM, s)
+    return None
+
+
+def _next_search(
+    rows: Sequence[Row], baseline: Setting, p99_bound_ms: float, cpus: int, max_replicas: int | None
+) -> Trial | None:
+    """Each stage starts from the best of the rows of the stages before it, so the walk is the same
+    whenever it is recomputed from the same rows."""
+    measured = summarize(rows, p99_bound_ms)
+    for s in thread_replica_grid(baseline, cpus, max_replicas):
+        if s not in measured:
+            return Trial(GRID, s)
+    start = _best_of(rows, (BASELINE, GRID), p99_bound_ms)
+    for factor in (2.0, 0.5):
+        walk = start
+        while True:
+            size = int(walk.max_batch_size * factor)
+            if size < 1 or size > MAX_BATCH_SIZE or size == walk.max_batch_size:
+                break
+            s = replace(walk, max_batch_size=size)
+            if s not in measured:
+                return Trial(BATCH, s)
+            if measured[s].key() <= measured[walk].key():
+                break
+            walk = s
+        if walk != start:  # doubling helped: halving is not worth a trial
+            break
+    start = _best_of(rows, (BASELINE, GRID, BATCH), p99_bound_ms)
+    for delay in QUEUE_DELAYS_US:
+        s = replace(start, max_queue_delay_us=delay)
+        if s not in measured:
+            return Trial(DELAY, s)
+    return None
+
+
+def _best_of(rows: Sequence[Row], phases: tuple[str, ...], p99_bound_ms: float) -> Setting:
+    chosen = best([r for r in rows if r.phase in phases], p99_bound_ms)
+    assert chosen is not None  # the baseline row is always there
+    return chosen
