@@ -35,6 +35,7 @@ from conveyor.cli import (
     tokens,
     tune,
     up,
+    validate,
 )
 from conveyor.cli.output import err_console, exit_code_for
 from conveyor.errors import ConveyorError, DiskFull, InvalidInput, is_disk_full
@@ -55,6 +56,7 @@ app.command("server")(up.server)
 app.command("gateway")(gateway.gateway)
 app.add_typer(models.app, name="models")
 app.command("optimize")(optimize.optimize)
+app.command("validate")(validate.validate)
 app.command("tune")(tune.tune)
 app.command("fuse")(fuse.fuse)
 app.add_typer(keys.app, name="keys")

@@ -186,6 +186,8 @@ def show(
         resolved = registry.resolve(ref)
         info = _with_signatures(registry, resolved.name, [resolved])[0]
         info["lineage"] = _lineage(registry, resolved)
+        latest = registry.validations.latest(resolved.name, resolved.version)
+        info["validation"] = latest.to_dict() if latest is not None else None  # conveyor validate's verdict
     if as_json:
         print_json(info)
     else:
@@ -312,6 +314,18 @@ def _parity_line(parity: dict[str, Any] | None) -> str:
     return line + (f"; conversion {parity['conversion']}" if parity.get("conversion") else "")
 
 
+def _validated_line(run: dict[str, Any] | None) -> str:
+    """The newest ``conveyor validate`` verdict: passed or the gates failed, when, against what, where the
+    report is."""
+    if not run:
+        return "- (never: conveyor validate)"
+    failed = [g["gate"] for g in run.get("gates", []) if not g.get("passed")]
+    verdict = "passed" if run.get("passed") else f"FAILED ({', '.join(failed) or 'no gate'})"
+    against = f" against {run['baseline']}" if run.get("baseline") else ""
+    report = f"; report {run['report']}" if run.get("report") else ""
+    return f"{verdict} {human_time(run.get('at'))}{against}{report}"
+
+
 def _reference_line(reference: dict[str, Any] | None) -> str:
     """What drift of this version is measured against (docs/observability.md, Drift)."""
     if not reference:
@@ -404,6 +418,7 @@ def _print_version(v: dict[str, Any]) -> None:
     else:
         console.print(f"  parity     {_parity_line((v.get('metadata') or {}).get('parity'))}")
     console.print(f"  signed     {_signed_line(v.get('signatures', []))}")
+    console.print(f"  validated  {_validated_line(v.get('validation'))}")
     console.print(f"  reference  {_reference_line((v.get('metadata') or {}).get('reference'))}")
     sig = v.get("signature") or {}
     rows = [

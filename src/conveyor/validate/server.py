@@ -1,0 +1,209 @@
+"""The real server a validation drives: ``conveyor serve REF`` started for the purpose on a free loopback
+port (the port the kernel gives, read back from what the server prints), or an endpoint someone else runs
+(``--url``). Each is stopped by exactly the pid that was started, even when the validation fails."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from conveyor.errors import Unavailable
+
+START_DEADLINE_S = 120.0
+STOP_DEADLINE_S = 15.0
+_LISTENING = re.compile(r"listening on (https?://\S+)")
+_RSS = re.compile(r"^process_resident_memory_bytes\s+(\S+)$", re.MULTILINE)
+
+
+class Endpoint:
+    """A V2 endpoint serving one version: where to send its requests and how much memory it holds."""
+
+    def __init__(self, base_url: str, name: str, version: int, pid: int | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.name = name
+        self.version = version
+        self.pid = pid  # None: not ours (--url); memory is read from its /metrics instead
+
+    @property
+    def model_url(self) -> str:
+        return f"{self.base_url}/v2/models/{self.name}/versions/{self.version}"
+
+    @property
+    def infer_url(self) -> str:
+        return f"{self.model_url}/infer"
+
+    def wait_ready(
+        self, client: httpx.Client, deadline: float, alive: subprocess.Popen[bytes] | None
+    ) -> None:
+        """Until the version answers ready (200), the process exits, or ``deadline`` (monotonic) passes."""
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if alive is not None and alive.poll() is not None:
+                raise Unavailable(f"the server exited with status {alive.returncode} before it was ready")
+            try:
+                r = client.get(f"{self.model_url}/ready", timeout=2.0)
+                if r.status_code == 200:
+                    return
+                last = f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.1)
+        raise Unavailable(f"{self.model_url} was not ready in time ({last})")
+
+    def rss_bytes(self, client: httpx.Client) -> int | None:
+        """The server's resident memory: its process and their children from /proc when it is ours, else
+        ``process_resident_memory_bytes`` from its /metrics; None when neither can be read."""
+        if self.pid is not None:
+            return tree_rss_bytes(self.pid)
+        try:
+            r = client.get(f"{self.base_url}/metrics", timeout=2.0)
+        except httpx.HTTPError:
+            return None
+        found = _RSS.search(r.text) if r.status_code == 200 else None
+        return int(float(found.group(1))) if found else None
+
+
+class ServerProcess:
+    """``conveyor serve NAME:VERSION`` on 127.0.0.1 and a port the kernel picks, started at once; its
+    output goes to a temp file (never a pipe nobody reads), where its "listening on" line is read back."""
+
+    def __init__(self, ref: str, name: str, version: int) -> None:
+        self.ref, self.name, self.version = ref, name, version
+        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        command = [
+            sys.executable,
+            "-m",
+            "conveyor.cli.main",
+            "serve",
+            ref,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its "listening on" line as soon as it is printed
+        self.proc = subprocess.Popen(
+            command, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def endpoint(self, client: httpx.Client, deadline: float) -> Endpoint:
+        """The endpoint once the version answers ready; Unavailable with the server's last line if it
+        exits or ``deadline`` (monotonic) passes first."""
+        try:
+            url = _wait_url(self.proc, self.log, deadline)
+            endpoint = Endpoint(url, self.name, self.version, pid=self.proc.pid)
+            endpoint.wait_ready(client, deadline, self.proc)
+        except Unavailable as exc:
+            raise Unavailable(f"serving {self.ref}: {exc.message}{_last_line(self.log)}") from None
+        return endpoint
+
+    def terminate(self) -> None:
+        """SIGTERM to the pid started: the server finishes in-flight requests and exits."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+
+    def close(self) -> None:
+        stop(self.proc)
+        self.log.close()
+
+
+@contextlib.contextmanager
+def started(refs: list[tuple[str, str, int]], client: httpx.Client) -> Iterator[list[Endpoint]]:
+    """A server per (ref, name, version), all starting at once, each ready; all stopped on exit, by the
+    pids started, whatever happens inside."""
+    servers: list[ServerProcess] = []
+    try:
+        for ref, name, version in refs:
+            servers.append(ServerProcess(ref, name, version))
+        deadline = time.monotonic() + START_DEADLINE_S
+        yield [s.endpoint(client, deadline) for s in servers]
+    finally:
+        for s in servers:  # all signalled first: they stop side by side
+            s.terminate()
+        for s in servers:
+            s.close()
+
+
+def _wait_url(proc: subprocess.Popen[bytes], log: IO[bytes], deadline: float) -> str:
+    while time.monotonic() < deadline:
+        found = _LISTENING.search(_read(log))
+        if found:
+            return found.group(1)
+        if proc.poll() is not None:
+            raise Unavailable(f"the server exited with status {proc.returncode}")
+        time.sleep(0.05)
+    raise Unavailable(f"the server said nothing of listening in {START_DEADLINE_S:.0f} s")
+
+
+def _read(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+def _last_line(log: IO[bytes]) -> str:
+    lines = [line for line in _read(log).splitlines() if line.strip()]
+    return f": {lines[-1].strip()}" if lines else ""
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the pid started (the server finishes in-flight requests), SIGKILL when it takes longer
+    than STOP_DEADLINE_S."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def tree_rss_bytes(pid: int) -> int | None:
+    """VmRSS of ``pid`` and its live descendants (a replica process each, with placement process)."""
+    total, found = 0, False
+    for p in [pid, *_descendants(pid)]:
+        rss = _vm_rss(p)
+        if rss is not None:
+            total, found = total + rss, True
+    return total if found else None
+
+
+def _vm_rss(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) * 1024 if found else None
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1:
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
