@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.errors import ConversionError, InvalidInput
-from conveyor.formats.samples import Array, Sample
+from conveyor.errors import ConversionError
+from conveyor.formats.samples import Array, Sample, match_inputs
 
 DISAGREES = "conversion disagrees with the original"
 
@@ -24,22 +24,9 @@ def run_onnx(onnx_bytes: bytes, sample: Sample) -> dict[str, Array]:
         raise ConversionError(f"ONNX Runtime cannot load the model: {first_line(e)}") from e
     inputs = sess.get_inputs()
     names = [i.name for i in inputs]
-    if isinstance(sample, dict):
-        missing = [n for n in names if n not in sample]
-        unknown = [k for k in sample if k not in names]
-        if missing or unknown:
-            raise InvalidInput(
-                f"sample inputs {sorted(sample)} do not match the model inputs {names}"
-                + (f": missing {missing}" if missing else "")
-                + (f", unknown {unknown}" if unknown else "")
-            )
-        arrays = dict(sample)
-    elif len(inputs) == 1:
-        arrays = {names[0]: sample}
-    else:
-        raise InvalidInput(
-            f"the model has inputs {names}; give the sample as a mapping of input name to array"
-        )
+    arrays = match_inputs(
+        sample, names, "the sample", as_mapping="give the sample as a mapping of input name to array"
+    )
     feeds = {
         i.name: np.ascontiguousarray(arrays[i.name], dtype=numpy_dtype(ort_to_v2(i.type))) for i in inputs
     }

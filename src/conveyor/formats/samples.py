@@ -94,6 +94,27 @@ def rows(sample: Sample) -> int:
     return int(first.shape[0]) if first.ndim else 1
 
 
+def match_inputs(
+    sample: Sample, names: Sequence[str], what: str, *, as_mapping: str, allow_missing: bool = False
+) -> dict[str, Array]:
+    """``sample`` as one array per input name: an array feeds a model's only input, a mapping must name the
+    model's inputs (all of them unless ``allow_missing``). InvalidInput, starting with ``what``, when it does
+    not fit; ``as_mapping`` says how to give several inputs (the remedy named for a bare array)."""
+    if isinstance(sample, dict):
+        missing = [] if allow_missing else [n for n in names if n not in sample]
+        unknown = [k for k in sample if k not in names]
+        if missing or unknown:
+            raise InvalidInput(
+                f"{what} does not match the model inputs {list(names)}"
+                + (f": missing {missing}" if missing else "")
+                + (f"{',' if missing else ':'} unknown {unknown}" if unknown else "")
+            )
+        return dict(sample)
+    if len(names) != 1:
+        raise InvalidInput(f"{what}: the model has inputs {list(names)}; {as_mapping}")
+    return {names[0]: sample}
+
+
 def _numeric(arr: Array, path: Path | None, key: str | None = None) -> Array:
     where = f"sample {path}" if path else "sample"
     if key is not None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from conveyor.errors import InvalidInput
-from conveyor.formats.samples import Array, Sample, as_sample, load_sample
+from conveyor.formats.samples import Array, Sample, as_sample, load_sample, match_inputs
 from conveyor.formats.signature import Signature
 
 BINS = 10
@@ -146,14 +146,16 @@ def unavailable(reason: str) -> dict[str, Any]:
 
 def _by_input(sample: Sample, signature: Signature) -> dict[str, Array] | str:
     names = [t.name for t in signature.inputs]
-    if isinstance(sample, dict):
-        unknown = sorted(set(sample) - set(names))
-        if unknown:
-            return f"the sample names inputs {unknown} the model does not have ({names})"
-        return dict(sample)
-    if len(names) != 1:
-        return f"the model has inputs {names}; give the reference as a mapping of input name to rows"
-    return {names[0]: sample}
+    try:
+        return match_inputs(
+            sample,
+            names,
+            "the sample",
+            as_mapping="give the reference as a mapping of input name to rows",
+            allow_missing=True,
+        )
+    except InvalidInput as e:
+        return e.message
 
 
 def _listed(skipped: list[str]) -> str:

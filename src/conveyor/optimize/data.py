@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import InvalidInput
-from conveyor.formats.samples import Array, Sample, load_sample
+from conveyor.formats.samples import Array, Sample, load_sample, match_inputs
 
 __all__ = [
     "Array",
@@ -36,20 +36,7 @@ def load_inputs(path: Path, signature: Signature, what: str) -> Inputs:
 
 def fit_inputs(sample: Sample, signature: Signature, what: str) -> Inputs:
     names = [t.name for t in signature.inputs]
-    if isinstance(sample, dict):
-        missing = [n for n in names if n not in sample]
-        unknown = [k for k in sample if k not in names]
-        if missing or unknown:
-            raise InvalidInput(
-                f"{what} does not match the model inputs {names}"
-                + (f": missing {missing}" if missing else "")
-                + (f", unknown {unknown}" if unknown else "")
-            )
-        arrays = dict(sample)
-    elif len(names) == 1:
-        arrays = {names[0]: sample}
-    else:
-        raise InvalidInput(f"{what}: the model has inputs {names}; give an .npz with one array per input")
+    arrays = match_inputs(sample, names, what, as_mapping="give an .npz with one array per input")
     out: Inputs = {}
     for spec in signature.inputs:
         if spec.datatype == "BYTES":
