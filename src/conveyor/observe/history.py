@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,8 +94,7 @@ class StackHistory:
         """How much counter ``name`` grew over the window ending at the latest point (or ``end``), per
         group."""
         by = tuple(by)
-        with self._lock:
-            kept = [p for p in self._points if end is None or p.t <= end]
+        kept = self._upto(end)
         points = _since_baseline(kept, window_s)
         if len(points) < 2:
             return {}
@@ -160,10 +159,8 @@ class StackHistory:
             return {}
         combine = _COMBINE[agg]
         out: dict[Group, float] = {}
-        for key, value in points[-1].metrics.get(name, {}).items():
-            if _matches(key, match):
-                group = _group(key, by)
-                out[group] = combine(out[group], value) if group in out else value
+        for group, value in _in_groups(points[-1].metrics.get(name, {}), by, match):
+            out[group] = combine(out[group], value) if group in out else value
         return out
 
     def mean(
@@ -179,8 +176,7 @@ class StackHistory:
         window's start its series are summed per group, and the sums averaged over the points that have
         the group (PromQL's ``sum by (...) (avg_over_time(...))`` while the series stay)."""
         by = tuple(by)
-        with self._lock:
-            kept = [p for p in self._points if end is None or p.t <= end]
+        kept = self._upto(end)
         if not kept:
             return {}
         start = kept[-1].t - window_s
@@ -190,10 +186,8 @@ class StackHistory:
             if point.t <= start:
                 continue
             sums: dict[Group, float] = {}
-            for key, value in point.metrics.get(name, {}).items():
-                if _matches(key, match):
-                    group = _group(key, by)
-                    sums[group] = sums.get(group, 0.0) + value
+            for group, value in _in_groups(point.metrics.get(name, {}), by, match):
+                sums[group] = sums.get(group, 0.0) + value
             for group, value in sums.items():
                 totals[group] = totals.get(group, 0.0) + value
                 counts[group] = counts.get(group, 0) + 1
@@ -240,9 +234,12 @@ class StackHistory:
         return [(t, self.latest(name, by, match, end=t)) for t in self.times(since_s)]
 
     def _window(self, window_s: float, end: float | None) -> list[_Point]:
+        return _since_baseline(self._upto(end), window_s)
+
+    def _upto(self, end: float | None) -> list[_Point]:
+        """The points at or before ``end`` (all of them when None), oldest first."""
         with self._lock:
-            kept = [p for p in self._points if end is None or p.t <= end]
-        return _since_baseline(kept, window_s)
+            return [p for p in self._points if end is None or p.t <= end]
 
 
 def _since_baseline(points: list[_Point], window_s: float) -> list[_Point]:
@@ -275,6 +272,15 @@ def bucket_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float |
             return lower_bound + (upper - lower_bound) * (rank - lower_count) / (count - lower_count)
         lower_bound, lower_count = upper, count
     return pairs[-1][0]
+
+
+def _in_groups(
+    series: Mapping[Labels, float], by: tuple[str, ...], match: Mapping[str, str] | None
+) -> Iterator[tuple[Group, float]]:
+    """(group, value) of each series ``match`` keeps."""
+    for key, value in series.items():
+        if _matches(key, match):
+            yield _group(key, by), value
 
 
 def _matches(key: Labels, match: Mapping[str, str] | None) -> bool:
