@@ -42,6 +42,24 @@ TICK_S = 0.25
 LINGER_S = 3.0
 SYSTEM_ACTOR = "conveyor"
 NOT_VALIDATED_TAG = ("validated", "false")
+
+
+@dataclass(frozen=True)
+class _Move:
+    """A command that moves a rollout from one phase to another: the phase it needs (None: any), the one it
+    leads to, its event's reason, and the end of the refusal when the rollout is elsewhere."""
+
+    needs: str | None
+    to: str
+    event: str
+    refusal: str = ""
+
+
+_MOVES = {
+    "pause": _Move(None, "paused", "Paused"),
+    "resume": _Move("paused", "progressing", "Resumed", ", not paused"),
+    "approve": _Move("waiting", "progressing", "Approved", ": nothing waits for approval"),
+}
 """A version tagged so has not passed its validation gates: it gets no more than a shadow's share."""
 
 
@@ -494,58 +512,42 @@ class RolloutController:
             live = self._live.get(deployment)
             if live is None or live.ending is not None:
                 raise errors.Conflict(f"deployment {deployment!r} has no rollout in progress")
+            if action == "abort":
+                await self._rollback(live, f"aborted by {actor}", actor=actor)
+                return live.info
+            if action == "promote":
+                await self._promote(live, actor, f"promoted by {actor}, skipping the analysis", forced=True)
+                return live.info
+            move = _MOVES.get(action)
+            if move is None:
+                raise errors.InvalidInput(f"unknown rollout action {action!r}")
             phase = live.info.phase
-            if action == "pause":
-                if phase == "paused":
-                    return live.info
-                await self._write(
-                    live,
-                    phase="paused",
-                    actor=actor,
-                    audit_action="rollout.pause",
-                    event=("Paused", f"paused by {actor}", None),
+            if move.needs is None and phase == move.to:
+                return live.info  # already there: pausing a paused rollout is not an error
+            if move.needs is not None and phase != move.needs:
+                raise errors.Conflict(f"the rollout of {deployment!r} is {phase}{move.refusal}")
+            last_step = live.info.step + 1 >= len(live.steps)
+            if action == "approve" and not self._validated_for(live, "promotion" if last_step else "step"):
+                raise errors.Conflict(
+                    f"{live.info.candidate_model} is not validated: only a shadow may run it; start the "
+                    "rollout again with --force to give it traffic (audited)"
                 )
-            elif action == "resume":
-                if phase != "paused":
-                    raise errors.Conflict(f"the rollout of {deployment!r} is {phase}, not paused")
-                await self._write(
-                    live,
-                    phase="progressing",
-                    actor=actor,
-                    audit_action="rollout.resume",
-                    event=("Resumed", f"resumed by {actor}", None),
-                )
+            await self._write(
+                live,
+                phase=move.to,
+                actor=actor,
+                audit_action=f"rollout.{action}",
+                event=(move.event, f"{move.event.lower()} by {actor}", None),
+            )
+            if action == "resume":
                 live.progress_at = live.last_check = self._clock()
                 live.window_start = self._wall()  # the paused time is not judged
             elif action == "approve":
-                if phase != "waiting":
-                    raise errors.Conflict(
-                        f"the rollout of {deployment!r} is {phase}: nothing waits for approval"
-                    )
-                gate = "promotion" if live.info.step + 1 >= len(live.steps) else "step"
-                if not self._validated_for(live, gate):
-                    raise errors.Conflict(
-                        f"{live.info.candidate_model} is not validated: only a shadow may run it; start the "
-                        "rollout again with --force to give it traffic (audited)"
-                    )
-                await self._write(
-                    live,
-                    phase="progressing",
-                    actor=actor,
-                    audit_action="rollout.approve",
-                    event=("Approved", f"approved by {actor}", None),
-                )
                 live.progress_at = self._clock()
-                if live.info.step + 1 >= len(live.steps):
+                if last_step:
                     await self._promote(live, actor, f"approved by {actor}")
                 else:
                     await self._next_step(live)
-            elif action == "abort":
-                await self._rollback(live, f"aborted by {actor}", actor=actor)
-            elif action == "promote":
-                await self._promote(live, actor, f"promoted by {actor}, skipping the analysis", forced=True)
-            else:
-                raise errors.InvalidInput(f"unknown rollout action {action!r}")
             return live.info
 
     # -- helpers -----------------------------------------------------------------------------------------
