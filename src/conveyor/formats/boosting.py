@@ -24,7 +24,7 @@ from conveyor.errors import ConversionError, InvalidInput
 from conveyor.formats.parity import first_line, max_abs_diff, not_checked, report, run_onnx
 from conveyor.formats.result import ImportResult, signature_of
 from conveyor.formats.samples import Array, Sample
-from conveyor.formats.sklearn import FLOAT32, INPUT_NAME, _classifier_parity, _features, import_sklearn
+from conveyor.formats.sklearn import FLOAT32, INPUT_NAME, classifier_parity, feature_rows, import_sklearn
 from conveyor.formats.sklearn_exact import canonical_opsets
 
 XGBOOST, LIGHTGBM = "xgboost", "lightgbm"
@@ -151,7 +151,7 @@ def _import_booster(
                 f"{desc} is a random forest ({forest} parallel trees), which onnxmltools converts wrongly; "
                 "train with num_parallel_tree=1 (XGBClassifier / XGBRegressor) to register it"
             )
-    x = _features(sample)
+    x = feature_rows(sample)
     if x is not None and x.shape[1] != n_features:
         raise InvalidInput(f"the sample has {x.shape[1]} columns; {desc} expects {n_features} features")
     data = _convert_booster(booster, library, n_features, opset, desc)
@@ -209,7 +209,7 @@ def _booster_parity(booster: Any, library: str, data: bytes, x: Array, tolerance
     if len(names) == 1:  # a regressor: one value per row
         per_output = {names[0]: max_abs_diff(expected, outputs[names[0]], names[0])}
         return report(per_output, tolerance, int(x.shape[0]))
-    return _classifier_parity(_Probabilities(expected), x, outputs, names, tolerance)
+    return classifier_parity(_Probabilities(expected), x, outputs, names, tolerance)
 
 
 def _predict(booster: Any, library: str, x: Array) -> Array:

@@ -76,7 +76,7 @@ def import_sklearn(
     """
     desc = describe(model)
     _check_fitted(model, desc)
-    x = _features(sample)
+    x = feature_rows(sample)
     n_features = getattr(model, "n_features_in_", None)
     if n_features is None:
         if x is None:
@@ -180,7 +180,7 @@ def _parity(model: Any, data: bytes, x: Array, tolerance: float) -> dict[str, An
     n = int(x.shape[0])
     try:
         if is_classifier(model):
-            return _classifier_parity(model, x, outputs, names, tolerance)
+            return classifier_parity(model, x, outputs, names, tolerance)
         if is_regressor(model):
             expected = model.predict(x)
             return report({names[0]: max_abs_diff(expected, outputs[names[0]], names[0])}, tolerance, n)
@@ -195,9 +195,11 @@ def _parity(model: Any, data: bytes, x: Array, tolerance: float) -> dict[str, An
     return {"runs": True, "samples": n}
 
 
-def _classifier_parity(
+def classifier_parity(
     model: Any, x: Array, outputs: dict[str, Array], names: list[str], tolerance: float
 ) -> dict[str, Any]:
+    """Parity of a converted classifier (labels, then scores) with ``model``'s predict/predict_proba on
+    ``x``; shared with the boosting importer, whose boosters answer through the same two outputs."""
     label_name, scores_name = names[0], names[1] if len(names) > 1 else None
     n = int(x.shape[0])
     per_output: dict[str, float] = {}
@@ -232,7 +234,8 @@ def _classifier_parity(
     return result
 
 
-def _features(sample: Sample | None) -> Array | None:
+def feature_rows(sample: Sample | None) -> Array | None:
+    """The sample as one 2-D float64 array (a one-input model's rows), None when there is no sample."""
     if sample is None:
         return None
     if isinstance(sample, dict):

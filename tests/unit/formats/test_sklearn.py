@@ -165,13 +165,13 @@ def test_csv_sample_with_header_drives_parity(regressor: Any, tmp_path: Path) ->
 
 
 def test_a_flipped_label_is_refused_unless_the_original_was_tied(pipeline: Any, xy: Any) -> None:
-    from conveyor.formats.sklearn import _classifier_parity
+    from conveyor.formats.sklearn import classifier_parity
 
     x = xy[0].astype(np.float32)
     outputs = run_onnx(import_model(pipeline).onnx_bytes, x)
     outputs["label"][0] = (outputs["label"][0] + 1) % 3  # as a broken converter would answer
     with pytest.raises(ConversionError, match=r"1 of 120 predicted labels differ \(output 'label'\)"):
-        _classifier_parity(pipeline, x, outputs, ["label", "probabilities"], 1e-4)
+        classifier_parity(pipeline, x, outputs, ["label", "probabilities"], 1e-4)
     # with a tolerance as wide as the probabilities, every row counts as a tie: the flip is excused
-    parity = _classifier_parity(pipeline, x, outputs, ["label", "probabilities"], 1.0)
+    parity = classifier_parity(pipeline, x, outputs, ["label", "probabilities"], 1.0)
     assert parity["label_mismatches"] == 1 and parity["label_ties"] == 1
