@@ -32,8 +32,6 @@ WATCH_OUTAGE_S = 60.0
 """How long `status --watch` keeps asking a control plane that does not answer (a restart) before it
 gives up."""
 EVENTS_SHOWN = 8
-STARTING = "the candidate's replicas"
-"""The API's ``state.waitingFor`` while the candidate's replicas start (control/rollout_routes.py)."""
 _PHASE_STYLE = {
     "progressing": "cyan",
     "paused": "yellow",
@@ -375,7 +373,7 @@ def traffic_text(rollout: dict[str, Any], state: dict[str, Any]) -> str:
         return f"{candidate} 100% (promoted)"
     if phase in ("rolled_back", "superseded"):
         return f"{stable} 100% ({phase.replace('_', ' ')})"
-    if state.get("waitingFor") == STARTING:  # no split is routed before the candidate has a ready replica
+    if state.get("routed") is False:  # no split is routed before the candidate has a ready replica
         return f"{stable} 100% ({candidate} gets its share once its replicas are ready)"
     if rollout["strategy"] == "abTest":
         return f"{stable} {100 - weight:g}% of users · {candidate} {weight:g}% of users (sticky per user)"

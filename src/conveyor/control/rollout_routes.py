@@ -136,6 +136,7 @@ def _state(info: RolloutInfo, spec: RolloutSpec, live: Live | None, steps: Any) 
         return state
     if info.phase == "waiting":
         state["waitingFor"] = info.reason or "approval"
+    state["routed"] = None  # not known before the controller has taken the rollout up
     if live is not None:
         state["routed"] = live.step_clock is not None  # the split is in the gateways' table
         if live.step_clock is None and info.phase == "progressing":

@@ -271,7 +271,9 @@ def test_traffic_of_shadow_preview_and_ab_steps() -> None:
 
 def test_before_the_candidate_has_a_ready_replica_stable_answers_everything() -> None:
     starting = answer(step=0, weight=10.0)
-    starting["state"].update(weight=10.0, waitingFor="the candidate's replicas", nextCheckInSeconds=None)
+    starting["state"].update(
+        weight=10.0, waitingFor="the candidate's replicas", routed=False, nextCheckInSeconds=None
+    )
     shown = text(cli.status_view(starting))
     assert "traffic  iris:1 100% (iris:2 gets its share once its replicas are ready)" in shown
     assert "waiting  for the candidate's replicas" in shown

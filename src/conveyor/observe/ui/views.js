@@ -253,8 +253,8 @@ function stepLabel(s) {
 // Stable and candidate side by side, each as wide as the share of requests it answers.
 function trafficBar(r, state) {
   const ended = !r.active;
-  // No split is routed before the candidate has a ready replica (state.waitingFor says so).
-  const starting = !ended && state.waitingFor === "the candidate's replicas";
+  // No split is routed before the candidate has a ready replica (state.routed says whether it is).
+  const starting = !ended && state.routed === false;
   let weight = Number(state.weight ?? r.weight) || 0;
   if (ended || starting) weight = r.phase === "promoted" ? 100 : 0;
   const mirror = ended || starting ? 0 : Number(state.mirror) || 0;
