@@ -362,8 +362,11 @@ def _lineage(registry: Registry, v: Any) -> list[dict[str, Any]]:
 
 
 def _lineage_line(v: dict[str, Any]) -> str | None:
-    """``mlp:3 ← mlp:2 ← mlp:1``: this version, then its ancestors."""
+    """``mlp:3 ← mlp:2 ← mlp:1``: this version, then its ancestors; a fused one: ``ens:1 ← a:1 + b:2``."""
     chain = v.get("lineage")
+    parts = (v.get("metadata") or {}).get("parts")
+    if parts and not chain:
+        return f"{v['name']}:{v['version']} ← " + " + ".join(parts)
     if not chain:
         return None
     refs = [f"{v['name']}:{v['version']}"] + [
@@ -413,8 +416,16 @@ def _print_version(v: dict[str, Any]) -> None:
     if lineage:
         console.print(f"  lineage    {lineage}")
     optimization = (v.get("metadata") or {}).get("optimization")
+    fusion = (v.get("metadata") or {}).get("fusion")
     if optimization:
         console.print(f"  optimized  {_optimized_line(optimization)}")
+    elif fusion:  # conveyor fuse: its parity is against the parts combined
+        check = fusion.get("parity") or {}
+        agree = "".join(f", {k} agrees {s:.0%}" for k, s in (check.get("agreement") or {}).items())
+        console.print(
+            f"  fused      {v.get('description')}; max |diff| {check.get('max_abs_diff', 0):.3g}{agree} "
+            f"against the parts combined on {check.get('rows')} rows ({check.get('source')})"
+        )
     else:
         console.print(f"  parity     {_parity_line((v.get('metadata') or {}).get('parity'))}")
     console.print(f"  signed     {_signed_line(v.get('signatures', []))}")
