@@ -80,3 +80,9 @@ bench: $(STAMP) hey
 # Version changes under load through `conveyor up` (~30 s): rollout times and the clients' errors (0 expected).
 bench-rollout: $(STAMP) hey
 	$(PY) bench/rollout.py $(ROLLOUT_ARGS)
+
+# Fused models (conveyor fuse: an ensemble, a pipeline) against their parts called one after another, in-process
+# and through `conveyor serve` (~2 min). Results to bench/results/fuse.{json,md}; see python bench/fuse.py --help.
+.PHONY: bench-fuse
+bench-fuse: $(STAMP)
+	$(PY) bench/fuse.py $(FUSE_ARGS)
