@@ -11,11 +11,13 @@ from urllib.parse import quote, urlencode
 
 import typer
 
+from conveyor.cli import export_edge
 from conveyor.cli.client import CaOpt, UrlOpt, request
 from conveyor.cli.output import err_console
 
 app = typer.Typer(help="Export alert rules and dashboards for Prometheus and Grafana.", no_args_is_help=True)
 OutOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (default: stdout).")]
+app.command("edge")(export_edge.edge)
 
 
 @app.command("prometheus")
