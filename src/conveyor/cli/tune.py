@@ -149,6 +149,14 @@ class _Bar:
 
     def measured(self, row: Row, elapsed_s: float) -> None:
         self._progress.update(self._task, completed=elapsed_s)
+        if not self._progress.disable:  # each row as it comes, above the bar (the table follows at the end)
+            p99 = "-" if row.p99_ms is None else f"{row.p99_ms:.1f} ms"
+            what = f"{row.phase:<16} {_short(row.setting):<24} {row.rps:>8,.0f} req/s  p99 {p99:>9}"
+            self._progress.console.print(
+                f"{what}  {row.failure or ''}",
+                highlight=False,
+                markup=False,
+            )
 
 
 def _short(s: Setting) -> str:

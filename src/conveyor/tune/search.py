@@ -170,7 +170,7 @@ def next_trial(
     max_replicas: int | None = None,
 ) -> Trial | None:
     """The next trial to run given the rows so far, or None when done. ``room`` is how many more trials
-    fit in the budget; the confirm round's trials are kept out of it while the search goes on."""
+    fit in the budget; the search keeps the confirm round's trials out of it."""
     if room <= 0:
         return None
     if not any(r.setting == baseline for r in rows):
@@ -179,10 +179,13 @@ def next_trial(
     if any(r.phase == CONFIRM for r in rows):
         return confirm  # the search is over once the confirm round started
     search = _next_search(rows, baseline, p99_bound_ms, cpus, max_replicas)
-    needed = 0 if confirm is None else CONFIRM_TRIALS
-    if search is not None and room > needed:
+    if search is not None and room > CONFIRM_TRIALS:
         return search
-    return confirm if room >= needed else None
+    # The last trials: the confirm round when the best is not the baseline and it fits; else more search
+    # (a winner found now is judged on its one row).
+    if confirm is not None and room >= CONFIRM_TRIALS:
+        return confirm
+    return search
 
 
 def _next_confirm(rows: Sequence[Row], baseline: Setting, p99_bound_ms: float) -> Trial | None:

@@ -148,3 +148,9 @@ def test_errors_and_failed_trials_never_meet_the_bound() -> None:
     assert not errors.meets(BOUND) and not failed.meets(BOUND)
     assert winner([errors, failed, fine], BOUND) == fine.setting
     assert winner([errors, failed], BOUND) is None
+
+
+def test_a_budget_too_small_for_a_confirm_round_is_spent_on_the_search() -> None:
+    rows = _drive(_batching_helps_up_to(128), budget=3)
+    assert [r.phase for r in rows] == [BASELINE, GRID, GRID]
+    assert winner(rows, BOUND) == replace(DEFAULTS, threads=1)  # on its one row
