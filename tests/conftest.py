@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.racing",
     "tests.fixtures.models",
     "tests.fixtures.webhook",
+    "tests.fixtures.s3",
 ]

@@ -265,6 +265,21 @@ class Settings(BaseSettings):
         default=None,
         description="A file holding the artifact key (base64 of 32 bytes), instead of artifact_key.",
     )
+    artifacts_url: str | None = Field(
+        default=None,
+        description="Where artifacts are stored: s3://BUCKET[/PREFIX] for S3-compatible object storage "
+        "(the `s3` extra; credentials from boto3's chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
+        "~/.aws, an instance role), loaded through a verified cache under `home`/cache/artifacts; unset: "
+        "`home`/artifacts (docs/operations.md, Artifacts on S3).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3 API endpoint for an S3-compatible server (MinIO, Ceph, moto): "
+        "http://host:9000; unset: AWS's.",
+    )
+    s3_region: str | None = Field(
+        default=None, description="The S3 region; unset: boto3's (AWS_DEFAULT_REGION, ~/.aws/config)."
+    )
     # -- metrics (docs/metrics.md) --
     metrics_enabled: bool = Field(
         default=True,
@@ -309,6 +324,11 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
+
+    @property
+    def artifacts_cache_dir(self) -> Path:
+        """The verified local copies of an S3 store's objects (what replicas load)."""
+        return self.home / "cache" / "artifacts"
 
     @property
     def effective_database_url(self) -> str:

@@ -62,10 +62,17 @@ class Registry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
-        """SQLite (or ``database_url``) and a local artifact store under ``settings.home``."""
+        """SQLite (or ``database_url``) and a local artifact store under ``settings.home`` (or the S3 store
+        of ``artifacts_url``)."""
         settings.home.mkdir(parents=True, exist_ok=True)
         cipher = cipher_from(settings.artifact_key, settings.artifact_key_file)
-        store = LocalArtifactStore(settings.artifacts_dir, cipher)
+        store: ArtifactStore = LocalArtifactStore(settings.artifacts_dir, cipher)
+        if settings.artifacts_url is not None:
+            from conveyor.registry.s3store import S3ArtifactStore
+
+            cache = LocalArtifactStore(settings.artifacts_cache_dir, cipher)
+            endpoint, region = settings.s3_endpoint_url, settings.s3_region
+            store = S3ArtifactStore(settings.artifacts_url, cache, endpoint_url=endpoint, region=region)
         return cls(settings.effective_database_url, store, user=settings.user)
 
     @property

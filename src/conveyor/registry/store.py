@@ -1,8 +1,8 @@
 """Content-addressed artifact store: blobs named by their SHA-256, written atomically, verified on every load.
 
-``ArtifactStore`` is the interface (an S3-compatible store can implement it later); ``LocalArtifactStore``
-keeps blobs under a folder as ``root/ab/cdef...``, encrypted with AES-256-GCM when given a cipher
-(security/encryption.py; the digest stays the plaintext's).
+``ArtifactStore`` is the interface; ``LocalArtifactStore`` keeps blobs under a folder as ``root/ab/cdef...``,
+encrypted with AES-256-GCM when given a cipher (security/encryption.py; the digest stays the plaintext's).
+S3-compatible object storage is registry/s3store.py, with a local store as its verified cache.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from conveyor import errors
 from conveyor.digests import check_digest, verify
 from conveyor.security.encryption import ArtifactCipher, is_encrypted, plaintext
 
-__all__ = ["ArtifactStore", "LocalArtifactStore", "check_digest"]
+__all__ = ["ArtifactStore", "LocalArtifactStore", "check_digest", "verify_file"]
 _CHUNK = 1024 * 1024
 
 
@@ -147,20 +147,33 @@ class LocalArtifactStore(ArtifactStore):
 
     def path(self, sha256: str) -> Path:
         blob = self._blob(sha256)
-        digest = hashlib.sha256()
         try:
-            with open(blob, "rb") as f:
-                head = f.read(_CHUNK)
-                if is_encrypted(head):
-                    self.read_bytes(sha256)  # decrypts and verifies (an encrypted blob is read whole)
-                    return blob
-                digest.update(head)
-                for chunk in iter(lambda: f.read(_CHUNK), b""):
-                    digest.update(chunk)
+            verify_file(blob, sha256, self.cipher)
         except FileNotFoundError:
             raise errors.NotFound(f"artifact {sha256} not found in {self.root}") from None
-        verify(f"artifact {sha256}", sha256, digest.hexdigest())
         return blob
+
+    def temp_file(self) -> Path:
+        """A new empty file under ``root`` for ``admit`` (an atomic rename away from its place)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        os.close(fd)
+        return Path(name)
+
+    def admit(self, tmp: Path, sha256: str) -> Path:
+        """Move ``tmp`` (from ``temp_file``, holding a blob's stored form, as another store holds it) into
+        place as ``sha256`` once it verifies; IntegrityError, and ``tmp`` removed, when it is not the blob."""
+        try:
+            verify_file(tmp, sha256, self.cipher)
+            final = self._blob(sha256)
+            final.parent.mkdir(exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+            return final
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
     def location(self, sha256: str) -> Path:
         return self._blob(sha256)
@@ -171,6 +184,22 @@ class LocalArtifactStore(ArtifactStore):
     def delete(self, sha256: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._blob(sha256).unlink()
+
+
+def verify_file(blob: Path, sha256: str, cipher: ArtifactCipher | None) -> None:
+    """IntegrityError unless the file holds the blob ``sha256`` in its stored form (plaintext, or encrypted
+    and decrypted with ``cipher``); FileNotFoundError when it is missing."""
+    digest = hashlib.sha256()
+    with open(blob, "rb") as f:
+        head = f.read(_CHUNK)
+        if is_encrypted(head):  # an encrypted blob is sealed whole: read and decrypted at once
+            data = plaintext(head + f.read(), cipher, f"artifact {sha256}")
+            verify(f"artifact {sha256}", sha256, hashlib.sha256(data).hexdigest())
+            return
+        digest.update(head)
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    verify(f"artifact {sha256}", sha256, digest.hexdigest())
 
 
 def _fsync_dir(path: Path) -> None:
