@@ -62,7 +62,7 @@ def test_fuse_registers_an_ensemble_show_gives_its_parts_and_serve_answers_it(
     shown = cli("models", "show", "both:1").stdout
     assert "lineage    both:1 ← iris:1 + iris2:1" in shown
     assert "fused      ensemble weighted of iris:1, iris2:1 (weights 2, 1); max |diff| " in shown
-    assert "label agrees 100% against the parts combined on 256 rows" in shown
+    assert "label agrees 100% against the parts combined in numpy on 256 rows" in shown
 
     refused = cli("fuse", "both", "--ensemble", "weighted", "iris:1", "iris2:1", check=False)
     assert (refused.returncode, refused.stderr.strip()) == (

@@ -78,7 +78,7 @@ def fuse(
     )
     console.print(f"[green]Registered[/] [bold]{v.ref}[/] ({result.what})")
     console.print(
-        f"checked against the parts combined in numpy on {parity['rows']} rows ({parity['source']}): "
+        f"checked against {parity['against']} on {parity['rows']} rows ({parity['source']}): "
         f"{checked} (tolerance {parity['tolerance']:g})"
     )
 

@@ -80,15 +80,16 @@ def fuse(registry: Registry, name: str, refs: list[str], options: FuseOptions) -
     models = [report.load(p.onnx_bytes, p.version.name, options.intra_op_threads) for p in parts]
     if options.ensemble is not None:
         expected = ensemble.combine(eplan, [report.run(m, rows) for m in models])
+        against = "the parts combined in numpy"
     else:
         expected = pipeline.chain(pplan, rows, lambda k, x: report.run(models[k], x))
+        against = "the parts run one after another"
     got = report.run(report.load(fused, name, options.intra_op_threads), rows)
-    parity = {"rows": row_count(rows), "source": source, **compare(expected, got)}
+    parity = {"rows": row_count(rows), "source": source, "against": against, **compare(expected, got)}
     result = FuseResult(refs, what, parity)
     if parity["problems"]:
         raise ConversionError(
-            f"the fused graph disagrees with the parts combined in numpy: {'; '.join(parity['problems'])}; "
-            "nothing registered"
+            f"the fused graph disagrees with {against}: {'; '.join(parity['problems'])}; nothing registered"
         )
     metadata: dict[str, Any] = {
         "source": what,

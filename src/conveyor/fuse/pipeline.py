@@ -31,6 +31,12 @@ class PipelinePlan:
 
 
 def plan(parts: list[Part]) -> PipelinePlan:
+    clash = {t.name for t in parts[0].signature.inputs} & {t.name for t in parts[-1].signature.outputs}
+    if clash:
+        raise InvalidInput(
+            f"pipeline: {parts[0].ref} takes and {parts[-1].ref} gives "
+            f"{', '.join(map(repr, sorted(clash)))}: a model cannot have an input and an output of one name"
+        )
     links, by = [], []
     for before, after in itertools.pairwise(parts):
         pair, how = _link(before, after)

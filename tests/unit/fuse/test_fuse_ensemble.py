@@ -164,3 +164,15 @@ def _classifier_on(features: int) -> bytes:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(60, features)).astype(np.float32)
     return _convert(LogisticRegression().fit(x, rng.integers(0, 3, 60)), features)
+
+
+def test_the_check_flags_a_float_off_by_more_than_the_tolerance_and_any_other_label() -> None:
+    from conveyor.fuse.fuser import compare
+
+    want = {"label": np.array([0, 1, 2, 1]), "p": np.zeros((4, 2), dtype=np.float32)}
+    close = {"label": want["label"].copy(), "p": want["p"] + np.float32(5e-6)}
+    assert compare(want, close)["problems"] == []
+    off = {"label": np.array([0, 1, 2, 2]), "p": want["p"] + np.float32(1e-4)}
+    checked = compare(want, off)
+    assert checked["problems"] == ["'label' differs on 25.00% of the rows", "'p' differs by 0.0001 > 1e-05"]
+    assert checked["agreement"] == {"label": 0.75}

@@ -77,3 +77,34 @@ def _fit_head(models: Models) -> object:
 
     x = run_onnx(models.onnx["pca"], run_onnx(models.onnx["scaler"], models.sample)["variable"])
     return LogisticRegression().fit(x["variable"], np.arange(len(models.sample)) % 3)
+
+
+def test_inputs_named_as_outputs_are_linked_by_name(registry: Registry, register: Register) -> None:
+    from onnx import NodeProto, TensorProto, ValueInfoProto, helper
+
+    vi = helper.make_tensor_value_info
+
+    def model(nodes: list[NodeProto], inputs: list[ValueInfoProto], outputs: list[ValueInfoProto]) -> bytes:
+        graph = helper.make_graph(nodes, "g", inputs, outputs)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        return bytes(m.SerializeToString())
+
+    first = model(
+        [helper.make_node("Neg", ["input"], ["other"]), helper.make_node("Relu", ["input"], ["x"])],
+        [vi("input", TensorProto.FLOAT, ["n", 6])],
+        [vi("other", TensorProto.FLOAT, ["n", 6]), vi("x", TensorProto.FLOAT, ["n", 6])],
+    )
+    second = model(
+        [helper.make_node("Exp", ["x"], ["y"])],
+        [vi("x", TensorProto.FLOAT, ["n", 6])],
+        [vi("y", TensorProto.FLOAT, ["n", 6])],
+    )
+    refs = [register("a", data=first), register("b", data=second)]
+    result = fuse(registry, "chain", refs, PIPELINE)
+
+    assert result.version is not None
+    assert result.version.metadata["fusion"]["links"] == [[["x", "x"]]]  # not "other", the first output
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(2, 6)
+    got = run_onnx(registry.artifact_bytes(result.version), x)["y"]
+    np.testing.assert_allclose(got, np.exp(np.maximum(x, 0)), rtol=1e-6)
