@@ -424,7 +424,7 @@ def _print_version(v: dict[str, Any]) -> None:
         agree = "".join(f", {k} agrees {s:.0%}" for k, s in (check.get("agreement") or {}).items())
         console.print(
             f"  fused      {v.get('description')}; max |diff| {check.get('max_abs_diff', 0):.3g}{agree} "
-            f"against the parts combined on {check.get('rows')} rows ({check.get('source')})"
+            f"against {check.get('against', 'the parts')} on {check.get('rows')} rows ({check.get('source')})"
         )
     else:
         console.print(f"  parity     {_parity_line((v.get('metadata') or {}).get('parity'))}")
