@@ -17,7 +17,7 @@ from conveyor.validate.gates import dump_gates
 if TYPE_CHECKING:
     from conveyor.validate.validator import ValidationResult
 
-W, H, PAD = 640, 240, 44
+W, H, PAD = 640, 240, 72
 CANDIDATE, BASELINE = "#2563eb", "#9ca3af"
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1000px;color:#111;padding:0 1rem}
