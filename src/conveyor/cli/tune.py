@@ -229,14 +229,18 @@ def _summary(result: TuneResult, written: str | None, notes: list[str]) -> list[
     w, base = result.winner, result.baseline
     if w is None:
         return lines
-    from conveyor.tune.search import CONFIRM
+    from conveyor.tune.search import CONFIRM, confirm_rps
 
-    confirmed = any(r.phase == CONFIRM for r in result.rows)
+    confirmed = [r.setting for r in result.rows if r.phase == CONFIRM]
     won, base_rps, gain = result.winner_rps or 0.0, result.baseline_rps or 0.0, result.gain
     if w == base:
-        lines.append(
-            f"[green]Winner[/]: the baseline ({w.label()}): {won:,.0f} req/s; nothing measured beat it."
+        other = next((s for s in confirmed if s != base), None)
+        beside = (
+            f"the best other setting ({other.label()}) {confirm_rps(result.rows, other) or 0:,.0f} beside it"
+            if other is not None
+            else "nothing else met the bound"
         )
+        lines.append(f"[green]Winner[/]: the baseline ({w.label()}): {won:,.0f} req/s; {beside}.")
     else:
         how = "measured again back to back" if confirmed else "one trial each"
         change = f" ({gain - 1:+.0%})" if gain else ""

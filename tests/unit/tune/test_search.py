@@ -110,9 +110,20 @@ def test_the_budget_keeps_room_for_the_confirm_round() -> None:
     assert rows[-1].setting == best([r for r in rows if r.phase != CONFIRM], BOUND)
 
 
-def test_no_confirm_round_when_the_baseline_is_best() -> None:
+def test_a_baseline_that_led_the_search_is_confirmed_against_the_runner_up() -> None:
+    runner_up = replace(DEFAULTS, threads=1)
+
     def machine(s: Setting) -> tuple[float, float]:
-        return (3000.0 if s == DEFAULTS else 1000.0), 5.0
+        return 3000.0 if s == DEFAULTS else 1500.0 if s == runner_up else 1000.0, 5.0
+
+    rows = _drive(machine)
+    assert [(r.phase, r.setting) for r in rows][-2:] == [(CONFIRM, DEFAULTS), (CONFIRM, runner_up)]
+    assert winner(rows, BOUND) == DEFAULTS
+
+
+def test_no_confirm_round_when_nothing_else_meets_the_bound() -> None:
+    def machine(s: Setting) -> tuple[float, float]:
+        return 1000.0, 5.0 if s == DEFAULTS else BOUND * 2
 
     rows = _drive(machine)
     assert CONFIRM not in {r.phase for r in rows}
