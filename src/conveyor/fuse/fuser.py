@@ -17,6 +17,7 @@ from conveyor.fuse.parts import Part, load_parts
 from conveyor.optimize import report
 from conveyor.optimize.data import Array, Inputs, draw_from_reference, load_inputs, row_count
 from conveyor.registry import Registry, VersionInfo
+from conveyor.registry.refs import check_name
 
 TOLERANCE = 1e-5
 """The largest difference allowed between the fused graph's float outputs and the parts' combined in
@@ -60,6 +61,7 @@ def fuse(registry: Registry, name: str, refs: list[str], options: FuseOptions) -
     """Fuse the versions ``refs`` into the next version of model ``name``; InvalidInput for parts that do
     not fit together (naming what differs), ConversionError when the fused graph disagrees with them."""
     options.check()
+    check_name(name)  # before the work, not at registration
     parts = load_parts(registry, refs)
     refs = [p.ref for p in parts]
     graph_name = f"conveyor fuse {name}"

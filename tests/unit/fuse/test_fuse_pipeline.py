@@ -70,6 +70,8 @@ def test_one_part_or_both_kinds_are_refused(registry: Registry, register: Regist
         fuse(registry, "chain", [ref, ref], FuseOptions(pipeline=True, ensemble="mean"))
     with pytest.raises(InvalidInput, match="scaler:1 is named twice"):
         fuse(registry, "chain", [ref, ref], PIPELINE)
+    with pytest.raises(InvalidInput, match="invalid model name 'a chain'"):
+        fuse(registry, "a chain", [ref, ref], PIPELINE)
 
 
 def _fit_head(models: Models) -> object:
