@@ -145,6 +145,8 @@ class _Bar:
 
     def trial(self, number: int, trial: Trial, elapsed_s: float) -> None:
         what = f"trial {number} ({trial.phase}): {_short(trial.setting)}"
+        if trial.against is not None:
+            what += f" and {_short(trial.against)} in turn"
         self._progress.update(self._task, description=what, completed=elapsed_s)
 
     def measured(self, row: Row, elapsed_s: float) -> None:

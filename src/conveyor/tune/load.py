@@ -14,7 +14,7 @@ import contextlib
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 _HEAD_END = b"\r\n\r\n"
@@ -29,6 +29,7 @@ class LoadResult:
     p99_ms: float | None
     error_sample: str = ""
     client_cpu_us: float | None = None  # this process's CPU per answered request while it measured
+    latencies: list[float] = field(default_factory=list, repr=False)  # seconds, sorted
 
 
 def requests_for(host: str, port: int, path: str, bodies: Sequence[bytes]) -> list[bytes]:
@@ -199,10 +200,11 @@ async def generate(host: str, port: int, path: str, load: Load) -> LoadResult:
         requests=n,
         errors=run.errors,
         rps=n / load.duration_s,
-        p50_ms=_percentile(lat, 0.50),
-        p99_ms=_percentile(lat, 0.99),
+        p50_ms=percentile_ms(lat, 0.50),
+        p99_ms=percentile_ms(lat, 0.99),
         error_sample=run.error_sample,
         client_cpu_us=cpu_s / n * 1e6 if n else None,
+        latencies=lat,
     )
 
 
@@ -225,8 +227,8 @@ def _content_length(head: bytes) -> int | None:
     return None
 
 
-def _percentile(sorted_s: list[float], q: float) -> float | None:
-    """The nearest-rank percentile, in ms."""
+def percentile_ms(sorted_s: list[float], q: float) -> float | None:
+    """The nearest-rank percentile of sorted latencies in seconds, in ms."""
     if not sorted_s:
         return None
     index = min(len(sorted_s) - 1, max(0, math.ceil(q * len(sorted_s)) - 1))

@@ -3,8 +3,8 @@
 The search is a coordinate search, not a grid: the baseline first; then threads per replica x replicas
 (bounded by the cores); then the batch size, doubled while that helps, else halved while that helps; then
 the queue delay among a few values; then a confirm round that measures the baseline and the best other
-setting again back to back, so the winner is judged against the baseline on one stretch of the machine's
-time.
+setting again, both served at once and loaded in turn, so the winner is judged against the baseline on the
+same stretch of the machine's time.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Setting:
 class Trial:
     phase: str
     setting: Setting
+    against: Setting | None = None  # the confirm round: both measured at once, in turn
 
 
 @dataclass(frozen=True)
@@ -190,19 +191,17 @@ def next_trial(
 
 
 def _next_confirm(rows: Sequence[Row], baseline: Setting, p99_bound_ms: float) -> Trial | None:
-    """The baseline, then the best other setting that met the bound, each measured once more; None when
-    no other setting met it or both are measured. The baseline's own search row is one noisy sample too:
-    when it led the search, the runner-up gets its chance beside it."""
+    """The baseline against the best other setting that met the bound (one trial of both, two server
+    starts); None when no other setting met it or the round ran. The baseline's own search row is one
+    noisy sample too: when it led the search, the runner-up gets its chance beside it."""
     searched = [r for r in rows if r.phase != CONFIRM]
     others = [s for s in summarize(searched, p99_bound_ms).values() if s.setting != baseline and s.meets]
     if not others:
         return None
     candidate = max(others, key=lambda s: (s.rps, _tie(s.setting))).setting
-    confirmed = {r.setting for r in rows if r.phase == CONFIRM}
-    for s in (baseline, candidate):
-        if s not in confirmed:
-            return Trial(CONFIRM, s)
-    return None
+    if any(r.phase == CONFIRM for r in rows):
+        return None
+    return Trial(CONFIRM, baseline, against=candidate)
 
 
 def _next_search(

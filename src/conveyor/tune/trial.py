@@ -7,28 +7,44 @@ import contextlib
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 
-from conveyor.tune.load import Load, run_load
-from conveyor.tune.search import Row, Trial
+from conveyor.tune.load import Load, LoadResult, percentile_ms, run_load
+from conveyor.tune.search import Row, Setting, Trial
 
 HOST = "127.0.0.1"
 _LISTENING = re.compile(r"listening on https?://[^\s]+:(\d+)")
 
 
-def run_trial(ref: str, trial: Trial, load: Load, placement: str = "auto") -> Row:
-    """Serve ``ref`` as ``trial.setting`` says, load it, and stop it: the row of what was measured, or of
-    why nothing could be (``failure``: the server did not start or died, with its last output line)."""
-    started = time.perf_counter()
-    s = trial.setting
-    name, _, version = ref.partition(":")
-    path = f"/v2/models/{name}/versions/{version}/infer"
+@dataclass
+class Server:
+    """A started ``conveyor serve``: its port once ready, else why it is not (``failure``)."""
+
+    setting: Setting
+    proc: subprocess.Popen[bytes]
+    log: Path
+    port: int | None = None
+    failure: str | None = None
+
+    def died(self) -> str | None:
+        code = self.proc.poll()
+        return None if code is None else f"the server exited ({code}) under load: {_last_line(self.log)}"
+
+
+@contextlib.contextmanager
+def serving(ref: str, setting: Setting, load: Load, placement: str) -> Iterator[Server]:
+    """``conveyor serve ref`` with ``setting``, waited for until ready (or its failure said), and stopped by
+    its pid on leaving, whatever happened."""
+    s = setting
     command = [
         sys.executable,
         "-m",
@@ -69,27 +85,81 @@ def run_trial(ref: str, trial: Trial, load: Load, placement: str = "auto") -> Ro
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        server = Server(setting, proc, log)
         try:
-            port = _wait_ready(proc, load.start_timeout_s, log)
-            if isinstance(port, str):
-                return Row(trial.phase, s, failure=port, wall_s=time.perf_counter() - started)
-            result = run_load(HOST, port, path, load)
-            died = proc.poll()
+            ready = _wait_ready(proc, load.start_timeout_s, log)
+            server.port, server.failure = (None, ready) if isinstance(ready, str) else (ready, None)
+            yield server
         finally:
             stop(proc, load.stop_timeout_s)
-        failure = f"the server exited ({died}) under load: {_last_line(log)}" if died is not None else None
-        return Row(
-            trial.phase,
-            s,
-            rps=result.rps,
-            p50_ms=result.p50_ms,
-            p99_ms=result.p99_ms,
-            requests=result.requests,
-            errors=result.errors,
-            failure=failure or (result.error_sample and f"errors: {result.error_sample}") or None,
-            wall_s=time.perf_counter() - started,
-            client_cpu_us=result.client_cpu_us,
-        )
+
+
+def infer_path(ref: str) -> str:
+    name, _, version = ref.partition(":")
+    return f"/v2/models/{name}/versions/{version}/infer"
+
+
+def run_trial(ref: str, trial: Trial, load: Load, placement: str = "auto") -> list[Row]:
+    """Serve ``ref`` as ``trial.setting`` says, load it, and stop it: the row of what was measured, or of
+    why nothing could be (``failure``: the server did not start or died, with its last output line). A
+    confirm trial (``trial.against`` set) is ``run_paired``."""
+    if trial.against is not None:
+        return run_paired(ref, trial, load, placement)
+    started = time.perf_counter()
+    with serving(ref, trial.setting, load, placement) as server:
+        if server.port is None:
+            return [
+                Row(trial.phase, trial.setting, failure=server.failure, wall_s=time.perf_counter() - started)
+            ]
+        result = run_load(HOST, server.port, infer_path(ref), load)
+        died = server.died()
+    return [_row(trial.phase, trial.setting, [result], died, time.perf_counter() - started)]
+
+
+def run_paired(ref: str, trial: Trial, load: Load, placement: str = "auto", rounds: int = 5) -> list[Row]:
+    """Both settings of a confirm trial served at once and loaded in turn, ``rounds`` short runs each in
+    alternating order (AB, BA, ...), so a change in the machine's load between trials lands on both: each
+    row's req/s is the median of its runs, its latencies those of all its runs."""
+    assert trial.against is not None
+    started = time.perf_counter()
+    pair = (trial.setting, trial.against)
+    runs: dict[Setting, list[LoadResult]] = {s: [] for s in pair}
+    died: dict[Setting, str | None] = dict.fromkeys(pair)
+    short = replace(load, warmup_s=min(load.warmup_s, 0.25), duration_s=load.duration_s / rounds)
+    with serving(ref, pair[0], load, placement) as a, serving(ref, pair[1], load, placement) as b:
+        servers = (a, b)
+        if all(x.port is not None for x in servers):
+            for i in range(rounds):
+                for server in servers if i % 2 == 0 else servers[::-1]:
+                    assert server.port is not None
+                    # each server's first run warms it up for as long as a trial does
+                    this = replace(short, warmup_s=load.warmup_s) if i == 0 else short
+                    runs[server.setting].append(run_load(HOST, server.port, infer_path(ref), this))
+        for x in servers:
+            died[x.setting] = x.failure or x.died()
+    wall = (time.perf_counter() - started) / 2
+    return [_row(trial.phase, s, runs[s], died[s], wall) for s in pair]
+
+
+def _row(phase: str, setting: Setting, results: list[LoadResult], failure: str | None, wall_s: float) -> Row:
+    if not results:
+        return Row(phase, setting, failure=failure or "not measured", wall_s=wall_s)
+    latencies = sorted(x for r in results for x in r.latencies)
+    errors = sum(r.errors for r in results)
+    sample = next((r.error_sample for r in results if r.error_sample), "")
+    cpu = [r.client_cpu_us for r in results if r.client_cpu_us is not None]
+    return Row(
+        phase,
+        setting,
+        rps=statistics.median(r.rps for r in results),
+        p50_ms=percentile_ms(latencies, 0.50),
+        p99_ms=percentile_ms(latencies, 0.99),
+        requests=len(latencies),
+        errors=errors,
+        failure=failure or (f"errors: {sample}" if sample else None),
+        wall_s=wall_s,
+        client_cpu_us=statistics.median(cpu) if cpu else None,
+    )
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], timeout_s: float, log: Path) -> int | str:

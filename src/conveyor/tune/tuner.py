@@ -57,7 +57,7 @@ class _Silent:
         pass
 
 
-Runner = Callable[[str, Trial, Load, str], Row]
+Runner = Callable[[str, Trial, Load, str], list[Row]]
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,8 @@ def tune(
     run: Runner = run_trial,
 ) -> TuneResult:
     """Search for the setting of ``ref`` with the most throughput at ``options.concurrency`` whose p99
-    stays within the bound; every trial is a row of the result. ``run`` measures one trial (the real
-    serving stack; tests give their own)."""
+    stays within the bound; every trial is a row of the result (the confirm trial two). ``run`` measures
+    one trial (the real serving stack; tests give their own)."""
     options.check()
     progress = progress or _Silent()
     version = registry.resolve(ref)
@@ -180,9 +180,9 @@ def tune(
             result.stopped = "the search is done" if unbounded is None else _why_stopped(rows, options)
             break
         progress.trial(len(rows) + 1, trial, elapsed)
-        row = run(version.ref, trial, load, options.placement)
-        rows.append(row)
-        progress.measured(row, time.monotonic() - started)
+        for row in run(version.ref, trial, load, options.placement):
+            rows.append(row)
+            progress.measured(row, time.monotonic() - started)
     result.winner = winner(rows, options.p99_ms)
     return result
 

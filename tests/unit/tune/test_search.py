@@ -35,7 +35,8 @@ def _drive(machine: Machine, cpus: int = 2, budget: int = 30) -> list[Row]:
     """Run the search to its end against a model of the machine, ``budget`` trials at most."""
     rows: list[Row] = []
     while (t := next_trial(rows, DEFAULTS, BOUND, cpus, budget - len(rows))) is not None:
-        rows.append(_row(t.phase, t.setting, *machine(t.setting)))
+        for s in (t.setting,) if t.against is None else (t.setting, t.against):
+            rows.append(_row(t.phase, s, *machine(s)))
     return rows
 
 
