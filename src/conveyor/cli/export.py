@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 
 import typer
 
-from conveyor.cli import export_edge
+from conveyor.cli import export_edge, export_k8s
 from conveyor.cli.client import CaOpt, UrlOpt, request
 from conveyor.cli.output import err_console
 
@@ -59,3 +59,7 @@ def _write(text: str, output: Path | None) -> None:
         return
     output.write_text(text, encoding="utf-8")
     err_console.print(f"wrote {output}", highlight=False)
+
+
+app.command("k8s")(export_k8s.k8s)
+app.command("kserve")(export_k8s.kserve)
