@@ -109,6 +109,8 @@ class DesiredLoader:
         problems: dict[str, str] = {}
         rollouts = {r.deployment: r for r in self._registry.rollouts.active_all()}
         for info in self._registry.deployments.list():
+            if info.spec.get("spec", {}).get("target") == "kubernetes":
+                continue  # applied to the cluster, which runs its replicas (targets/kubernetes.py)
             try:
                 desired[info.name] = self._desired(info)
             except errors.ConveyorError as exc:

@@ -55,10 +55,15 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
         except ValidationError as exc:
             problems += document_problems(i, exc)
             continue
-        if resource.spec.target != "local":  # the ray and kubernetes targets are not built yet
+        if resource.spec.target == "ray":  # not built yet
             problems.append(
                 f"documents[{i}].spec.target: {resource.spec.target!r} is not supported by this "
-                "control plane yet; use local"
+                "control plane yet; use local or kubernetes"
+            )
+        if resource.spec.target == "kubernetes" and resource.spec.rollout is not None:
+            problems.append(  # the rollout controller judges replicas it runs; the cluster's it does not
+                f"documents[{i}].spec.rollout: rollouts run on the local target; with target: kubernetes "
+                "leave spec.rollout out (each model version is a Deployment of its own)"
             )
         spec = resource.spec
         field, most = (
@@ -108,6 +113,11 @@ def apply_documents(
     models = [v.ref for v in versions]
     for resource, model in zip(resources, models, strict=True):  # a rollout that cannot run: refused now
         rollout_ops.check_start(registry, resource, model)
+    cluster = [(r, v) for r, v in zip(resources, versions, strict=True) if r.spec.target == "kubernetes"]
+    if cluster and not dry_run:  # first: a cluster that refuses them leaves the registry as it was
+        from conveyor.targets.kubernetes import apply_to_cluster
+
+        apply_to_cluster(cluster)
     if dry_run:
         outcome = [
             _preview(registry, resource, model)[0] for resource, model in zip(resources, models, strict=True)

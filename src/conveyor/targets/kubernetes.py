@@ -5,7 +5,7 @@ current kubeconfig context (k8s/apply.py); the cluster runs the replicas, not th
 from __future__ import annotations
 
 from conveyor.k8s import ArtifactSource, ModelVersion, Options, Served, deployment_objects
-from conveyor.k8s.apply import apply_objects, connect
+from conveyor.k8s.apply import Cluster, apply_objects, connect
 from conveyor.registry.records import VersionInfo
 from conveyor.settings import Settings, get_settings
 from conveyor.spec import Deployment
@@ -25,11 +25,14 @@ def model_version(info: VersionInfo) -> ModelVersion:
 
 
 def apply_to_cluster(
-    pairs: list[tuple[Deployment, VersionInfo]], settings: Settings | None = None
+    pairs: list[tuple[Deployment, VersionInfo]],
+    settings: Settings | None = None,
+    cluster: Cluster | None = None,
 ) -> list[str]:
-    """Apply every pair's objects in the current context's namespace; Unavailable, one line, when no
-    cluster answers (nothing is applied then) or an object is refused (naming those applied before it)."""
-    cluster = connect()
+    """Apply every pair's objects in the namespace of the current context (``cluster``: connect()'s);
+    Unavailable, one line, when no cluster answers (nothing is applied then) or an object is refused
+    (naming those applied before it)."""
+    cluster = cluster or connect()
     options = Options(namespace=cluster.namespace, artifacts=artifact_source(settings or get_settings()))
     objects = [
         obj
