@@ -23,8 +23,9 @@ def fuse(
     ensemble: Annotated[
         str | None,
         typer.Option(
-            help="mean (float outputs averaged), weighted (by --weights, normalized) or vote (a "
-            "classifier's labels by majority, ties to the smallest); labels are voted in all three.",
+            help="mean (outputs averaged; a classifier's label: the class of the highest averaged "
+            "probability), weighted (the same, by --weights normalized) or vote (the label: the majority "
+            "of the parts', ties to the smallest; probabilities averaged).",
             case_sensitive=False,
         ),
     ] = None,

@@ -1,6 +1,8 @@
 """Ensembles: parts that take the same inputs, merged into one graph whose outputs combine theirs with graph
-operators — float outputs averaged (weighted or not), integer outputs (a classifier's label) decided by a
-majority vote — and the same combination in numpy, which the fused graph is checked against."""
+operators — float outputs averaged (weighted or not); integer outputs (a classifier's label) the class of the
+highest averaged probability (mean, weighted: a soft vote) or the majority of the parts' labels (vote, and
+any label whose classes the graphs do not name) — and the same combination in numpy, which the fused graph
+is checked against."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from conveyor.errors import InvalidInput
 from conveyor.formats.samples import Array
 from conveyor.formats.signature import TensorSpec
 from conveyor.fuse.graph import identity, prefix, union_model
+from conveyor.fuse.labels import SoftLabel, argmax_labels, classes_of, soft_label
 from conveyor.fuse.parts import Part, shapes_fit, tensors
 from conveyor.protocol.datatypes import numpy_dtype
 
@@ -30,6 +33,22 @@ class EnsemblePlan:
     weights: tuple[float, ...]  # as given (all 1 for mean): votes count them, averages normalize them
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[tuple[TensorSpec, tuple[str, ...]], ...]  # (fused output, each part's output name)
+    soft: tuple[SoftLabel, ...] = ()  # the labels answered as the argmax of averaged probabilities
+
+    def soft_rule(self, label: str) -> SoftLabel | None:
+        return next((r for r in self.soft if r.label == label), None)
+
+    def label_rules(self) -> dict[str, str]:
+        """How each integer output is decided, in words (stored with the version)."""
+        return {
+            f.name: (
+                f"the class of the highest {r.probabilities}"
+                if (r := self.soft_rule(f.name))
+                else "the majority of the parts' labels, ties to the smallest"
+            )
+            for f, _ in self.outputs
+            if f.datatype in INTEGERS
+        }
 
     @property
     def shares(self) -> tuple[float, ...]:
@@ -63,7 +82,15 @@ def plan(parts: list[Part], kind: str, weights: list[float] | None) -> EnsembleP
             f"{first.ref} gives {tensors(first.signature.outputs)}: use --ensemble mean"
         )
     inputs = tuple(_merged(ts) for ts in zip(*(p.signature.inputs for p in parts), strict=True))
-    return EnsemblePlan(kind, checked, inputs, outputs)
+    soft: list[SoftLabel] = []
+    if kind != "vote":
+        floats = [f for f, _ in outputs if f.datatype in FLOATS]
+        classes = [classes_of(p.model) for p in parts]
+        for f, _ in outputs:
+            rule = soft_label(f, floats, classes) if f.datatype in INTEGERS else None
+            if rule is not None:
+                soft.append(rule)
+    return EnsemblePlan(kind, checked, inputs, outputs, tuple(soft))
 
 
 def _weights(kind: str, weights: list[float] | None, n: int) -> tuple[float, ...]:
@@ -133,9 +160,13 @@ def build(parts: list[Part], p: EnsemblePlan, name: str) -> onnx.ModelProto:
         nodes += [identity(t.name, f"p{i}_{t.name}") for t in p.inputs]
     for m in prefixed:
         nodes += list(m.graph.node)
-    for fused, names in p.outputs:
+    # float outputs first: a soft label reads the averaged probabilities
+    for fused, names in sorted(p.outputs, key=lambda o: o[0].datatype in INTEGERS):
         outs = [f"p{i}_{n}" for i, n in enumerate(names)]
-        if fused.datatype in INTEGERS:
+        rule = p.soft_rule(fused.name)
+        if rule is not None:
+            n, init = _soft_nodes(fused, rule)
+        elif fused.datatype in INTEGERS:
             n, init = _vote_nodes(fused, outs, p.weights)
         else:
             n, init = _mean_nodes(fused, outs, p.shares if p.kind != "mean" else None)
@@ -166,6 +197,18 @@ def _mean_nodes(
     ]
     nodes.append(helper.make_node("Sum", [f"fuse_scaled{i}_{o}" for i in range(len(outs))], [o]))
     return nodes, inits
+
+
+def _soft_nodes(fused: TensorSpec, rule: SoftLabel) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """``classes[ArgMax(probabilities)]``: the class of the highest averaged probability (``ArgMax``,
+    ``Gather`` from the classes the parts' graphs name)."""
+    o = fused.name
+    table = _const(f"fuse_classes_{o}", np.asarray(rule.classes, dtype=numpy_dtype(fused.datatype)))
+    nodes = [
+        helper.make_node("ArgMax", [rule.probabilities], [f"fuse_top_{o}"], axis=-1, keepdims=0),
+        helper.make_node("Gather", [f"fuse_classes_{o}", f"fuse_top_{o}"], [o], axis=0),
+    ]
+    return nodes, [table]
 
 
 def _vote_nodes(
@@ -217,9 +260,12 @@ def _output_info(part: Part, name: str, fused: TensorSpec) -> onnx.ValueInfoProt
 def combine(p: EnsemblePlan, outputs: list[dict[str, Array]]) -> dict[str, Array]:
     """What the fused graph must answer, from each part's outputs run separately."""
     out: dict[str, Array] = {}
-    for fused, names in p.outputs:
+    for fused, names in sorted(p.outputs, key=lambda o: o[0].datatype in INTEGERS):
         values = [o[n] for o, n in zip(outputs, names, strict=True)]
-        if fused.datatype in INTEGERS:
+        rule = p.soft_rule(fused.name)
+        if rule is not None:
+            out[fused.name] = argmax_labels(rule, out[rule.probabilities], values[0].dtype)
+        elif fused.datatype in INTEGERS:
             out[fused.name] = vote(values, p.weights)
         elif p.kind == "mean":
             out[fused.name] = np.mean(np.stack(values), axis=0).astype(values[0].dtype)

@@ -13,9 +13,11 @@ from conveyor.errors import ConversionError, InvalidInput
 from conveyor.formats.parity import max_abs_diff
 from conveyor.formats.signature import Signature
 from conveyor.fuse import ensemble, pipeline
+from conveyor.fuse.labels import argmax_labels, near_ties
 from conveyor.fuse.parts import Part, load_parts
 from conveyor.optimize import report
 from conveyor.optimize.data import Array, Inputs, draw_from_reference, load_inputs, row_count
+from conveyor.optimize.report import Outputs
 from conveyor.registry import Registry, VersionInfo
 from conveyor.registry.refs import check_name
 
@@ -69,7 +71,11 @@ def fuse(registry: Registry, name: str, refs: list[str], options: FuseOptions) -
         eplan = ensemble.plan(parts, options.ensemble, options.weights)
         model = ensemble.build(parts, eplan, graph_name)
         what = ensemble.describe_plan(eplan, refs)
-        settings: dict[str, Any] = {"kind": eplan.kind, "weights": list(eplan.weights)}
+        settings: dict[str, Any] = {
+            "kind": eplan.kind,
+            "weights": list(eplan.weights),
+            "labels": eplan.label_rules(),
+        }
     else:
         pplan = pipeline.plan(parts)
         model = pipeline.build(parts, pplan, graph_name)
@@ -80,13 +86,15 @@ def fuse(registry: Registry, name: str, refs: list[str], options: FuseOptions) -
     rows, source = _rows(parts, signature, options.sample)
     # each part as it is served on its own: its registered bytes, before any opset conversion
     models = [report.load(p.onnx_bytes, p.version.name, options.intra_op_threads) for p in parts]
+    got = report.run(report.load(fused, name, options.intra_op_threads), rows)
     if options.ensemble is not None:
-        expected = ensemble.combine(eplan, [report.run(m, rows) for m in models])
+        separate = [report.run(m, rows) for m in models]
+        _check_soft_labels(eplan, parts, separate)
+        expected = _ties_as_answered(eplan, ensemble.combine(eplan, separate), got)
         against = "the parts combined in numpy"
     else:
         expected = pipeline.chain(pplan, rows, lambda k, x: report.run(models[k], x))
         against = "the parts run one after another"
-    got = report.run(report.load(fused, name, options.intra_op_threads), rows)
     parity = {"rows": row_count(rows), "source": source, "against": against, **compare(expected, got)}
     result = FuseResult(refs, what, parity)
     if parity["problems"]:
@@ -138,6 +146,33 @@ def compare(expected: dict[str, Array], got: dict[str, Array]) -> dict[str, Any]
         "tolerance": TOLERANCE,
         "problems": problems,
     }
+
+
+def _check_soft_labels(p: ensemble.EnsemblePlan, parts: list[Part], separate: list[Outputs]) -> None:
+    """A soft label relies on each part answering the class of its highest probability: refused, naming
+    the part, when one does not (rows where its top two are within TOLERANCE aside)."""
+    for rule in p.soft:
+        for part, out in zip(parts, separate, strict=True):
+            own = out[rule.label]
+            mine = argmax_labels(rule, out[rule.probabilities], own.dtype)
+            differ = (np.asarray(own).reshape(-1) != mine.reshape(-1)) & ~near_ties(
+                out[rule.probabilities], TOLERANCE
+            ).reshape(-1)
+            if differ.any():
+                raise ConversionError(
+                    f"{part.ref}'s {rule.label!r} is not the class of its highest {rule.probabilities!r} "
+                    f"on {int(differ.sum())} rows: use --ensemble vote"
+                )
+
+
+def _ties_as_answered(p: ensemble.EnsemblePlan, expected: Outputs, got: Outputs) -> Outputs:
+    """Where the averaged probabilities' top two are within TOLERANCE, either class is right: numpy's and
+    ONNX Runtime's sums may round to different ones, so the fused graph's answer stands there."""
+    out = dict(expected)
+    for rule in p.soft:
+        ties = near_ties(expected[rule.probabilities], TOLERANCE)
+        out[rule.label] = np.where(ties, got[rule.label], expected[rule.label])
+    return out
 
 
 def _signature(fused: bytes) -> Signature:

@@ -17,7 +17,7 @@ def _run(registry: Registry, ref: str, x: np.ndarray) -> dict[str, np.ndarray]:
     return run_onnx(registry.artifact_bytes(registry.resolve(ref)), x)
 
 
-def test_mean_of_classifiers_averages_probabilities_and_votes_labels(
+def test_mean_of_classifiers_averages_probabilities_and_answers_the_class_of_the_highest(
     registry: Registry, register: Register, models: Models
 ) -> None:
     refs = [register("logreg"), register("mlp"), register("logreg_c")]
@@ -32,15 +32,38 @@ def test_mean_of_classifiers_averages_probabilities_and_votes_labels(
     assert v.metadata["reference"] == registry.resolve("logreg:1").metadata["reference"]
     assert [t["name"] for t in v.signature["outputs"]] == ["label", "probabilities"]
 
+    assert v.metadata["fusion"]["labels"] == {"label": "the class of the highest probabilities"}
+
     got = _run(registry, "ens:1", models.x)
     parts = [_run(registry, r, models.x) for r in refs]
     mean = np.mean([p["probabilities"] for p in parts], axis=0)
     assert np.abs(got["probabilities"] - mean).max() <= TOLERANCE
+    # soft voting as scikit-learn's VotingClassifier(voting="soft") does it (the classes are 0, 1, 2)
+    np.testing.assert_array_equal(got["label"], np.argmax(mean, axis=1))
+    labels = np.stack([p["label"] for p in parts], axis=1)
+    hard = np.array([np.argmax(np.bincount(row, minlength=3)) for row in labels])
+    assert (hard != got["label"]).any()  # not the majority: the averaged probabilities decided
+
+
+def test_vote_of_classifiers_answers_the_majority_label(
+    registry: Registry, register: Register, models: Models
+) -> None:
+    refs = [register("logreg"), register("mlp"), register("logreg_c")]
+    result = fuse(registry, "ens", refs, FuseOptions(ensemble="vote"))
+
+    assert result.version is not None
+    assert result.version.metadata["fusion"]["labels"] == {
+        "label": "the majority of the parts' labels, ties to the smallest"
+    }
+    got = _run(registry, "ens:1", models.x)
+    parts = [_run(registry, r, models.x) for r in refs]
     # hard voting as scikit-learn's VotingClassifier does it: the most common label, ties to the smallest
     labels = np.stack([p["label"] for p in parts], axis=1)
     expected = np.array([np.argmax(np.bincount(row, minlength=3)) for row in labels])
     np.testing.assert_array_equal(got["label"], expected)
     assert (labels[:, 0] != labels[:, 1]).any()  # the parts disagree somewhere: the vote decided something
+    mean = np.mean([p["probabilities"] for p in parts], axis=0)
+    assert np.abs(got["probabilities"] - mean).max() <= TOLERANCE
 
 
 def test_weighted_normalizes_the_weights(registry: Registry, register: Register, models: Models) -> None:
@@ -53,8 +76,7 @@ def test_weighted_normalizes_the_weights(registry: Registry, register: Register,
     a, b = (_run(registry, r, models.x) for r in refs)
     want = 0.75 * a["probabilities"] + 0.25 * b["probabilities"]
     assert np.abs(got["probabilities"] - want).max() <= TOLERANCE
-    # a weight of 3 against 1: the first part's label always wins
-    np.testing.assert_array_equal(got["label"], a["label"])
+    np.testing.assert_array_equal(got["label"], np.argmax(want, axis=1))
 
 
 def test_vote_with_ties_takes_the_smallest_label(
