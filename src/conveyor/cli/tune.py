@@ -244,7 +244,7 @@ def _summary(result: TuneResult, written: str | None, notes: list[str]) -> list[
         )
         lines.append(f"[green]Winner[/]: the baseline ({w.label()}): {won:,.0f} req/s; {beside}.")
     else:
-        how = "measured again back to back" if confirmed else "one trial each"
+        how = "both measured again, in turn" if confirmed else "one trial each"
         change = f" ({gain - 1:+.0%})" if gain else ""
         lines.append(
             f"[green]Winner[/]: {w.label()}: {won:,.0f} req/s against {base_rps:,.0f} for the baseline"

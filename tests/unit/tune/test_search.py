@@ -144,6 +144,19 @@ def test_the_confirm_round_decides_against_a_lucky_search_row() -> None:
     assert winner(rows, BOUND) == lucky
     rows[-1] = _row(CONFIRM, lucky, 1200, BOUND + 1)  # faster, but over the bound this time
     assert winner(rows, BOUND) == DEFAULTS
+    # the baseline's search row missed the bound by a hair; beside the other, it met it and was faster
+    rows = [
+        _row(BASELINE, DEFAULTS, 700, BOUND + 0.5),
+        _row(BATCH, lucky, 1000, 10),
+        _row(CONFIRM, DEFAULTS, 1300, 15),
+        _row(CONFIRM, lucky, 800, 12),
+    ]
+    assert winner(rows, BOUND) == DEFAULTS
+    # neither met the bound in the confirm round: the best setting whose every row met it
+    rows[2:] = [_row(CONFIRM, DEFAULTS, 1300, BOUND + 1), _row(CONFIRM, lucky, 800, BOUND + 1)]
+    assert winner(rows, BOUND) is None
+    rows.append(_row(DELAY, replace(lucky, max_queue_delay_us=0), 900, 10))
+    assert winner(rows, BOUND) == replace(lucky, max_queue_delay_us=0)
 
 
 def test_no_winner_when_nothing_meets_the_bound() -> None:
