@@ -101,10 +101,20 @@ def kserve(
     protocol, the ONNX model format, its replicas or autoscaling bounds and its resources."""
     from conveyor.k8s import inference_service
     from conveyor.k8s.files import to_yaml
+    from conveyor.k8s.kserve import PLACEHOLDER_BUCKET
 
     options = _options(namespace, None, None, "conveyor")
     served = _served(name, filename, url)
-    text = "---\n".join(to_yaml(inference_service(s, options, storage_uri)) for s in served)
+    services = [inference_service(s, options, storage_uri) for s in served]
+    for one, isvc in zip(served, services, strict=True):
+        where = isvc["spec"]["predictor"]["model"]["storageUri"]
+        err_console.print(
+            f"{one.model.ref} (sha256 {one.model.sha256}) must lie at {where}/model.onnx"
+            + (": a placeholder, pass --storage-uri" if where.startswith(PLACEHOLDER_BUCKET) else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    text = "---\n".join(to_yaml(isvc) for isvc in services)
     if output is None:
         sys.stdout.write(text)
         return
