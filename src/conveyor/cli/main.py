@@ -24,6 +24,7 @@ from conveyor.cli import (
     fuse,
     gateway,
     help_labels,
+    init,
     inspect,
     keys,
     logs,
@@ -69,6 +70,7 @@ app.add_typer(certs.app, name="certs")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(export.app, name="export")
+app.add_typer(init.app, name="init")
 # Deployments, through the management API of a running control plane (CONVEYOR_URL).
 app.command("apply")(deployments.apply)
 app.command("diff")(deployments.diff)
