@@ -24,6 +24,8 @@ from conveyor.validate.server import Endpoint, started
 from conveyor.validate.verdict import GateResult, passed, summary
 
 WARM_UP_S = 0.5
+ROUNDS = 3
+"""Turns the candidate and the baseline take at the performance load, each ``seconds / ROUNDS`` long."""
 READY_DEADLINE_S = 30.0
 
 
@@ -191,13 +193,20 @@ def _performance(
 ) -> tuple[GateResult, dict[str, Any]]:
     p = gates.performance
     payloads = load.bodies(inputs, p.batch)
-    measured: dict[str, load.Load] = {}
-    for who, endpoint in (("candidate", cand), ("baseline", base)):
-        if endpoint is None:
-            continue
-        progress.step(f"performance: {who}, {p.seconds:g} s at concurrency {p.concurrency}")
+    pairs = [("candidate", cand)] + ([("baseline", base)] if base is not None else [])
+    progress.step(f"performance: {p.seconds:g} s at concurrency {p.concurrency}" + (" each" if base else ""))
+    for _, endpoint in pairs:
         load.drive(endpoint.infer_url, payloads, concurrency=p.concurrency, seconds=WARM_UP_S)
-        measured[who] = load.drive(endpoint.infer_url, payloads, concurrency=p.concurrency, seconds=p.seconds)
+    # In turns, so that other work on the machine weighs on both alike rather than on whichever ran while it
+    # was busy.
+    rounds = ROUNDS if base is not None else 1
+    measured: dict[str, load.Load] = {}
+    for _ in range(rounds):
+        for who, endpoint in pairs:
+            part = load.drive(
+                endpoint.infer_url, payloads, concurrency=p.concurrency, seconds=p.seconds / rounds
+            )
+            measured[who] = measured[who].merge(part) if who in measured else part
     numbers = {who: m.numbers() for who, m in measured.items()}
     result = performance.judge(p, numbers["candidate"], numbers.get("baseline"))
     histograms = performance.latency_histograms(
