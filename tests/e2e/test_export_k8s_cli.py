@@ -14,6 +14,7 @@ import yaml
 
 from conveyor.settings import Settings
 from tests.e2e.conftest import CliRunner
+from tests.fixtures.processes import REPO, ProcessGroup, free_port, wait_http_ok
 from tests.unit.k8s.specs import K8S_VERSION, kserve_validator
 
 SPEC = """\
@@ -181,3 +182,37 @@ def test_a_spec_whose_model_is_not_registered_is_one_line(home: Path, run: CliRu
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "ghost" in proc.stderr
+
+
+def test_export_k8s_of_a_name_reads_it_from_the_control_plane_and_target_kubernetes_needs_a_cluster(
+    home: Path, run: CliRunner, cli_env: dict[str, str], processes: ProcessGroup, tmp_path: Path
+) -> None:
+    """The real management API (tests/fixtures/api_server.py) over the same home, with no kubeconfig."""
+    env = {**cli_env, "CONVEYOR_HOME": str(home / "home"), "KUBECONFIG": str(tmp_path / "no-kubeconfig")}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    port = free_port()
+    proc = processes.start([sys.executable, "-m", "tests.fixtures.api_server", str(port)], env=env, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    wait_http_ok(f"{url}/api/v1/health", proc, timeout=30)
+    local = tmp_path / "local.yaml"
+    local.write_text(SPEC.split("---\n")[1])  # relu-fixed: 3 replicas of relu@production, local target
+    run("apply", "-f", str(local), "--url", url)
+    out = tmp_path / "from-control-plane"
+    run("export", "k8s", "relu-fixed", "--url", url, "-o", str(out))
+    deployment = yaml.safe_load((out / "deployment-relu-fixed-v1.yaml").read_text())
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["metadata"]["annotations"]["conveyor.dev/model"] == "relu:1"
+    assert len(list(out.iterdir())) == 13  # the 9 shared objects and 4 of relu-fixed (no HPA)
+
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(
+        SPEC.split("---\n")[1].replace("name: relu-fixed", "name: relu-k8s") + "  target: kubernetes\n"
+    )
+    refused = run("apply", "-f", str(cluster), "--url", url, check=False)
+    assert refused.returncode == 7  # unavailable
+    assert refused.stderr.strip().splitlines() == [
+        "error: kubernetes: no cluster configured: no usable kubeconfig (Invalid kube-config file. No "
+        "configuration found.) and not running in a cluster"
+    ]
+    listed = run("get", "deployments", "--url", url, "--json").stdout
+    assert "relu-k8s" not in listed  # nothing stored
