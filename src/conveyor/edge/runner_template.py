@@ -223,15 +223,19 @@ def response(model: Model, outputs: dict[str, np.ndarray], request_id: str | Non
             "name": name,
             "datatype": model._outputs[name]["datatype"],
             "shape": list(arr.shape),
-            "data": [_plain(v) for v in arr.ravel().tolist()],
+            "data": _data(arr),
         }
         for name, arr in outputs.items()
     ]
     return body
 
 
-def _plain(v: Any) -> Any:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+def _data(arr: np.ndarray) -> list[Any]:
+    if arr.dtype.kind == "f" and arr.dtype.itemsize < 8:
+        # the shortest decimal that reads back as the same float32 (0.83580315, not 0.8358031511306763), as
+        # the server writes it
+        return [float(str(v)) for v in arr.ravel()]
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in arr.ravel().tolist()]
 
 
 def write_outputs(path: Path, model: Model, outputs: dict[str, np.ndarray]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+import orjson
 import pytest
 from onnx import TensorProto, helper
 
@@ -132,7 +133,8 @@ def test_the_runner_answers_what_onnx_runtime_answers_on_the_registered_model(
         "name": "probabilities",
         "datatype": "FP32",
         "shape": [7, 3],
-        "data": proba.ravel().tolist(),
+        # the numbers as the server writes them: the shortest decimal of each float32
+        "data": orjson.loads(orjson.dumps(proba.ravel(), option=orjson.OPT_SERIALIZE_NUMPY)),
     }
 
 
