@@ -13,11 +13,7 @@ from conveyor.spec import Deployment
 
 def artifact_source(settings: Settings) -> ArtifactSource:
     """The artifact store replicas read: the S3 bucket of CONVEYOR_ARTIFACTS_URL, else the home volume."""
-    return ArtifactSource(
-        url=getattr(settings, "artifacts_url", None),
-        endpoint_url=getattr(settings, "s3_endpoint_url", None),
-        region=getattr(settings, "s3_region", None),
-    )
+    return ArtifactSource(settings.artifacts_url, settings.s3_endpoint_url, settings.s3_region)
 
 
 def model_version(info: VersionInfo) -> ModelVersion:

@@ -12,11 +12,12 @@ import pytest
 from conveyor import errors
 from conveyor.control.desired import DesiredLoader
 from conveyor.control.management_ops import apply_documents
+from conveyor.k8s import ArtifactSource
 from conveyor.k8s.apply import Cluster
 from conveyor.registry import LocalArtifactStore, Registry
 from conveyor.settings import Settings
 from conveyor.spec import Deployment
-from conveyor.targets.kubernetes import apply_to_cluster
+from conveyor.targets.kubernetes import apply_to_cluster, artifact_source
 from tests.unit.k8s.test_apply import FakeDynamic
 
 SIG: dict[str, Any] = {"inputs": [], "outputs": []}
@@ -95,3 +96,9 @@ def test_the_local_reconciler_leaves_a_kubernetes_deployment_to_the_cluster(
     loader = DesiredLoader(registry, Settings(home=tmp_path))
     assert loader.load() == {}
     assert loader.problems == {}
+
+
+def test_the_artifact_source_is_the_s3_store_of_the_settings_else_the_home_volume(tmp_path: Path) -> None:
+    s3 = Settings(home=tmp_path, artifacts_url="s3://b/p", s3_endpoint_url="http://minio:9000", s3_region="r")
+    assert artifact_source(s3) == ArtifactSource("s3://b/p", "http://minio:9000", "r")
+    assert artifact_source(Settings(home=tmp_path)) == ArtifactSource()
