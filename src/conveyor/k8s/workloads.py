@@ -73,6 +73,14 @@ def http_probes(live: str, ready: str) -> dict[str, Any]:
     }
 
 
+LOG_ENV: Final = [
+    {"name": "CONVEYOR_LOG_FORMAT", "value": "json"},
+    # Logs go to stderr only, where the cluster collects them (kubectl logs): no file under a home that a
+    # read-only root filesystem would refuse.
+    {"name": "CONVEYOR_LOG_TO_FILE", "value": "false"},
+]
+
+
 def secret_env(options: Options, *keys: str) -> list[dict[str, Any]]:
     return [
         {
@@ -133,11 +141,10 @@ def memory_for(size_bytes: int) -> tuple[str, str]:
 
 
 def replica_env(served: Served) -> list[dict[str, Any]]:
-    """The spec's batching, threads and cache as the replica's settings (CONVEYOR_*); a field the spec
-    leaves out is left out here too, so it takes the image's default as under `conveyor up`."""
+    """Logging (LOG_ENV), then the spec's batching, threads and cache as the replica's settings; a field the
+    spec leaves out is left out here too, so it takes the image's default as under `conveyor up`."""
     spec = served.deployment.spec
     values: dict[str, object | None] = {
-        "CONVEYOR_LOG_FORMAT": "json",
         "CONVEYOR_MAX_BATCH_SIZE": spec.batching.max_batch_size,
         "CONVEYOR_MAX_QUEUE_DELAY_US": spec.batching.max_queue_delay_microseconds,
         "CONVEYOR_MAX_QUEUE_SIZE": spec.batching.max_queue_size,
@@ -150,7 +157,7 @@ def replica_env(served: Served) -> list[dict[str, Any]]:
             "CONVEYOR_CACHE_MAX_BYTES": spec.cache.max_bytes,
             "CONVEYOR_CACHE_TTL_S": spec.cache.ttl_seconds,
         }
-    return [{"name": key, "value": str(value)} for key, value in values.items() if value is not None]
+    return [*LOG_ENV, *({"name": k, "value": str(v)} for k, v in values.items() if v is not None)]
 
 
 def replica_deployment(served: Served, options: Options) -> dict[str, Any]:
@@ -246,7 +253,7 @@ def gateway_deployment(options: Options, replicas: int = 2) -> dict[str, Any]:
             f"--port={HTTP_PORT}",
             f"--control-plane=http://{options.shared('control-plane')}:{API_PORT}",
         ],
-        "env": [{"name": "CONVEYOR_LOG_FORMAT", "value": "json"}, *secret_env(options, "gateway-token")],
+        "env": [*LOG_ENV, *secret_env(options, "gateway-token")],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         **http_probes("/v2/health/live", "/v2/health/ready"),
         "resources": {
@@ -265,7 +272,7 @@ def control_plane_deployment(options: Options) -> dict[str, Any]:
     """The control plane: one per home (it takes a lock there), so one replica, replaced not surged."""
     env = [
         {"name": "CONVEYOR_HOME", "value": HOME},
-        {"name": "CONVEYOR_LOG_FORMAT", "value": "json"},
+        *LOG_ENV,
         *secret_env(options, "database-url", "artifact-key"),
     ]
     if (source := options.artifacts).url is not None:

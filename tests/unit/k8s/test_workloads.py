@@ -76,6 +76,9 @@ def test_every_pod_runs_as_non_root_on_a_read_only_root_with_no_capabilities(whi
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert sc["runAsNonRoot"] is True
         assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]  # the only writable path but data
+    conveyor = pod["containers"][0]
+    assert _env(conveyor)["CONVEYOR_LOG_TO_FILE"] == "false"  # stderr only: no file under a read-only root
+    assert _env(conveyor)["CONVEYOR_LOG_FORMAT"] == "json"
 
 
 def test_threads_become_the_cpu_request_and_limit_and_the_model_size_the_memory() -> None:
