@@ -18,13 +18,14 @@ def judge(gate: PerformanceGate, candidate: dict[str, Any], baseline: dict[str, 
     result = GateResult("performance", numbers={"candidate": candidate, "baseline": baseline})
     base = baseline or {}
     result.checks.append(Check("errors", candidate["errors"], gate.max_errors, unit="requests"))
-    for key, limit, name, op, unit in (
-        ("p50_ms", gate.max_p50_ms, "p50", "<=", "ms"),
-        ("p99_ms", gate.max_p99_ms, "p99", "<=", "ms"),
-        ("throughput", gate.min_throughput, "throughput", ">=", "req/s"),
+    for key, limit, name, op, unit, field in (
+        ("p50_ms", gate.max_p50_ms, "p50", "<=", "ms", "maxP50Ms"),
+        ("p99_ms", gate.max_p99_ms, "p99", "<=", "ms", "maxP99Ms"),
+        ("throughput", gate.min_throughput, "throughput", ">=", "req/s", "minThroughput"),
     ):
         if limit is not None:
-            result.checks.append(Check(name, candidate[key], limit, op=op, unit=unit, baseline=base.get(key)))  # type: ignore[arg-type]
+            check = Check(name, candidate[key], limit, op=op, unit=unit, baseline=base.get(key), note=field)  # type: ignore[arg-type]
+            result.checks.append(check)
     if baseline is None:
         return result
     for key, bound, name in (
