@@ -108,13 +108,13 @@ def _deployment(
     component: str,
     pod: dict[str, Any],
     *,
-    replicas: int,
+    replicas: int | None,
     extra: dict[str, str] | None = None,
     strategy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     extra = extra or {}
     spec: dict[str, Any] = {
-        "replicas": replicas,
+        **({} if replicas is None else {"replicas": replicas}),
         "selector": {"matchLabels": selector(options, component, **extra)},
         "template": {"metadata": {"labels": labels(options, component, **extra)}, "spec": pod},
     }
@@ -202,13 +202,14 @@ def replica_deployment(served: Served, options: Options) -> dict[str, Any]:
     }
     pod = _pod([container], volumes, **({"initContainers": init} if init else {}))
     spec = served.deployment.spec
-    replicas = spec.replicas if spec.autoscaling is None else max(spec.autoscaling.min_replicas, 1)
+    # Autoscaled: no count here, the HPA owns it (an apply that set one would reset the HPA's choice).
+    replicas = (spec.replicas or 0) if spec.autoscaling is None else None
     out = _deployment(
         replica_name(served),
         options,
         "replica",
         pod,
-        replicas=replicas or 0,
+        replicas=replicas,
         extra=replica_labels(served),
         # A new pod is ready before an old one stops: no capacity lost during a rollout.
         strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
