@@ -265,6 +265,13 @@ class Settings(BaseSettings):
         default=None,
         description="A file holding the artifact key (base64 of 32 bytes), instead of artifact_key.",
     )
+    leader_lease_s: float = Field(
+        default=6.0,
+        ge=0.5,
+        description="The leader lease of control planes sharing one registry database: only its holder acts "
+        "(reconciles, runs rollouts, evaluates alerts); it renews every third of this, and another takes "
+        "over within about 1.3 times this after the leader dies (docs/operations.md, Two control planes).",
+    )
     artifacts_url: str | None = Field(
         default=None,
         description="Where artifacts are stored: s3://BUCKET[/PREFIX] for S3-compatible object storage "

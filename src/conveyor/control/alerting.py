@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -43,6 +43,8 @@ class AlertLoop:
         self._saved_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._collector = _FiringCollector(self)
+        self.may_act: Callable[[], bool] = lambda: True
+        """Asked before every evaluation: False while another control plane leads (control/leader.py)."""
 
     async def start(self) -> None:
         self.states = await asyncio.to_thread(self.registry.alerts.load)  # go on from before a restart
@@ -62,7 +64,8 @@ class AlertLoop:
         while True:
             started = time.monotonic()
             try:
-                await self.step()
+                if self.may_act():  # a follower neither stores alert states nor notifies
+                    await self.step()
             except Exception:  # the loop outlives one bad evaluation (a locked database, a bad rule)
                 log.exception("evaluating the alert rules failed")
             await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))

@@ -136,7 +136,10 @@ def _routes(registry: Registry, runtime: ControlRuntime, auth: ApiAuth, signed: 
 
     @api.get("/health", tags=["control plane"])
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "epoch": runtime.epoch}
+        health: dict[str, Any] = {"status": "ok", "version": __version__, "epoch": runtime.epoch}
+        if (election := runtime.leadership()) is not None:
+            health["election"] = election
+        return health
 
     @api.get("/models", tags=["models"])
     async def list_models(who: Principal = read) -> dict[str, Any]:

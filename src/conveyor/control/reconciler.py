@@ -45,6 +45,7 @@ from conveyor.targets.probe import probe
 from conveyor.targets.processes import LocalProcesses, ReplicaRecord
 
 if TYPE_CHECKING:
+    from conveyor.control.leader import LeaderElection
     from conveyor.protocol.table import SplitSpec
     from conveyor.security.tokens import TokenRecord
 
@@ -139,6 +140,8 @@ class Reconciler:
         self._stable_runs: dict[str, DeploymentRun] = {}  # a rollout's stable side: its own autoscaler
         self.rollouts: RolloutSplits | None = None
         """The rollout controller (docs/rollouts.md): the splits every table carries; set by the server."""
+        self.election: LeaderElection | None = None
+        """The leader election (control/leader.py), set by the server: only its leader acts."""
         self._routed_splits: set[str] = set()
         self._wake = asyncio.Event()
         self._reload = True
@@ -188,6 +191,13 @@ class Reconciler:
             ),
             "total": len(mine) + len(virtual),
         }
+
+    def may_act(self) -> bool:
+        """Asked before every step: False while another control plane leads."""
+        return self.election is None or self.election.is_leader
+
+    def leadership(self) -> dict[str, Any] | None:
+        return None if self.election is None else self.election.status()
 
     def routed(self) -> bool:
         return bool(self.tables.live_reports()) and self.tables.acknowledged(self.tables.generation)
@@ -246,7 +256,8 @@ class Reconciler:
         self.processes.touch_lease()
         await self._adopt()
         self._event_task = self._loop.create_task(self._write_events())
-        await self._step()
+        if self.may_act():
+            await self._step()
         self._task = self._loop.create_task(self._run())
 
     async def stop(self, *, stop_replicas: bool) -> None:
@@ -280,8 +291,9 @@ class Reconciler:
             self._wake.clear()
             self._steps_begun += 1
             try:
-                self.processes.touch_lease()
-                await self._step()
+                if self.may_act():  # a follower neither starts nor stops anything, nor keeps replicas owned
+                    self.processes.touch_lease()
+                    await self._step()
             except Exception:  # the loop must outlive any one failure (a registry hiccup, a bug)
                 log.exception("reconcile step failed")
             self._steps_done += 1

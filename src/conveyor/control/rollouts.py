@@ -140,6 +140,8 @@ class RolloutController:
         self._clock = clock
         self._wall = wall
         self._live: dict[str, Live] = {}
+        self.may_act: Callable[[], bool] = lambda: True
+        """Asked before every tick: False while another control plane leads (control/leader.py)."""
         self._reload = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
@@ -264,6 +266,9 @@ class RolloutController:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_S):
                     await self._reload.wait()
+            if not self.may_act():  # another control plane leads: its controller runs the rollouts
+                await asyncio.sleep(TICK_S)  # the reload event may be set: do not spin on it
+                continue
             try:
                 if self._reload.is_set():
                     self._reload.clear()

@@ -26,6 +26,11 @@ class ControlRuntime(Protocol):
         (old ones included); zeros when the reconciler has not seen it."""
         ...
 
+    def leadership(self) -> dict[str, Any] | None:
+        """The leader election's state for /api/v1/health (control/leader.py): ``{"leader", "holder",
+        "leaseSeconds", "current"}``; None when this control plane runs without one."""
+        ...
+
     def routed(self) -> bool:
         """At least one gateway is live and every live one applied the current routing table."""
         ...

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from conveyor.control.leader import FollowerRefusesWrites, LeaderElection, holder_id
 from conveyor.control.metrics_routes import metrics_routes
 from conveyor.errors import Conflict, Unavailable, disk_full_as_error
 from conveyor.frontend.uvicorn_server import AnnouncingServer, tls_config
@@ -56,8 +57,9 @@ def control_plane_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
-    """The management API app with the reconciler started and stopped in its lifespan."""
+def build_control_plane(settings: Settings, *, owned: bool = False, address: str | None = None) -> Any:
+    """The management API app with the reconciler started and stopped in its lifespan; it acts only while
+    it holds the registry's leader lease (control/leader.py), announcing ``address`` as where it answers."""
     from conveyor.control.management import create_api
     from conveyor.control.reconciler import Reconciler
     from conveyor.registry import Registry
@@ -85,11 +87,15 @@ def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
 
     rollouts = RolloutController(registry, history, reconciler)  # judges over the same history
     reconciler.rollouts = rollouts
+    election = _elect(settings, registry, reconciler, address)
+    rollouts.may_act = alerting.may_act = reconciler.may_act
+    app.add_middleware(FollowerRefusesWrites, election=election)
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
         async with inner(a) as state:
+            await election.start()  # a lone control plane leads from its first step
             await rollouts.reload()  # the first table after a restart carries the rollouts' splits
             await reconciler.start()
             scraping = asyncio.create_task(scraper.run(history, settings.metrics_scrape_interval_s))
@@ -103,6 +109,7 @@ def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
                 await cancel_all([scraping])
                 await scraper.close()
                 await reconciler.stop(stop_replicas=owned)
+                await election.stop()  # hands the lease over: a follower takes over at once
                 registry.close()
 
     app.router.lifespan_context = lifespan
@@ -110,7 +117,27 @@ def build_control_plane(settings: Settings, *, owned: bool = False) -> Any:
     app.state.history = history  # what alerts, the dashboard and describe read
     app.state.rollouts = rollouts
     app.state.admin_token = admin_token
+    app.state.election = election
     return app
+
+
+def _elect(settings: Settings, registry: Any, reconciler: Any, address: str | None) -> LeaderElection:
+    """The leader election of this control plane, wired to what acts and what reports it."""
+
+    def on_change(leading: bool) -> None:
+        if leading:  # desired state and rollouts may have moved while another led: read them again
+            reconciler.changed()
+
+    election = LeaderElection(
+        registry.leases,
+        holder_id(settings.home),
+        settings.leader_lease_s,
+        address=address,
+        on_change=on_change,
+    )
+    reconciler.election = election
+    reconciler.metrics.leader = lambda: (election.holder, election.is_leader)
+    return election
 
 
 def _stack_metrics(settings: Settings, reconciler: Any) -> tuple[StackScraper, StackHistory]:
@@ -145,7 +172,8 @@ def run_control_plane(
     """Serve the management API until SIGINT / SIGTERM; over TLS only (https://) with ``tls``.
     ``on_admin_token(path, created)`` is told where the local admin token is, and whether it is new."""
     with control_plane_lock(settings.home / "run"):
-        app = build_control_plane(settings, owned=owned)
+        scheme = "https" if tls is not None else "http"
+        app = build_control_plane(settings, owned=owned, address=f"{scheme}://{host}:{port}")
         if on_admin_token is not None:
             on_admin_token(*app.state.admin_token)
         from conveyor.frontend.connections import DeadlineHttpProtocol, limit_per_client

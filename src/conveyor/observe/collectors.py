@@ -223,6 +223,11 @@ def _control(control: ControlMetrics) -> Iterator[Metric]:
     for instance, n in sorted(control.scrape_errors.items()):
         errors.add_metric([instance], n)
     yield from (replicas, restarts, decisions, errors)
+    if control.leader is not None:
+        leader = _gauge(m.LEADER)
+        holder, leading = control.leader()
+        leader.add_metric([holder], 1.0 if leading else 0.0)
+        yield leader
 
 
 m.REGISTRY.register(ConveyorCollector())

@@ -1,5 +1,6 @@
 """The control plane's own counters: replica restarts, autoscaler decisions, failed scrapes of its stack, and
-where the replicas' states come from; built into metric families at scrape (observe/collectors.py)."""
+where the replicas' states and its leadership come from; built into metric families at scrape
+(observe/collectors.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class ControlMetrics:
         self.restarts: Counter[tuple[str, str]] = Counter()
         self.decisions: Counter[tuple[str, str]] = Counter()
         self.scrape_errors: Counter[str] = Counter()  # by instance: the stack's scraper counts here
+        self.leader: Callable[[], tuple[str, bool]] | None = None
+        """This control plane's holder id and whether it leads now (control/leader.py); None: no election."""
 
     def restarted(self, deployment: str, version: str | None) -> None:
         self.restarts[(deployment, version or "")] += 1

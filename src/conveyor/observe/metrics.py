@@ -36,6 +36,7 @@ REPLICAS = "conveyor_replicas"
 RESTARTS = "conveyor_replica_restarts_total"
 SCALE_DECISIONS = "conveyor_autoscaler_decisions_total"
 SCRAPE_ERRORS = "conveyor_scrape_errors_total"
+LEADER = "conveyor_leader"
 DRIFT_PSI = "conveyor_drift_psi"
 DRIFT_MEAN_SHIFT = "conveyor_drift_mean_shift"
 ALERTS_FIRING = "conveyor_alerts_firing"
@@ -93,6 +94,12 @@ METRICS: dict[str, Metric] = {
             "counter",
             ("instance",),
             "Scrapes of a gateway or replica by the control plane that failed or timed out.",
+        ),
+        Metric(
+            LEADER,
+            "gauge",
+            ("holder",),
+            "1 while this control plane holds the registry's leader lease and acts, 0 while it follows.",
         ),
         Metric(
             DRIFT_PSI,

@@ -1,5 +1,5 @@
 """SQLAlchemy ORM tables of the registry: models, versions, aliases, deployments, tokens, the audit log,
-signatures, alerts, rollouts and validations (DDL: migrations/)."""
+signatures, alerts, rollouts, validations and leases (DDL: migrations/)."""
 
 from __future__ import annotations
 
@@ -327,3 +327,18 @@ class ValidationRow(Base):
     gates: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False, default=list)
     report: Mapped[str | None] = mapped_column(Text)  # the HTML report's path
     created_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class LeaseRow(Base):
+    """A named lease (``control-plane``: the leadership) and its holder, until ``expires_at`` by the
+    database's clock in epoch seconds (registry/leases.py). ``term`` counts changes of holder. Not backed up:
+    it is about the processes running now, not the registry's content."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(300), nullable=False)
+    address: Mapped[str | None] = mapped_column(String(300))
+    term: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    acquired_at: Mapped[float] = mapped_column(Float, nullable=False)
+    expires_at: Mapped[float] = mapped_column(Float, nullable=False)

@@ -39,6 +39,7 @@ from conveyor.security.signing import PublicKey, policy_problem, sign
 from conveyor.settings import Settings
 
 if TYPE_CHECKING:
+    from conveyor.registry.leases import LeaseStore
     from conveyor.registry.validations import ValidationStore
 
 PRODUCTION = "production"
@@ -98,6 +99,13 @@ class Registry:
     def rollouts(self) -> RolloutStore:
         """Rollouts of deployments and their events, on this registry's database."""
         return RolloutStore(self._db, user=self._user)
+
+    @property
+    def leases(self) -> LeaseStore:
+        """Named leases with an expiry on the database's clock: the control planes' leader election."""
+        from conveyor.registry.leases import LeaseStore
+
+        return LeaseStore(self._db)
 
     @property
     def validations(self) -> ValidationStore:
