@@ -186,6 +186,7 @@ def rollback(
     """Roll back (``DeploymentStore.rollback``); the answer adds the ``model`` the deployment now runs and
     ``next_apply``: when its spec's model reference now resolves to another version (an alias moved since
     that revision was made), the ``ref`` and the ``model`` a later apply of a file naming it rolls out."""
+    _not_on_kubernetes(registry.deployments.get(name).spec, name, "roll it back")
     result = registry.deployments.rollback(name, to_revision, created_by=user)
     if result.changed:  # a rollback during a rollout ends it (the revision rolled back to runs alone)
         rollout_ops.follow_revision(registry, name, user, start=False)
@@ -207,6 +208,7 @@ def scale(registry: Registry, name: str, replicas: int, *, user: str) -> ApplyRe
     deployments = registry.deployments
     current = deployments.get(name)
     resource = Deployment.model_validate(current.spec)
+    _not_on_kubernetes(current.spec, name, "scale it")
     if resource.spec.autoscaling is not None:
         bounds = resource.spec.autoscaling
         raise errors.Conflict(
@@ -233,6 +235,16 @@ def scale(registry: Registry, name: str, replicas: int, *, user: str) -> ApplyRe
     if result.changed:  # during a rollout the scaled revision is the candidate
         rollout_ops.follow_revision(registry, name, user, start=False)
     return result
+
+
+def _not_on_kubernetes(spec: dict[str, Any], name: str, what: str) -> None:
+    """Conflict for a deployment the cluster runs: scale and rollback would change the registry only."""
+    inner = spec.get("spec")
+    if isinstance(inner, dict) and inner.get("target") == "kubernetes":
+        raise errors.Conflict(
+            f"deployment {name!r} runs on kubernetes: to {what}, change its file and apply it (apply is "
+            "what reaches the cluster)"
+        )
 
 
 def describe(registry: Registry, name: str) -> tuple[DeploymentInfo, dict[str, Any]]:

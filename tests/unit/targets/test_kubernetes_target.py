@@ -102,3 +102,14 @@ def test_the_artifact_source_is_the_s3_store_of_the_settings_else_the_home_volum
     s3 = Settings(home=tmp_path, artifacts_url="s3://b/p", s3_endpoint_url="http://minio:9000", s3_region="r")
     assert artifact_source(s3) == ArtifactSource("s3://b/p", "http://minio:9000", "r")
     assert artifact_source(Settings(home=tmp_path)) == ArtifactSource()
+
+
+def test_scale_and_rollback_of_a_kubernetes_deployment_are_refused_naming_apply(registry: Registry) -> None:
+    from conveyor.control.management_ops import rollback, scale
+
+    registry.deployments.apply(doc(), "f" * 64, model="m:1")
+    with pytest.raises(errors.Conflict, match="runs on kubernetes: to scale it, change its file and apply"):
+        scale(registry, "web", 3, user="t")
+    with pytest.raises(errors.Conflict, match="runs on kubernetes: to roll it back, change its file"):
+        rollback(registry, "web", None, user="t")
+    assert [r.revision for r in registry.deployments.history("web")] == [1]
