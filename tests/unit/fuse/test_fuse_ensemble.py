@@ -198,3 +198,20 @@ def test_the_check_flags_a_float_off_by_more_than_the_tolerance_and_any_other_la
     checked = compare(want, off)
     assert checked["problems"] == ["'label' differs on 25.00% of the rows", "'p' differs by 0.0001 > 1e-05"]
     assert checked["agreement"] == {"label": 0.75}
+
+
+def test_string_labels_are_refused(registry: Registry, register: Register) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor.errors import InvalidInput
+    from tests.unit.fuse.conftest import _convert
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 6)).astype(np.float32)
+    named = _convert(LogisticRegression().fit(x, np.array(["cat", "dog", "owl"])[np.arange(60) % 3]), 6)
+    refs = [register("a", data=named), register("b", data=named)]
+    with pytest.raises(InvalidInput) as e:
+        fuse(registry, "ens", refs, FuseOptions(ensemble="mean"))
+    assert e.value.message == (
+        "output 'label' is BYTES: an ensemble averages numbers and votes on integer labels only"
+    )
