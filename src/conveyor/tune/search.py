@@ -20,6 +20,8 @@ PHASES = (BASELINE, GRID, BATCH, DELAY, CONFIRM)
 QUEUE_DELAYS_US = (0, 250, 1000, 2000)
 """Queue delays tried beside the best setting's own (the default is 500 µs: docs/batching.md)."""
 CONFIRM_TRIALS = 2
+MIN_GAIN = 0.05
+"""How much more throughput than the baseline's a setting must show in the confirm round to replace it."""
 
 
 @dataclass(frozen=True, order=True)
@@ -117,15 +119,22 @@ def best(rows: Sequence[Row], p99_bound_ms: float) -> Setting | None:
 
 
 def winner(rows: Sequence[Row], p99_bound_ms: float) -> Setting | None:
-    """The setting to deploy, or None when no setting met the bound. After a confirm round, the faster of
-    its two settings that met the bound in it: both were measured in turn on the same stretch of time (the
-    search rows are single noisy samples; a miss there by a hair does not disqualify what met the bound
-    beside the other). When neither met it there, and without a confirm round, the best setting whose every
-    row met the bound."""
+    """The setting to deploy, or None when no setting met the bound.
+
+    After a confirm round (its first row is the baseline's): the other setting when it met the bound there
+    and answered more than ``MIN_GAIN`` more requests per second than the baseline, else the baseline when
+    it met the bound there. Both were measured in turn on the same stretch of time; a search row is one
+    noisy sample, and a miss there by a hair does not disqualify what met the bound beside the other. A tie
+    within the noise keeps the baseline: no change is the safe one. When neither met the bound there, and
+    without a confirm round, the best setting whose every row met the bound."""
     confirmed = [r for r in rows if r.phase == CONFIRM]
-    meeting = [s for s in summarize(confirmed, p99_bound_ms).values() if s.meets]
-    if meeting:
-        return max(meeting, key=lambda s: (s.rps, _tie(s.setting))).setting
+    fair = summarize(confirmed, p99_bound_ms)
+    if any(s.meets for s in fair.values()):
+        base = fair[confirmed[0].setting]
+        other = next((s for s in fair.values() if s.setting != base.setting), None)
+        if other is not None and other.meets and (not base.meets or other.rps > base.rps * (1 + MIN_GAIN)):
+            return other.setting
+        return base.setting if base.meets else None
     chosen = best(rows, p99_bound_ms)
     if chosen is None or not summarize(rows, p99_bound_ms)[chosen].meets:
         return None

@@ -116,16 +116,17 @@ def run_trial(ref: str, trial: Trial, load: Load, placement: str = "auto") -> li
     return [_row(trial.phase, trial.setting, [result], died, time.perf_counter() - started)]
 
 
-def run_paired(ref: str, trial: Trial, load: Load, placement: str = "auto", rounds: int = 5) -> list[Row]:
+def run_paired(ref: str, trial: Trial, load: Load, placement: str = "auto", rounds: int = 8) -> list[Row]:
     """Both settings of a confirm trial served at once and loaded in turn, ``rounds`` short runs each in
-    alternating order (AB, BA, ...), so a change in the machine's load between trials lands on both: each
-    row's req/s is the median of its runs, its latencies those of all its runs."""
+    alternating order (AB, BA, ...), twice a trial's duration in all (this is the measurement that
+    decides), so a change in the machine's load lands on both: each row's req/s is the median of its runs,
+    its latencies those of all its runs."""
     assert trial.against is not None
     started = time.perf_counter()
     pair = (trial.setting, trial.against)
     runs: dict[Setting, list[LoadResult]] = {s: [] for s in pair}
     died: dict[Setting, str | None] = dict.fromkeys(pair)
-    short = replace(load, warmup_s=min(load.warmup_s, 0.25), duration_s=load.duration_s / rounds)
+    short = replace(load, warmup_s=min(load.warmup_s, 0.25), duration_s=2 * load.duration_s / rounds)
     with serving(ref, pair[0], load, placement) as a, serving(ref, pair[1], load, placement) as b:
         servers = (a, b)
         if all(x.port is not None for x in servers):
