@@ -13,7 +13,7 @@ from conveyor.spec import Deployment
 
 DEFAULT_IMAGE: Final = f"conveyor:{__version__}"
 """The image every Conveyor container runs unless ``--image`` says otherwise: the package at this version
-(what `conveyor build` makes; push it to a registry the cluster pulls from and pass its full name)."""
+(the name planned for `conveyor build`'s image; push one where the cluster pulls from, pass its full name)."""
 DEFAULT_FETCH_IMAGE: Final = "amazon/aws-cli:2.17.0"
 """The init container that copies a version's artifact from S3 into the replica's pod (``aws s3 cp``)."""
 DEFAULT_NAMESPACE: Final = "conveyor"
