@@ -181,7 +181,6 @@ def test_a_planted_accuracy_drop_fails_regression_with_exit_6(home: Home) -> Non
     assert "stored on clf:3 (tag validated=false)" in run.stdout
     shown = json.loads(home.cli("models", "show", "clf:3", "--json").stdout)
     assert shown["tags"]["validated"] == "false" and not shown["validation"]["passed"]
-    assert "validated  FAILED (regression)" in home.cli("models", "show", "clf:3").stdout
 
 
 @pytest.mark.slow
@@ -227,6 +226,7 @@ def test_a_leaking_server_fails_stability_validated_by_url(home: Home, leaky_url
     )
 
 
+@pytest.mark.slow  # six conveyor processes
 def test_bad_input_is_one_line_and_no_server_starts(home: Home) -> None:
     bad_gates = home.file("bad.yaml", "performance:\n  maxP99: 5\n")
     cases: list[tuple[tuple[str, ...], int, str]] = [
