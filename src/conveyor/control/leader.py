@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from conveyor import errors
+from conveyor.control import API_HEADER
 from conveyor.registry.leases import Lease, LeaseStore
 
 log = logging.getLogger("conveyor.control")
@@ -179,6 +180,7 @@ class FollowerRefusesWrites:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"retry-after", str(retry).encode()),
+                    (API_HEADER.encode(), b"v1"),  # a Conveyor answer: the CLI shows its error line
                 ],
             }
         )

@@ -96,6 +96,7 @@ def test_a_follower_refuses_writes_with_503_naming_the_leader() -> None:
     for method in ("POST", "DELETE"):
         refused = client.request(method, "/api/v1/deployments/iris")
         assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
+        assert refused.headers["x-conveyor-api"] == "v1"
         assert refused.json() == {
             "error": "this control plane is a follower and does not take changes; the leader is other at "
             "http://other:8000",
