@@ -61,7 +61,8 @@ def ci(
         f"deployment/{options.deployment or options.model}",
         highlight=False,
     )
+    where = "repository secrets" if target == "github" else "CI/CD variables (masked)"
     console.print(
-        "set the CI secrets CONVEYOR_URL and CONVEYOR_TOKEN (conveyor tokens create ci --role deployer)",
+        f"set CONVEYOR_URL and CONVEYOR_TOKEN as {where} (a token: conveyor tokens create ci -r deployer)",
         highlight=False,
     )
