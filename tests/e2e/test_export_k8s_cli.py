@@ -91,9 +91,12 @@ def test_export_k8s_writes_one_strictly_valid_file_per_object(
         "networkpolicy-conveyor-gateway.yaml",
         "persistentvolumeclaim-conveyor-home.yaml",
         "poddisruptionbudget-conveyor-gateway.yaml",
+        "role-conveyor-control-plane.yaml",
+        "rolebinding-conveyor-control-plane.yaml",
         "secret-conveyor-settings.yaml",
         "service-conveyor-control-plane.yaml",
         "service-conveyor-gateway.yaml",
+        "serviceaccount-conveyor-control-plane.yaml",
     ]
     per_version = [
         f"{kind}-{name}-v1.yaml"
@@ -202,7 +205,7 @@ def test_export_k8s_of_a_name_reads_it_from_the_control_plane_and_target_kuberne
     deployment = yaml.safe_load((out / "deployment-relu-fixed-v1.yaml").read_text())
     assert deployment["spec"]["replicas"] == 3
     assert deployment["metadata"]["annotations"]["conveyor.dev/model"] == "relu:1"
-    assert len(list(out.iterdir())) == 13  # the 9 shared objects and 4 of relu-fixed (no HPA)
+    assert len(list(out.iterdir())) == 16  # the 12 shared objects and 4 of relu-fixed (no HPA)
 
     cluster = tmp_path / "cluster.yaml"
     cluster.write_text(

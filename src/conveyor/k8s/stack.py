@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.k8s import network, scaling, workloads
+from conveyor.k8s import access, network, scaling, workloads
 from conveyor.k8s.names import Options, Served
 
 GATEWAY_REPLICAS = 2
@@ -29,6 +29,9 @@ def stack_objects(deployments: list[Served], options: Options) -> list[dict[str,
     shared = [
         *([] if options.secret_name else [workloads.settings_secret(options)]),
         workloads.home_claim(options),
+        access.service_account(options),
+        access.role(options),
+        access.role_binding(options),
         workloads.control_plane_deployment(options),
         network.control_plane_service(options),
         network.control_plane_policy(options),

@@ -297,8 +297,10 @@ def control_plane_deployment(options: Options) -> dict[str, Any]:
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "home", "mountPath": HOME}],
     }
     volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": options.shared("home")}}]
-    pod = _pod([container], volumes)
     name = options.shared("control-plane")
+    # Its service account's token (k8s/access.py: apply rights in this namespace only) is what an in-cluster
+    # control plane applies target: kubernetes deployments with.
+    pod = _pod([container], volumes, serviceAccountName=name, automountServiceAccountToken=True)
     return _deployment(name, options, "control-plane", pod, replicas=1, strategy={"type": "Recreate"})
 
 

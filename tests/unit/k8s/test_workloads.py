@@ -68,7 +68,8 @@ def test_every_pod_runs_as_non_root_on_a_read_only_root_with_no_capabilities(whi
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert pod["automountServiceAccountToken"] is False
+    # Only the control plane gets its service account's token: it applies target: kubernetes deployments.
+    assert pod["automountServiceAccountToken"] is (which == "control-plane")
     for c in pod["containers"] + pod.get("initContainers", []):
         sc = c["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True
