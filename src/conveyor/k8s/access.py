@@ -16,18 +16,14 @@ APPLIED: Final = (
     ("policy", "poddisruptionbudgets"),
     ("networking.k8s.io", "networkpolicies"),
 )
+RBAC: Final = "rbac.authorization.k8s.io"
 VERBS: Final = ["get", "list", "watch", "create", "patch"]
 """Server-side apply is a PATCH that creates what is missing; get/list/watch to read what runs."""
 
 
 def service_account(options: Options) -> dict[str, Any]:
-    name = options.shared("control-plane")
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": metadata(name, options, labels(options, "control-plane")),
-        "automountServiceAccountToken": False,  # mounted by the control plane's pod only
-    }
+    # Mounted by the control plane's pod only (it asks for it); no other pod runs as this account.
+    return _object("v1", "ServiceAccount", options, automountServiceAccountToken=False)
 
 
 def role(options: Options) -> dict[str, Any]:
@@ -36,21 +32,21 @@ def role(options: Options) -> dict[str, Any]:
         {"apiGroups": [group], "resources": sorted(r for g, r in APPLIED if g == group), "verbs": VERBS}
         for group in groups
     ]
-    name = options.shared("control-plane")
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": metadata(name, options, labels(options, "control-plane")),
-        "rules": rules,
-    }
+    return _object(f"{RBAC}/v1", "Role", options, rules=rules)
 
 
 def role_binding(options: Options) -> dict[str, Any]:
     name = options.shared("control-plane")
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": metadata(name, options, labels(options, "control-plane")),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": options.namespace}],
-    }
+    return _object(
+        f"{RBAC}/v1",
+        "RoleBinding",
+        options,
+        roleRef={"apiGroup": RBAC, "kind": "Role", "name": name},
+        subjects=[{"kind": "ServiceAccount", "name": name, "namespace": options.namespace}],
+    )
+
+
+def _object(api_version: str, kind: str, options: Options, **body: Any) -> dict[str, Any]:
+    """One of the control plane's access objects: they share its name and labels."""
+    meta = metadata(options.shared("control-plane"), options, labels(options, "control-plane"))
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta, **body}
