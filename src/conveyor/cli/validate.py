@@ -94,6 +94,7 @@ def validate(
         expected=expected,
         baseline=baseline,
         url=url,
+        headers=_url_headers(settings, url),
         gates=spec,
     )
     options.check()  # bad options fail here, before the registry opens
@@ -115,6 +116,16 @@ def validate(
             console.print(f"stored on {result.version.ref} (tag validated={tag})", highlight=False)
     if not result.passed:
         raise ConversionError(f"validation of {result.version.ref} {result.summary}")
+
+
+def _url_headers(settings: Any, url: str | None) -> dict[str, str]:
+    """The bearer token for a --url endpoint, as every client command sends one: CONVEYOR_TOKEN, else the
+    local admin token for a loopback URL (a `conveyor up` gateway asks one)."""
+    if url is None:
+        return {}
+    from conveyor.security.credentials import auth_headers
+
+    return auth_headers(settings, url)
 
 
 def _soak(text: str) -> float:

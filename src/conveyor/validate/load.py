@@ -34,7 +34,9 @@ def bodies(inputs: Inputs, batch: int, most: int = MAX_BODIES) -> list[bytes]:
     return out
 
 
-def answers(client: httpx.Client, url: str, inputs: Inputs, batch: int) -> Outputs:
+def answers(
+    client: httpx.Client, url: str, inputs: Inputs, batch: int, headers: dict[str, str] | None = None
+) -> Outputs:
     """The endpoint's outputs for every row, ``batch`` rows per request, in order. A request that fails is
     Unavailable naming the rows and the answer (the model broke on valid data: the gate cannot judge)."""
     rows = row_count(inputs)
@@ -42,7 +44,9 @@ def answers(client: httpx.Client, url: str, inputs: Inputs, batch: int) -> Outpu
     for start in range(0, rows, batch):
         body, _ = encode_infer_request({k: v[start : start + batch] for k, v in inputs.items()})
         try:
-            r = client.post(url, content=body, headers=HEADERS, timeout=REQUEST_TIMEOUT_S)
+            r = client.post(
+                url, content=body, headers={**HEADERS, **(headers or {})}, timeout=REQUEST_TIMEOUT_S
+            )
         except httpx.HTTPError as exc:
             raise Unavailable(f"rows {start}-{start + batch - 1}: {type(exc).__name__}: {exc}") from None
         if r.status_code != 200:
@@ -105,6 +109,7 @@ def drive(
     seconds: float,
     sample_rss: Callable[[], int | None] | None = None,
     sample_every: float = 0.25,
+    headers: dict[str, str] | None = None,
 ) -> Load:
     """``concurrency`` callers, each with its own connection, posting ``payloads`` in turn to ``url`` for
     ``seconds``; the caller's thread samples ``sample_rss`` meanwhile."""
@@ -114,7 +119,8 @@ def drive(
     lock = threading.Lock()
     go, stop = threading.Event(), threading.Event()
     # Connections (an SSL context each) are made before the clock starts: not part of what is measured.
-    clients = [httpx.Client(timeout=REQUEST_TIMEOUT_S, headers=HEADERS) for _ in range(concurrency)]
+    sent = {**HEADERS, **(headers or {})}
+    clients = [httpx.Client(timeout=REQUEST_TIMEOUT_S, headers=sent) for _ in range(concurrency)]
 
     def caller(k: int) -> None:
         mine: list[float] = []

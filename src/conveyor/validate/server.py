@@ -18,7 +18,7 @@ from typing import IO
 
 import httpx
 
-from conveyor.errors import Unavailable
+from conveyor.errors import Unauthenticated, Unavailable
 
 START_DEADLINE_S = 120.0
 STOP_DEADLINE_S = 15.0
@@ -29,11 +29,19 @@ _RSS = re.compile(r"^process_resident_memory_bytes\s+(\S+)$", re.MULTILINE)
 class Endpoint:
     """A V2 endpoint serving one version: where to send its requests and how much memory it holds."""
 
-    def __init__(self, base_url: str, name: str, version: int, pid: int | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        name: str,
+        version: int,
+        pid: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.name = name
         self.version = version
         self.pid = pid  # None: not ours (--url); memory is read from its /metrics instead
+        self.headers = dict(headers or {})  # a bearer token for an endpoint that asks one
 
     @property
     def model_url(self) -> str:
@@ -52,9 +60,13 @@ class Endpoint:
             if alive is not None and alive.poll() is not None:
                 raise Unavailable(f"the server exited with status {alive.returncode} before it was ready")
             try:
-                r = client.get(f"{self.model_url}/ready", timeout=2.0)
+                r = client.get(f"{self.model_url}/ready", headers=self.headers, timeout=2.0)
                 if r.status_code == 200:
                     return
+                if r.status_code in (401, 403):
+                    raise Unauthenticated(
+                        f"{self.model_url} answers {r.status_code}: give a token it accepts (CONVEYOR_TOKEN)"
+                    )
                 last = f"HTTP {r.status_code}"
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
@@ -67,7 +79,7 @@ class Endpoint:
         if self.pid is not None:
             return tree_rss_bytes(self.pid)
         try:
-            r = client.get(f"{self.base_url}/metrics", timeout=2.0)
+            r = client.get(f"{self.base_url}/metrics", headers=self.headers, timeout=2.0)
         except httpx.HTTPError:
             return None
         found = _RSS.search(r.text) if r.status_code == 200 else None

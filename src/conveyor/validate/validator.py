@@ -47,6 +47,7 @@ class ValidateOptions:
     expected: Path | None = None  # the outputs the version should give on the dataset (.npz / .npy)
     baseline: str | None = None  # the version to compare with, served the same way
     url: str | None = None  # validate the endpoint someone runs there instead of starting one
+    headers: dict[str, str] = field(default_factory=dict)  # sent to ``url`` (a bearer token)
     gates: Gates = field(default_factory=Gates)
     report: Path | None = None  # the HTML report; None: none written
     store: bool = True  # the verdict on the version (and its validated tag)
@@ -127,7 +128,7 @@ def validate(
         endpoints = stack.enter_context(started([(v.ref, v.name, v.version) for v in served], client))
         if options.url is not None:
             progress.step(f"waiting for {options.url}")
-            cand = Endpoint(options.url, version.name, version.version)
+            cand = Endpoint(options.url, version.name, version.version, headers=options.headers)
             cand.wait_ready(client, time.monotonic() + READY_DEADLINE_S, None)
         else:
             cand = endpoints[0]
@@ -147,6 +148,7 @@ def validate(
                 concurrency=s.concurrency,
                 seconds=s.seconds,
                 sample_rss=lambda: cand.rss_bytes(client),
+                headers=cand.headers,
             )
             results.append(stability.judge(s, soak.numbers(), soak.rss))
         endpoint = cand.base_url
@@ -179,8 +181,8 @@ def _regression(
 ) -> GateResult:
     batch = gates.regression.batch
     try:
-        outputs = load.answers(client, cand.infer_url, inputs, batch)
-        base_outputs = load.answers(client, base.infer_url, inputs, batch) if base else None
+        outputs = load.answers(client, cand.infer_url, inputs, batch, cand.headers)
+        base_outputs = load.answers(client, base.infer_url, inputs, batch, base.headers) if base else None
     except (Unavailable, InvalidInput) as exc:  # the endpoint broke on valid rows: the gate fails, saying how
         return GateResult("regression", error=f"the data could not be answered: {exc.message}")
     return regression.judge(
@@ -196,7 +198,13 @@ def _performance(
     pairs = [("candidate", cand)] + ([("baseline", base)] if base is not None else [])
     progress.step(f"performance: {p.seconds:g} s at concurrency {p.concurrency}" + (" each" if base else ""))
     for _, endpoint in pairs:
-        load.drive(endpoint.infer_url, payloads, concurrency=p.concurrency, seconds=WARM_UP_S)
+        load.drive(
+            endpoint.infer_url,
+            payloads,
+            concurrency=p.concurrency,
+            seconds=WARM_UP_S,
+            headers=endpoint.headers,
+        )
     # In turns, so that other work on the machine weighs on both alike rather than on whichever ran while it
     # was busy.
     rounds = ROUNDS if base is not None else 1
@@ -204,7 +212,11 @@ def _performance(
     for _ in range(rounds):
         for who, endpoint in pairs:
             part = load.drive(
-                endpoint.infer_url, payloads, concurrency=p.concurrency, seconds=p.seconds / rounds
+                endpoint.infer_url,
+                payloads,
+                concurrency=p.concurrency,
+                seconds=p.seconds / rounds,
+                headers=endpoint.headers,
             )
             measured[who] = measured[who].merge(part) if who in measured else part
     numbers = {who: m.numbers() for who, m in measured.items()}
