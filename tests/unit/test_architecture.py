@@ -19,6 +19,11 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "formats": ("server", "gateway", "control"),
     "spec": ("server", "gateway", "control"),
     "protocol": ("runtime", "server", "gateway", "control"),
+    # Offline tools: they start servers as processes and talk to them over HTTP, never import them.
+    **{
+        tool: ("server", "gateway", "control")
+        for tool in ("optimize", "fuse", "tune", "validate", "edge", "k8s", "cicd")
+    },
 }
 # targets/ builds a replica's DataPlane for in-process placement: it may import server, but only inside a
 # function, so a gateway of replica processes never loads ONNX Runtime.
