@@ -231,20 +231,27 @@ def _summary(result: TuneResult, written: str | None, notes: list[str]) -> list[
     w, base = result.winner, result.baseline
     if w is None:
         return lines
-    from conveyor.tune.search import CONFIRM, confirm_rps
+    from conveyor.tune.search import CONFIRM, mean_rps
 
-    confirmed = [r.setting for r in result.rows if r.phase == CONFIRM]
+    in_confirm = [r.setting for r in result.rows if r.phase == CONFIRM]
     won, base_rps, gain = result.winner_rps or 0.0, result.baseline_rps or 0.0, result.gain
     if w == base:
-        other = next((s for s in confirmed if s != base), None)
-        beside = (
-            f"the best other setting ({other.label()}) {confirm_rps(result.rows, other) or 0:,.0f} beside it"
-            if other is not None
-            else "nothing else met the bound"
-        )
+        other = next((s for s in in_confirm if s != base), None)
+        if other is None:
+            beside = "nothing else met the bound"
+        elif result.confirmed:
+            rps = mean_rps(result.rows, other, True) or 0.0
+            beside = f"the best other setting ({other.label()}) {rps:,.0f} beside it"
+        else:
+            beside = "not confirmed: neither setting of the confirm round met the bound there"
         lines.append(f"[green]Winner[/]: the baseline ({w.label()}): {won:,.0f} req/s; {beside}.")
     else:
-        how = "both measured again, in turn" if confirmed else "one trial each"
+        if result.confirmed:
+            how = "both measured again, in turn"
+        elif in_confirm:
+            how = "in the search (not confirmed: neither setting of the confirm round met the bound there)"
+        else:
+            how = "in the search, one trial each (no room for a confirm round)"
         change = f" ({gain - 1:+.0%})" if gain else ""
         lines.append(
             f"[green]Winner[/]: {w.label()}: {won:,.0f} req/s against {base_rps:,.0f} for the baseline"

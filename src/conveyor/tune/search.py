@@ -141,11 +141,15 @@ def winner(rows: Sequence[Row], p99_bound_ms: float) -> Setting | None:
     return chosen
 
 
-def confirm_rps(rows: Sequence[Row], setting: Setting) -> float | None:
-    """The setting's throughput in the confirm round (its mean over all rows when there was none)."""
-    mine = [r for r in rows if r.setting == setting]
-    chosen = [r for r in mine if r.phase == CONFIRM] or mine
-    return sum(r.rps for r in chosen) / len(chosen) if chosen else None
+def confirmed(rows: Sequence[Row], setting: Setting) -> bool:
+    """Whether the setting was measured in the confirm round."""
+    return any(r.phase == CONFIRM and r.setting == setting for r in rows)
+
+
+def mean_rps(rows: Sequence[Row], setting: Setting, confirm: bool) -> float | None:
+    """The setting's mean throughput over its confirm rows (``confirm``) or its search rows."""
+    mine = [r.rps for r in rows if r.setting == setting and (r.phase == CONFIRM) == confirm]
+    return sum(mine) / len(mine) if mine else None
 
 
 def _tie(setting: Setting) -> tuple[int, int, int]:

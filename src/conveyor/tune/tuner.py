@@ -25,7 +25,8 @@ from conveyor.tune.search import (
     Row,
     Setting,
     Trial,
-    confirm_rps,
+    confirmed,
+    mean_rps,
     next_trial,
     winner,
 )
@@ -110,12 +111,18 @@ class TuneResult:
         )
 
     @property
+    def confirmed(self) -> bool:
+        """The winner was measured beside the baseline in the confirm round (else: on its search rows)."""
+        return self.winner is not None and confirmed(self.rows, self.winner)
+
+    @property
     def winner_rps(self) -> float | None:
-        return None if self.winner is None else confirm_rps(self.rows, self.winner)
+        return None if self.winner is None else mean_rps(self.rows, self.winner, self.confirmed)
 
     @property
     def baseline_rps(self) -> float | None:
-        return confirm_rps(self.rows, self.baseline)
+        """Measured as the winner was: beside it in the confirm round, else in the search."""
+        return mean_rps(self.rows, self.baseline, self.confirmed)
 
     @property
     def gain(self) -> float | None:
@@ -137,6 +144,7 @@ class TuneResult:
             "baseline_rps": self.baseline_rps,
             "winner_rps": self.winner_rps,
             "gain": self.gain,
+            "confirmed": self.confirmed,
             "rows": [r.to_dict(o.p99_ms) for r in self.rows],
             "stopped": self.stopped,
             "refused": self.refusal,

@@ -16,6 +16,8 @@ from conveyor.tune.search import (
     Setting,
     Trial,
     best,
+    confirmed,
+    mean_rps,
     next_trial,
     thread_replica_grid,
     winner,
@@ -181,3 +183,16 @@ def test_a_budget_too_small_for_a_confirm_round_is_spent_on_the_search() -> None
     rows = _drive(_batching_helps_up_to(128), budget=3)
     assert [r.phase for r in rows] == [BASELINE, GRID, GRID]
     assert winner(rows, BOUND) == replace(DEFAULTS, threads=1)  # on its one row
+
+
+def test_throughput_is_compared_as_measured_beside_each_other_or_in_the_search() -> None:
+    other = replace(DEFAULTS, replicas=2)
+    rows = [
+        _row(BASELINE, DEFAULTS, 1000, 10),
+        _row(GRID, other, 1500, 10),
+        _row(CONFIRM, DEFAULTS, 1100, 10),
+        _row(CONFIRM, other, 1300, 10),
+    ]
+    assert confirmed(rows, other) and not confirmed(rows[:2], other)
+    assert (mean_rps(rows, DEFAULTS, True), mean_rps(rows, DEFAULTS, False)) == (1100, 1000)
+    assert mean_rps(rows, replace(other, threads=4), False) is None
