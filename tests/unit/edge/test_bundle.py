@@ -259,3 +259,26 @@ def test_the_runner_knows_the_datatypes_the_server_knows(logreg_bundle: Bundle) 
     from conveyor.protocol.datatypes import V2_TO_NUMPY
 
     assert _runner(logreg_bundle).V2_TO_NUMPY == V2_TO_NUMPY
+
+
+def test_bytes_bool_and_fp16_travel_through_v2_json(typed_onnx: Path, tmp_path: Path) -> None:
+    data = typed_onnx.read_bytes()
+    bundle = build(_version("typed", data), data, tmp_path / "b")
+    run = _runner(bundle)
+    model = run.load(bundle.path)
+    request = {
+        "inputs": [
+            {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a", "bé"]},
+            {"name": "flag", "shape": [2], "datatype": "BOOL", "data": [True, False]},
+            {"name": "half", "shape": [1, 2], "datatype": "FP16", "data": [1.5, 2.25]},
+        ]
+    }
+    answer = run.response(model, model.predict(run.json_inputs(request, model)))
+    assert [(o["name"], o["datatype"], o["shape"], o["data"]) for o in answer["outputs"]] == [
+        ("text_out", "BYTES", [2], ["a", "bé"]),
+        ("not_flag", "BOOL", [2], [False, True]),
+        ("half_twice", "FP16", [1, 2], [3.0, 4.5]),
+    ]
+    wrong = {"inputs": [{**request["inputs"][2], "datatype": "FP32"}]}
+    with pytest.raises(ValueError, match=r"input 'half': expected FP16, got FP32"):
+        run.json_inputs(wrong, model)
