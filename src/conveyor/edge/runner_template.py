@@ -277,19 +277,22 @@ def make_server(model: Model, host: str, port: int) -> ThreadingHTTPServer:
                 f"/v2/models/{model.name}/infer",
                 f"/v2/models/{model.name}/versions/{model.version}/infer",
             )
-            if self.path not in infer:
-                self._send(404, {"error": f"no route {self.path}; this server answers {infer[0]}"})
+            if (
+                self.path not in infer
+            ):  # the body stays unread: close, or it would be read as the next request
+                self._send(
+                    404, {"error": f"no route {self.path}; this server answers {infer[0]}"}, close=True
+                )
                 return
             try:
                 length = int(self.headers.get("Content-Length", "-1"))
             except ValueError:
                 length = -1
             if length < 0:
-                self._send(411, {"error": "a Content-Length header is required"})
+                self._send(411, {"error": "a Content-Length header is required"}, close=True)
                 return
             if length > MAX_BODY_BYTES:
-                self.close_connection = True
-                self._send(413, {"error": f"body of {length} bytes is over {MAX_BODY_BYTES}"})
+                self._send(413, {"error": f"body of {length} bytes is over {MAX_BODY_BYTES}"}, close=True)
                 return
             try:
                 doc = json.loads(self.rfile.read(length))
@@ -304,11 +307,14 @@ def make_server(model: Model, host: str, port: int) -> ThreadingHTTPServer:
             rid = doc.get("id")
             self._send(200, response(model, outputs, rid if isinstance(rid, str) else None))
 
-        def _send(self, status: int, body: dict[str, Any]) -> None:
+        def _send(self, status: int, body: dict[str, Any], close: bool = False) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if close:
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
 
