@@ -22,6 +22,9 @@ QUEUE_DELAYS_US = (0, 250, 1000, 2000)
 CONFIRM_TRIALS = 2
 MIN_GAIN = 0.05
 """How much more throughput than the baseline's a setting must show in the confirm round to replace it."""
+MIN_ROUNDS_WON = 7 / 8
+"""...and in what share of its rounds it must have been the faster: a sign test (7 of 8 rounds happen by
+chance 4% of the time when the two are the same)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -62,6 +65,7 @@ class Row:
     failure: str | None = None  # the server did not start, or the load could not run
     wall_s: float = 0.0
     client_cpu_us: float | None = None  # the load generator's own CPU per request
+    runs_rps: tuple[float, ...] = ()  # the confirm round: req/s of each of its runs, in round order
 
     def meets(self, p99_bound_ms: float) -> bool:
         """Answered every request, and its p99 is within the bound."""
@@ -121,24 +125,38 @@ def best(rows: Sequence[Row], p99_bound_ms: float) -> Setting | None:
 def winner(rows: Sequence[Row], p99_bound_ms: float) -> Setting | None:
     """The setting to deploy, or None when no setting met the bound.
 
-    After a confirm round (its first row is the baseline's): the other setting when it met the bound there
-    and answered more than ``MIN_GAIN`` more requests per second than the baseline, else the baseline when
-    it met the bound there. Both were measured in turn on the same stretch of time; a search row is one
-    noisy sample, and a miss there by a hair does not disqualify what met the bound beside the other. A tie
-    within the noise keeps the baseline: no change is the safe one. When neither met the bound there, and
+    After a confirm round (its first row is the baseline's): the other setting when it met the bound there,
+    answered more than ``MIN_GAIN`` more requests per second than the baseline and was the faster in
+    ``MIN_ROUNDS_WON`` of the rounds, else the baseline when it met the bound there. Both were measured in
+    turn on the same stretch of time; a search row is one noisy sample, and a miss there by a hair does not
+    disqualify what met the bound beside the other. A tie within the noise keeps the baseline: no change is
+    the safe one. When neither met the bound there, and
     without a confirm round, the best setting whose every row met the bound."""
     confirmed = [r for r in rows if r.phase == CONFIRM]
     fair = summarize(confirmed, p99_bound_ms)
     if any(s.meets for s in fair.values()):
         base = fair[confirmed[0].setting]
         other = next((s for s in fair.values() if s.setting != base.setting), None)
-        if other is not None and other.meets and (not base.meets or other.rps > base.rps * (1 + MIN_GAIN)):
+        if other is not None and other.meets and (not base.meets or _beats(confirmed, other, base)):
             return other.setting
         return base.setting if base.meets else None
     chosen = best(rows, p99_bound_ms)
     if chosen is None or not summarize(rows, p99_bound_ms)[chosen].meets:
         return None
     return chosen
+
+
+def _beats(confirmed: Sequence[Row], other: Summary, base: Summary) -> bool:
+    """More than ``MIN_GAIN`` faster beside the baseline, and the faster in ``MIN_ROUNDS_WON`` of the
+    rounds (each round's two runs were seconds apart) when the runs are known."""
+    if other.rps <= base.rps * (1 + MIN_GAIN):
+        return False
+    mine = next(r.runs_rps for r in confirmed if r.setting == other.setting)
+    theirs = next(r.runs_rps for r in confirmed if r.setting == base.setting)
+    if not mine or len(mine) != len(theirs):
+        return True
+    won = sum(a > b for a, b in zip(mine, theirs, strict=True))
+    return won >= MIN_ROUNDS_WON * len(mine)
 
 
 def confirmed(rows: Sequence[Row], setting: Setting) -> bool:

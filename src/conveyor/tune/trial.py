@@ -160,6 +160,7 @@ def _row(phase: str, setting: Setting, results: list[LoadResult], failure: str |
         failure=failure or (f"errors: {sample}" if sample else None),
         wall_s=wall_s,
         client_cpu_us=statistics.median(cpu) if cpu else None,
+        runs_rps=tuple(r.rps for r in results) if len(results) > 1 else (),
     )
 
 

@@ -196,3 +196,18 @@ def test_throughput_is_compared_as_measured_beside_each_other_or_in_the_search()
     assert confirmed(rows, other) and not confirmed(rows[:2], other)
     assert (mean_rps(rows, DEFAULTS, True), mean_rps(rows, DEFAULTS, False)) == (1100, 1000)
     assert mean_rps(rows, replace(other, threads=4), False) is None
+
+
+def test_in_the_confirm_round_the_other_must_win_most_rounds_not_just_the_median() -> None:
+    other = replace(DEFAULTS, max_queue_delay_us=1000)
+
+    def confirm(s: Setting, runs: tuple[float, ...]) -> Row:
+        return replace(_row(CONFIRM, s, sorted(runs)[len(runs) // 2], 10), runs_rps=runs)
+
+    base_runs = (300.0, 280, 310, 290, 300, 280, 320, 290)
+    # 11% faster by the median, but one burst of rounds: faster in only 4 of the 8 rounds
+    lucky = (400.0, 390, 380, 330, 250, 260, 270, 280)
+    rows = [_row(BASELINE, DEFAULTS, 300, 10), _row(DELAY, other, 330, 10)]
+    assert winner([*rows, confirm(DEFAULTS, base_runs), confirm(other, lucky)], BOUND) == DEFAULTS
+    steady = (*(r * 1.1 for r in base_runs[:7]), 250.0)  # faster in 7 of 8 rounds
+    assert winner([*rows, confirm(DEFAULTS, base_runs), confirm(other, steady)], BOUND) == other
