@@ -97,6 +97,13 @@ def _check_target(out: Path, force: bool) -> None:
         raise errors.Conflict(f"{out} is not empty and not an edge bundle: choose a new or empty folder")
     if not force:
         raise errors.Conflict(f"{out} already holds an edge bundle: --force replaces it")
+    ours = {MANIFEST_FILE, *json.loads((out / MANIFEST_FILE).read_text()).get("files", {}), "__pycache__"}
+    others = sorted(p.name for p in out.iterdir() if p.name not in ours)  # __pycache__: from `import run`
+    if others:
+        raise errors.Conflict(
+            f"{out} holds an edge bundle and also {', '.join(others)}: --force replaces only a bundle's own "
+            "files; move those first"
+        )
 
 
 def is_bundle(folder: Path) -> bool:

@@ -233,8 +233,13 @@ def test_force_replaces_a_bundle_and_nothing_else(logreg_onnx: Path, tmp_path: P
     first = build(version, data, tmp_path / "b")
     with pytest.raises(errors.Conflict, match=r"already holds an edge bundle: --force replaces it"):
         build(version, data, first.path)
+    (first.path / "__pycache__").mkdir()  # left by `import run`
     again = build(version, data, first.path, force=True)
     assert again.path == first.path and (again.path / "model.ort").exists()
+    (again.path / "inputs.npy").write_bytes(b"mine")
+    with pytest.raises(errors.Conflict, match=r"and also inputs.npy: --force replaces only a bundle's own"):
+        build(version, data, again.path, force=True)
+    assert (again.path / "inputs.npy").read_bytes() == b"mine"
     other = tmp_path / "photos"
     other.mkdir()
     (other / "cat.jpg").write_bytes(b"meow")
