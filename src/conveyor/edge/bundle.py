@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from conveyor import __version__, errors
+from conveyor.files import check_output_folder
 from conveyor.formats.parity import first_line
 from conveyor.formats.signature import Signature
 
@@ -60,7 +61,7 @@ def build(
             "`conveyor optimize REF --quantize static --calibration FILE` and export the version it registers"
         )
     out = out.absolute()
-    _check_target(out, force)
+    check_output_folder(out, force, _owned, "an edge bundle", "a bundle")
     source = onnx_bytes
     if quantize is not None:
         from conveyor.optimize.quantize import quantize as run_quantize
@@ -86,24 +87,11 @@ def build(
     return Bundle(out, manifest)
 
 
-def _check_target(out: Path, force: bool) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise errors.InvalidInput(f"{out} exists and is not a folder")
-    if not any(out.iterdir()):
-        return
-    if not is_bundle(out):
-        raise errors.Conflict(f"{out} is not empty and not an edge bundle: choose a new or empty folder")
-    if not force:
-        raise errors.Conflict(f"{out} already holds an edge bundle: --force replaces it")
-    ours = {MANIFEST_FILE, *json.loads((out / MANIFEST_FILE).read_text()).get("files", {}), "__pycache__"}
-    others = sorted(p.name for p in out.iterdir() if p.name not in ours)  # __pycache__: from `import run`
-    if others:
-        raise errors.Conflict(
-            f"{out} holds an edge bundle and also {', '.join(others)}: --force replaces only a bundle's own "
-            "files; move those first"
-        )
+def _owned(folder: Path) -> set[str] | None:
+    if not is_bundle(folder):
+        return None
+    files = json.loads((folder / MANIFEST_FILE).read_text()).get("files", {})
+    return {MANIFEST_FILE, *files, "__pycache__"}  # __pycache__: from `import run`
 
 
 def is_bundle(folder: Path) -> bool:
