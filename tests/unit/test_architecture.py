@@ -22,7 +22,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     # Offline tools: they start servers as processes and talk to them over HTTP, never import them.
     **{
         tool: ("server", "gateway", "control")
-        for tool in ("optimize", "fuse", "tune", "validate", "edge", "k8s", "cicd")
+        for tool in ("optimize", "fuse", "tune", "validate", "edge", "k8s", "cicd", "container")
     },
 }
 # targets/ builds a replica's DataPlane for in-process placement: it may import server, but only inside a

@@ -17,6 +17,7 @@ from conveyor.cli import (
     alerts,
     audit,
     backup,
+    build,
     certs,
     dashboard,
     deployments,
@@ -70,6 +71,7 @@ app.add_typer(certs.app, name="certs")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(export.app, name="export")
+app.command("build")(build.build)
 app.add_typer(init.app, name="init")
 # Deployments, through the management API of a running control plane (CONVEYOR_URL).
 app.command("apply")(deployments.apply)
