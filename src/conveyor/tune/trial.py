@@ -4,25 +4,16 @@ free loopback port, waited for until ready, loaded, and stopped by its pid, what
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import httpx
 
+from conveyor.serve_process import HOST, ServeProcess
 from conveyor.tune.load import Load, LoadResult, percentile_ms, run_load
 from conveyor.tune.search import Row, Setting, Trial
-
-HOST = "127.0.0.1"
-_LISTENING = re.compile(r"listening on https?://[^\s]+:(\d+)")
 
 
 @dataclass
@@ -30,14 +21,13 @@ class Server:
     """A started ``conveyor serve``: its port once ready, else why it is not (``failure``)."""
 
     setting: Setting
-    proc: subprocess.Popen[bytes]
-    log: Path
+    process: ServeProcess
     port: int | None = None
     failure: str | None = None
 
     def died(self) -> str | None:
-        code = self.proc.poll()
-        return None if code is None else f"the server exited ({code}) under load: {_last_line(self.log)}"
+        code = self.process.exit_code()
+        return None if code is None else f"the server exited ({code}) under load: {self.process.last_line()}"
 
 
 @contextlib.contextmanager
@@ -45,16 +35,8 @@ def serving(ref: str, setting: Setting, load: Load, placement: str) -> Iterator[
     """``conveyor serve ref`` with ``setting``, waited for until ready (or its failure said), and stopped by
     its pid on leaving, whatever happened."""
     s = setting
-    command = [
-        sys.executable,
-        "-m",
-        "conveyor.cli.main",
-        "serve",
+    args = [
         ref,
-        "--host",
-        HOST,
-        "--port",
-        "0",  # any free port: the server announces the one it bound, so no other process can take it first
         "--replicas",
         str(s.replicas),
         "--placement",
@@ -66,32 +48,15 @@ def serving(ref: str, setting: Setting, load: Load, placement: str) -> Iterator[
     ]
     # Replicas read their threads from the environment (targets/serve_stack.py passes the gateway's
     # settings on); no log file per trial in the user's log directory.
-    env = {
-        **os.environ,
-        "CONVEYOR_INTRA_OP_THREADS": str(s.threads),
-        "CONVEYOR_LOG_TO_FILE": "false",
-        "COLUMNS": "200",  # the announcement on one line
-    }
-    with tempfile.TemporaryDirectory(prefix="conveyor-tune-") as tmp:
-        log = Path(tmp) / "serve.log"
-        # Its output to a file of its own (read here through another descriptor, so reading never moves
-        # where it writes); a session of its own: a terminal's Ctrl-C reaches tune, which stops it (finally).
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                command,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = Server(setting, proc, log)
-        try:
-            ready = _wait_ready(proc, load.start_timeout_s, log)
-            server.port, server.failure = (None, ready) if isinstance(ready, str) else (ready, None)
-            yield server
-        finally:
-            stop(proc, load.stop_timeout_s)
+    env = {"CONVEYOR_INTRA_OP_THREADS": str(s.threads), "CONVEYOR_LOG_TO_FILE": "false"}
+    process = ServeProcess(args, env)
+    server = Server(setting, process)
+    try:
+        ready = _wait_ready(process, load.start_timeout_s)
+        server.port, server.failure = (None, ready) if isinstance(ready, str) else (ready, None)
+        yield server
+    finally:
+        process.stop(load.stop_timeout_s)
 
 
 def infer_path(ref: str) -> str:
@@ -164,40 +129,22 @@ def _row(phase: str, setting: Setting, results: list[LoadResult], failure: str |
     )
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], timeout_s: float, log: Path) -> int | str:
+def _wait_ready(process: ServeProcess, timeout_s: float) -> int | str:
     """The port once the server announced it and says every model can answer; else why not (it exited,
     or was not ready in time)."""
     deadline = time.monotonic() + timeout_s
     port: int | None = None
     with httpx.Client(timeout=1.0) as client:
         while time.monotonic() < deadline:
-            code = proc.poll()
+            code = process.exit_code()
             if code is not None:
-                return f"the server exited ({code}) before it was ready: {_last_line(log)}"
+                return f"the server exited ({code}) before it was ready: {process.last_line()}"
             if port is None:
-                found = _LISTENING.search(log.read_bytes().decode(errors="replace"))
-                port = int(found.group(1)) if found else None
+                url = process.url()
+                port = int(url.rsplit(":", 1)[1]) if url else None
             if port is not None:
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(f"http://{HOST}:{port}/v2/health/ready").status_code == 200:
                         return port
             time.sleep(0.1)
     return f"not ready within {timeout_s:g} s"
-
-
-def stop(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """SIGTERM (the server drains and stops its replicas), then SIGKILL after ``timeout_s``; by pid only."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # its replicas exit with it: PR_SET_PDEATHSIG (targets/local.py)
-            proc.wait(timeout=5)
-
-
-def _last_line(log: Path) -> str:
-    lines = [line.strip() for line in log.read_bytes().decode(errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if line.lower().startswith("error")]
-    return (errors or lines or ["no output"])[-1][:300]

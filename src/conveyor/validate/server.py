@@ -7,22 +7,17 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import httpx
 
 from conveyor.errors import Unauthenticated, Unavailable
+from conveyor.serve_process import ServeProcess
 
 START_DEADLINE_S = 120.0
-STOP_DEADLINE_S = 15.0
-_LISTENING = re.compile(r"listening on (https?://\S+)")
 _RSS = re.compile(r"^process_resident_memory_bytes\s+(\S+)$", re.MULTILINE)
 
 
@@ -87,48 +82,28 @@ class Endpoint:
 
 
 class ServerProcess:
-    """``conveyor serve NAME:VERSION`` on 127.0.0.1 and a port the kernel picks, started at once; its
-    output goes to a temp file (never a pipe nobody reads), where its "listening on" line is read back."""
+    """``conveyor serve NAME:VERSION`` for one version, started at once (conveyor/serve_process.py)."""
 
     def __init__(self, ref: str, name: str, version: int) -> None:
         self.ref, self.name, self.version = ref, name, version
-        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
-        command = [
-            sys.executable,
-            "-m",
-            "conveyor.cli.main",
-            "serve",
-            ref,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its "listening on" line as soon as it is printed
-        self.proc = subprocess.Popen(
-            command, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        self.server = ServeProcess([ref])
 
     def endpoint(self, client: httpx.Client, deadline: float) -> Endpoint:
         """The endpoint once the version answers ready; Unavailable with the server's last line if it
         exits or ``deadline`` (monotonic) passes first."""
         try:
-            url = _wait_url(self.proc, self.log, deadline)
-            endpoint = Endpoint(url, self.name, self.version, pid=self.proc.pid)
-            endpoint.wait_ready(client, deadline, self.proc)
+            url = self.server.wait_url(deadline)
+            endpoint = Endpoint(url, self.name, self.version, pid=self.server.pid)
+            endpoint.wait_ready(client, deadline, self.server.proc)
         except Unavailable as exc:
-            raise Unavailable(f"serving {self.ref}: {exc.message}{_last_line(self.log)}") from None
+            raise Unavailable(f"serving {self.ref}: {exc.message}: {self.server.last_line()}") from None
         return endpoint
 
     def terminate(self) -> None:
-        """SIGTERM to the pid started: the server finishes in-flight requests and exits."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
+        self.server.terminate()
 
     def close(self) -> None:
-        stop(self.proc)
-        self.log.close()
+        self.server.stop()
 
 
 @contextlib.contextmanager
@@ -146,40 +121,6 @@ def started(refs: list[tuple[str, str, int]], client: httpx.Client) -> Iterator[
             s.terminate()
         for s in servers:
             s.close()
-
-
-def _wait_url(proc: subprocess.Popen[bytes], log: IO[bytes], deadline: float) -> str:
-    while time.monotonic() < deadline:
-        found = _LISTENING.search(_read(log))
-        if found:
-            return found.group(1)
-        if proc.poll() is not None:
-            raise Unavailable(f"the server exited with status {proc.returncode}")
-        time.sleep(0.05)
-    raise Unavailable(f"the server said nothing of listening in {START_DEADLINE_S:.0f} s")
-
-
-def _read(log: IO[bytes]) -> str:
-    log.seek(0)
-    return log.read().decode(errors="replace")
-
-
-def _last_line(log: IO[bytes]) -> str:
-    lines = [line for line in _read(log).splitlines() if line.strip()]
-    return f": {lines[-1].strip()}" if lines else ""
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the pid started (the server finishes in-flight requests), SIGKILL when it takes longer
-    than STOP_DEADLINE_S."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def tree_rss_bytes(pid: int) -> int | None:
