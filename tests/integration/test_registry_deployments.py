@@ -106,7 +106,9 @@ def test_migration_0002_upgrades_a_0001_registry_in_place(fresh_url: str, tmp_pa
     try:
         with db.engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-        assert version == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0006"
+        # upgraded through 0002 to the newest migration, whichever that is now
+        newest = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+        assert newest is not None and version == newest >= "0002"
     finally:
         db.dispose()
 

@@ -352,6 +352,8 @@ def test_migration_0006_upgrades_a_populated_0005_registry(fresh_url: str, tmp_p
         with db.engine.connect() as conn:
             head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
             assert conn.execute(select(RolloutRow.number)).scalars().all() == [1]
-        assert head == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == "0006"
+        # upgraded through 0006 to the newest migration, whichever that is now
+        newest = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+        assert newest is not None and head == newest >= "0006"
     finally:
         db.dispose()
