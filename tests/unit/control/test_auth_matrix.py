@@ -79,11 +79,13 @@ class Api:
         )
         self.registry.register("tiny", b"v1", signature=SIG, framework="onnx")
         self.registry.register("tiny", b"v2", signature=SIG, framework="onnx")  # a rollout's candidate
+        # Made before the API starts: it reads the tokens when it starts and then refreshes them
+        # periodically, so a token made afterwards could be unknown for the first requests.
+        self.tokens = {role: self.registry.tokens.create(f"as-{role}", role)[0] for role in ROLES}
         app = create_api(self.registry, FakeRuntime(self.registry), Settings(home=tmp_path))
         app.state.rollouts = FakeRollouts(self.registry)
         self.client = TestClient(app)
         self.client.__enter__()
-        self.tokens = {role: self.registry.tokens.create(f"as-{role}", role)[0] for role in ROLES}
         self.admin = {"authorization": f"Bearer {self.tokens['admin']}"}
         self.headers = self._unauthenticated()
         self.serial = 0
