@@ -41,8 +41,9 @@ from conveyor.observe.control_metrics import ControlMetrics
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from conveyor.targets.backoff import Backoff
+from conveyor.targets.base import ReplicaRecord
 from conveyor.targets.probe import probe
-from conveyor.targets.processes import LocalProcesses, ReplicaRecord
+from conveyor.targets.processes import LocalProcesses
 
 if TYPE_CHECKING:
     from conveyor.control.leader import LeaderElection

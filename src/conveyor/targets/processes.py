@@ -21,39 +21,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from conveyor import errors
 from conveyor.files import replacing
+from conveyor.targets.base import ReplicaRecord
 
 log = logging.getLogger("conveyor.targets.processes")
 STATE_FILE = "replicas.json"
 KEEP_LOGS = 100
-
-
-@dataclass(slots=True)
-class ReplicaRecord:
-    """One replica process as recorded on disk: enough to find it again after a control-plane restart."""
-
-    id: str
-    deployment: str
-    revision: int
-    template: str
-    model: str
-    version: str
-    address: str
-    pid: int
-    pid_start: str
-    started_at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ReplicaRecord:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 def socket_dir(home: Path) -> Path:

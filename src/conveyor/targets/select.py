@@ -1,0 +1,34 @@
+"""The targets of one control plane by kind (the spec's ``target``), each made when first asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from conveyor import errors
+from conveyor.targets.base import Target
+
+
+class Targets:
+    """``made``: targets ready now (the local one); ``factories``: kind → a function making that target at
+    first use (a Ray connection is opened only when a deployment or a recorded replica asks for it)."""
+
+    def __init__(
+        self, made: Iterable[Target] = (), factories: Mapping[str, Callable[[], Target]] | None = None
+    ) -> None:
+        self._made = {t.kind: t for t in made}
+        self._factories = dict(factories or {})
+
+    def get(self, kind: str) -> Target:
+        """The target of ``kind``, made now if it was not; InvalidInput naming the kinds if none serves it."""
+        target = self._made.get(kind)
+        if target is None:
+            factory = self._factories.get(kind)
+            if factory is None:
+                kinds = ", ".join(sorted({*self._made, *self._factories}))
+                raise errors.InvalidInput(f"target {kind!r} is not available here (available: {kinds})")
+            target = self._made[kind] = factory()
+        return target
+
+    def made(self) -> list[Target]:
+        """The targets made so far: those whose replicas may run and need keeping alive and stopping."""
+        return list(self._made.values())
