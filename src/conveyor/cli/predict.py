@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import orjson
 import typer
 
@@ -13,6 +12,9 @@ from conveyor.cli.client import CaOpt, ca_file
 from conveyor.cli.output import console, err_console, print_json, shape_str, titled_table
 from conveyor.errors import InvalidInput
 from conveyor.settings import get_settings
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def predict(
@@ -112,6 +114,8 @@ def _read_data(data: str) -> Any:
 
 def to_named_arrays(payload: Any, signature_inputs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """Normalise the accepted --data forms into name -> array using the model's declared inputs."""
+    import numpy as np  # here, not at the top: every `conveyor` command imports this module
+
     from conveyor.protocol.datatypes import numpy_dtype
 
     specs = {t["name"]: t for t in signature_inputs}
@@ -227,6 +231,8 @@ def _deployment_note(answered: dict[str, Any], gateway: str | None = None) -> st
 
 
 def _print_response(response: dict[str, Any]) -> None:
+    import numpy as np
+
     title = f"{response.get('model_name')}:{response.get('model_version') or '-'}"
     rows = []
     for out in response.get("outputs", []):
