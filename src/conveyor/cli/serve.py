@@ -11,13 +11,13 @@ import typer
 from conveyor.cli.certs import TlsCertOpt, TlsKeyOpt, with_tls
 from conveyor.cli.output import console, titled_table
 from conveyor.settings import get_settings
-from conveyor.spec.base import parse_duration
-from conveyor.spec.resources import (
+from conveyor.spec.units import (
     MAX_BATCH_SIZE,
     MAX_CACHE_ENTRIES,
     MAX_QUEUE_DELAY_MICROSECONDS,
     MAX_QUEUE_SIZE,
     MAX_REQUEST_TIMEOUT_MILLISECONDS,
+    parse_duration,
 )
 
 _BATCHING = "Batching (per replica)"

@@ -13,7 +13,7 @@ import conveyor
 from conveyor.cli.output import console, err_console, print_json, titled_table
 from conveyor.errors import ConversionError, InvalidInput
 from conveyor.settings import get_settings
-from conveyor.spec.base import parse_duration
+from conveyor.spec.units import parse_duration
 
 if TYPE_CHECKING:
     from conveyor.tune import Row, Setting, Trial, TuneResult

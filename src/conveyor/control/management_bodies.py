@@ -9,7 +9,7 @@ from pydantic.alias_generators import to_camel
 
 from conveyor.registry.refs import MAX_VERSION
 from conveyor.security.limits import DEFAULT_MAX_JSON_DEPTH, depth_over, too_deep
-from conveyor.spec.resources import MAX_REPLICAS
+from conveyor.spec.units import MAX_REPLICAS
 
 
 class Body(BaseModel):

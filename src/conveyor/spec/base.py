@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+from conveyor.spec.units import parse_duration as parse_duration  # where callers have found it
+
 _HTTP_URL = re.compile(r"^https?://[^/\s]+")
 T = TypeVar("T", str, float)
 
@@ -21,14 +21,6 @@ T = TypeVar("T", str, float)
 def invalid(message: str) -> PydanticCustomError:
     """A validation error whose text is ``message`` as written (braces would be template fields)."""
     return PydanticCustomError("conveyor", message.replace("{", "(").replace("}", ")"))
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``500ms``, ``30s``, ``5m`` or ``1h``; ValueError otherwise."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"invalid duration {text!r}: use a number and a unit: ms, s, m or h (e.g. 30s)")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
 def positive_duration(text: str, what: str = "interval") -> str:

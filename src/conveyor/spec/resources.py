@@ -20,20 +20,19 @@ from conveyor.settings import Settings
 from conveyor.spec.base import SpecModel, first_repeated, http_url, invalid, positive_duration
 from conveyor.spec.base import parse_duration as parse_duration  # where callers have always found it
 from conveyor.spec.rollout import RolloutSpec, Strategy
+from conveyor.spec.units import (
+    MAX_BATCH_SIZE,
+    MAX_CACHE_BYTES,
+    MAX_CACHE_ENTRIES,
+    MAX_QUEUE_DELAY_MICROSECONDS,
+    MAX_QUEUE_SIZE,
+    MAX_REPLICAS,
+    MAX_REQUEST_TIMEOUT_MILLISECONDS,
+    MAX_THREADS,
+)
 
 API_VERSION: Final = "conveyor.dev/v1"
 DEFAULT_HOLD_TIMEOUT_SECONDS: Final = 30.0
-# Upper bounds: a typo (an extra zero, a pasted id) is refused when the file is read instead of being
-# carried out. A target may allow fewer (the local one runs every replica as a process on this machine).
-MAX_REPLICAS: Final = 1000
-MAX_BATCH_SIZE: Final = 65_536
-MAX_QUEUE_SIZE: Final = 1_000_000
-MAX_QUEUE_DELAY_MICROSECONDS: Final = 10_000_000  # 10 s
-MAX_REQUEST_TIMEOUT_MILLISECONDS: Final = 3_600_000  # 1 h
-MAX_THREADS: Final = 1024
-MAX_CACHE_ENTRIES: Final = 10_000_000
-MAX_CACHE_BYTES: Final = 64 * 1024**3  # 64 GiB
-
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from conveyor.spec.resources import MAX_BATCH_SIZE
+from conveyor.spec.units import MAX_BATCH_SIZE
 
 BASELINE, GRID, BATCH, DELAY, CONFIRM = "baseline", "threads×replicas", "batch", "queue delay", "confirm"
 PHASES = (BASELINE, GRID, BATCH, DELAY, CONFIRM)
