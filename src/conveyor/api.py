@@ -144,13 +144,21 @@ def load(
             path, sample=sample, trust_pickle=trust_pickle, tolerance=settings.parity_tolerance
         )
         session = OnnxModel(
-            result.onnx_bytes, name=path.stem, version=None, intra_op_threads=settings.intra_op_threads
+            result.onnx_bytes,
+            name=path.stem,
+            version=None,
+            intra_op_threads=settings.intra_op_threads,
+            device=settings.device,
         )
         return Model(path.stem, None, session)
     with open_registry(settings) as registry:
         info = registry.resolve(str(ref))
         data = registry.artifact_bytes(info)
     session = OnnxModel(
-        data, name=info.name, version=str(info.version), intra_op_threads=settings.intra_op_threads
+        data,
+        name=info.name,
+        version=str(info.version),
+        intra_op_threads=settings.intra_op_threads,
+        device=settings.device,
     )
     return Model(info.name, str(info.version), session)

@@ -150,6 +150,18 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         default=0, description="ONNX Runtime intra-op threads per session; 0 lets ONNX Runtime choose."
     )
+    device: str = Field(
+        default="cpu",
+        description="What ONNX Runtime runs served models on: cpu, cuda[:N], tensorrt[:N] or auto (CUDA "
+        "when this machine has it, else the CPU); a GPU that is missing is an error (docs/gpu.md). `conveyor "
+        "serve --device` and a deployment's resources.gpu set it for their replicas.",
+    )
+    cuda_visible_devices: str | None = Field(
+        default=None,
+        validation_alias="CUDA_VISIBLE_DEVICES",
+        description="CUDA's own variable (no CONVEYOR_ prefix): the GPUs this process may use. Replicas "
+        "pinned to one GPU each get one entry of it (docs/gpu.md).",
+    )
     parity_tolerance: float = Field(
         default=1e-4,
         description="Largest absolute difference allowed between a converted model and its original.",

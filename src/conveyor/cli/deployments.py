@@ -79,6 +79,8 @@ def apply(
             f"{r['kind'].lower()}/{r['name']} {verb} (revision {r['revision']}: {r['model']}){note}",
             highlight=False,
         )
+        if r.get("warning"):  # resources.gpu with fallback: cpu on a machine without the GPU (docs/gpu.md)
+            console.print(f"[yellow]warning:[/] {r['warning']}", highlight=False)
     if wait and not dry_run:
         names = [r.metadata.name for r in resources if r.kind_name == "Deployment"]
         _wait(url, names, timeout, quiet=as_json)

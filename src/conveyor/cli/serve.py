@@ -47,6 +47,14 @@ def serve(
             "isolated, restarted on crash), auto (inprocess for 1 replica, else process).",
         ),
     ] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            help="What runs the models: cpu, cuda[:N] (ONNX Runtime's CUDA provider; with --replicas, one "
+            "GPU per replica in turn unless N is given), tensorrt[:N], or auto (CUDA when there is a GPU, "
+            "else cpu). A GPU that is missing is an error (docs/gpu.md).",
+        ),
+    ] = "cpu",
     max_batch_size: Annotated[
         int | None,
         typer.Option(
@@ -160,6 +168,7 @@ def serve(
         )
         if v is not None
     }
+    overrides.update(_device_settings(device, overrides))
     settings, tls = with_tls(get_settings().model_copy(update=overrides), tls_cert, tls_key)
     from conveyor.observe.logs import configure_logging
 
@@ -187,6 +196,8 @@ def serve(
         ]
         table = titled_table("Serving", ("model", "version", "inference endpoint (POST)"), rows)
         console.print(table)
+        if settings.device != "cpu":
+            console.print(f"Models run on [bold]{settings.device}[/] (docs/gpu.md)", highlight=False)
         console.print(f"Conveyor listening on [bold]{url}[/] (Ctrl-C to stop)", highlight=False)
 
     def on_grpc_ready(address: str) -> None:
@@ -214,3 +225,18 @@ def serve(
         )
     finally:
         status.stop()
+
+
+def _device_settings(device: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings ``--device`` changes: the device, resolved here (so a missing GPU is one line before
+    anything starts: runtime/providers.py), and on a GPU the batching defaults the user did not set."""
+    from conveyor.runtime.providers import choose, gpu_batching, parse_device, probe_capabilities
+
+    asked = parse_device(device)
+    if asked.kind == "cpu":
+        return {}
+    choice = choose(asked, probe_capabilities(), what=f"--device {device}")
+    if not choice.is_gpu:  # auto on a machine without a GPU
+        return {"device": "cpu"}
+    explicit = {*overrides, *get_settings().model_fields_set}
+    return {"device": str(choice.device), **gpu_batching(explicit)}

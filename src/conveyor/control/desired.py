@@ -10,20 +10,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from conveyor import errors
 from conveyor.control.autoscaler import AutoscalingPolicy, policy_from_spec
+from conveyor.control.devices import device_choice
 from conveyor.control.signed_models import SignedModels
 from conveyor.protocol.table import STARTING, Hold, InProcessLoad
 from conveyor.registry import Registry
 from conveyor.registry.records import DeploymentInfo
+from conveyor.runtime.providers import Choice, gpu_batching, probe_capabilities, replica_env
 from conveyor.settings import Settings
 from conveyor.spec import Deployment
-from conveyor.spec.resources import DEFAULT_HOLD_TIMEOUT_SECONDS
+from conveyor.spec.resources import DEFAULT_HOLD_TIMEOUT_SECONDS, DeploymentSpec
 
 log = logging.getLogger("conveyor.control")
 MAX_HELD_REQUESTS = 1000
@@ -59,9 +61,22 @@ class Desired:
     """Placement inprocess: what each gateway loads (no replica process); None: replica processes."""
     public: bool = False
     """``public: true``: gateways answer without a token."""
+    target: str = "local"
+    """The spec's ``target``: the kind of target its replicas run on (targets/select.py)."""
     stable: Desired | None = None
     """During a rollout (docs/rollouts.md): the stable revision, whose replicas run beside this one's (the
     candidate's) and answer every request the rollout's split does not give the candidate."""
+    device: Choice | None = None
+    """With resources.gpu (docs/gpu.md): the device its replicas run on; None: the CPU, as always."""
+
+    def device_env(self, used: Sequence[str]) -> dict[str, str]:
+        """The environment of a new replica on a GPU: pinned to the GPU fewest of ``used`` (the
+        CUDA_VISIBLE_DEVICES of this control plane's running replicas) hold. Nothing on the CPU."""
+        if self.device is None or not self.device.is_gpu:
+            return {}
+        capabilities = probe_capabilities()  # asked at apply: cached
+        slots = [replica_env(self.device, capabilities, i, None) for i in range(capabilities.cuda_devices)]
+        return min(slots, key=lambda env: sum(u == env.get("CUDA_VISIBLE_DEVICES") for u in used), default={})
 
 
 class DesiredLoader:
@@ -76,6 +91,8 @@ class DesiredLoader:
         self._verified: set[str] = set()
         self._refs: dict[str, str] = {}
         """sha256 → the ``model:version`` last seen with it, to name it in messages."""
+        self._warned: set[tuple[str, int]] = set()
+        """(deployment, revision) whose fallback to the CPU was logged."""
         self._templates: dict[str, str] = {}
         """template → sha256, to find the artifact of a replica that refused its model."""
         self.corrupt: dict[str, str] = {}
@@ -166,6 +183,15 @@ class DesiredLoader:
         )
         return None if doc is None else write_document(doc, self._settings.home / "run" / "monitor")
 
+    def _device(self, name: str, revision: int, spec: DeploymentSpec) -> Choice | None:
+        """The device of the deployment's replicas (control/devices.py); a fallback's warning logged once
+        per revision."""
+        choice = device_choice(name, spec)
+        if choice is not None and choice.warning is not None and (name, revision) not in self._warned:
+            self._warned.add((name, revision))
+            log.warning("%s", choice.warning)
+        return choice
+
     def _desired(self, info: DeploymentInfo) -> Desired:
         doc = Deployment.model_validate(info.spec)
         spec = doc.spec
@@ -194,6 +220,18 @@ class DesiredLoader:
             "max_body_bytes": self._settings.max_body_bytes,
             "max_elements": self._settings.max_elements,
         }
+        device = self._device(info.name, info.revision, spec)
+        if device is not None:  # only with resources.gpu, as placement: CPU deployments' templates stay
+            # the same. cuda / tensorrt with no index: each replica sees the one GPU it is pinned to
+            # (Desired.device_env), or cpu after a fallback. Batching the user left alone: the GPU's defaults.
+            options["device"] = str(device.device)
+            if device.is_gpu:
+                explicit = set(self._settings.model_fields_set)
+                if spec.batching.max_batch_size is not None:
+                    explicit.add("max_batch_size")
+                if spec.batching.max_queue_delay_microseconds is not None:
+                    explicit.add("max_queue_delay_us")
+                options.update(gpu_batching(explicit))
         if spec.cache is not None and spec.cache.enabled:  # only then, as placement: templates stay the same
             options["cache_max_entries"] = spec.cache.max_entries  # the replica's --cache-max-entries ...
             options["cache_max_bytes"] = spec.cache.max_bytes
@@ -239,9 +277,11 @@ class DesiredLoader:
             sha256=version.sha256,
             template=template,
             options=options,
+            target=spec.target,
             replicas=spec.replicas,
             policy=policy,
             hold=hold,
             inprocess=load,
             public=spec.public,
+            device=device,
         )

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from conveyor import errors
 from conveyor.control import rollout_ops
 from conveyor.control.alert_ops import apply_alert_rules, validate_alert_rules
+from conveyor.control.devices import check_devices
 from conveyor.control.runtime import ControlRuntime
 from conveyor.control.signed_models import SignedModels
 from conveyor.control.validated_models import check_validated
@@ -110,6 +111,7 @@ def apply_documents(
     versions = resolve_models(registry, resources)
     check_signed(registry, resources, versions, policy or SignedModels(everywhere=False, trusted_dir=None))
     check_validated(registry, resources, versions)  # requireValidated: a passing `conveyor validate`
+    warnings = check_devices(resources)  # resources.gpu: refused here when this machine has no GPU
     models = [v.ref for v in versions]
     for resource, model in zip(resources, models, strict=True):  # a rollout that cannot run: refused now
         rollout_ops.check_start(registry, resource, model)
@@ -130,6 +132,7 @@ def apply_documents(
                 rollout_ops.follow_revision(registry, result.name, user)
     return [
         {"kind": resource.kind, **result.to_dict(), "model": model}
+        | ({"warning": w} if (w := warnings.get(resource.metadata.name)) else {})
         for resource, result, model in zip(resources, outcome, models, strict=True)
     ] + apply_alert_rules(registry, rules, dry_run=dry_run, user=user)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,16 +15,10 @@ from conveyor.formats.signature import Signature, TensorSpec
 from conveyor.protocol.datatypes import NUMPY_TO_V2, numpy_dtype, ort_to_v2
 from conveyor.runtime.batching import BatchingConfig
 from conveyor.runtime.observer import RequestObserver
+from conveyor.runtime.providers import Device, choose, local_capabilities, parse_device, session_providers
 
 Array = np.ndarray[Any, Any]
 PLATFORM = "onnxruntime_onnx"
-
-
-def choose_providers(requested: Sequence[str] | None) -> list[str]:
-    """The requested execution providers this onnxruntime build has, in order, always ending with CPU."""
-    available = set(ort.get_available_providers())
-    chosen = [p for p in (requested or []) if p in available and p != "CPUExecutionProvider"]
-    return [*chosen, "CPUExecutionProvider"]
 
 
 class _InputSpec:
@@ -84,10 +79,14 @@ class OnnxModel:
         name: str,
         version: str | None = None,
         intra_op_threads: int = 0,
-        providers: list[str] | None = None,
+        device: Device | str = "cpu",
         batching: BatchingConfig | None = None,
         allow_spinning: bool = False,
+        io_binding: bool | None = None,
     ) -> None:
+        """``device``: cpu, cuda[:N], tensorrt[:N] or auto (runtime/providers.py); a GPU that does not start
+        is InvalidInput, never a silent CPU. ``io_binding``: feed inputs through an IOBinding (one copy to the
+        device per call); None: on a GPU only."""
         self.name = name
         self.version = version
         self.batching = batching  # None: the serving DataPlane's default
@@ -99,13 +98,30 @@ class OnnxModel:
             # Idle intra-op threads spin by default, burning the cores the server's event loop needs:
             # measured on 2 cores (docs/batching.md), server CPU per MLP request about halves without it.
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        asked = parse_device(device) if isinstance(device, str) else device
+        if asked.kind == "auto":
+            asked = choose(asked, local_capabilities()).device
+        if asked.is_gpu:
+            _preload_gpu_libraries()
         try:
             self.session = ort.InferenceSession(
-                onnx_bytes, sess_options=opts, providers=choose_providers(providers)
+                onnx_bytes, sess_options=opts, providers=session_providers(asked)
             )
         except Exception as e:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
             raise InvalidInput(f"model {name!r} cannot be loaded by ONNX Runtime: {e}") from None
         self.providers: list[str] = self.session.get_providers()
+        if self.providers[0] != asked.provider:
+            # ONNX Runtime falls back to the CPU when a GPU provider fails to start (a missing CUDA library):
+            # serving on the CPU what was asked to run on a GPU would be a silent 10x, so it is an error.
+            raise InvalidInput(
+                f"model {name!r}: {asked.provider} did not start on {asked} (ONNX Runtime's log above says "
+                f"why); it would run on {self.providers[0]}"
+            )
+        self.device = asked
+        self.provider = asked.provider
+        """The execution provider that runs the model (shown in metadata and by ``conveyor describe``)."""
+        self._binding_device = ("cuda", asked.index or 0) if asked.is_gpu else ("cpu", 0)
+        self._bind = asked.is_gpu if io_binding is None else io_binding
         self.signature = Signature(
             inputs=tuple(_spec(a) for a in self.session.get_inputs()),
             outputs=tuple(_spec(a) for a in self.session.get_outputs()),
@@ -180,7 +196,9 @@ class OnnxModel:
     def run(self, feeds: Mapping[str, Array], names: list[str]) -> list[Array]:
         """One ONNX Runtime call on prepared feeds, its errors translated to Conveyor's."""
         try:
-            results: list[Array] = self.session.run(names, feeds)
+            results: list[Array] = (
+                self._run_bound(feeds, names) if self._bind else self.session.run(names, feeds)
+            )
         except ort_errors.InvalidArgument as e:
             # Checks only the graph can make (e.g. two inputs whose batch sizes must agree).
             raise InvalidInput(f"model {self.name!r} rejected the inputs: {e}") from None
@@ -188,15 +206,43 @@ class OnnxModel:
             raise InferenceFailed(f"model {self.name!r} failed: {e}") from None
         return results
 
+    def _run_bound(self, feeds: Mapping[str, Array], names: list[str]) -> list[Array]:
+        """The run through an IOBinding: each input copied to the device once, before the run (not by the
+        graph's first node that needs it), the outputs left where they are made and copied back once."""
+        kind, index = self._binding_device
+        binding = self.session.io_binding()
+        for name, arr in feeds.items():
+            if arr.dtype.kind in "OUS":  # strings stay in host memory: no GPU kernel reads them
+                binding.bind_cpu_input(name, arr)
+            else:
+                value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), kind, index)
+                binding.bind_ortvalue_input(name, value)
+        for name in names:
+            binding.bind_output(name, kind, index)
+        self.session.run_with_iobinding(binding)
+        outputs: list[Array] = binding.copy_outputs_to_cpu()
+        return outputs
+
     def metadata(self) -> dict[str, Any]:
-        """Open Inference Protocol model metadata."""
+        """Open Inference Protocol model metadata; ``parameters`` says what runs it (docs/gpu.md)."""
         return {
             "name": self.name,
             "versions": [self.version] if self.version is not None else [],
             "platform": PLATFORM,
             "inputs": [t.to_dict() for t in self.signature.inputs],
             "outputs": [t.to_dict() for t in self.signature.outputs],
+            "parameters": {"execution_provider": self.provider, "device": str(self.device)},
         }
+
+
+def _preload_gpu_libraries() -> None:
+    """Load CUDA and cuDNN from NVIDIA's pip packages when they are installed there (the gpu extra's way,
+    docs/gpu.md) before a session needs them; a system-wide CUDA needs nothing."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        # Absent packages: ONNX Runtime's own search (LD_LIBRARY_PATH) decides.
+        with contextlib.suppress(Exception):
+            preload()
 
 
 def _shared_symbolic_dims(args: Sequence[Any]) -> list[tuple[str, list[tuple[str, int]]]]:

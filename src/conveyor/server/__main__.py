@@ -5,7 +5,7 @@ python -m conveyor.server --model NAME[:VERSION]=FILE [--sha256 NAME[:VERSION]=H
     [--port P] [--max-body-bytes N]
     [--grpc-port P] [--channel unix:PATH|tcp:HOST:PORT] [--parent-pid PID] [--lease FILE --orphan-after S]
     [--max-batch-size N] [--max-queue-delay-us N] [--max-queue-size N] [--request-timeout-ms N]
-    [--monitor NAME[:VERSION]=FILE] [--replica-id ID]
+    [--monitor NAME[:VERSION]=FILE] [--replica-id ID] [--device cpu|cuda[:N]|tensorrt[:N]|auto]
     [--cache-max-entries N [--cache-max-bytes N] [--cache-ttl SECONDS]]
 """
 
@@ -42,7 +42,9 @@ def _digests(specs: list[str]) -> dict[str, str]:
     return digests
 
 
-def _model(spec: str, threads: int, digests: dict[str, str], cipher: ArtifactCipher | None) -> OnnxModel:
+def _model(
+    spec: str, threads: int, device: str, digests: dict[str, str], cipher: ArtifactCipher | None
+) -> OnnxModel:
     ref, sep, path = spec.partition("=")
     if not sep or not ref or not path:
         raise SystemExit(f"--model wants NAME[:VERSION]=FILE, got {spec!r}")
@@ -51,7 +53,10 @@ def _model(spec: str, threads: int, digests: dict[str, str], cipher: ArtifactCip
         data = read_artifact(ref, path, digests.pop(ref, None), cipher)
     except (errors.Unavailable, errors.IntegrityError) as e:
         _refuse(e.message)
-    return OnnxModel(data, name=name, version=version or None, intra_op_threads=threads)
+    try:
+        return OnnxModel(data, name=name, version=version or None, intra_op_threads=threads, device=device)
+    except errors.InvalidInput as e:  # a model ONNX Runtime cannot load, a GPU that did not start
+        raise SystemExit(f"error: {e.message}") from None
 
 
 def _attach_monitors(models: list[OnnxModel], specs: list[str]) -> None:
@@ -68,6 +73,17 @@ def _attach_monitors(models: list[OnnxModel], specs: list[str]) -> None:
         except (OSError, ValueError) as e:
             raise SystemExit(f"--monitor {ref}: cannot read {path}: {e}") from None
         model.observer = monitor_from(doc, model.name, model.version or "")
+
+
+def _on_a_gpu(settings: Settings) -> Settings:
+    """On a GPU, the batching defaults that suit it for the fields neither a flag nor the environment set."""
+    from conveyor.runtime.providers import gpu_batching, parse_device
+
+    try:
+        gpu = parse_device(settings.device).is_gpu
+    except errors.InvalidInput as e:
+        raise SystemExit(f"error: {e.message}") from None
+    return settings.model_copy(update=gpu_batching(settings.model_fields_set)) if gpu else settings
 
 
 def _refuse(message: str) -> NoReturn:
@@ -99,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-body-bytes", type=int)
     ap.add_argument("--max-elements", type=int)
     ap.add_argument("--intra-op-threads", type=int)
+    ap.add_argument("--device", help="cpu, cuda[:N], tensorrt[:N] or auto (runtime/providers.py)")
     ap.add_argument("--max-batch-size", type=int, help="rows per merged ONNX Runtime call; 1: no merging")
     ap.add_argument("--max-queue-delay-us", type=int, help="longest wait for a batch to fill")
     ap.add_argument("--max-queue-size", type=int, help="waiting requests per model before 429")
@@ -125,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             ("max_body_bytes", args.max_body_bytes),
             ("max_elements", args.max_elements),
             ("intra_op_threads", args.intra_op_threads),
+            ("device", args.device),
             ("max_batch_size", args.max_batch_size),
             ("max_queue_delay_us", args.max_queue_delay_us),
             ("max_queue_size", args.max_queue_size),
@@ -139,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(**overrides)
     except ValidationError as e:  # a bound out of range, from a hand-written command line
         raise SystemExit(f"error: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
+    settings = _on_a_gpu(settings)
     if args.replica_id:
         configure_logging(settings, args.log_level, component="replica", instance=args.replica_id)
     else:  # run by hand, a test or a benchmark: the terminal only
@@ -152,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
         cipher = cipher_from(settings.artifact_key, settings.artifact_key_file)
     except errors.InvalidInput as e:
         _refuse(e.message)
-    models = [_model(spec, settings.intra_op_threads, digests, cipher) for spec in args.model]
+    models = [
+        _model(spec, settings.intra_op_threads, settings.device, digests, cipher) for spec in args.model
+    ]
     if digests:
         raise SystemExit(f"--sha256 for a model not given with --model: {', '.join(digests)}")
     _attach_monitors(models, args.monitor)

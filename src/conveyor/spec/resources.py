@@ -166,8 +166,49 @@ class Resources(SpecModel):
         description="ONNX Runtime intra-op threads per replica; 0 lets it choose.",
     )
 
+    # The GPU fields are left out of the canonical form when not given (fingerprints of older revisions
+    # unchanged); docs/gpu.md.
+    gpu: int | None = Field(
+        default=None,
+        ge=0,
+        description="GPUs per replica: 1 runs each replica's model on its own GPU with ONNX Runtime's CUDA "
+        "provider (the replicas spread over the machine's GPUs); 0 or left out: the CPU.",
+    )
+    accelerator: Literal["cuda", "tensorrt"] | None = Field(
+        default=None,
+        description="With gpu: 1, the provider in front: cuda (the default) or tensorrt (TensorRT when "
+        "installed, CUDA for what it does not take).",
+    )
+    fallback: Literal["cpu"] | None = Field(
+        default=None,
+        description="With gpu: 1, what to do on a machine without the GPU asked for: cpu runs on the CPU "
+        "with a warning; left out, apply is refused.",
+    )
+
+    @field_validator("gpu")
+    @classmethod
+    def _one_gpu(cls, gpu: int | None) -> int | None:
+        if gpu is not None and gpu > 1:
+            raise invalid(
+                f"gpu: {gpu} per replica: a replica's ONNX Runtime session runs on one GPU; use gpu: 1 and "
+                "more replicas to use more GPUs"
+            )
+        return gpu
+
+    @field_validator("accelerator", "fallback")
+    @classmethod
+    def _with_a_gpu(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not info.data.get("gpu"):
+            raise invalid(f"{info.field_name}: {value} applies only with gpu: 1")
+        return value
+
+    @property
+    def device(self) -> str:
+        """The device its replicas ask for (runtime/providers.py): cpu, cuda or tensorrt."""
+        return (self.accelerator or "cuda") if self.gpu else "cpu"
+
     def resolve(self, settings: Settings) -> Resources:
-        return Resources(threads=_first(self.threads, settings.intra_op_threads))
+        return self.model_copy(update={"threads": _first(self.threads, settings.intra_op_threads)})
 
 
 # -- alert rules (docs/observability.md, Alerts) ----------------------------------------------------------
@@ -479,6 +520,9 @@ class DeploymentSpec(SpecModel):
     def _inprocess_is_one_copy(cls, placement: str, info: ValidationInfo) -> str:
         if placement != "inprocess":
             return placement
+        resources = info.data.get("resources")
+        if resources is not None and resources.gpu:
+            raise invalid("a replica on a GPU runs in its own process: use placement: process with gpu")
         if info.data.get("autoscaling") is not None:
             raise invalid(
                 "inprocess runs one copy inside each gateway and cannot autoscale: remove autoscaling "

@@ -10,7 +10,6 @@ import pytest
 
 from conveyor.errors import InvalidInput
 from conveyor.runtime import OnnxModel
-from conveyor.runtime.onnx_model import choose_providers
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +32,7 @@ def test_signature_and_metadata_are_read_at_load(logreg: OnnxModel) -> None:
             {"name": "label", "datatype": "INT64", "shape": [-1]},
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
         ],
+        "parameters": {"execution_provider": "CPUExecutionProvider", "device": "cpu"},
     }
     assert logreg.providers == ["CPUExecutionProvider"]
 
@@ -125,6 +125,27 @@ def test_unloadable_bytes_are_invalid_input() -> None:
         OnnxModel(b"not an onnx model", name="junk")
 
 
-def test_unavailable_providers_fall_back_to_cpu() -> None:
-    assert choose_providers(["NoSuchExecutionProvider"]) == ["CPUExecutionProvider"]
-    assert choose_providers(None) == ["CPUExecutionProvider"]
+def test_a_gpu_device_this_machine_lacks_is_refused_at_load(logreg_onnx: Path) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    with pytest.raises(InvalidInput, match="CUDAExecutionProvider"):
+        OnnxModel(logreg_onnx.read_bytes(), name="lr", device="cuda")
+
+
+def test_auto_is_the_cpu_without_a_gpu_and_says_so_in_metadata(logreg_onnx: Path) -> None:
+    model = OnnxModel(logreg_onnx.read_bytes(), name="lr", device="auto")
+    if model.device.is_gpu:
+        pytest.skip("this machine has a GPU")
+    assert model.metadata()["parameters"] == {"execution_provider": "CPUExecutionProvider", "device": "cpu"}
+
+
+def test_the_io_binding_run_answers_what_a_plain_run_answers(logreg_onnx: Path) -> None:
+    bound = OnnxModel(logreg_onnx.read_bytes(), name="lr", io_binding=True)
+    plain = OnnxModel(logreg_onnx.read_bytes(), name="lr")
+    x = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
+    got, want = bound.predict({"input": x}), plain.predict({"input": x})
+    assert set(got) == set(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    one = bound.predict({"input": x}, ["probabilities"])
+    np.testing.assert_array_equal(one["probabilities"], want["probabilities"])
