@@ -238,6 +238,18 @@ class Settings(BaseSettings):
     replica_start_timeout_s: float = Field(
         default=120.0, description="A replica not ready this long after its start is killed and replaced."
     )
+    # -- the Ray target (docs/ray.md) --
+    ray_address: str | None = Field(
+        default=None,
+        description="The Ray cluster that runs `target: ray` deployments, as `ray start` printed it "
+        "(HOST:PORT of its head); needs the `ray` extra. Unset: `target: ray` is refused at apply. Ray "
+        "reads its own RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH for a cluster with token authentication.",
+    )
+    ray_namespace: str = Field(
+        default="conveyor",
+        description="The Ray namespace of the replica actors (each a detached actor named "
+        "conveyor-REPLICA_ID), where a restarted control plane finds them again by name.",
+    )
 
     # -- security (docs/security.md) --
     token: str | None = Field(
