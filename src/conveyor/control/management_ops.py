@@ -17,9 +17,11 @@ from conveyor.control.signed_models import SignedModels
 from conveyor.control.validated_models import check_validated
 from conveyor.registry import Registry
 from conveyor.registry.records import ApplyResult, DeploymentInfo, VersionInfo
+from conveyor.settings import get_settings
 from conveyor.spec import KINDS, Deployment
 from conveyor.spec.loader import dotted_path
 from conveyor.spec.resources import AlertRule
+from conveyor.targets.ray import ray_problem
 
 RECENT_EVENTS = 20
 
@@ -56,11 +58,8 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
         except ValidationError as exc:
             problems += document_problems(i, exc)
             continue
-        if resource.spec.target == "ray":  # not built yet
-            problems.append(
-                f"documents[{i}].spec.target: {resource.spec.target!r} is not supported by this "
-                "control plane yet; use local or kubernetes"
-            )
+        if resource.spec.target == "ray" and (missing := ray_problem(get_settings())) is not None:
+            problems.append(f"documents[{i}].spec.target: {missing}")  # no cluster, or no ray extra here
         if resource.spec.target == "kubernetes" and resource.spec.rollout is not None:
             problems.append(  # the rollout controller judges replicas it runs; the cluster's it does not
                 f"documents[{i}].spec.rollout: rollouts run on the local target; with target: kubernetes "

@@ -44,11 +44,11 @@ def ray_problem(settings: Settings) -> str | None:
     asked at apply, without connecting."""
     if not settings.ray_address:
         return (
-            "target: ray needs a Ray cluster: set CONVEYOR_RAY_ADDRESS to its head (HOST:PORT) on the "
+            "the ray target needs a Ray cluster: set CONVEYOR_RAY_ADDRESS to its head (HOST:PORT) on the "
             "control plane (docs/ray.md)"
         )
     if importlib.util.find_spec("ray") is None:
-        return "target: ray needs the ray extra on the control plane: pip install 'conveyor[ray]'"
+        return "the ray target needs the ray extra on the control plane: pip install 'conveyor[ray]'"
     return None
 
 
@@ -151,7 +151,7 @@ class RayTarget:
             max_concurrency=MAX_CONCURRENCY,
             scheduling_strategy="SPREAD",
         ).remote(rid, self._settings.replica_orphan_timeout_s)
-        files, args = self._arguments(launch, rid)
+        files, args = replica_arguments(launch, rid)
         started = handle.start.remote(
             self._artifact(launch),
             files,
@@ -308,21 +308,22 @@ class RayTarget:
             ref = self._artifacts[launch.sha256] = self._ray.put(data)
         return ref
 
-    def _arguments(self, launch: Launch, rid: str) -> tuple[dict[str, bytes], list[str]]:
-        """The files the actor writes beside the model, and the replica's arguments (``{dir}``, ``{ip}``:
-        the actor's folder and node)."""
-        files: dict[str, bytes] = {}
-        ref = f"{launch.deployment}:{launch.version}"
-        args = ["--model", f"{ref}={{dir}}/{MODEL_FILE}", "--channel", "tcp:{ip}:0", "--replica-id", rid]
-        for flag, value in launch.options.items():
-            if value is None:
-                continue
-            if flag == "monitor":  # NAME:VERSION=FILE on this machine: the file travels with the call
-                name, _, path = str(value).partition("=")
-                files["monitor.json"] = _read(path)
-                value = f"{name}={{dir}}/monitor.json"
-            args += [f"--{flag.replace('_', '-')}", str(value)]
-        return files, args
+
+def replica_arguments(launch: Launch, rid: str) -> tuple[dict[str, bytes], list[str]]:
+    """The files the actor writes beside the model, and the replica's arguments (``{dir}``, ``{ip}``: the
+    actor's folder and node): the options of a local replica, a monitor document travelling as a file."""
+    files: dict[str, bytes] = {}
+    ref = f"{launch.deployment}:{launch.version}"
+    args = ["--model", f"{ref}={{dir}}/{MODEL_FILE}", "--channel", "tcp:{ip}:0", "--replica-id", rid]
+    for flag, value in launch.options.items():
+        if value is None:
+            continue
+        if flag == "monitor":  # NAME:VERSION=FILE on this machine: the file travels with the call
+            name, _, path = str(value).partition("=")
+            files["monitor.json"] = _read(path)
+            value = f"{name}={{dir}}/monitor.json"
+        args += [f"--{flag.replace('_', '-')}", str(value)]
+    return files, args
 
 
 def _read(path: str) -> bytes:

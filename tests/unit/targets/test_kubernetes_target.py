@@ -63,13 +63,14 @@ def test_a_dry_run_contacts_no_cluster(registry: Registry) -> None:
     assert result["model"] == "m:1"
 
 
-def test_a_rollout_is_refused_with_target_kubernetes_and_ray_stays_refused(registry: Registry) -> None:
+def test_a_rollout_is_refused_with_target_kubernetes_and_ray_without_a_cluster(registry: Registry) -> None:
     with pytest.raises(errors.InvalidInput) as caught:
         apply_documents(registry, [doc(rollout={}), doc("r", target="ray")], dry_run=True, user="t")
     assert caught.value.message.splitlines() == [
         "documents[0].spec.rollout: rollouts run on the local target; with target: kubernetes leave "
         "spec.rollout out (each model version is a Deployment of its own)",
-        "documents[1].spec.target: 'ray' is not supported by this control plane yet; use local or kubernetes",
+        "documents[1].spec.target: the ray target needs a Ray cluster: set CONVEYOR_RAY_ADDRESS to its head "
+        "(HOST:PORT) on the control plane (docs/ray.md)",
     ]
 
 
