@@ -86,3 +86,11 @@ bench-rollout: $(STAMP) hey
 .PHONY: bench-fuse
 bench-fuse: $(STAMP)
 	$(PY) bench/fuse.py $(FUSE_ARGS)
+
+# Conveyor on a GPU beside raw ONNX Runtime on the device, the cnn and a ResNet-18-sized CNN, CPU rows beside
+# them (~2 min; without a GPU only the CPU rows, and the report says so). Results to bench/results/gpu.{md,json};
+# see python bench/gpu.py --help and docs/gpu.md. GPU_PY: an interpreter that has the gpu extra (bench/gpu_device.sh).
+GPU_PY ?= $(PY)
+.PHONY: bench-gpu
+bench-gpu: $(if $(filter $(PY),$(GPU_PY)),$(STAMP))
+	cd bench && timeout 900 $(abspath $(GPU_PY)) gpu.py $(GPU_ARGS)
