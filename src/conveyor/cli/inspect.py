@@ -182,14 +182,33 @@ def endpoints(url: UrlOpt = None, ca: CaOpt = None, as_json: JsonOpt = False) ->
     console.print(titled_table("Endpoints", ("name", "model", "url", "ready", "replicas"), rows))
 
 
+def _provider(replica: dict[str, Any]) -> str:
+    """The execution provider that runs the replica's model, and its GPU when pinned to one (docs/gpu.md);
+    "-" from a control plane too old to say."""
+    provider = str(replica.get("provider") or "-")
+    return f"{provider} (GPU {replica['gpu']})" if replica.get("gpu") else provider
+
+
 def replicas_table(title: str, replicas: list[dict[str, Any]]) -> Table:
-    columns = ("id", "deployment", "revision", "model", "state", "pid", "restarts", "gateways", "started")
+    columns = (
+        "id",
+        "deployment",
+        "revision",
+        "model",
+        "provider",
+        "state",
+        "pid",
+        "restarts",
+        "gateways",
+        "started",
+    )
     rows = [
         [
             r["id"],
             r["deployment"],
             str(r["revision"]),
             f"{r.get('model')}:{r.get('version')}",
+            _provider(r),
             r["state"],
             str(r.get("pid") or "-"),
             str(r.get("restarts", 0)),
