@@ -22,7 +22,7 @@ from conveyor.control.signed_models import SignedModels
 from conveyor.protocol.table import STARTING, Hold, InProcessLoad
 from conveyor.registry import Registry
 from conveyor.registry.records import DeploymentInfo
-from conveyor.runtime.providers import Choice, gpu_batching, probe_capabilities, replica_env
+from conveyor.runtime.providers import CPU, Choice, gpu_batching, probe_capabilities, replica_env
 from conveyor.settings import Settings
 from conveyor.spec import Deployment
 from conveyor.spec.resources import DEFAULT_HOLD_TIMEOUT_SECONDS, DeploymentSpec
@@ -69,14 +69,24 @@ class Desired:
     device: Choice | None = None
     """With resources.gpu (docs/gpu.md): the device its replicas run on; None: the CPU, as always."""
 
-    def device_env(self, used: Sequence[str]) -> dict[str, str]:
+    def device_env(self, used: Sequence[str], visible: str | None = None) -> dict[str, str]:
         """The environment of a new replica on a GPU: pinned to the GPU fewest of ``used`` (the
-        CUDA_VISIBLE_DEVICES of this control plane's running replicas) hold. Nothing on the CPU."""
+        CUDA_VISIBLE_DEVICES of this control plane's running replicas) hold, counted in ``visible`` (the
+        control plane's own CUDA_VISIBLE_DEVICES). Nothing on the CPU."""
         if self.device is None or not self.device.is_gpu:
             return {}
         capabilities = probe_capabilities()  # asked at apply: cached
-        slots = [replica_env(self.device, capabilities, i, None) for i in range(capabilities.cuda_devices)]
+        gpus = range(capabilities.cuda_devices)
+        slots = [replica_env(self.device, capabilities, i, visible) for i in gpus]
         return min(slots, key=lambda env: sum(u == env.get("CUDA_VISIBLE_DEVICES") for u in used), default={})
+
+    def replica_details(self, env: Mapping[str, str]) -> dict[str, str]:
+        """What a new replica's record keeps of its device (shown by describe, counted by ``device_env``):
+        the execution provider that runs it and the GPU it is pinned to, if any."""
+        details = {"provider": CPU if self.device is None else self.device.provider}
+        if "CUDA_VISIBLE_DEVICES" in env:
+            details["gpu"] = env["CUDA_VISIBLE_DEVICES"]
+        return details
 
 
 class DesiredLoader:
