@@ -26,6 +26,7 @@ from conveyor.runtime.providers import CPU, Choice, gpu_batching, probe_capabili
 from conveyor.settings import Settings
 from conveyor.spec import Deployment
 from conveyor.spec.resources import DEFAULT_HOLD_TIMEOUT_SECONDS, DeploymentSpec
+from conveyor.targets.ray import ray_problem
 
 log = logging.getLogger("conveyor.control")
 MAX_HELD_REQUESTS = 1000
@@ -205,8 +206,8 @@ class DesiredLoader:
     def _desired(self, info: DeploymentInfo) -> Desired:
         doc = Deployment.model_validate(info.spec)
         spec = doc.spec
-        if spec.target != "local":
-            raise errors.InvalidInput(f"target {spec.target!r} is not supported by this control plane yet")
+        if spec.target == "ray" and (missing := ray_problem(self._settings)) is not None:
+            raise errors.InvalidInput(missing)  # restarted without CONVEYOR_RAY_ADDRESS: what runs stays
         ref = getattr(info, "model", None) or spec.model
         version = self._registry.resolve(ref)
         if (unsigned := self._signed.problem(self._registry, spec, version)) is not None:
@@ -250,6 +251,8 @@ class DesiredLoader:
         inprocess = spec.placement == "inprocess"  # auto is process for `conveyor up` (docs/serving.md)
         if inprocess:  # only then: the templates of process replicas running before the field stay the same
             identity["placement"] = "inprocess"
+        if spec.target != "local":  # only then, as placement: a move to Ray replaces the local replicas
+            identity["target"] = spec.target
         monitor = self._monitor(info.name, version.metadata.get("reference"), spec)
         if monitor is not None:  # only then, as placement: versions without a reference keep their template
             identity["monitor"] = monitor[1]

@@ -39,6 +39,17 @@ def _over_local_cap(target: str, replicas: int) -> str | None:
     return None
 
 
+def _ray_problems(i: int, resource: Deployment) -> list[str]:
+    """What keeps ``target: ray`` from running this document here (docs/ray.md)."""
+    spec, where = resource.spec, f"documents[{i}].spec"
+    problems = [] if (missing := ray_problem(get_settings())) is None else [f"{where}.target: {missing}"]
+    if spec.placement == "inprocess":  # the gateways load it: nothing would run on the cluster
+        problems.append(f"{where}.placement: inprocess runs in the gateways; with target: ray leave it out")
+    if spec.resources.gpu:  # a GPU is chosen on this machine (docs/gpu.md); Ray's num_gpus is not asked
+        problems.append(f"{where}.resources.gpu: the ray target runs replicas on CPUs only")
+    return problems
+
+
 def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
     """Every document as a Deployment; InvalidInput lists every problem as ``documents[i].path: message``."""
     problems: list[str] = []
@@ -58,8 +69,8 @@ def validate_documents(documents: list[dict[str, Any]]) -> list[Deployment]:
         except ValidationError as exc:
             problems += document_problems(i, exc)
             continue
-        if resource.spec.target == "ray" and (missing := ray_problem(get_settings())) is not None:
-            problems.append(f"documents[{i}].spec.target: {missing}")  # no cluster, or no ray extra here
+        if resource.spec.target == "ray":
+            problems += _ray_problems(i, resource)
         if resource.spec.target == "kubernetes" and resource.spec.rollout is not None:
             problems.append(  # the rollout controller judges replicas it runs; the cluster's it does not
                 f"documents[{i}].spec.rollout: rollouts run on the local target; with target: kubernetes "

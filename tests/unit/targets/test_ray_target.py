@@ -4,13 +4,15 @@ started with (tests/e2e/test_ray_target.py runs it on a real two-node cluster)."
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conveyor import errors
-from conveyor.settings import Settings
+from conveyor.control.management_ops import validate_documents
+from conveyor.settings import Settings, get_settings
 from conveyor.targets.base import Launch
 from conveyor.targets.ray import ray_problem, ray_target, replica_arguments
 
@@ -69,3 +71,37 @@ def test_a_monitor_document_travels_with_the_call_and_is_read_from_the_actors_fo
 def test_a_monitor_document_that_cannot_be_read_is_unavailable_naming_it(tmp_path: Path) -> None:
     with pytest.raises(errors.Unavailable, match=r"cannot read .*gone\.json"):
         replica_arguments(launch({"monitor": f"clf:2={tmp_path / 'gone.json'}"}), "r")
+
+
+@pytest.fixture
+def ray_address(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's settings name a Ray cluster (apply reads them; nothing connects)."""
+    monkeypatch.setenv("CONVEYOR_RAY_ADDRESS", "127.0.0.1:6379")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def ray_doc(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "conveyor.dev/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "clf"},
+        "spec": {"model": "m:1", "replicas": 2, "target": "ray", **spec},
+    }
+
+
+@pytest.mark.usefixtures("ray_address")
+def test_with_an_address_a_ray_deployment_is_accepted_but_not_in_the_gateways_nor_on_a_gpu() -> None:
+    (resource,) = validate_documents([ray_doc()])
+    assert resource.spec.target == "ray"
+    with pytest.raises(errors.InvalidInput) as caught:
+        validate_documents([ray_doc(placement="inprocess", replicas=1)])
+    assert caught.value.message == (
+        "documents[0].spec.placement: inprocess runs in the gateways; with target: ray leave it out"
+    )
+    with pytest.raises(errors.InvalidInput) as caught:
+        validate_documents([ray_doc(resources={"gpu": 1})])
+    assert caught.value.message == (
+        "documents[0].spec.resources.gpu: the ray target runs replicas on CPUs only"
+    )
