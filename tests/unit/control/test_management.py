@@ -121,7 +121,9 @@ def test_every_invalid_document_is_reported_and_none_is_applied(client: TestClie
 def test_a_target_this_control_plane_cannot_run_is_refused(client: TestClient) -> None:
     r = client.post("/api/v1/apply", json={"documents": [doc(target="ray")]})
     assert r.status_code == 400
-    assert r.json()["error"].startswith("documents[0].spec.target: 'ray' is not supported")
+    assert r.json()["error"].startswith(  # this control plane has no CONVEYOR_RAY_ADDRESS
+        "documents[0].spec.target: the ray target needs a Ray cluster: set CONVEYOR_RAY_ADDRESS"
+    )
 
 
 def test_replica_counts_are_bounded(client: TestClient) -> None:
