@@ -19,7 +19,7 @@ from conveyor.optimize.data import Inputs, draw_from_reference, load_inputs, row
 from conveyor.protocol.codec import encode_infer_request
 from conveyor.protocol.datatypes import numpy_dtype
 from conveyor.registry import Registry, VersionInfo
-from conveyor.tune.load import Load
+from conveyor.loadgen import Load
 from conveyor.tune.search import (
     CONFIRM_TRIALS,
     Row,

@@ -3,8 +3,6 @@ and load at a concurrency for a while (latencies, throughput, errors, and the se
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from conveyor import loadgen
 from conveyor.errors import InvalidInput, Unavailable
 from conveyor.optimize.data import Array, Inputs, row_count
 from conveyor.protocol.codec import decode_infer_response, encode_infer_request
@@ -111,58 +110,19 @@ def drive(
     sample_every: float = 0.25,
     headers: dict[str, str] | None = None,
 ) -> Load:
-    """``concurrency`` callers, each with its own connection, posting ``payloads`` in turn to ``url`` for
-    ``seconds``; the caller's thread samples ``sample_rss`` meanwhile."""
+    """``concurrency`` callers, each on its own keep-alive connection, posting ``payloads`` in turn to ``url``
+    for ``seconds`` (conveyor.loadgen: the raw generator tune uses, a fraction of an HTTP client's CPU per
+    request, which on a small machine would otherwise cap what is measured); ``sample_rss`` is read
+    meanwhile."""
     if not payloads:
         raise InvalidInput("no request bodies to send")
-    load = Load(concurrency)
-    lock = threading.Lock()
-    go, stop = threading.Event(), threading.Event()
-    # Connections (an SSL context each) are made before the clock starts: not part of what is measured.
-    sent = {**HEADERS, **(headers or {})}
-    clients = [httpx.Client(timeout=REQUEST_TIMEOUT_S, headers=sent) for _ in range(concurrency)]
-
-    def caller(k: int) -> None:
-        mine: list[float] = []
-        failed: dict[int, int] = {}
-        client = clients[k]
-        go.wait()
-        i = k
-        while not stop.is_set():
-            body = payloads[i % len(payloads)]
-            i += 1
-            start = time.perf_counter()
-            try:
-                status = client.post(url, content=body).status_code
-            except httpx.HTTPError:
-                status = 0
-            if status == 200:
-                mine.append(time.perf_counter() - start)
-            else:
-                failed[status] = failed.get(status, 0) + 1
-        with lock:
-            load.latencies += mine
-            for code, n in failed.items():
-                load.failures[code] = load.failures.get(code, 0) + n
-
-    threads = [threading.Thread(target=caller, args=(k,), daemon=True) for k in range(concurrency)]
-    for t in threads:
-        t.start()
-    began = time.perf_counter()
-    go.set()
-    try:
-        end = began + seconds
-        while (now := time.perf_counter()) < end:
-            if sample_rss is not None and (rss := sample_rss()) is not None:
-                load.rss.append((now - began, rss))
-            time.sleep(min(sample_every, max(0.0, end - now)))
-        if sample_rss is not None and (rss := sample_rss()) is not None:
-            load.rss.append((time.perf_counter() - began, rss))
-    finally:
-        stop.set()
-        load.seconds = time.perf_counter() - began
-        for t in threads:
-            t.join(timeout=REQUEST_TIMEOUT_S + 5)
-        for c in clients:
-            c.close()
-    return load
+    # No warm-up: every request counts (the soak allows no error, not even in its first moments).
+    spec = loadgen.Load(
+        payloads,
+        concurrency,
+        warmup_s=0.0,
+        duration_s=seconds,
+        headers={**HEADERS, **(headers or {})},
+    )
+    result = loadgen.load_url(url, spec, sampler=sample_rss, sample_every_s=sample_every)
+    return Load(concurrency, result.latencies, result.failures, seconds, result.samples)

@@ -1,13 +1,15 @@
-"""tune's load generator against a small HTTP server on loopback: latencies of the answers in the window,
-non-200 answers and lost connections counted as errors, the warm-up left out."""
+"""The load generator of tune and validate against a small HTTP server on loopback: latencies of the answers
+in the window, non-200 answers and lost connections counted as errors by status, the warm-up left out,
+headers sent, a sampler read on the way."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
-from conveyor.tune.load import Load, LoadResult, generate
+from conveyor.loadgen import Load, LoadResult, generate
 
 BODY = b'{"outputs": []}'
 
@@ -17,6 +19,8 @@ class _Server(asyncio.Protocol):
     closes the connection instead of answering the ``close_at``-th."""
 
     count = 0
+
+    heads: ClassVar[list[bytes]] = []
 
     def __init__(self, delay_s: float, fail_every: int, close_at: int) -> None:
         self.delay_s, self.fail_every, self.close_at = delay_s, fail_every, close_at
@@ -36,6 +40,7 @@ class _Server(asyncio.Protocol):
         if len(rest) < length:
             return
         self.buffer = rest[length:]
+        _Server.heads.append(head)
         _Server.count += 1
         n = _Server.count
         if n == self.close_at:
@@ -49,6 +54,7 @@ class _Server(asyncio.Protocol):
 @contextlib.asynccontextmanager
 async def _serving(delay_s: float = 0.001, fail_every: int = 0, close_at: int = 0) -> AsyncIterator[int]:
     _Server.count = 0
+    _Server.heads = []
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Server(delay_s, fail_every, close_at), "127.0.0.1", 0)
     try:
@@ -86,3 +92,34 @@ def test_non_200_answers_and_a_lost_connection_are_errors() -> None:
     result = asyncio.run(main())
     assert result.requests > 0 and result.errors >= 2
     assert result.error_sample.startswith(("HTTP 503", "connection lost"))
+    assert set(result.failures) <= {0, 503} and result.failures.get(503, 0) >= 1
+    assert sum(result.failures.values()) == result.errors
+
+
+def test_headers_go_with_every_request_and_the_sampler_is_read_through_the_window() -> None:
+    reads: list[int] = []
+
+    def sampler() -> int:
+        reads.append(len(reads))
+        return 1000 + len(reads)
+
+    async def main() -> LoadResult:
+        async with _serving() as port:
+            load = Load(
+                bodies=[b"{}"],
+                concurrency=2,
+                warmup_s=0.0,
+                duration_s=0.6,
+                headers={"authorization": "Bearer t0ken"},
+            )
+            run = generate("127.0.0.1", port, "/x", load, sampler=sampler, sample_every_s=0.1)
+            return await asyncio.wait_for(run, 10)
+
+    result = asyncio.run(main())
+    assert result.errors == 0 and result.requests > 10
+    assert _Server.heads and all(b"authorization: Bearer t0ken" in h for h in _Server.heads)
+    assert all(b"content-type: application/json" in h for h in _Server.heads)
+    assert 4 <= len(result.samples) == len(reads) <= 10  # every 0.1 s of 0.6 s, and once at the end
+    times = [t for t, _ in result.samples]
+    assert times == sorted(times) and times[-1] >= 0.5
+    assert [v for _, v in result.samples] == [1001 + i for i in range(len(reads))]
