@@ -83,7 +83,7 @@ class ReplicaActor:
             if address is None:
                 time.sleep(0.05)
         pid = None if self._proc is None else self._proc.pid
-        return {"address": address, "node": ip, "pid": pid}
+        return {"address": address, "node": ip, "pid": pid, "node_id": _node_id()}
 
     def wait(self) -> dict[str, Any]:
         """Block until the replica exits: its exit status (negative: a signal) and the end of its log."""
@@ -103,9 +103,10 @@ class ReplicaActor:
         self._touched = time.monotonic()
 
     def describe(self) -> dict[str, Any]:
-        """Whether the replica runs, and its pid: what adoption checks."""
+        """Whether the replica runs, its pid and the Ray node it runs on: what adoption checks."""
         proc = self._proc
-        return {"id": self._id, "running": proc is not None and proc.poll() is None, "pid": proc and proc.pid}
+        running = proc is not None and proc.poll() is None
+        return {"id": self._id, "running": running, "pid": proc and proc.pid, "node_id": _node_id()}
 
     def log_tail(self, lines: int = 5) -> str:
         try:
@@ -172,8 +173,14 @@ def _node_ip() -> str:
     import ray
 
     untyped: Any = ray  # ray.nodes and ray.util carry no annotations
-    node_id = ray.get_runtime_context().get_node_id()
+    node_id = _node_id()
     for node in untyped.nodes():
         if node.get("NodeID") == node_id and node.get("NodeManagerAddress"):
             return str(node["NodeManagerAddress"])
     return str(untyped.util.get_node_ip_address())
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
