@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from conveyor import processes
 from conveyor.errors import Unavailable
 
 HOST = "127.0.0.1"
@@ -36,13 +37,8 @@ class ServeProcess:
         # unbuffered: its "listening on" line as soon as it is printed; wide: that line not wrapped
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})}
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                command,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            self.proc = processes.spawn(
+                command, env=full_env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
             )
 
     @property
@@ -90,11 +86,5 @@ class ServeProcess:
     def stop(self, timeout_s: float = STOP_DEADLINE_S) -> None:
         """SIGTERM, then SIGKILL after ``timeout_s`` (its replicas exit with it: PR_SET_PDEATHSIG,
         targets/local.py); by pid only. Its output is gone afterwards."""
-        self.terminate()
-        if self.proc.poll() is None:
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        processes.stop(self.proc, timeout_s)
         self._dir.cleanup()

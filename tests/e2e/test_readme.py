@@ -34,6 +34,7 @@ from typing import IO
 
 import pytest
 
+from conveyor import processes
 from tests.fixtures.processes import REPO, VENV_BIN, free_port
 from tests.fixtures.stack import kill_recorded_replicas
 
@@ -77,18 +78,7 @@ def readme_blocks(text: str) -> list[Block]:
 
 def process_group(pgid: int) -> list[int]:
     """Live processes of process group ``pgid``, from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
+    return [p.pid for p in processes.all_processes() if p.pgid == pgid and not p.zombie]
 
 
 def kill_pids(pids: list[int], timeout: float = 10.0) -> None:

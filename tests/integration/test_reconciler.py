@@ -23,6 +23,7 @@ from conveyor.settings import Settings
 from conveyor.spec import load_documents
 from conveyor.targets.backoff import Backoff
 from conveyor.targets.processes import LocalProcesses, socket_dir
+from conveyor.targets.select import Targets
 from tests.fixtures.models import build_logreg
 from tests.fixtures.stack import kill_recorded_replicas
 
@@ -55,9 +56,12 @@ def apply(registry: Registry, model: str, replicas: int) -> int:
     return registry.deployments.apply(doc.to_dict(), doc.fingerprint(), model=version.ref).revision
 
 
-def make_processes(settings: Settings) -> LocalProcesses:
+def make_targets(settings: Settings) -> Targets:
+    """The local target alone, its replicas orphaned 30 s after their control plane."""
     run = settings.home / "run"
-    return LocalProcesses(run, socket_dir(settings.home), lease=run / "controlplane.lease", orphan_after_s=30)
+    return Targets(
+        [LocalProcesses(run, socket_dir(settings.home), lease=run / "controlplane.lease", orphan_after_s=30)]
+    )
 
 
 def run_with_reconciler(
@@ -66,7 +70,7 @@ def run_with_reconciler(
     """Run ``scenario`` in a fresh loop; stop the reconciler's replicas afterwards, whatever happened."""
 
     async def main() -> None:
-        rec = Reconciler(registry, settings, make_processes(settings), backoff=Backoff(initial_s=0.1))
+        rec = Reconciler(registry, settings, make_targets(settings), backoff=Backoff(initial_s=0.1))
         try:
             await scenario(rec)
         finally:
@@ -185,13 +189,13 @@ def test_a_restarted_control_plane_adopts_running_replicas(registry: Registry, s
 
 
 async def _adopts(registry: Registry, settings: Settings) -> None:
-    first = Reconciler(registry, settings, make_processes(settings))
+    first = Reconciler(registry, settings, make_targets(settings))
     try:
         await first.start()
         await until(lambda: first.replica_counts("clf")["ready"] == 1)
         (before,) = first.replicas()
         await first.stop(stop_replicas=False)
-        second = Reconciler(registry, settings, make_processes(settings))
+        second = Reconciler(registry, settings, make_targets(settings))
         await second.start()
         try:
             (after,) = second.replicas()
@@ -271,7 +275,7 @@ def test_stop_returns_when_a_wake_and_the_cancellation_arrive_together(
     still return (with asyncio.wait_for on 3.11 the cancellation was swallowed and the loop ran on)."""
 
     async def scenario() -> None:
-        reconciler = Reconciler(registry, settings, make_processes(settings))
+        reconciler = Reconciler(registry, settings, make_targets(settings))
         await reconciler.start()
         try:
             for _ in range(20):  # each round: the wait gets its wake, and stop() cancels the loop then

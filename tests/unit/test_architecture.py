@@ -91,3 +91,55 @@ def test_the_check_sees_lazy_relative_and_from_imports(tmp_path: Path) -> None:
         "gateway/b.py:1 (gateway/) imports conveyor.server",
         "targets/c.py:1 (targets/) imports conveyor.server.app at load",
     ]
+
+
+# Processes are signalled and read in one place (conveyor/processes.py, and the local target built on it):
+# the control plane talks to replicas through the Target interface, never with POSIX signals; `up`'s
+# supervisor only handles its own SIGINT/SIGTERM.
+SIGNAL_ALLOWED_IN_CONTROL = {"control/supervisor.py"}
+
+
+def signal_users(root: Path) -> list[str]:
+    found = []
+    for path in sorted((root / "control").rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel in SIGNAL_ALLOWED_IN_CONTROL:
+            continue
+        for modules, line, _ in imports(path, root):
+            if any(m == "signal" or m.startswith("signal.") for m in modules):
+                found.append(f"{rel}:{line} imports signal")
+    return found
+
+
+def proc_readers(root: Path) -> list[str]:
+    found = set()  # an f-string and its first part are both seen
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel == "processes.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            parts = node.values if isinstance(node, ast.JoinedStr) else [node]
+            first = parts[0] if parts else None
+            if isinstance(first, ast.Constant) and str(first.value).startswith("/proc/"):
+                found.add(f"{rel}:{first.lineno} reads /proc")
+    return sorted(found)
+
+
+def test_the_control_plane_never_signals_a_process_itself() -> None:
+    assert signal_users(SRC) == []
+
+
+def test_only_conveyor_processes_reads_proc() -> None:
+    assert proc_readers(SRC) == []
+
+
+def test_the_process_checks_see_signal_imports_and_proc_paths(tmp_path: Path) -> None:
+    root = tmp_path / "conveyor"
+    (root / "control").mkdir(parents=True)
+    (root / "control" / "reconciler.py").write_text("import signal\n")
+    (root / "control" / "supervisor.py").write_text("import signal\n")
+    (root / "control" / "b.py").write_text("def f():\n    from signal import SIGKILL\n")
+    (root / "a.py").write_text("pid = 1\nstat = f'/proc/{pid}/stat'\n")
+    (root / "processes.py").write_text("pid = 1\nstat = f'/proc/{pid}/stat'\n")
+    assert signal_users(root) == ["control/b.py:2 imports signal", "control/reconciler.py:1 imports signal"]
+    assert proc_readers(root) == ["a.py:2 reads /proc"]

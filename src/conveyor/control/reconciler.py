@@ -1,4 +1,4 @@
-"""The reconciler: deployments in the registry (desired) → replica processes on this machine (actual).
+"""The reconciler: deployments in the registry (desired) → replicas on their targets (actual).
 
 One asyncio loop, woken by changes (apply, scale, a gateway holding a request) and every ``TICK_S``:
 
@@ -6,14 +6,16 @@ One asyncio loop, woken by changes (apply, scale, a gateway holding a request) a
    ready ones that keep failing probes are killed and replaced;
 2. per deployment: start the replicas its current template lacks, drain extras, and once the new template's
    replicas are all ready drain the old ones (zero-downtime version change);
-3. the routing table is rebuilt from ready replicas and pushed to gateways; a draining replica gets SIGTERM
-   only after every live gateway acknowledged a table without it, then finishes its in-flight requests.
+3. the routing table is rebuilt from ready replicas and pushed to gateways; a draining replica is stopped
+   (``drain=True``) only after every live gateway acknowledged a table without it, then finishes its
+   in-flight requests.
    After a restart that adopted running replicas, which gateways are live is unknown until they report
    (``RoutingState.gateways_unknown``): nothing is stopped before that, so a rollout the previous control
    plane left half done drops nothing.
 
 Probes run as background tasks: a replica that stops answering (SIGSTOP, a hung event loop) costs its own
-probe timeout, never a stalled reconcile step.
+probe timeout, never a stalled reconcile step. Replicas run on the target their deployment names
+(``spec.target``), reached only through the ``Target`` interface (targets/base.py).
 
 Implements ``ControlRuntime`` for the management API.
 """
@@ -23,16 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor import errors
+from conveyor.control.actual import DeploymentRun, Replica
 from conveyor.control.autoscaler import AutoscalerState, decide, observe
 from conveyor.control.desired import Desired, DesiredLoader, start_hold
+from conveyor.control.events import DeploymentEvents
 from conveyor.control.inprocess import InProcessReplicas
 from conveyor.control.publisher import RoutingState, build_routes
 from conveyor.digests import EXIT_DATA_LOSS
@@ -41,9 +42,10 @@ from conveyor.observe.control_metrics import ControlMetrics
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from conveyor.targets.backoff import Backoff
-from conveyor.targets.base import ReplicaRecord
+from conveyor.targets.base import Launch, ReplicaRecord, Target
 from conveyor.targets.probe import probe
-from conveyor.targets.processes import LocalProcesses
+from conveyor.targets.select import Targets
+from conveyor.targets.state import ReplicaState
 
 if TYPE_CHECKING:
     from conveyor.control.leader import LeaderElection
@@ -74,60 +76,22 @@ ACK_TIMEOUT_S = 5.0
 SCALE_SAMPLE_S = 0.5
 
 
-@dataclass(eq=False, slots=True)
-class Replica:
-    record: ReplicaRecord
-    state: str = "starting"  # starting -> ready -> draining -> stopping
-    since: float = field(default_factory=time.monotonic)
-    failures: int = 0
-    last_probe: float = 0.0
-    probing: asyncio.Task[bool] | None = None
-    killed: bool = False  # killed for failing probes or a start timeout: not probed nor reported again
-    drain_generation: int | None = None
-
-    def status(self, admitted_by: int) -> dict[str, Any]:
-        r = self.record
-        return {
-            "id": r.id,
-            "deployment": r.deployment,
-            "revision": r.revision,
-            "model": r.model,
-            "version": r.version,
-            "template": r.template,
-            "address": r.address,
-            "pid": r.pid,
-            "state": self.state,
-            "started_at": datetime.fromtimestamp(r.started_at, UTC).isoformat(),
-            "gateways": admitted_by,
-        }
-
-
-@dataclass(slots=True)
-class DeploymentRun:
-    """Bookkeeping per deployment: restart backoff, autoscaler state, the replica count decided."""
-
-    streak: int = 0
-    next_start: float = 0.0
-    restarts: int = 0
-    target: int | None = None
-    scaler: AutoscalerState | None = None
-    scaler_template: str | None = None
-    last_sample: float = 0.0
-
-
 class Reconciler:
     def __init__(
         self,
         registry: Registry,
         settings: Settings,
-        processes: LocalProcesses,
+        targets: Targets,
         *,
+        state: ReplicaState | None = None,
         backoff: Backoff | None = None,
         drain_timeout_s: float | None = None,
     ) -> None:
+        """``state``: where the replicas are recorded for a restarted control plane (default: the home's)."""
         self.registry = registry
         self.settings = settings
-        self.processes = processes
+        self.targets = targets
+        self.state = state or ReplicaState(settings.home / "run")
         self.backoff = backoff or Backoff()
         self.drain_timeout_s = drain_timeout_s or settings.request_timeout_ms / 1000 + 5.0
         self.tables = RoutingState()
@@ -150,8 +114,7 @@ class Reconciler:
         self._dirty = False
         self._save_failing = False
         self._task: asyncio.Task[None] | None = None
-        self._events: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
-        self._event_task: asyncio.Task[None] | None = None
+        self._events = DeploymentEvents(registry)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._steps_begun = 0
         self._steps_done = 0
@@ -254,9 +217,9 @@ class Reconciler:
     async def start(self) -> None:
         """Adopt the replicas a previous control plane left running, converge once, then keep going."""
         self._loop = asyncio.get_running_loop()
-        self.processes.touch_lease()
+        self._keepalive()
         await self._adopt()
-        self._event_task = self._loop.create_task(self._write_events())
+        self._events.start()
         if self.may_act():
             await self._step()
         self._task = self._loop.create_task(self._run())
@@ -272,12 +235,24 @@ class Reconciler:
                 r.probing.cancel()
         if stop_replicas:
             self.tables.publish([])
-            await self.processes.stop_all([r.record for r in self._replicas.values()], self.drain_timeout_s)
+            records = [r.record for r in self._replicas.values()]
+            await asyncio.gather(  # side by side: each target drains its own
+                *(
+                    t.stop_all([r for r in records if r.target == t.kind], self.drain_timeout_s)
+                    for t in self.targets.made()
+                )
+            )
             self._replicas.clear()
-            self.processes.release()
+            try:
+                self.state.save([])
+            except errors.DiskFull as exc:
+                # Harmless: every recorded replica is stopped, and the next control plane skips dead ones.
+                log.warning("%s; it still lists the replicas just stopped", exc.message)
+            for t in self.targets.made():
+                t.release()
         else:
             self._save()
-        await self._flush_events()
+        await self._events.flush()
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -293,7 +268,7 @@ class Reconciler:
             self._steps_begun += 1
             try:
                 if self.may_act():  # a follower neither starts nor stops anything, nor keeps replicas owned
-                    self.processes.touch_lease()
+                    self._keepalive()
                     await self._step()
             except Exception:  # the loop must outlive any one failure (a registry hiccup, a bug)
                 log.exception("reconcile step failed")
@@ -337,17 +312,19 @@ class Reconciler:
     async def _check_processes(self) -> None:
         now = time.monotonic()
         for r in list(self._replicas.values()):
-            if not self.processes.alive(r.record):
+            if not self._target(r.record).alive(r.record):
                 self._exited(r, now)
         for r in list(self._replicas.values()):
             if r.killed or r.state not in ("starting", "ready"):
                 continue
+            if not r.record.address and (address := self._target(r.record).endpoint(r.record)):
+                r.record.address, self._dirty = address, True  # started elsewhere: known once it runs
             task = r.probing
             if task is not None and task.done():
                 r.probing = None
                 self._probed(r, not task.cancelled() and task.result(), now)
             due = r.state == "starting" or now - r.last_probe >= READY_PROBE_S
-            if r.probing is None and not r.killed and due:
+            if r.probing is None and not r.killed and due and r.record.address:
                 r.last_probe = now
                 r.probing = asyncio.get_running_loop().create_task(probe(r.record.address))
                 r.probing.add_done_callback(lambda _: self._wake.set())
@@ -371,18 +348,19 @@ class Reconciler:
                 self._kill(r, "ReplicaUnhealthy", why)
 
     def _kill(self, r: Replica, kind: str, message: str) -> None:
-        """SIGKILL a replica that does not work, with one event; its exit is noticed at the next step."""
+        """End a replica that does not work now, with one event; its exit is noticed at the next step."""
         r.killed = True
         self._event(r.record.deployment, kind, message)
-        self.processes.signal(r.record, signal.SIGKILL)
+        self._target(r.record).stop(r.record, drain=False)
 
     def _exited(self, r: Replica, now: float) -> None:
         self._replicas.pop(r.record.id, None)
         if r.probing is not None:
             r.probing.cancel()
         self._dirty = True
-        code = self.processes.exit_code(r.record)
-        self.processes.forget(r.record)
+        target = self._target(r.record)
+        code = target.exit_code(r.record)
+        target.forget(r.record)
         if r.state in ("draining", "stopping"):
             log.info("replica %s stopped", r.record.id)
             return
@@ -402,7 +380,7 @@ class Reconciler:
         run.restarts += 1
         self.metrics.restarted(r.record.deployment, r.record.version)
         how = "was killed" if code is None or code < 0 else f"exited with code {code}"
-        tail = self.processes.log_tail(r.record)
+        tail = target.log_tail(r.record)
         if code == EXIT_DATA_LOSS:  # it refused bytes that are not its version's: a restart loads them again
             self._artifact_corrupt(r.record)
             return
@@ -414,7 +392,7 @@ class Reconciler:
         )
 
     def _artifact_corrupt(self, record: ReplicaRecord) -> None:
-        why = self.processes.log_tail(record, lines=1).removeprefix("error: ")
+        why = self._target(record).log_tail(record, lines=1).removeprefix("error: ")
         self._loader.replica_refused(record.template, why)
         self._reload = True  # the deployment's problem says so at the next step
         self._event(
@@ -453,7 +431,8 @@ class Reconciler:
         want = self._count(d, run)
         if len(current) < want and now >= run.next_start and not self._loader.blocked(d):
             for _ in range(want - len(current)):
-                self._start(d)
+                if not self._start(d, run):
+                    break
         elif len(current) > want:
             # Starting ones first, then the newest ready ones: the longest-running keep their warm caches.
             extras = sorted(current, key=lambda r: (r.state == "ready", -r.record.started_at))
@@ -506,23 +485,24 @@ class Reconciler:
             self.metrics.scaled(d.name, up=decision.desired > count)
             run.target = decision.desired
 
-    def _start(self, d: Desired) -> None:
-        record = self.processes.spawn(
-            deployment=d.name,
-            revision=d.revision,
-            template=d.template,
-            model=d.model,
-            version=d.version,
-            model_file=d.model_file,
-            options=d.options,
-        )
+    def _start(self, d: Desired, run: DeploymentRun) -> bool:
+        launch = Launch(d.name, d.revision, d.template, d.model, d.version, d.model_file, d.sha256, d.options)
+        try:
+            record = self.targets.get(d.target).create(launch)
+        except errors.ConveyorError as exc:  # a target that cannot take it now (a cluster away): retried
+            run.streak += 1
+            run.next_start = time.monotonic() + self.backoff.delay(run.streak)
+            self._event(d.name, "ReplicaFailed", f"no replica started on target {d.target}: {exc.message}")
+            return False
+        record.target = d.target
         self._replicas[record.id] = Replica(record)
         self._dirty = True
+        return True
 
     def _drain(self, r: Replica, why: str) -> None:
         log.info("draining replica %s: %s", r.record.id, why)
         if r.state == "starting":  # never routed to: stop it at once
-            self.processes.signal(r.record, signal.SIGTERM)
+            self._target(r.record).stop(r.record, drain=True)
             r.state, r.since = "stopping", time.monotonic()
             return
         r.state, r.since, r.drain_generation = "draining", time.monotonic(), None
@@ -569,21 +549,33 @@ class Reconciler:
             if r.state == "draining" and r.drain_generation is not None:
                 waited = now - max(r.since, self.tables.known_since)
                 if self.tables.acknowledged(r.drain_generation) or waited > ACK_TIMEOUT_S:
-                    self.processes.signal(r.record, signal.SIGTERM)  # it finishes in-flight work, then exits
+                    self._target(r.record).stop(r.record, drain=True)  # finishes in-flight work, then exits
                     r.state, r.since = "stopping", now
             elif r.state == "stopping" and now - r.since > self.drain_timeout_s:
                 log.warning(
                     "replica %s did not stop within %.0fs: killing it", r.record.id, self.drain_timeout_s
                 )
-                self.processes.signal(r.record, signal.SIGKILL)
+                self._target(r.record).stop(r.record, drain=False)
 
-    # -- adoption, state file, lease, events ----------------------------------------------------------
+    # -- targets, adoption, state file, events --------------------------------------------------------
+
+    def _target(self, record: ReplicaRecord) -> Target:
+        return self.targets.get(record.target)
+
+    def _keepalive(self) -> None:
+        for target in self.targets.made():
+            target.keepalive()
 
     async def _adopt(self) -> None:
-        records = self.processes.load()
-        for record in records:
-            if not self.processes.alive(record):
-                self.processes.forget(record)
+        for record in self.state.load():
+            try:
+                target = self._target(record)
+            except errors.ConveyorError as exc:  # a target this control plane lacks: not ours to keep
+                log.warning("not adopting replica %s: %s", record.id, exc)
+                continue
+            target.keepalive()  # its replicas must not stop while the others are probed
+            if not target.adopt(record):
+                target.forget(record)
                 continue
             ok = False
             for _ in range(3):
@@ -596,15 +588,15 @@ class Reconciler:
                 log.info("adopted replica %s (pid %d)", record.id, record.pid)
             else:
                 log.warning("replica %s (pid %d) does not answer: killing it", record.id, record.pid)
-                self.processes.signal(record, signal.SIGKILL)
-                self.processes.forget(record)
+                target.stop(record, drain=False)
+                target.forget(record)
         if self._replicas:  # gateways may route to them: learn which gateways live before stopping any
             self.tables.gateways_unknown()
         self._save()
 
     def _save(self) -> None:
         try:
-            self.processes.save([r.record for r in self._replicas.values()])
+            self.state.save([r.record for r in self._replicas.values()])
         except errors.DiskFull as exc:  # kept dirty: retried at every step until space is freed
             if not self._save_failing:
                 self._save_failing = True
@@ -614,30 +606,8 @@ class Reconciler:
             return
         if self._save_failing:
             self._save_failing = False
-            log.warning("replica state saved again: %s", self.processes.run_dir)
+            log.warning("replica state saved again: %s", self.state.path)
         self._dirty = False
 
     def _event(self, deployment: str, kind: str, message: str) -> None:
-        log.info("%s %s: %s", deployment, kind, message)
-        self._events.put_nowait((deployment, kind, message))
-
-    async def _write_events(self) -> None:
-        while True:
-            item = await self._events.get()
-            await asyncio.to_thread(self._record, *item)
-
-    def _record(self, deployment: str, kind: str, message: str) -> None:
-        """Store one event; one the registry cannot take (a full disk, the database away) is logged, not
-        retried: the writer must outlive it, and the event is in the log already (``_event``)."""
-        try:
-            self.registry.deployments.record_event(deployment, kind, message[:2000])
-        except errors.NotFound:  # deleted meanwhile
-            pass
-        except errors.ConveyorError as exc:
-            log.warning("event %s of %s not stored: %s", kind, deployment, exc)
-
-    async def _flush_events(self) -> None:
-        if self._event_task is not None:
-            self._event_task.cancel()
-        while not self._events.empty():
-            await asyncio.to_thread(self._record, *self._events.get_nowait())
+        self._events.add(deployment, kind, message)

@@ -63,17 +63,10 @@ def build_control_plane(settings: Settings, *, owned: bool = False, address: str
     from conveyor.control.management import create_api
     from conveyor.control.reconciler import Reconciler
     from conveyor.registry import Registry
-    from conveyor.targets.processes import LocalProcesses, socket_dir
+    from conveyor.targets.select import control_plane_targets
 
-    run_dir = settings.home / "run"
     registry = Registry.from_settings(settings)
-    processes = LocalProcesses(
-        run_dir,
-        socket_dir(settings.home),
-        lease=run_dir / "controlplane.lease",
-        orphan_after_s=settings.replica_orphan_timeout_s,
-    )
-    reconciler = Reconciler(registry, settings, processes)
+    reconciler = Reconciler(registry, settings, control_plane_targets(settings))
     from conveyor.security.credentials import ensure_admin_token
 
     admin_token = ensure_admin_token(registry, settings)  # first start: the local admin token, 0600

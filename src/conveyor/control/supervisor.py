@@ -9,11 +9,9 @@ restarted control plane adopts the running replicas, the gateway keeps its last 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from conveyor import processes
 from conveyor.errors import Unavailable
 from conveyor.ports import check_ports_free
+from conveyor.processes import Supervised
 from conveyor.targets.backoff import Backoff
 
 if TYPE_CHECKING:
@@ -33,41 +33,20 @@ if TYPE_CHECKING:
     from conveyor.security.tls import ServerTls
 
 log = logging.getLogger("conveyor.control.supervisor")
-_PR_SET_PDEATHSIG = 1
 START_TIMEOUT_S = 60.0
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 @dataclass(eq=False)
-class Child:
-    name: str
-    args: list[str]
-    health_url: str
-    proc: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
-    streak: int = 0
-    restart_at: float | None = None
-    restarts: int = 0
+class Child(Supervised):
+    """The control plane or the gateway: started in a session of its own, SIGTERM should this process
+    die, restarted with backoff (conveyor/processes.py)."""
+
+    name: str = ""
+    health_url: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    env: dict[str, str] | None = None  # None: this process's environment
 
     def spawn(self) -> None:
-        self.proc = subprocess.Popen(
-            self.args,
-            env=self.env,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-        self.started_at = time.monotonic()
-        self.restart_at = None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        self.start()
 
 
 def wait_healthy(
@@ -126,18 +105,26 @@ class Stack:
         self.trust_file = None if tls is None else (ca_file or tls.cert_file)
         serve_tls = [] if tls is None else ["--tls-cert", str(tls.cert_file), "--tls-key", str(tls.key_file)]
         exe = [sys.executable, "-m", "conveyor.cli.main"]
+        self.backoff = backoff or Backoff()
         self.control = Child(
-            "control plane",
             [*exe, "server", "--host", host, "--api-port", str(api_port), "--owned", *serve_tls],
-            f"{self.api_url}/api/v1/health",
+            with_parent=True,
+            backoff=self.backoff,
+            name="control plane",
+            health_url=f"{self.api_url}/api/v1/health",
         )
         gateway_args = [*exe, "gateway", "--control-plane", self.api_url, "--host", host, "--port", str(port)]
         if grpc_port is not None:
             gateway_args += ["--grpc-port", str(grpc_port)]
         if self.trust_file is not None:
             gateway_args += [*serve_tls, "--ca", str(self.trust_file)]
-        self.gateway = Child("gateway", gateway_args, f"{self.gateway_url}/v2/health/live")
-        self.backoff = backoff or Backoff()
+        self.gateway = Child(
+            gateway_args,
+            with_parent=True,
+            backoff=self.backoff,
+            name="gateway",
+            health_url=f"{self.gateway_url}/v2/health/live",
+        )
         self._stop = False
 
     def start(self) -> None:
@@ -165,14 +152,9 @@ class Stack:
             while not self._stop:
                 now = time.monotonic()
                 for child in (self.control, self.gateway):
-                    if child.restart_at is not None:
-                        if now >= child.restart_at:
-                            child.restarts += 1
-                            child.spawn()
-                    elif not child.running:
-                        code = None if child.proc is None else child.proc.returncode
-                        child.streak = self.backoff.next_streak(child.streak, now - child.started_at)
-                        child.restart_at = now + self.backoff.delay(child.streak)
+                    code = child.check(now)
+                    if code is not None:
+                        child.restart_later(now)
                         if on_restart is not None:
                             on_restart(child, code)
                 time.sleep(0.1)
@@ -183,16 +165,5 @@ class Stack:
     def stop(self, timeout_s: float = 60.0) -> None:
         """Gateway first (in-flight requests finish), then the control plane (replicas drain and stop)."""
         for child in (self.gateway, self.control):
-            proc = child.proc
-            if proc is None:
-                continue
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    log.warning("the %s did not stop within %.0fs: killing it", child.name, timeout_s)
-                    proc.kill()
-                    proc.wait()
-            else:
-                proc.wait()
+            if child.proc is not None and not processes.stop(child.proc, timeout_s):
+                log.warning("the %s did not stop within %.0fs: killed it", child.name, timeout_s)

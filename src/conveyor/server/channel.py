@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from typing import cast
 import orjson
 import uvloop
 
+from conveyor import processes
 from conveyor.errors import ConveyorError
 from conveyor.frontend.gc_tuning import freeze_startup_heap
 from conveyor.frontend.http_errors import status_for
@@ -37,7 +36,6 @@ from conveyor.server.dataplane import DataPlane
 from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.server.channel")
-_PR_SET_PDEATHSIG = 1
 
 
 class _Connection(asyncio.Protocol):
@@ -234,10 +232,7 @@ async def serve_channel(
 
 def die_with_parent(parent_pid: int) -> None:
     """Ask Linux to SIGTERM this process when its parent dies; exit now if the parent is already gone."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    processes.die_with_parent()
     if os.getppid() != parent_pid:
         raise SystemExit(f"parent process {parent_pid} is gone")
 

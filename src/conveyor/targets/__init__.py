@@ -1,6 +1,4 @@
-"""Where replicas run. ``local``: supervised replica processes on this machine."""
+"""Where replicas run, behind one interface (``base.Target``): ``local`` processes on this machine
+(processes.py), a Ray cluster, Kubernetes; ``select.Targets`` holds a control plane's by kind.
 
-from conveyor.targets.backoff import Backoff
-from conveyor.targets.local import LocalTarget, ReplicaSlot
-
-__all__ = ["Backoff", "LocalTarget", "ReplicaSlot"]
+Imports nothing itself, so that importing one module of it (the backoff, a probe) loads only that one."""

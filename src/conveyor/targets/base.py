@@ -10,6 +10,7 @@ record at once and reports the endpoint through ``endpoint`` when it is known.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -75,6 +76,33 @@ class ReplicaRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReplicaRecord:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def new_record(
+    launch: Launch,
+    rid: str,
+    *,
+    target: str,
+    address: str = "",
+    pid: int = 0,
+    pid_start: str = "",
+    details: dict[str, str] | None = None,
+) -> ReplicaRecord:
+    """The record of a replica of ``launch`` created now by a target of kind ``target``."""
+    return ReplicaRecord(
+        id=rid,
+        deployment=launch.deployment,
+        revision=launch.revision,
+        template=launch.template,
+        model=launch.model,
+        version=launch.version,
+        address=address,
+        pid=pid,
+        pid_start=pid_start,
+        started_at=time.time(),
+        target=target,
+        details=details or {},
+    )
 
 
 class Target(Protocol):

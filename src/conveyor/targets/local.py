@@ -1,7 +1,8 @@
-"""The local target: N replica processes on this machine, supervised.
+"""``conveyor serve``'s replicas: N replica processes on this machine, children of its gateway, supervised.
 
 A crashed replica is restarted in the same slot (same channel address) after an exponential backoff; stop()
-sends SIGTERM to each, waits for them to drain, kills what is left and reaps every child.
+sends SIGTERM to each, waits for them to drain, kills what is left and reaps every child
+(conveyor/processes.py does each of those).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,30 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.digests import EXIT_DATA_LOSS
+from conveyor.processes import Supervised, stop_together
 from conveyor.targets.backoff import Backoff
 
 log = logging.getLogger("conveyor.targets.local")
 
 
-@dataclass(eq=False, slots=True)
-class ReplicaSlot:
+@dataclass(eq=False)
+class ReplicaSlot(Supervised):
     """One supervised replica position; its process changes across restarts, its address does not."""
 
-    index: int
-    address: str
-    proc: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
-    streak: int = 0
-    restarts: int = 0
-    restart_at: float | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    index: int = 0
+    address: str = ""
 
 
 class LocalTarget:
@@ -56,12 +44,22 @@ class LocalTarget:
         on_exit: Callable[[ReplicaSlot], None] | None = None,
         poll_interval_s: float = 0.05,
         env: Mapping[str, str] | None = None,
+        slot_env: Callable[[int], Mapping[str, str]] | None = None,
     ) -> None:
-        """``env`` is added to this process's environment for every replica."""
-        self.command = list(command)
-        self.env = {**os.environ, **(env or {})}
-        self.backoff = backoff or Backoff()
-        self.slots = [ReplicaSlot(i, f"unix:{run_dir / f'replica-{i}.sock'}") for i in range(count)]
+        """``env`` is added to this process's environment for every replica, ``slot_env(i)`` for the i-th
+        (a GPU each: its CUDA_VISIBLE_DEVICES)."""
+        full_env = {**os.environ, **(env or {})}
+        self.slots = []
+        for i in range(count):
+            address = f"unix:{run_dir / f'replica-{i}.sock'}"
+            # --parent-pid: the replica asks for PR_SET_PDEATHSIG itself, and exits should this gateway be
+            # gone by then (server/channel.py); its own session: Ctrl-C in a terminal reaches the gateway
+            # only, which drains first and then stops the replicas.
+            args = [*command, "--channel", address, "--parent-pid", str(os.getpid())]
+            own_env = full_env if slot_env is None else {**full_env, **slot_env(i)}
+            slot = ReplicaSlot(args, own_env, subprocess.DEVNULL, backoff=backoff or Backoff())
+            slot.index, slot.address = i, address
+            self.slots.append(slot)
         self._on_exit = on_exit
         self._poll_s = poll_interval_s
         self._task: asyncio.Task[None] | None = None
@@ -71,51 +69,38 @@ class LocalTarget:
     def addresses(self) -> list[str]:
         return [s.address for s in self.slots]
 
-    def _spawn(self, slot: ReplicaSlot) -> None:
-        args = [*self.command, "--channel", slot.address, "--parent-pid", str(os.getpid())]
-        # A session of its own: Ctrl-C in a terminal reaches the gateway only, which drains first and then
-        # stops the replicas; the replica's PR_SET_PDEATHSIG covers a gateway that dies hard.
-        slot.proc = subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL, start_new_session=True)
-        slot.started_at = time.monotonic()
-        slot.restart_at = None
-        log.info("replica %d started (pid %d) on %s", slot.index, slot.proc.pid, slot.address)
+    def _start(self, slot: ReplicaSlot) -> None:
+        slot.start()
+        log.info("replica %d started (pid %s) on %s", slot.index, slot.pid, slot.address)
 
     async def start(self) -> None:
         for slot in self.slots:
-            self._spawn(slot)
+            self._start(slot)
         self._task = asyncio.get_running_loop().create_task(self._supervise())
 
     async def _supervise(self) -> None:
         while not self._stopping:
             now = time.monotonic()
             for slot in self.slots:
-                if slot.restart_at is not None:
-                    if now >= slot.restart_at:
-                        slot.restarts += 1
-                        self._spawn(slot)
-                elif slot.proc is not None and slot.proc.poll() is not None:
-                    self._crashed(slot, now)
+                was = slot.restarts
+                code = slot.check(now)
+                if slot.restarts != was:
+                    log.info("replica %d started (pid %s) on %s", slot.index, slot.pid, slot.address)
+                if code is not None:
+                    self._crashed(slot, code, now)
             await asyncio.sleep(self._poll_s)
 
-    def _crashed(self, slot: ReplicaSlot, now: float) -> None:
-        assert slot.proc is not None
-        code = slot.proc.returncode
+    def _crashed(self, slot: ReplicaSlot, code: int, now: float) -> None:
         if code == EXIT_DATA_LOSS:
             # It refused a model whose bytes are not the version's (its error line is above): every restart
             # would read the same bytes, so the slot stays empty and the others keep serving.
-            log.error(
-                "replica %d (pid %d) refused a corrupt model: not restarting it", slot.index, slot.proc.pid
+            log.error("replica %d (pid %s) refused a corrupt model: not restarting it", slot.index, slot.pid)
+            slot.give_up()
+        else:
+            delay = slot.restart_later(now)
+            log.warning(
+                "replica %d (pid %s) exited with %s; restarting in %.1fs", slot.index, slot.pid, code, delay
             )
-            slot.proc = None
-            if self._on_exit is not None:
-                self._on_exit(slot)
-            return
-        slot.streak = self.backoff.next_streak(slot.streak, now - slot.started_at)
-        delay = self.backoff.delay(slot.streak)
-        slot.restart_at = now + delay
-        log.warning(
-            "replica %d (pid %d) exited with %s; restarting in %.1fs", slot.index, slot.proc.pid, code, delay
-        )
         if self._on_exit is not None:
             self._on_exit(slot)
 
@@ -126,14 +111,5 @@ class LocalTarget:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         procs = [s.proc for s in self.slots if s.proc is not None]
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        for p in procs:
-            if p.poll() is None:
-                log.warning("replica pid %d did not stop within %.0fs: killing it", p.pid, timeout_s)
-                p.kill()
-            p.wait()
+        for pid in await stop_together(procs, timeout_s):
+            log.warning("replica pid %d did not stop within %.0fs: killing it", pid, timeout_s)

@@ -1,8 +1,8 @@
-"""Replica processes of the control plane on this machine: started detached, recorded, adoptable.
+"""The ``local`` target: a control plane's replica processes on this machine, started detached and adoptable.
 
 Unlike ``conveyor serve``'s supervised children (targets/local.py), these replicas outlive the control plane:
-each runs in a session of its own and is recorded in ``run/replicas.json`` with its pid and the pid's start
-time, so a restarted control plane can tell its replicas from unrelated processes that reused a pid. A replica
+each runs in a session of its own and is recorded (targets/state.py) with its pid and the pid's start time,
+so a restarted control plane can tell its replicas from unrelated processes that reused a pid. A replica
 stops on its own when the control plane's lease file goes stale (server/channel.py).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import secrets
@@ -20,16 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from conveyor import errors
-from conveyor.files import replacing
-from conveyor.targets.base import ReplicaRecord
+from conveyor import processes
+from conveyor.targets.base import LOCAL, Launch, ReplicaRecord, new_record, replica_id
 
 log = logging.getLogger("conveyor.targets.processes")
-STATE_FILE = "replicas.json"
 KEEP_LOGS = 100
 
 
@@ -39,23 +35,11 @@ def socket_dir(home: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"conveyor-{os.getuid()}-{digest}"
 
 
-def pid_start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22); None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    if ")" not in stat:  # read while the process was being reaped
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after its closing one.
-    rest = stat[stat.rindex(")") + 2 :].split()
-    if rest[0] == "Z":  # a zombie has exited; only its parent's wait() is missing
-        return None
-    return rest[19]
-
-
 class LocalProcesses:
-    """Starts, finds, signals and records replica processes for one control plane (one CONVEYOR_HOME)."""
+    """The local ``Target`` of one control plane (one CONVEYOR_HOME): replica processes it starts, finds
+    again, stops by pid and keeps alive through a lease file."""
+
+    kind = LOCAL
 
     def __init__(
         self,
@@ -82,29 +66,19 @@ class LocalProcesses:
         with contextlib.suppress(OSError):
             self.sockets.chmod(0o700)
 
-    # -- processes ------------------------------------------------------------------------------------
+    # -- Target -----------------------------------------------------------------------------------------
 
-    def spawn(
-        self,
-        *,
-        deployment: str,
-        revision: int,
-        template: str,
-        model: str,
-        version: str,
-        model_file: Path,
-        options: Mapping[str, Any],
-    ) -> ReplicaRecord:
-        """Start one replica serving ``model_file`` as ``deployment:version`` on a fresh unix socket."""
+    def create(self, launch: Launch) -> ReplicaRecord:
+        """Start one replica serving ``launch.model_file`` as ``deployment:version`` on a new unix socket."""
         self._make_dirs()
-        rid = f"{deployment}-{template[:6]}-{secrets.token_hex(3)}"
+        rid = replica_id(launch)
         address = f"unix:{self.sockets / (secrets.token_hex(6) + '.sock')}"
         args = [
             sys.executable,
             "-m",
             "conveyor.server",
             "--model",
-            f"{deployment}:{version}={model_file}",
+            f"{launch.deployment}:{launch.version}={launch.model_file}",
             "--channel",
             address,
             "--lease",
@@ -114,37 +88,30 @@ class LocalProcesses:
             "--replica-id",  # names its JSON-lines log file (conveyor logs)
             rid,
         ]
-        for flag, value in options.items():
+        for flag, value in launch.options.items():
             if value is not None:
                 args += [f"--{flag.replace('_', '-')}", str(value)]
         self._prune_logs()
+        env = {**self.env, **launch.env} if launch.env else self.env
         with open(self.log_dir / f"{rid}.log", "ab") as out:
-            # A session of its own: the control plane's death (or Ctrl-C in its terminal) must not reach it.
-            proc = subprocess.Popen(
-                args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            # A session of its own and no PR_SET_PDEATHSIG: the control plane's death (or Ctrl-C in its
+            # terminal) must not reach it; a restarted control plane adopts it.
+            proc = processes.spawn(args, env=env, stdout=out, stderr=subprocess.STDOUT)
         self._children[proc.pid] = proc
-        record = ReplicaRecord(
-            id=rid,
-            deployment=deployment,
-            revision=revision,
-            template=template,
-            model=model,
-            version=version,
-            address=address,
-            pid=proc.pid,
-            pid_start=pid_start_time(proc.pid) or "",
-            started_at=time.time(),
-        )
+        start = processes.start_time(proc.pid) or ""
+        record = new_record(launch, rid, target=self.kind, address=address, pid=proc.pid, pid_start=start)
         log.info("replica %s started (pid %d) on %s", rid, proc.pid, address)
         return record
+
+    def endpoint(self, record: ReplicaRecord) -> str | None:
+        return record.address  # chosen before it started: its socket path
 
     def alive(self, record: ReplicaRecord) -> bool:
         """True while the recorded process (not a later one with the same pid) runs."""
         child = self._children.get(record.pid)
         if child is not None:
             return child.poll() is None
-        start = pid_start_time(record.pid)
+        start = processes.start_time(record.pid)
         return start is not None and start == record.pid_start
 
     def exit_code(self, record: ReplicaRecord) -> int | None:
@@ -152,23 +119,27 @@ class LocalProcesses:
         child = self._children.get(record.pid)
         return None if child is None else child.poll()
 
-    def signal(self, record: ReplicaRecord, sig: signal.Signals) -> None:
+    def stop(self, record: ReplicaRecord, *, drain: bool) -> None:
+        """SIGTERM (it finishes in-flight requests, then exits) or SIGKILL, to the recorded process only."""
         if self.alive(record):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(record.pid, sig)
+                os.kill(record.pid, signal.SIGTERM if drain else signal.SIGKILL)
 
-    async def stop_all(self, records: list[ReplicaRecord], timeout_s: float) -> None:
+    def adopt(self, record: ReplicaRecord) -> bool:
+        return self.alive(record)
+
+    async def stop_all(self, records: Sequence[ReplicaRecord], timeout_s: float) -> None:
         """SIGTERM each (it drains), wait up to ``timeout_s``, SIGKILL what is left; reap and clean up all."""
         for r in records:
-            self.signal(r, signal.SIGTERM)
+            self.stop(r, drain=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and any(self.alive(r) for r in records):
             await asyncio.sleep(0.05)
         for r in records:
-            self.signal(r, signal.SIGKILL)
+            self.stop(r, drain=False)
             self.forget(r)
 
-    def touch_lease(self) -> None:
+    def keepalive(self) -> None:
         """Tell the replicas their owner lives (they exit once it is ``orphan_after_s`` old)."""
         try:
             os.utime(self.lease)
@@ -177,12 +148,7 @@ class LocalProcesses:
             self.lease.touch()
 
     def release(self) -> None:
-        """After ``stop_all``: no lease, an empty state file, and the socket directory gone if empty."""
-        try:
-            self.save([])
-        except errors.DiskFull as exc:
-            # Harmless: every recorded replica is stopped, and the next control plane skips dead pids.
-            log.warning("%s; it still lists the replicas just stopped", exc.message)
+        """After ``stop_all``: no lease, and the socket directory gone if empty."""
         with contextlib.suppress(OSError):
             self.lease.unlink()
         with contextlib.suppress(OSError):
@@ -197,6 +163,13 @@ class LocalProcesses:
         with contextlib.suppress(OSError):
             os.unlink(path)
 
+    def log_tail(self, record: ReplicaRecord, lines: int = 5) -> str:
+        try:
+            text = (self.log_dir / f"{record.id}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
     def _prune_logs(self) -> None:
         """Keep the newest ``KEEP_LOGS`` replica logs (those of crashed replicas are what one reads)."""
         try:
@@ -206,30 +179,3 @@ class LocalProcesses:
         for old in logs[: max(0, len(logs) - KEEP_LOGS)]:
             with contextlib.suppress(OSError):
                 old.unlink()
-
-    def log_tail(self, record: ReplicaRecord, lines: int = 5) -> str:
-        try:
-            text = (self.log_dir / f"{record.id}.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
-
-    # -- the record on disk -----------------------------------------------------------------------------
-
-    def load(self) -> list[ReplicaRecord]:
-        path = self.run_dir / STATE_FILE
-        try:
-            data = json.loads(path.read_text())
-            return [ReplicaRecord.from_dict(r) for r in data.get("replicas", [])]
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            log.warning("ignoring unreadable replica state %s: %s", path, exc)
-            return []
-
-    def save(self, records: list[ReplicaRecord]) -> None:
-        """Atomically replace the state file (write a temp file, fsync, rename). On a full disk: DiskFull,
-        with the previous state file intact and no temp file left."""
-        data = json.dumps({"replicas": [r.to_dict() for r in records]}, indent=1)
-        with replacing(self.run_dir / STATE_FILE) as f:
-            f.write(data.encode())

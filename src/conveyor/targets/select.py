@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from conveyor import errors
+from conveyor.settings import Settings
 from conveyor.targets.base import Target
 
 
@@ -32,3 +33,28 @@ class Targets:
     def made(self) -> list[Target]:
         """The targets made so far: those whose replicas may run and need keeping alive and stopping."""
         return list(self._made.values())
+
+
+def control_plane_targets(settings: Settings) -> Targets:
+    """The targets of ``conveyor server``: its replica processes on this machine, made now (their lease
+    must be kept from the first step); other kinds join ``factories`` here, made at first use."""
+    from conveyor.targets.processes import LocalProcesses, socket_dir
+
+    run_dir = settings.home / "run"
+    local = LocalProcesses(
+        run_dir,
+        socket_dir(settings.home),
+        lease=run_dir / "controlplane.lease",
+        orphan_after_s=settings.replica_orphan_timeout_s,
+    )
+    factories: dict[str, Callable[[], Target]] = {"kubernetes": _kubernetes}
+    return Targets([local], factories)
+
+
+def _kubernetes() -> Target:
+    # Deployments of target kubernetes are applied to the cluster at apply (targets/kubernetes.py); this
+    # serves a replica record of that kind, should one be recorded.
+    from conveyor.targets.kubernetes import KubernetesTarget
+
+    return KubernetesTarget.connect()
+

@@ -5,15 +5,14 @@ port (the port the kernel gives, read back from what the server prints), or an e
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 
+from conveyor import processes
 from conveyor.errors import Unauthenticated, Unavailable
 from conveyor.serve_process import ServeProcess
 
@@ -126,37 +125,8 @@ def started(refs: list[tuple[str, str, int]], client: httpx.Client) -> Iterator[
 def tree_rss_bytes(pid: int) -> int | None:
     """VmRSS of ``pid`` and its live descendants (a replica process each, with placement process)."""
     total, found = 0, False
-    for p in [pid, *_descendants(pid)]:
-        rss = _vm_rss(p)
+    for p in [pid, *processes.descendants(pid)]:
+        rss = processes.resident_bytes(p)
         if rss is not None:
             total, found = total + rss, True
     return total if found else None
-
-
-def _vm_rss(pid: int) -> int | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    return int(found.group(1)) * 1024 if found else None
-
-
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1:
-            parents.setdefault(int(fields[1]), []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        kids = parents.get(todo.pop(), [])
-        out += kids
-        todo += kids
-    return out
