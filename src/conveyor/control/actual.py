@@ -36,6 +36,9 @@ class Replica:
             "address": r.address,
             "pid": r.pid,
             "target": r.target,
+            # What runs its model (docs/gpu.md); a record from before the field ran on the CPU.
+            "provider": r.details.get("provider", "CPUExecutionProvider"),
+            "gpu": r.details.get("gpu"),
             "state": self.state,
             "started_at": datetime.fromtimestamp(r.started_at, UTC).isoformat(),
             "gateways": admitted_by,

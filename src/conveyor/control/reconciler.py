@@ -486,7 +486,12 @@ class Reconciler:
             run.target = decision.desired
 
     def _start(self, d: Desired, run: DeploymentRun) -> bool:
-        launch = Launch(d.name, d.revision, d.template, d.model, d.version, d.model_file, d.sha256, d.options)
+        # On a GPU: pinned to the one the fewest of this control plane's replicas hold (docs/gpu.md).
+        held = [r.record.details.get("gpu", "") for r in self._replicas.values()]
+        env = d.device_env(held, self.settings.cuda_visible_devices)
+        launch = Launch(
+            d.name, d.revision, d.template, d.model, d.version, d.model_file, d.sha256, d.options, env
+        )
         try:
             record = self.targets.get(d.target).create(launch)
         except errors.ConveyorError as exc:  # a target that cannot take it now (a cluster away): retried
@@ -495,6 +500,7 @@ class Reconciler:
             self._event(d.name, "ReplicaFailed", f"no replica started on target {d.target}: {exc.message}")
             return False
         record.target = d.target
+        record.details.update(d.replica_details(env))  # its provider and GPU: describe, and the count above
         self._replicas[record.id] = Replica(record)
         self._dirty = True
         return True

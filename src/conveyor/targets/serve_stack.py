@@ -35,6 +35,7 @@ _REPLICA_SETTINGS = (
     "max_body_bytes",
     "max_elements",
     "intra_op_threads",
+    "device",  # cpu, cuda[:N]: replicas pinned to one GPU each get their own (runtime/providers.py)
     "max_batch_size",
     "max_queue_delay_us",
     "max_queue_size",
@@ -194,10 +195,22 @@ def _process_app(
         if gateway is not None:
             gateway.eject(slot.address)  # at once: no request should wait for probes to notice
 
-    target = LocalTarget(command, replicas, run_dir, on_exit=on_exit, env=env)
+    pinning = _gpu_pinning(settings)
+    target = LocalTarget(command, replicas, run_dir, on_exit=on_exit, env=env, slot_env=pinning)
     members = [
         Replica(ChannelUpstream.for_settings(a, settings), OutlierState(settings.eject_after_failures))
         for a in target.addresses
     ]
     gateway = _gateway(served, members, aliases, settings)
     return create_gateway_app(gateway, settings, startup=target.start, shutdown=target.stop)
+
+
+def _gpu_pinning(settings: Settings) -> Callable[[int], dict[str, str]] | None:
+    """On a GPU: replica number i's CUDA_VISIBLE_DEVICES (one GPU each, in turn; or the one asked for)."""
+    from conveyor.runtime.providers import Choice, parse_device, probe_capabilities, replica_env
+
+    device = parse_device(settings.device)
+    if not device.is_gpu:
+        return None
+    capabilities = probe_capabilities()  # already asked by the CLI: cached
+    return lambda slot: replica_env(Choice(device), capabilities, slot, settings.cuda_visible_devices)
