@@ -83,12 +83,10 @@ class RayTarget:
     kind = RAY
 
     def __init__(self, settings: Settings) -> None:
-        import ray
-
-        self._ray: Any = ray  # its stubs type get() by its argument; the replies here are plain dicts
+        self._ray: Any = None  # the module, imported by the connecting thread (2.5 s here)
+        self._remote: Any = None
         self._settings = settings
         self._namespace = settings.ray_namespace
-        self._remote: Any = ray.remote(ReplicaActor)
         self._actors: dict[str, _Actor] = {}
         self._artifacts: dict[str, Any] = {}
         """sha256 → the artifact's bytes in Ray's object store, put once for all replicas of a version."""
@@ -100,8 +98,9 @@ class RayTarget:
         self._connect()
 
     def _connect(self) -> None:
-        """Connect in a thread of its own: ``ray.init`` takes seconds (the control plane's loop goes on
-        meanwhile) and, called on the main thread, would replace the control plane's SIGTERM handler."""
+        """Import Ray and connect in a thread of its own: both take seconds, which the control plane's loop
+        (and the leader lease it renews) must not wait for; and ``ray.init`` on the main thread would replace
+        the control plane's SIGTERM handler."""
         if self._connected.is_set() or (self._connecting is not None and self._connecting.is_alive()):
             return
         self._connect_error = None
@@ -110,8 +109,14 @@ class RayTarget:
 
     def _init(self) -> None:
         try:
-            if not self._ray.is_initialized():
-                self._ray.init(
+            import ray
+
+            # Off the main thread ray.init leaves SIGTERM alone, which is what is wanted, and says so.
+            logging.getLogger("ray._private.worker").addFilter(_NotSigterm())
+            self._remote = ray.remote(ReplicaActor)
+            self._ray = ray
+            if not ray.is_initialized():
+                ray.init(
                     address=self._settings.ray_address,
                     namespace=self._namespace,
                     log_to_driver=False,  # a replica's log stays on its node; the control plane's is its own
@@ -324,6 +329,11 @@ def replica_arguments(launch: Launch, rid: str) -> tuple[dict[str, bytes], list[
             value = f"{name}={{dir}}/monitor.json"
         args += [f"--{flag.replace('_', '-')}", str(value)]
     return files, args
+
+
+class _NotSigterm(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SIGTERM handler is not set")
 
 
 def _read(path: str) -> bytes:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from conveyor import errors
 from conveyor.settings import Settings
 from conveyor.targets.base import Target
+from conveyor.targets.ray import ray_problem, ray_target
 
 
 class Targets:
@@ -47,8 +48,11 @@ def control_plane_targets(settings: Settings) -> Targets:
         lease=run_dir / "controlplane.lease",
         orphan_after_s=settings.replica_orphan_timeout_s,
     )
-    factories: dict[str, Callable[[], Target]] = {"kubernetes": _kubernetes}
-    return Targets([local], factories)
+    factories: dict[str, Callable[[], Target]] = {"kubernetes": _kubernetes, "ray": lambda: _ray(settings)}
+    made: list[Target] = [local]
+    if settings.ray_address and ray_problem(settings) is None:
+        made.append(_ray(settings))  # connecting now (seconds, in a thread): ready by the first deployment
+    return Targets(made, factories)
 
 
 def _kubernetes() -> Target:
@@ -58,3 +62,8 @@ def _kubernetes() -> Target:
 
     return KubernetesTarget.connect()
 
+
+def _ray(settings: Settings) -> Target:
+    # At the control plane's start when CONVEYOR_RAY_ADDRESS is set, else at the first target: ray
+    # deployment (refused with what is missing); it imports Ray and connects in a thread (targets/ray.py).
+    return ray_target(settings)
