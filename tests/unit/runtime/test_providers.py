@@ -45,7 +45,7 @@ def test_devices_parse(text: str, device: Device) -> None:
 
 @pytest.mark.parametrize("text", ["gpu", "cuda:", "cuda:x", "cpu:0", "auto:1", ""])
 def test_a_device_that_is_none_is_refused_naming_the_choices(text: str) -> None:
-    with pytest.raises(InvalidInput, match="cpu, cuda|must be a number"):
+    with pytest.raises(InvalidInput, match=r"cpu, cuda|must be a number"):
         parse_device(text)
 
 
@@ -69,7 +69,7 @@ def test_a_gpu_index_past_the_last_is_refused() -> None:
 
 
 def test_tensorrt_needs_its_provider() -> None:
-    with pytest.raises(InvalidInput, match="no TensorrtExecutionProvider.*install TensorRT"):
+    with pytest.raises(InvalidInput, match=r"no TensorrtExecutionProvider.*install TensorRT"):
         choose(Device("tensorrt"), Capabilities((CUDA, CPU), 1))
 
 
