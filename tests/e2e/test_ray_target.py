@@ -1,13 +1,15 @@
 """`target: ray` end to end on a real two-node Ray cluster (a head and a second node, each `ray start`):
 `conveyor up` connected by CONVEYOR_RAY_ADDRESS, a deployment's replicas as Ray actors spread over both
-nodes, inference through Conveyor's gateway, a version change under load and an actor killed under load
-with no failed request. One cluster and one stack for the module (starting them is most of its time).
+nodes, inference through Conveyor's gateway, a version change under load, an actor killed under load and
+the control plane killed under load (its successor adopts the actors by name), each with no failed request.
+One cluster and one stack for the module (starting them is most of its time).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -174,3 +176,24 @@ def test_an_actor_killed_under_load_is_replaced_with_no_failed_request(
     assert result.ok > 50, result.output
     events = serving.api("/deployments/clf/events")["events"]
     assert any(e["kind"] == "ReplicaFailed" and victim["id"] in e["message"] for e in events), events
+
+
+def test_a_restarted_control_plane_adopts_the_actors_by_name_under_load(serving: UpStack) -> None:
+    serving.wait(lambda: len(serving.replicas("clf")) == 2, timeout=120, what="2 replicas")
+    rows = serving.replicas("clf")
+    version = rows[0]["version"]
+    serving.wait(lambda: serving.serving("clf", version, 2), timeout=120, what="2 ready replicas")
+    before = {r["id"]: r["address"] for r in serving.replicas("clf")}
+    epoch = serving.api("/health")["epoch"]
+    old_pid = serving.control_plane_pid()
+    load = steady_load(serving)
+    try:
+        serving.wait(lambda: load.running_for() > 1.0, what="load running")
+        os.kill(old_pid, signal.SIGKILL)  # `conveyor up` starts another; the actors are detached
+        serving.wait(lambda: serving.api("/health")["epoch"] != epoch, 120, "a new control plane")
+        serving.wait(lambda: serving.serving("clf", version, 2), timeout=120, what="the actors adopted")
+        assert {r["id"]: r["address"] for r in serving.replicas("clf")} == before
+    finally:
+        result = load.stop()
+    assert result.failed == 0, result.output
+    assert result.ok > 50, result.output

@@ -48,6 +48,8 @@ class ReplicaActor:
         self._spawned = threading.Event()
         self._exited = threading.Event()
         self._code: int | None = None
+        self._asked: signal.Signals | None = None
+        """A stop asked before the replica ran (a starting replica drained): sent as soon as it runs."""
         threading.Thread(target=self._watch_orphan, name="orphan-watch", daemon=True).start()
 
     # -- what targets/ray.py calls -------------------------------------------------------------------
@@ -126,6 +128,8 @@ class ReplicaActor:
         try:
             with open(self._log, "ab") as out:
                 self._proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+            if self._asked is not None:
+                self._signal(self._asked)
             self._spawned.set()
             self._code = self._proc.wait()
         finally:
@@ -136,6 +140,8 @@ class ReplicaActor:
                 (self._dir / MODEL_FILE).unlink()
 
     def _signal(self, sig: signal.Signals) -> None:
+        if self._asked != signal.SIGKILL:
+            self._asked = sig
         proc = self._proc
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
