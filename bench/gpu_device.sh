@@ -11,6 +11,9 @@
 # transfer; carry them (several runs when they do not fit in one: the folders stay on a warm machine) and
 # this script installs every .whl-*/*.whl it finds, the split onnxruntime-gpu wheel put back together first,
 # into a --target folder ahead of the machine's own packages (its CUDA 13 and cuDNN 9 pip packages are used).
+# With the run tool (64 MiB a transfer, a machine kept warm 30 s after a call), back to back:
+#   run "true" carrying .whl-deps and .whl-ort5; run "true" carrying .whl-ort1; ... .whl-ort4;
+#   run "bash bench/gpu_device.sh" (timeout 600): $OUT gets gpu.md, gpu.json and the logs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/results/device}"
@@ -49,8 +52,12 @@ timeout 240 "$PY" -m pytest -p no:cacheprovider -q -n 0 -rs tests/integration/te
     tests/unit/runtime/test_providers.py tests/unit/optimize/test_fp16_devices.py 2>&1 | tee "$OUT/gpu-tests.log"
 log "gpu tests exit ${PIPESTATUS[0]}"
 
-timeout 360 make --no-print-directory bench-gpu GPU_PY="$(command -v "$PY")" \
-    GPU_ARGS="--duration 5 --out $PWD/$OUT/gpu.md" 2>&1 | tee "$OUT/bench-gpu.log"
+if command -v make >/dev/null; then
+    timeout 360 make --no-print-directory bench-gpu GPU_PY="$(command -v "$PY")" \
+        GPU_ARGS="--duration 5 --out $PWD/$OUT/gpu.md" 2>&1 | tee "$OUT/bench-gpu.log"
+else  # what make bench-gpu runs
+    (cd bench && timeout 360 "$PY" gpu.py --duration 5 --out "$PWD/../$OUT/gpu.md") 2>&1 | tee "$OUT/bench-gpu.log"
+fi
 log "bench-gpu exit ${PIPESTATUS[0]}"
 [ -f "$OUT/gpu.md" ] && cp "$OUT/gpu.md" "$OUT/gpu.json" bench/results/ 2>/dev/null
 exit 0
