@@ -17,7 +17,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/results/device}"
-mkdir -p "$OUT"
+mkdir -p "$OUT" && OUT="$(cd "$OUT" && pwd)"  # absolute: the bench runs in bench/
 PY="${GPU_PY:-python3}"
 log() { echo "[gpu_device] $*" | tee -a "$OUT/gpu_device.log"; }
 
@@ -54,9 +54,9 @@ log "gpu tests exit ${PIPESTATUS[0]}"
 
 if command -v make >/dev/null; then
     timeout 360 make --no-print-directory bench-gpu GPU_PY="$(command -v "$PY")" \
-        GPU_ARGS="--duration 5 --out $PWD/$OUT/gpu.md" 2>&1 | tee "$OUT/bench-gpu.log"
+        GPU_ARGS="--duration 5 --out $OUT/gpu.md" 2>&1 | tee "$OUT/bench-gpu.log"
 else  # what make bench-gpu runs
-    (cd bench && timeout 360 "$PY" gpu.py --duration 5 --out "$PWD/../$OUT/gpu.md") 2>&1 | tee "$OUT/bench-gpu.log"
+    (cd bench && timeout 360 "$PY" gpu.py --duration 5 --out "$OUT/gpu.md") 2>&1 | tee "$OUT/bench-gpu.log"
 fi
 log "bench-gpu exit ${PIPESTATUS[0]}"
 [ -f "$OUT/gpu.md" ] && cp "$OUT/gpu.md" "$OUT/gpu.json" bench/results/ 2>/dev/null
