@@ -35,6 +35,7 @@ KEEPALIVE_S = 1.0
 END_GRACE_S = 5.0
 """After ``stop(drain=False)`` asked the actor to SIGKILL its replica: how long before the actor is killed."""
 ADOPT_TIMEOUT_S = 5.0
+KEEP_GONE = 100
 MAX_CONCURRENCY = 8
 """Threads of each actor: ``wait`` holds one for the replica's life; start, drain, touch use the others."""
 
@@ -92,6 +93,8 @@ class RayTarget:
         """sha256 → the artifact's bytes in Ray's object store, put once for all replicas of a version."""
         self._cipher = cipher_from(settings.artifact_key, settings.artifact_key_file)
         self._last_keepalive = 0.0
+        self._gone: dict[str, dict[str, Any]] = {}
+        """The exit status and log of the last ``KEEP_GONE`` replicas forgotten, oldest first."""
         self._connected = threading.Event()
         self._connect_error: str | None = None
         self._connecting: threading.Thread | None = None
@@ -261,9 +264,14 @@ class RayTarget:
                 actor.handle.touch.remote()
 
     def forget(self, record: ReplicaRecord) -> None:
+        outcome = self._outcome(record)
         actor = self._actors.pop(record.id, None)
         if actor is None:
             return
+        if outcome is not None:  # the reconciler reads its status and log once it is forgotten
+            self._gone[record.id] = outcome
+            while len(self._gone) > KEEP_GONE:
+                self._gone.pop(next(iter(self._gone)))
         self._kill(actor)  # its replica exited; the actor (detached) would otherwise stay
         if actor.sha256 and not any(a.sha256 == actor.sha256 for a in self._actors.values()):
             self._artifacts.pop(actor.sha256, None)  # no replica of that version left: free the object
@@ -290,7 +298,7 @@ class RayTarget:
     def _outcome(self, record: ReplicaRecord) -> dict[str, Any] | None:
         actor = self._actors.get(record.id)
         if actor is None:
-            return None
+            return self._gone.get(record.id)
         if actor.outcome is None and self._ready(actor.done):
             try:
                 actor.outcome = dict(self._ray.get(actor.done, timeout=1.0))

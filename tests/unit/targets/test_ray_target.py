@@ -3,9 +3,11 @@ started with (tests/e2e/test_ray_target.py runs it on a real two-node cluster)."
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from conveyor import errors
 from conveyor.control.management_ops import validate_documents
 from conveyor.settings import Settings, get_settings
 from conveyor.targets.base import Launch
-from conveyor.targets.ray import ray_problem, ray_target, replica_arguments
+from conveyor.targets.ray import RayTarget, ray_problem, ray_target, replica_arguments
 
 
 def launch(options: dict[str, Any]) -> Launch:
@@ -105,3 +107,135 @@ def test_with_an_address_a_ray_deployment_is_accepted_but_not_in_the_gateways_no
     assert caught.value.message == (
         "documents[0].spec.resources.gpu: the ray target runs replicas on CPUs only"
     )
+
+
+# -- the target's state machine over a stand-in for Ray's API (the calls targets/ray.py makes) -----------
+
+
+class Ref:
+    """An ObjectRef: ready or not, a value or an error."""
+
+    def __init__(self, value: Any = None) -> None:
+        self.value, self.ready = value, False
+        self.error: Exception | None = None
+
+    def resolve(self, value: Any = None, error: Exception | None = None) -> None:
+        self.value, self.error, self.ready = value, error, True
+
+
+class Handle:
+    """An actor handle recording the methods called on it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.refs = {"start": Ref(), "wait": Ref()}
+        self.killed = False
+
+    def __getattr__(self, method: str) -> Any:
+        handle = self
+
+        class Method:
+            def remote(self, *args: Any) -> Ref:
+                handle.calls.append(method)
+                return handle.refs.get(method, Ref())
+
+        return Method()
+
+
+class FakeRay:
+    def __init__(self) -> None:
+        self.handles: list[Handle] = []
+        self.options: dict[str, Any] = {}
+
+    def options_(self, **options: Any) -> FakeRay:
+        self.options = options
+        return self
+
+    def remote(self, *args: Any) -> Handle:
+        self.handles.append(Handle())
+        return self.handles[-1]
+
+    def wait(self, refs: list[Ref], **_: Any) -> tuple[list[Ref], list[Ref]]:
+        return [r for r in refs if r.ready], [r for r in refs if not r.ready]
+
+    def get(self, ref: Ref, timeout: float | None = None) -> Any:
+        if ref.error is not None:
+            raise ref.error
+        return ref.value
+
+    def put(self, data: bytes) -> Ref:
+        ref = Ref(data)
+        ref.ready = True
+        return ref
+
+    def kill(self, handle: Handle, no_restart: bool = True) -> None:
+        handle.killed = True
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[RayTarget, FakeRay, Launch]:
+    monkeypatch.setattr(RayTarget, "_connect", lambda self: None)
+    target = RayTarget(Settings(home=tmp_path, ray_address="127.0.0.1:6379"))
+    ray = FakeRay()
+    remote = SimpleNamespace(options=ray.options_)
+    target._ray, target._remote = ray, remote
+    target._connected.set()
+    data = b"an onnx model"
+    (tmp_path / "m.onnx").write_bytes(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    plan = Launch("clf", 1, "abcdef1234", "clf", "1", tmp_path / "m.onnx", sha256, {"intra_op_threads": 2})
+    return target, ray, plan
+
+
+def test_a_replica_is_a_detached_spread_actor_whose_address_comes_once_it_listens(
+    fake: tuple[RayTarget, FakeRay, Launch],
+) -> None:
+    target, ray, plan = fake
+    record = target.create(plan)
+    assert (record.target, record.address, record.pid) == ("ray", "", 0)
+    assert record.details == {"actor": f"conveyor-{record.id}", "namespace": "conveyor"}
+    assert ray.options["lifetime"] == "detached" and ray.options["scheduling_strategy"] == "SPREAD"
+    assert (ray.options["num_cpus"], ray.options["max_restarts"]) == (2, 0)
+    (handle,) = ray.handles
+    assert handle.calls == ["start", "wait"]
+    assert target.endpoint(record) is None and target.alive(record)
+    handle.refs["start"].resolve({"address": "tcp:10.0.0.7:4242", "node": "10.0.0.7", "pid": 9})
+    assert target.endpoint(record) == "tcp:10.0.0.7:4242"
+
+
+def test_a_replica_that_refused_its_bytes_is_gone_with_its_status_and_log_after_it_is_forgotten(
+    fake: tuple[RayTarget, FakeRay, Launch],
+) -> None:
+    target, ray, plan = fake
+    record = target.create(plan)
+    ray.handles[0].refs["wait"].resolve({"code": 5, "log": "a | b | error: model clf:1: digest mismatch"})
+    assert not target.alive(record)
+    assert target.exit_code(record) == 5
+    target.forget(record)  # the reconciler reads the log after forgetting it (ArtifactCorrupt's why)
+    assert ray.handles[0].killed
+    assert target.log_tail(record, lines=1) == "error: model clf:1: digest mismatch"
+    assert target.exit_code(record) == 5
+
+
+def test_an_actor_that_died_is_a_replica_killed_and_one_ended_is_killed_after_its_grace(
+    fake: tuple[RayTarget, FakeRay, Launch], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target, ray, plan = fake
+    died, hung = target.create(plan), target.create(plan)
+    ray.handles[0].refs["wait"].resolve(error=RuntimeError("actor died"))
+    assert not target.alive(died) and target.exit_code(died) is None
+    monkeypatch.setattr("conveyor.targets.ray.END_GRACE_S", 0.0)
+    target.stop(hung, drain=False)
+    assert ray.handles[1].calls[-1] == "end" and not ray.handles[1].killed
+    assert target.alive(hung)  # the grace is over: ray.kill, and alive until the actor's death is seen
+    assert ray.handles[1].killed
+
+
+def test_before_the_cluster_answers_a_create_is_unavailable_and_retried_by_the_reconciler(
+    fake: tuple[RayTarget, FakeRay, Launch],
+) -> None:
+    target, _, plan = fake
+    target._connected.clear()
+    target._connect_error = "Failed to connect to GCS at 127.0.0.1:6379"
+    with pytest.raises(errors.Unavailable, match="cannot connect: Failed to connect to GCS"):
+        target.create(plan)
