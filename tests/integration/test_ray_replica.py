@@ -49,7 +49,7 @@ def arguments(sha256: str) -> list[str]:
     return replica_arguments(launch, "clf-abcdef-000001")[1]
 
 
-def test_the_actor_starts_a_replica_on_its_node_and_a_drain_ends_it_with_status_0(
+def test_the_actor_starts_a_replica_on_its_node_keeping_no_model_copy_and_a_drain_ends_it(
     actor: ReplicaActor, model: tuple[bytes, str]
 ) -> None:
     data, sha256 = model
@@ -57,6 +57,7 @@ def test_the_actor_starts_a_replica_on_its_node_and_a_drain_ends_it_with_status_
     assert started["address"].startswith("tcp:127.0.0.1:") and started["node_id"] == "node-1", started
     assert asyncio.run(probe(started["address"]))
     assert actor.describe()["running"]
+    assert sorted(p.name for p in actor._dir.iterdir()) == ["home", "replica.log"]  # no model copy left
     actor.drain()
     outcome = actor.wait()
     assert outcome["code"] == 0, outcome

@@ -84,6 +84,8 @@ class ReplicaActor:
             address = _ready_address(self._log)
             if address is None:
                 time.sleep(0.05)
+        if address is not None:  # loaded: the replica holds the bytes; no plaintext copy stays on the node
+            self._remove_files()
         pid = None if self._proc is None else self._proc.pid
         return {"address": address, "node": ip, "pid": pid, "node_id": _node_id()}
 
@@ -133,11 +135,17 @@ class ReplicaActor:
             self._spawned.set()
             self._code = self._proc.wait()
         finally:
+            shutil.rmtree(self._dir / "home", ignore_errors=True)
+            self._remove_files()
             self._spawned.set()
             self._exited.set()
-            shutil.rmtree(self._dir / "home", ignore_errors=True)
-            with contextlib.suppress(OSError):
-                (self._dir / MODEL_FILE).unlink()
+
+    def _remove_files(self) -> None:
+        """Everything but the replica's log (read after it exits, and on the node by whoever looks)."""
+        for path in self._dir.iterdir():
+            if path != self._log and path.is_file():
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._asked != signal.SIGKILL:
