@@ -207,7 +207,7 @@ class DesiredLoader:
         doc = Deployment.model_validate(info.spec)
         spec = doc.spec
         if spec.target == "ray" and (missing := ray_problem(self._settings)) is not None:
-            raise errors.InvalidInput(missing)  # restarted without CONVEYOR_RAY_ADDRESS: what runs stays
+            raise errors.InvalidInput(missing)  # a control plane started without CONVEYOR_RAY_ADDRESS
         ref = getattr(info, "model", None) or spec.model
         version = self._registry.resolve(ref)
         if (unsigned := self._signed.problem(self._registry, spec, version)) is not None:
