@@ -21,6 +21,7 @@ from conveyor.cli import (
     certs,
     dashboard,
     deployments,
+    edge,
     export,
     fuse,
     gateway,
@@ -72,10 +73,12 @@ app.add_typer(tokens.app, name="tokens")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(export.app, name="export")
 app.command("build")(build.build)
+app.add_typer(edge.app, name="edge")
 app.add_typer(init.app, name="init")
 # Deployments, through the management API of a running control plane (CONVEYOR_URL).
 app.command("apply")(deployments.apply)
 app.command("diff")(deployments.diff)
+inspect.get_app.command("edges")(edge.get_edges)
 app.add_typer(inspect.get_app, name="get")
 app.add_typer(inspect.describe_app, name="describe")
 app.add_typer(deployments.delete_app, name="delete")

@@ -24,6 +24,7 @@ from conveyor.control.alert_routes import alert_routes
 from conveyor.control.audit_routes import audit_routes
 from conveyor.control.auth import ApiAuth, requires
 from conveyor.control.drift_routes import drift_routes
+from conveyor.control.edge_routes import edge_routes
 from conveyor.control.management_bodies import ApplyBody, DiffBody, GatewayReport, RollbackBody, ScaleBody
 from conveyor.control.rollout_routes import rollout_routes
 from conveyor.control.runtime import ControlRuntime
@@ -89,6 +90,8 @@ def create_api(
         registry, app.state, requires(auth, "read"), requires(auth, "deploy"), runtime.changed
     )
     app.include_router(rollouts, prefix="/api/v1", responses=_ERRORS)
+    edges = edge_routes(registry, signed, *(requires(auth, a) for a in ("read", "deploy", "edge")))
+    app.include_router(edges, prefix="/api/v1", responses=_ERRORS)
     app.include_router(ui_routes())
     app.add_middleware(_MarkAnswers)
     add_cors(app, settings.cors_origins)  # outermost: 401s and errors carry the CORS headers too

@@ -21,8 +21,8 @@ ROWS = "registry.json"
 ARTIFACTS = "artifacts/"
 # The row lists of registry.json. An archive of schema 0003 or older lacks signatures, tokens and
 # audit_records; one of schema 0004 or older lacks alert_rules and alerts; one of schema 0005 or older lacks
-# rollouts and rollout_events; one of schema 0006 or older lacks validations: each absent list counts as
-# empty.
+# rollouts and rollout_events; one of schema 0006 or older lacks validations; one of schema 0008 or older
+# lacks edge_nodes: each absent list counts as empty.
 TABLES = (
     "models",
     "versions",
@@ -38,6 +38,7 @@ TABLES = (
     "rollouts",
     "rollout_events",
     "validations",
+    "edge_nodes",
 )
 CHUNK = 1024 * 1024
 
@@ -66,6 +67,7 @@ class BackupSummary:
     rollouts: int = 0  # progressive rollouts of deployments, active or ended
     rollout_events: int = 0
     validations: int = 0  # conveyor validate runs (the newest of a version is its verdict)
+    edge_nodes: int = 0  # edge nodes following deployments (conveyor edge run)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -32,6 +32,7 @@ from conveyor.registry.archive import (
     summary,
 )
 from conveyor.registry.backup_alerts import dump_alert_rows
+from conveyor.registry.backup_edges import dump_edge_rows
 from conveyor.registry.backup_rollouts import dump_rollout_rows
 from conveyor.registry.backup_validations import dump_validation_rows
 from conveyor.registry.orm import (
@@ -142,6 +143,7 @@ def _dump_rows(s: Session) -> tuple[str, dict[str, list[dict[str, Any]]]]:
         **dump_alert_rows(s),
         **dump_rollout_rows(s, deps),
         **dump_validation_rows(s, refs),
+        **dump_edge_rows(s),
     }
     return revision, rows
 

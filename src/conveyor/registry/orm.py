@@ -342,3 +342,25 @@ class LeaseRow(Base):
     term: Mapped[int] = mapped_column(BigInteger, nullable=False)
     acquired_at: Mapped[float] = mapped_column(Float, nullable=False)
     expires_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class EdgeNodeRow(Base):
+    """An edge node following a deployment (``conveyor edge run``, docs/edge.md): its name and labels as it
+    registered, and what its latest heartbeat said (the version it serves, health, request counts, why it
+    refused a version), with when the control plane heard from it."""
+
+    __tablename__ = "edge_nodes"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(63), nullable=False, index=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)
+    address: Mapped[str | None] = mapped_column(String(300))  # where it serves V2, as it says
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(32))  # the version it serves; None: none yet
+    health: Mapped[str] = mapped_column(String(32), nullable=False, default="starting")
+    requests: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    failed: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    problem: Mapped[str | None] = mapped_column(Text)  # why it refused or could not get a version
+    cached: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -34,6 +34,7 @@ from conveyor.registry.archive import (
     time_or_none,
 )
 from conveyor.registry.backup_alerts import check_alert_rows, insert_alert_rows
+from conveyor.registry.backup_edges import check_edge_rows, insert_edge_rows
 from conveyor.registry.backup_rollouts import check_rollout_rows, insert_rollout_rows
 from conveyor.registry.backup_validations import check_validation_rows, insert_validation_rows
 from conveyor.registry.orm import (
@@ -216,6 +217,7 @@ def _check_rows(path: Path, rows: dict[str, Any]) -> None:
         check_alert_rows(rows)
         check_rollout_rows(rows, deployments)
         check_validation_rows(rows, versions)
+        check_edge_rows(rows)
     except errors.InvalidInput as exc:
         raise _malformed(path, exc.message) from None
     except (KeyError, TypeError, AttributeError) as exc:
@@ -364,6 +366,7 @@ def _insert_security_rows(s: Session, rows: dict[str, Any], models: dict[str, Mo
     )
     s.flush()
     insert_validation_rows(s, rows, version_ids)
+    insert_edge_rows(s, rows)
 
 
 def _versions_of(s: Session, model: Model) -> list[ModelVersion]:

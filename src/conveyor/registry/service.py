@@ -39,6 +39,7 @@ from conveyor.security.signing import PublicKey, policy_problem, sign
 from conveyor.settings import Settings
 
 if TYPE_CHECKING:
+    from conveyor.registry.edges import EdgeStore
     from conveyor.registry.leases import LeaseStore
     from conveyor.registry.validations import ValidationStore
 
@@ -113,6 +114,13 @@ class Registry:
         from conveyor.registry.validations import ValidationStore
 
         return ValidationStore(self._db, user=self._user)
+
+    @property
+    def edges(self) -> EdgeStore:
+        """Edge nodes following deployments: their registrations and latest heartbeats (docs/edge.md)."""
+        from conveyor.registry.edges import EdgeStore
+
+        return EdgeStore(self._db, user=self._user)
 
     @property
     def audit(self) -> AuditLog:

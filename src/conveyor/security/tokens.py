@@ -22,12 +22,12 @@ from typing import Any, Literal
 
 from conveyor.errors import InvalidInput, PermissionDenied, Unauthenticated
 
-Role = Literal["admin", "deployer", "viewer", "predictor", "gateway"]
-Action = Literal["read", "deploy", "predict", "admin", "route"]
-ROLES: tuple[Role, ...] = ("admin", "deployer", "viewer", "predictor", "gateway")
+Role = Literal["admin", "deployer", "viewer", "predictor", "gateway", "edge"]
+Action = Literal["read", "deploy", "predict", "admin", "route", "edge"]
+ROLES: tuple[Role, ...] = ("admin", "deployer", "viewer", "predictor", "gateway", "edge")
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     # admin: everything, tokens and the audit log included
-    "admin": frozenset({"read", "deploy", "predict", "admin", "route"}),
+    "admin": frozenset({"read", "deploy", "predict", "admin", "route", "edge"}),
     # deployer: registers models, changes deployments, reads, and calls what it deployed
     "deployer": frozenset({"read", "deploy", "predict"}),
     "viewer": frozenset({"read"}),
@@ -35,6 +35,9 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "predictor": frozenset({"predict"}),
     # gateway: follows the routing table and reports load (a `conveyor gateway` on another machine)
     "gateway": frozenset({"route"}),
+    # edge: an edge node following a deployment (conveyor edge run): registers, reads the version it should
+    # serve, downloads its artifact, reports heartbeats; nothing else (docs/edge.md)
+    "edge": frozenset({"edge"}),
 }
 ROLE_HELP = {
     "admin": "everything, tokens and the audit log included",
@@ -42,6 +45,7 @@ ROLE_HELP = {
     "viewer": "read deployments, models, replicas, endpoints",
     "predictor": "call inference (only the models matching --models, when given)",
     "gateway": "follow the routing table and report load (for `conveyor gateway` on another machine)",
+    "edge": "follow a deployment as an edge node: download its artifacts, report heartbeats",
 }
 PREFIX = "cvy_"
 _TOKEN = re.compile(r"cvy_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -163,6 +167,7 @@ _VERBS = {
     "predict": "call inference",
     "admin": "manage tokens or read the audit log",
     "route": "follow the routing table",
+    "edge": "follow a deployment as an edge node",
 }
 LOCAL = Principal("local", "admin", actions=ROLE_ACTIONS["admin"])
 """Who an open server (``conveyor serve`` on loopback, a public deployment) answers: no token asked."""

@@ -52,6 +52,15 @@ _LABEL_KEY = re.compile(
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
+def label_problem(key: object, value: object) -> str | None:
+    """What is wrong with one label (metadata, an edge node's), or None."""
+    if not isinstance(key, str) or not _LABEL_KEY.match(key):
+        return f"invalid label key {key!r}: use [prefix/]name, name at most 63 characters"
+    if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+        return f"invalid label value {value!r} for {key!r}: at most 63 letters, digits, '-_.'"
+    return None
+
+
 class Metadata(SpecModel):
     name: str = Field(description="DNS label: lowercase letters, digits and '-', at most 63 characters.")
     labels: dict[str, str] = Field(default_factory=dict, description="Free-form key/value labels.")
@@ -351,6 +360,24 @@ class Traffic(SpecModel):
 _ROLLOUT_STRATEGIES = frozenset(get_args(Strategy)) - {"replace"}
 
 
+class EdgeFollowers(SpecModel):
+    """Which edge nodes follow the deployment (``conveyor edge run``, docs/edge.md)."""
+
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="An edge node follows the deployment when its labels include every one of these; "
+        "empty: every edge node that names the deployment.",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _label_syntax(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if problem := label_problem(key, value):
+                raise invalid(problem)
+        return labels
+
+
 class DriftMonitoring(SpecModel):
     """Input drift against the version's registration sample (docs/observability.md, Drift)."""
 
@@ -477,6 +504,13 @@ class DeploymentSpec(SpecModel):
         default=None,
         description="How a new model version takes traffic: canary steps, blueGreen, shadow or abTest, "
         "judged from live metrics (docs/rollouts.md). Not given: replace.",
+    )
+
+    # Left out of the canonical form when not given (fingerprints of older revisions unchanged).
+    edges: EdgeFollowers | None = Field(
+        default=None,
+        description="Edge nodes that follow this deployment, by their labels (docs/edge.md). Not given: "
+        "any edge node that names the deployment.",
     )
 
     @field_validator("cache")

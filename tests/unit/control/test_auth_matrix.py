@@ -58,6 +58,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/alertrules/{name}"): "deploy",
     ("GET", "/api/v1/export/prometheus/{name}"): "read",
     ("GET", "/api/v1/export/grafana"): "read",
+    ("GET", "/api/v1/edges"): "read",
+    ("PUT", "/api/v1/edges/{name}"): "edge",
+    ("DELETE", "/api/v1/edges/{name}"): "deploy",
+    ("POST", "/api/v1/edges/{name}/heartbeat"): "edge",
+    ("GET", "/api/v1/edges/{name}/desired"): "edge",
+    ("GET", "/api/v1/artifacts/{model}/{version}"): "edge",
 }
 UNAUTHENTICATED = ["none", "basic", "malformed", "unknown", "wrong-secret", "expired", "revoked"]
 ROLES = sorted(ROLE_ACTIONS)
@@ -132,6 +138,9 @@ class Api:
             self.registry.tokens.create(f"victim-{self.serial}", "viewer")
         url = path.replace("{name}", f"victim-{self.serial}" if "/tokens/" in path else "tiny")
         url = url.replace("{action}", "pause")
+        if path.startswith("/api/v1/edges/{name}"):  # an edge node named tiny following tiny
+            self.registry.edges.register("tiny", "tiny", {})
+        url = url.replace("{model}", "tiny").replace("{version}", "1")
         bodies: dict[str, dict[str, Any]] = {
             "/api/v1/apply": {"documents": [deployment(3)]},
             "/api/v1/diff": {"documents": [deployment(3)]},
@@ -140,6 +149,8 @@ class Api:
             "/api/v1/deployments/{name}/rollout": {"to": "tiny:2"},
             "/api/v1/gateways/report": {"gateway": "gw-1", "generation": 0, "routes": []},
             "/api/v1/tokens": {"name": f"new-{self.serial}", "role": "viewer"},
+            "/api/v1/edges/{name}": {"deployment": "tiny"},
+            "/api/v1/edges/{name}/heartbeat": {"version": "1", "health": "serving"},
         }
         body = bodies.get(path)
         if path.endswith("/watch"):

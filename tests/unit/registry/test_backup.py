@@ -196,7 +196,7 @@ def test_manifest_describes_the_archive(registry: Registry, tmp_path: Path) -> N
         names = tar.getnames()
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
     assert names[:2] == ["manifest.json", "registry.json"]
-    assert manifest["format_version"] == 1 and manifest["schema_revision"] == "0008"
+    assert manifest["format_version"] == 1 and manifest["schema_revision"] == "0009"
     assert {a["sha256"] for a in manifest["artifacts"]} == {n.removeprefix("artifacts/") for n in names[2:]}
     assert not list(tmp_path.glob(".b.tar.gz.tmp-*"))
 
