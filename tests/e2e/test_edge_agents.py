@@ -329,7 +329,11 @@ def test_a_download_cut_half_way_resumes_from_where_it_stopped(world: EdgeWorld)
     start = int(resumed[0].split("range: bytes=", 1)[1].split("-", 1)[0])
     assert 0 < start < size, resumed
     logs = [a.home / "logs" / f"edge-{a.name}.jsonl" for a in world.agents.values()]
-    assert any("download of clf:5 resumed at byte" in p.read_text() for p in logs if p.exists())
+    world.wait(  # the agents' log files are written by a background thread
+        lambda: any("download of clf:5 resumed at byte" in p.read_text() for p in logs if p.exists()),
+        "the resume in an agent's log",
+        timeout=10,
+    )
     world.wait(
         lambda: all(r["version"] == "5" and r["problem"] is None for r in world.edges().values()),
         "both report clf:5",
