@@ -98,7 +98,7 @@ def test_autoscaling_example_fields() -> None:
             "  model: m:1\n  replica: 2\n",
             "f.yaml:6: spec.replica: unknown field; did you mean 'replicas'? allowed: model, replicas, "
             "autoscaling, batching, resources, traffic, target, placement, public, alerts, "
-            "requireSignedModels, requireValidated, monitoring, cache, rollout",
+            "requireSignedModels, requireValidated, monitoring, cache, rollout, edges",
         ),
         (
             "  model: m:1\n  target: mars\n",
