@@ -311,6 +311,21 @@ class Settings(BaseSettings):
     s3_region: str | None = Field(
         default=None, description="The S3 region; unset: boto3's (AWS_DEFAULT_REGION, ~/.aws/config)."
     )
+    artifact_cache_mb: int = Field(
+        default=10240,
+        ge=1,
+        description="The most MiB the S3 artifact store's local cache (`home`/cache/artifacts) keeps: after "
+        "each download or upload the artifacts used least recently are removed until it fits, never one "
+        "used within artifact_cache_idle_s (docs/operations.md, Artifacts on S3).",
+    )
+    artifact_cache_idle_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="An artifact of the S3 store's cache used (loaded, downloaded, or named to a replica "
+        "or gateway about to load it: the control plane does so for every deployed version every few "
+        "seconds) within this many seconds is never evicted; the cache stays over artifact_cache_mb while "
+        "only such artifacts are left.",
+    )
     # -- metrics (docs/metrics.md) --
     metrics_enabled: bool = Field(
         default=True,

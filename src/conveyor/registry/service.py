@@ -74,7 +74,14 @@ class Registry:
 
             cache = LocalArtifactStore(settings.artifacts_cache_dir, cipher)
             endpoint, region = settings.s3_endpoint_url, settings.s3_region
-            store = S3ArtifactStore(settings.artifacts_url, cache, endpoint_url=endpoint, region=region)
+            store = S3ArtifactStore(
+                settings.artifacts_url,
+                cache,
+                endpoint_url=endpoint,
+                region=region,
+                cache_bytes=settings.artifact_cache_mb << 20,
+                cache_idle_s=settings.artifact_cache_idle_s,
+            )
         return cls(settings.effective_database_url, store, user=settings.user)
 
     @property
