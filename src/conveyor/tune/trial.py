@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 
 import httpx
 
-from conveyor.serve_process import HOST, ServeProcess
 from conveyor.loadgen import Load, LoadResult, percentile_ms, run_load
+from conveyor.serve_process import HOST, ServeProcess
 from conveyor.tune.search import Row, Setting, Trial
 
 

@@ -15,11 +15,11 @@ import numpy as np
 
 from conveyor.errors import InvalidInput
 from conveyor.formats.signature import Signature
+from conveyor.loadgen import Load
 from conveyor.optimize.data import Inputs, draw_from_reference, load_inputs, row_count
 from conveyor.protocol.codec import encode_infer_request
 from conveyor.protocol.datatypes import numpy_dtype
 from conveyor.registry import Registry, VersionInfo
-from conveyor.loadgen import Load
 from conveyor.tune.search import (
     CONFIRM_TRIALS,
     Row,
