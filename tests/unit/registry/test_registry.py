@@ -4,6 +4,8 @@ import hashlib
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from alembic.script import ScriptDirectory
 
 from conveyor import errors
 from conveyor.registry import LocalArtifactStore, Registry
-from conveyor.registry.db import MIGRATIONS_DIR
+from conveyor.registry.db import MIGRATIONS_DIR, head_revision
 from conveyor.settings import Settings
 from tests.unit.registry.conftest import SIG
 
@@ -261,3 +263,23 @@ def test_an_unopenable_database_is_unavailable(tmp_path: Path, store: LocalArtif
 def test_unsupported_urls_are_invalid_input(store: LocalArtifactStore) -> None:
     with pytest.raises(errors.InvalidInput, match="registry database URL"):
         Registry("nonsense://", store)
+
+
+def test_the_head_known_from_file_names_is_alembics() -> None:
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def test_a_database_at_head_opens_without_loading_alembic(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from conveyor.registry import LocalArtifactStore, Registry\n"
+        f"url, root = 'sqlite:///{tmp_path / 'r.db'}', {str(tmp_path / 'a')!r}\n"
+        "Registry(url, LocalArtifactStore(root)).close()\n"
+        "print('alembic' in sys.modules, end=' ')\n"
+        "for m in [m for m in sys.modules if m.startswith('alembic')]:\n"
+        "    del sys.modules[m]\n"
+        "Registry(url, LocalArtifactStore(root)).close()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "False"], out.stderr  # the first open migrates, the next only reads
