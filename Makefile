@@ -48,7 +48,7 @@ demo: $(BASE_STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=30
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples
