@@ -135,7 +135,10 @@ def test_a_good_candidate_is_promoted_through_every_step_with_no_failed_request(
 def test_blue_green_previews_the_candidate_at_its_version_then_switches_all_traffic_at_once(
     stack: UpStack, tmp_path: Path
 ) -> None:
-    plan = {"strategy": "blueGreen", "iterations": 2, "interval": "2s", "analysis": GOOD}
+    # The preview's requests come from one Python client and stable's from hey, so their p99s are of
+    # different loads: on a 2-core CI machine the ratio of a good candidate reached 2.57x (two checks failed,
+    # rolled back). What this test judges is the preview and the switch; latency has its own test.
+    plan = {"strategy": "blueGreen", "iterations": 2, "interval": "2s", "analysis": {"maxLatencyRatio": 4.0}}
     spec = start(stack, tmp_path, build_good, plan)
     running = load(stack)
     preview: Load | None = None

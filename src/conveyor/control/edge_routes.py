@@ -82,7 +82,14 @@ def edge_routes(registry: Registry, signed: SignedModels, read: Any, deploy: Any
             return Response(status_code=304, headers=headers)
         return Response(orjson.dumps(found.doc), media_type="application/json", headers=headers)
 
-    @api.get("/artifacts/{model}/{version}")
+    @api.get(
+        "/artifacts/{model}/{version}",
+        response_class=Response,
+        responses={
+            200: {"content": {"application/octet-stream": {}}, "description": "The artifact's bytes"},
+            206: {"content": {"application/octet-stream": {}}, "description": "The rest, from Range's start"},
+        },
+    )
     async def artifact(model: str, version: int, request: Request, who: Principal = edge) -> Response:
         """The version's artifact (plaintext, verified against its digest before it is sent); ``Range:
         bytes=START-`` answers 206 with the rest (a resumed download); ETag is the digest."""

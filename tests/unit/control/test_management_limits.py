@@ -68,12 +68,15 @@ def test_cors_origins_let_a_dashboard_on_that_origin_call_the_management_api(
 
 
 def test_no_management_route_serves_a_model_file_back(registry: Registry, tmp_path: Path) -> None:
-    """Every operation in the OpenAPI document answers JSON (the routing watch: NDJSON tables), and no GET
-    answer holds the artifact's bytes."""
+    """Every operation in the OpenAPI document answers JSON (the routing watch: NDJSON tables; the edge
+    nodes' artifact download: the artifact, and only that route), and no other GET answer holds the
+    artifact's bytes."""
     with client_for(registry, tmp_path) as client:
         deployment = {"apiVersion": "conveyor.dev/v1", "kind": "Deployment", "metadata": {"name": "tiny"}}
         deployment["spec"] = {"model": "tiny@prod", "replicas": 1}
         assert client.post("/api/v1/apply", json={"documents": [deployment]}).status_code == 200
+        node = {"deployment": "tiny", "labels": {}}
+        assert client.put("/api/v1/edges/tiny", json=node).status_code == 200  # for /edges/{name}/...
         paths = client.get("/openapi.json").json()["paths"]
         gets = []
         for path, operations in paths.items():
@@ -81,6 +84,9 @@ def test_no_management_route_serves_a_model_file_back(registry: Registry, tmp_pa
                 answers = set(operation["responses"]["200"].get("content", {}))
                 if path == "/api/v1/routing/watch":
                     assert answers <= {"application/json", "application/x-ndjson"}
+                    continue
+                if path == "/api/v1/artifacts/{model}/{version}":
+                    assert answers == {"application/octet-stream"}
                     continue
                 assert answers == {"application/json"}, (method, path)
                 if method == "get":
