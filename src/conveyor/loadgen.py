@@ -39,7 +39,7 @@ class LoadResult:
 
 
 @dataclass(frozen=True)
-class Target:
+class Address:
     """Where the load goes: ``http(s)://HOST:PORT/PATH`` taken apart once."""
 
     host: str
@@ -48,7 +48,7 @@ class Target:
     tls: ssl.SSLContext | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> Target:
+    def from_url(cls, url: str) -> Address:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidInput(f"cannot load {url!r}: use http(s)://HOST[:PORT]/PATH")
@@ -168,7 +168,7 @@ class _Worker(asyncio.Protocol):
         return self.sent if self.transport is not None and not self.transport.is_closing() else None
 
 
-async def _worker_loop(target: Target, run: _Run, workers: list[_Worker]) -> None:
+async def _worker_loop(address: Address, run: _Run, workers: list[_Worker]) -> None:
     """One worker slot: connect, run until stopped; a lost connection is reconnected (after a pause, so a
     server that refuses connections is not spun on)."""
     loop = asyncio.get_running_loop()
@@ -178,9 +178,9 @@ async def _worker_loop(target: Target, run: _Run, workers: list[_Worker]) -> Non
         try:
             await loop.create_connection(
                 lambda w=worker: w,  # type: ignore[misc]
-                target.host,
-                target.port,
-                ssl=target.tls,
+                address.host,
+                address.port,
+                ssl=address.tls,
             )
         except OSError as exc:
             run.answered(time.perf_counter(), time.perf_counter(), 0, f"cannot connect: {exc}")
@@ -232,13 +232,13 @@ async def generate(host: str, port: int, path: str, load: Load, **options: Unpac
     plus ``load.duration_s``; latencies of the answers that arrive in the measured window. A request still
     unanswered at the end that was sent before the window began counts as an error (a server that hangs).
     ``sampler`` is read every ``sample_every_s`` of the measured window, and once at its end."""
-    target = Target(host, port, path, options.get("tls"))
+    address = Address(host, port, path, options.get("tls"))
     sampler = options.get("sampler")
     requests = requests_for(host, port, path, load.bodies, load.headers)
     start = time.perf_counter()
     run = _Run(requests, start + load.warmup_s, start + load.warmup_s + load.duration_s)
     workers: list[_Worker] = []
-    tasks = [asyncio.create_task(_worker_loop(target, run, workers)) for _ in range(load.concurrency)]
+    tasks = [asyncio.create_task(_worker_loop(address, run, workers)) for _ in range(load.concurrency)]
     await asyncio.sleep(load.warmup_s)
     samples: list[tuple[float, int]] = []
     sampling = None
@@ -296,7 +296,7 @@ def load_url(
     url: str, load: Load, sampler: Sampler | None = None, sample_every_s: float = 0.25
 ) -> LoadResult:
     """``run_load`` against ``http(s)://HOST:PORT/PATH``."""
-    t = Target.from_url(url)
+    t = Address.from_url(url)
     return run_load(t.host, t.port, t.path, load, tls=t.tls, sampler=sampler, sample_every_s=sample_every_s)
 
 

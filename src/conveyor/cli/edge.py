@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from conveyor.cli.client import CaOpt, JsonOpt, UrlOpt, check_url, request, verify_for
+from conveyor.cli.models import key_values
 from conveyor.cli.output import console, titled_table
 from conveyor.errors import InvalidInput
 
@@ -76,7 +77,7 @@ def run(
 
     url = check_url(control_plane)
     node = name or _host_name()
-    labels = parse_labels(label or [])
+    labels = key_values(label or [], "--label {}: use KEY=VALUE")
     check_edge(node, deployment, labels)
     if not public and not is_loopback_host(host):
         raise InvalidInput(
@@ -184,17 +185,6 @@ def _seconds(s: float) -> str:
     if s < 3600:
         return f"{s / 60:.0f}m"
     return f"{s / 3600:.1f}h"
-
-
-def parse_labels(items: list[str]) -> dict[str, str]:
-    """``KEY=VALUE`` items as a dict; InvalidInput naming one that is not."""
-    labels: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"--label {item!r}: use KEY=VALUE")
-        labels[key] = value
-    return labels
 
 
 def read_token(path: Path) -> str:

@@ -28,12 +28,13 @@ app = typer.Typer(help="Register model versions and manage them in the registry.
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
 
-def _parse_tags(tags: list[str]) -> dict[str, str]:
+def key_values(items: list[str], bad: str) -> dict[str, str]:
+    """``KEY=VALUE`` items (--tag, --label) as a dict; one that is not: InvalidInput ``bad`` naming it."""
     out: dict[str, str] = {}
-    for item in tags:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InvalidInput(f"tag {item!r} is not KEY=VALUE")
+            raise InvalidInput(bad.format(repr(item)))
         out[key] = value
     return out
 
@@ -100,7 +101,7 @@ def register(
         )
     if not path.exists():
         raise InvalidInput(f"model file {str(path)!r} does not exist")
-    tags = _parse_tags(tag)
+    tags = key_values(tag, "tag {} is not KEY=VALUE")
     with console.status(f"Converting and registering [bold]{path.name}[/]…", spinner="dots"):
         info = conveyor.register(
             name,

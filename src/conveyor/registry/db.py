@@ -4,6 +4,7 @@ lock, transactions with retry, and the one place SQLAlchemy / driver errors beco
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -199,6 +200,7 @@ def _enable_wal(cur: Any) -> None:
             time.sleep(random.uniform(0.01, 0.05))
 
 
+@functools.cache
 def head_revision() -> str:
     """The newest migration's revision, from the file names (``NNNN_what.py`` holds revision ``"NNNN"``, one
     line of history), known without loading alembic; a test pins it to alembic's own answer."""
