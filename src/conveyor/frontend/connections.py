@@ -4,7 +4,9 @@ cap on the connections one client address may hold.
 uvicorn arms its keep-alive timer only after a response, and disarms it on the first byte that arrives: a
 connection that never sends a request, or sends half a request line and stops, stays open for good (one
 file descriptor and one protocol object each). Here a connection must deliver a complete request head
-within ``timeout_keep_alive`` of opening and of each response, or it is closed.
+within ``timeout_keep_alive`` of opening and of each response, or it is closed. A head that has reached the
+socket by then but not yet the protocol (the event loop was held up: libuv runs due timers before it reads)
+is not late: the connection gets ``HEAD_GRACE_S`` more to be read.
 
 The deadline bounds how long a connection lives idle, not how many one client opens: ``limit_per_client``
 answers a client address over ``max_connections_per_client`` 429 with Retry-After and closes the new
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 from typing import Any
 
 import orjson
@@ -23,10 +26,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 log = logging.getLogger("conveyor.frontend")
 REFUSED_LINGER_S = 1.0
 """How long a refused connection stays open for its client to send a request and read the 429."""
+HEAD_GRACE_S = 0.1
+"""How much longer a connection whose bytes wait unread at its head deadline has for them to make a head."""
 
 
 class DeadlineHttpProtocol(HttpToolsProtocol):
     _head_timer: asyncio.TimerHandle | None = None
+    _head_grace = False  # the deadline passed with bytes unread: this is the short second look
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -45,8 +51,13 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self._arm_head_deadline()
 
+    def timeout_keep_alive_handler(self) -> None:
+        """uvicorn's idle close, armed with the head deadline and for the same time: the head deadline,
+        which looks at the socket first, decides alone."""
+
     def _arm_head_deadline(self) -> None:
         self._cancel_head_deadline()
+        self._head_grace = False
         self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_deadline_passed)
 
     def _cancel_head_deadline(self) -> None:
@@ -58,8 +69,22 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._head_timer = None
         # A pipelined request whose head already arrived is being served: not idle.
         busy = self.cycle is not None and not self.cycle.response_complete
-        if not busy and not self.pipeline and not self.transport.is_closing():
-            self.transport.close()
+        if busy or self.pipeline or self.transport.is_closing():
+            return
+        if not self._head_grace and self._unread():
+            self._head_grace = True
+            self._head_timer = self.loop.call_later(HEAD_GRACE_S, self._head_deadline_passed)
+            return
+        self.transport.close()
+
+    def _unread(self) -> bool:
+        """Whether bytes (or the client's close) wait in the socket, not yet read by the loop."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        poller = select.poll()  # not select.select: a server's descriptors pass 1024
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
 
 def _refusal(limit: int) -> bytes:
