@@ -64,7 +64,7 @@ clean:
 
 # docs/cli.md is generated from the Typer app, so it always matches the code (a test checks it).
 docs: $(STAMP)
-	$(VENV)/bin/typer conveyor.cli.main utils docs --name conveyor --title "CLI reference" --output docs/cli.md
+	$(VENV)/bin/typer conveyor.cli.app utils docs --name conveyor --title "CLI reference" --output docs/cli.md
 
 # The gRPC messages and stubs are generated from the vendored .proto and committed; regenerate after editing it.
 PROTO := src/conveyor/protocol/grpc/inference.proto

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from conveyor.errors import InvalidInput
 from conveyor.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from conveyor.formats.signature import Signature
     from conveyor.registry import Registry, VersionInfo
     from conveyor.runtime import OnnxModel
@@ -104,6 +104,8 @@ class Model:
 
 def coerce_inputs(signature: Signature, inputs: Mapping[str, Any] | np.ndarray | list[Any]) -> dict[str, Any]:
     """Turn user-friendly inputs into a name → array dict of the declared dtypes."""
+    import numpy as np
+
     from conveyor.protocol.datatypes import numpy_dtype
 
     if not isinstance(inputs, Mapping):

@@ -10,6 +10,7 @@ from rich.table import Table
 from conveyor.cli.client import CaOpt, JsonOpt, NameArg, UrlOpt, request
 from conveyor.cli.deployments import revisions_table
 from conveyor.cli.drift import deployment_drift, drift_renderables
+from conveyor.cli.edge import get_edges
 from conveyor.cli.output import console, human_time, print_json, titled_table
 from conveyor.cli.rollouts import summary_line as rollout_summary
 
@@ -218,3 +219,7 @@ def replicas_table(title: str, replicas: list[dict[str, Any]]) -> Table:
         for r in replicas
     ]
     return titled_table(title, columns, rows)
+
+
+# `conveyor get edges` lives with the edge commands; it is listed last under `get`.
+get_app.command("edges")(get_edges)

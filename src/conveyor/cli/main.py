@@ -1,4 +1,5 @@
-"""Entry point of the ``conveyor`` command: wires the command groups and turns errors into one line."""
+"""Entry point of the ``conveyor`` command: builds the branch of the command tree a command line runs
+(conveyor.cli.commands) and turns errors into one line."""
 
 from __future__ import annotations
 
@@ -12,113 +13,16 @@ from pydantic import ValidationError
 from rich.markup import escape
 from typer.exceptions import TyperException
 
-from conveyor import __version__
-from conveyor.cli import (
-    alerts,
-    audit,
-    backup,
-    build,
-    certs,
-    dashboard,
-    deployments,
-    edge,
-    export,
-    fuse,
-    gateway,
-    help_labels,
-    init,
-    inspect,
-    keys,
-    logs,
-    models,
-    optimize,
-    predict,
-    rollouts,
-    serve,
-    tokens,
-    tune,
-    up,
-    validate,
-)
+from conveyor.cli.commands import build, requested
 from conveyor.cli.output import err_console, exit_code_for
 from conveyor.errors import ConveyorError, DiskFull, InvalidInput, is_disk_full
-
-help_labels.install()  # TEXT, INTEGER, PATH in --help and docs/cli.md, not Python's <str>, <bool>
-
-app = typer.Typer(
-    name="conveyor",
-    help="Conveyor: register a model, serve it over the Open Inference Protocol, predict with it.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-app.command("up")(up.up)
-app.command("server")(up.server)
-app.command("gateway")(gateway.gateway)
-app.add_typer(models.app, name="models")
-app.command("optimize")(optimize.optimize)
-app.command("validate")(validate.validate)
-app.command("tune")(tune.tune)
-app.command("fuse")(fuse.fuse)
-app.add_typer(keys.app, name="keys")
-app.command("serve")(serve.serve)
-app.command("predict")(predict.predict)
-app.command("backup")(backup.backup)
-app.command("restore")(backup.restore)
-app.add_typer(audit.app, name="audit")
-app.add_typer(certs.app, name="certs")
-app.add_typer(tokens.app, name="tokens")
-app.add_typer(alerts.app, name="alerts")
-app.add_typer(export.app, name="export")
-app.command("build")(build.build)
-app.add_typer(edge.app, name="edge")
-app.add_typer(init.app, name="init")
-# Deployments, through the management API of a running control plane (CONVEYOR_URL).
-app.command("apply")(deployments.apply)
-app.command("diff")(deployments.diff)
-inspect.get_app.command("edges")(edge.get_edges)
-app.add_typer(inspect.get_app, name="get")
-app.add_typer(inspect.describe_app, name="describe")
-app.add_typer(deployments.delete_app, name="delete")
-app.command("scale")(deployments.scale)
-app.command("rollback")(deployments.rollback)
-app.command("history")(deployments.history)
-app.add_typer(rollouts.app, name="rollout")
-app.command("endpoints")(inspect.endpoints)
-app.command("logs")(logs.logs)
-app.command("dashboard")(dashboard.dashboard)
-
-
-@app.command("version")
-def version() -> None:
-    """Print the Conveyor version."""
-    typer.echo(__version__)
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(__version__)
-        raise typer.Exit()
-
-
-@app.callback()
-def _options(
-    show_version: bool = typer.Option(
-        False,
-        "--version",
-        help="Print the Conveyor version and exit.",
-        callback=_print_version,
-        is_eager=True,
-    ),
-) -> None:
-    """Options of the conveyor command itself (the help text is the app's)."""
 
 
 def main() -> None:
     """Run the CLI: a ConveyorError becomes one line on stderr and its exit code, never a traceback."""
-    command = typer.main.get_command(app)
+    # Only the branch of the tree this command line runs: importing and reading every command's signature
+    # cost more than most commands do (conveyor.cli.commands).
+    command = typer.main.get_command(build(requested(sys.argv[1:])))
     try:
         result = command.main(prog_name="conveyor", standalone_mode=False)
     except click.exceptions.Exit as exc:

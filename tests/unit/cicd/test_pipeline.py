@@ -19,7 +19,7 @@ from typer.exceptions import TyperException
 
 from conveyor import errors
 from conveyor.cicd import PipelineOptions, render, write
-from conveyor.cli.main import app
+from conveyor.cli.app import app
 
 OPTIONS = PipelineOptions(model="iris", file="models/iris.skops", deployment="iris-prod", max_drift=0.02)
 SAMPLE_ENV = {

@@ -13,7 +13,7 @@ def test_cli_reference_matches_the_code(tmp_path: Path) -> None:
     subprocess.run(
         [
             str(typer),
-            "conveyor.cli.main",
+            "conveyor.cli.app",
             "utils",
             "docs",
             "--name",
