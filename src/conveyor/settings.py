@@ -121,9 +121,16 @@ class Settings(BaseSettings):
         "connection closed (a body of max_body_bytes needs ~1.1 MB/s at the defaults).",
     )
     keep_alive_timeout_s: int = Field(
-        default=5,
-        description="A connection that has not sent a complete request head this long after it opened or "
-        "after its last answer is closed (idle keep-alive, or a stalled request line).",
+        default=75,
+        ge=1,
+        description="An idle connection (no byte since its last answer) is closed after this long. Keep it "
+        "longer than the idle timeout of a load balancer in front (60 s on AWS's), so that it closes first.",
+    )
+    head_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request head must be complete this long after its connection opened or after the "
+        "first byte that followed the last answer, or the connection is closed (a stalled request line).",
     )
     max_elements: int = Field(
         default=16 * 1024 * 1024,

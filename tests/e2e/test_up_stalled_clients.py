@@ -23,7 +23,7 @@ from tests.fixtures.stack import Load, UpStack
 
 pytestmark = pytest.mark.timeout(300)
 
-IDLE_S = 2  # CONVEYOR_BODY_IDLE_TIMEOUT_S and CONVEYOR_KEEP_ALIVE_TIMEOUT_S of this stack
+IDLE_S = 2  # CONVEYOR_BODY_IDLE_TIMEOUT_S, CONVEYOR_KEEP_ALIVE_TIMEOUT_S and CONVEYOR_HEAD_TIMEOUT_S here
 REPEAT_S = 3  # CONVEYOR_LOG_REPEAT_INTERVAL_S
 MARGIN_S = 8  # a loaded 2-core machine
 MIB = 1024 * 1024
@@ -37,6 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
         "CONVEYOR_HOME": str(tmp / "home"),
         "CONVEYOR_BODY_IDLE_TIMEOUT_S": str(IDLE_S),
         "CONVEYOR_KEEP_ALIVE_TIMEOUT_S": str(IDLE_S),
+        "CONVEYOR_HEAD_TIMEOUT_S": str(IDLE_S),
         "CONVEYOR_LOG_REPEAT_INTERVAL_S": str(REPEAT_S),
     }
     group = ProcessGroup()

@@ -1,7 +1,8 @@
-"""The head deadline of frontend/connections.py over real loopback sockets: an idle connection and a stalled
-request line are closed in time, and a request that reached the socket before its deadline is answered even
-when the event loop was held up past that deadline (the CI failure of a version change under load: libuv
-runs due timers before it reads, so the close came first and the client saw "Server disconnected")."""
+"""The deadlines of frontend/connections.py over real loopback sockets: an idle connection is closed after
+the keep-alive timeout, a stalled request head after the head timeout (from the connection opening or from
+the head's first byte), and a request that reached the socket before its deadline is answered even when the
+event loop was held up past that deadline (libuv runs due timers before it reads: the close came first and
+the client saw "Server disconnected without sending a response")."""
 
 from __future__ import annotations
 
@@ -18,14 +19,18 @@ from conveyor.frontend.connections import HEAD_GRACE_S, DeadlineHttpProtocol
 from tests.fixtures.processes import free_port
 from tests.fixtures.raw_http import answer_of
 
-IDLE_S = 1
+IDLE_S = 3  # timeout_keep_alive
+HEAD_S = 1  # head_timeout_s
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 HOLD = b"HOLD"  # a connection that sends this holds the event loop inside its read callback
 HOLD_S = IDLE_S + 0.8
+SLACK_S = 1.5  # a loaded 2-core machine
 
 
 class HoldingProtocol(DeadlineHttpProtocol):
     """Holds the loop in an I/O callback, as a stalled process or a long callback would."""
+
+    head_timeout_s = HEAD_S
 
     def data_received(self, data: bytes) -> None:
         if data.startswith(HOLD):
@@ -89,18 +94,26 @@ def test_a_request_sent_before_its_deadline_is_answered_though_the_loop_read_it_
         assert ask(client).startswith(b"HTTP/1.1 200")
 
 
-def test_an_idle_connection_and_a_stalled_request_line_are_still_closed_in_time(port: int) -> None:
+def test_an_idle_connection_lasts_the_keep_alive_timeout_and_a_stalled_head_the_head_timeout(
+    port: int,
+) -> None:
     with (
         socket.create_connection(("127.0.0.1", port)) as idle,
         socket.create_connection(("127.0.0.1", port)) as stalled,
+        socket.create_connection(("127.0.0.1", port)) as silent,
     ):
         ask(idle)
-        stalled.sendall(b"GET / HT")
+        ask(stalled)
         start = time.monotonic()
-        deadline = start + IDLE_S + HEAD_GRACE_S + 2
-        assert answer_of(idle, deadline) == (None, b"")
-        assert answer_of(stalled, deadline) == (None, b"")
-        assert time.monotonic() - start < IDLE_S + HEAD_GRACE_S + 1
+        stalled.sendall(b"GET / HT")  # its head has HEAD_S from here, not the IDLE_S of an idle connection
+        assert answer_of(stalled, start + HEAD_S + SLACK_S) == (None, b"")
+        assert answer_of(silent, start + HEAD_S + SLACK_S) == (None, b"")  # opened, never sent a byte
+        assert time.monotonic() - start < IDLE_S
+        idle.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            idle.recv(1)  # still open
+        assert answer_of(idle, start + IDLE_S + HEAD_GRACE_S + SLACK_S) == (None, b"")
+        assert time.monotonic() - start >= IDLE_S - 0.1
 
 
 def test_bytes_that_arrive_at_the_deadline_buy_one_short_grace_not_a_new_deadline(port: int) -> None:
@@ -108,10 +121,10 @@ def test_bytes_that_arrive_at_the_deadline_buy_one_short_grace_not_a_new_deadlin
         socket.create_connection(("127.0.0.1", port)) as slow,
         socket.create_connection(("127.0.0.1", port)) as holder,
     ):
-        ask(slow)
-        holder.sendall(HOLD)
+        slow.sendall(b"GET / HT")  # the head deadline runs from the connection's opening
+        holder.sendall(HOLD)  # the loop is held past it; more bytes arrive meanwhile, still no head
         time.sleep(0.3)
-        slow.sendall(b"GET / HT")  # unread when the deadline fires; still no head after the grace
+        slow.sendall(b"TP/1.1\r\n")
         start = time.monotonic()
-        assert answer_of(slow, start + HOLD_S + HEAD_GRACE_S + 2) == (None, b"")
+        assert answer_of(slow, start + HOLD_S + HEAD_GRACE_S + SLACK_S) == (None, b"")
         assert time.monotonic() - start < HOLD_S + HEAD_GRACE_S + 1

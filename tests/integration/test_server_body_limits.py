@@ -22,6 +22,7 @@ MARGIN_S = 8  # a loaded 2-core machine
 LIMITS = {
     "CONVEYOR_BODY_IDLE_TIMEOUT_S": str(IDLE_S),
     "CONVEYOR_KEEP_ALIVE_TIMEOUT_S": str(IDLE_S),
+    "CONVEYOR_HEAD_TIMEOUT_S": str(IDLE_S),
     "CONVEYOR_BODY_BUDGET_BYTES": str(3_000_000),
 }
 

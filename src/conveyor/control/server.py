@@ -169,14 +169,14 @@ def run_control_plane(
         app = build_control_plane(settings, owned=owned, address=f"{scheme}://{host}:{port}")
         if on_admin_token is not None:
             on_admin_token(*app.state.admin_token)
-        from conveyor.frontend.connections import DeadlineHttpProtocol, limit_per_client
+        from conveyor.frontend.connections import DeadlineHttpProtocol, connection_protocol
 
         config = uvicorn.Config(
             app,
             host=host,
             port=port,
             # Request-head deadlines and connections per client, as on the gateway (docs/security.md, Limits).
-            http=limit_per_client(DeadlineHttpProtocol, settings.max_connections_per_client),
+            http=connection_protocol(DeadlineHttpProtocol, settings),
             timeout_keep_alive=settings.keep_alive_timeout_s,
             log_level=log_level,
             log_config=None,  # uvicorn's lines go through the process's handler (observe/logs.py)

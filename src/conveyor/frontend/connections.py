@@ -1,14 +1,20 @@
-"""uvicorn's httptools protocol with a deadline on every request head, so no connection idles forever, and a
-cap on the connections one client address may hold.
+"""uvicorn's httptools protocol with two deadlines, so no connection idles or stalls forever, and a cap on the
+connections one client address may hold.
 
 uvicorn arms its keep-alive timer only after a response, and disarms it on the first byte that arrives: a
 connection that never sends a request, or sends half a request line and stops, stays open for good (one
-file descriptor and one protocol object each). Here a connection must deliver a complete request head
-within ``timeout_keep_alive`` of opening and of each response, or it is closed. A head that has reached the
-socket by then but not yet the protocol (the event loop was held up: libuv runs due timers before it reads)
-is not late: the connection gets ``HEAD_GRACE_S`` more to be read.
+file descriptor and one protocol object each). Here:
 
-The deadline bounds how long a connection lives idle, not how many one client opens: ``limit_per_client``
+- an idle connection (no byte since its last answer) is closed after ``timeout_keep_alive``
+  (``keep_alive_timeout_s``, 75 s: longer than the idle timeout of the load balancers a gateway sits behind,
+  60 s on AWS's, so they close first and never send a request on a connection the gateway is closing);
+- a request head must be complete within ``head_timeout_s`` (10 s) of the connection opening or of its first
+  byte after an answer, or the connection is closed without an answer.
+
+Bytes that reached the socket by a deadline but not yet the protocol (the event loop was held up: libuv runs
+due timers before it reads) are not late: the connection gets ``HEAD_GRACE_S`` more for them to be read.
+
+The deadlines bound how long a connection lives idle, not how many one client opens: ``limit_per_client``
 answers a client address over ``max_connections_per_client`` 429 with Retry-After and closes the new
 connection, before uvicorn allocates anything for it.
 """
@@ -18,10 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import select
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.frontend")
 REFUSED_LINGER_S = 1.0
@@ -31,12 +40,19 @@ HEAD_GRACE_S = 0.1
 
 
 class DeadlineHttpProtocol(HttpToolsProtocol):
+    head_timeout_s: float = 10.0  # the server's head_timeout_s (connection_protocol)
     _head_timer: asyncio.TimerHandle | None = None
+    _idle = False  # the timer running is the keep-alive one: no byte since the last answer
     _head_grace = False  # the deadline passed with bytes unread: this is the short second look
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_head_deadline()
+        self._arm_head_deadline(self.head_timeout_s)
+
+    def data_received(self, data: bytes) -> None:
+        if self._idle:  # the first byte of the next request: its head has head_timeout_s from here
+            self._arm_head_deadline(self.head_timeout_s)
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
@@ -49,18 +65,19 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing():
-            self._arm_head_deadline()
+            self._arm_head_deadline(self.timeout_keep_alive, idle=True)
 
     def timeout_keep_alive_handler(self) -> None:
-        """uvicorn's idle close, armed with the head deadline and for the same time: the head deadline,
-        which looks at the socket first, decides alone."""
+        """uvicorn's idle close, armed with ours and for the same time: ours, which looks at the socket
+        first, decides alone."""
 
-    def _arm_head_deadline(self) -> None:
+    def _arm_head_deadline(self, after_s: float, idle: bool = False) -> None:
         self._cancel_head_deadline()
-        self._head_grace = False
-        self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_deadline_passed)
+        self._idle, self._head_grace = idle, False
+        self._head_timer = self.loop.call_later(after_s, self._head_deadline_passed)
 
     def _cancel_head_deadline(self) -> None:
+        self._idle = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -96,6 +113,13 @@ def _refusal(limit: int) -> bytes:
         f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+def connection_protocol(protocol: type[DeadlineHttpProtocol], settings: Settings) -> type[HttpToolsProtocol]:
+    """``protocol`` with the head deadline and the connections per client of ``settings``; the idle
+    deadline is uvicorn's ``timeout_keep_alive`` (``keep_alive_timeout_s``)."""
+    timed = type(protocol.__name__, (protocol,), {"head_timeout_s": float(settings.head_timeout_s)})
+    return limit_per_client(timed, settings.max_connections_per_client)
 
 
 def limit_per_client(protocol: type[HttpToolsProtocol], limit: int) -> type[HttpToolsProtocol]:

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from conveyor.errors import Unavailable
 from conveyor.frontend.bodies import BodyReader
-from conveyor.frontend.connections import limit_per_client
+from conveyor.frontend.connections import connection_protocol
 from conveyor.frontend.gc_tuning import freeze_startup_heap
 from conveyor.frontend.grpc import RunningGrpcServer, start_grpc_server
 from conveyor.frontend.hot_path import hot_protocol
@@ -98,9 +98,7 @@ def run_app(
         port=port,
         loop="uvloop",
         # V2 inference without the ASGI layers; at most max_connections_per_client per client address
-        http=limit_per_client(
-            hot_protocol(service, app.state.bodies, app.state.recorder), settings.max_connections_per_client
-        ),
+        http=connection_protocol(hot_protocol(service, app.state.bodies, app.state.recorder), settings),
         timeout_keep_alive=settings.keep_alive_timeout_s,
         lifespan="on",
         access_log=access_log,
