@@ -4,7 +4,6 @@ client, and candidates that are good, fail 20% of their requests, are 5x slower,
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -20,6 +19,7 @@ import yaml
 
 from tests.fixtures.models import LOGREG_BODY, build_logreg
 from tests.fixtures.processes import ProcessGroup
+from tests.fixtures.raw_client import encode_posts, post_each
 from tests.fixtures.rollout_models import build_different, build_flaky, build_good, build_slow
 from tests.fixtures.stack import Load, LoadResult, UpStack
 
@@ -242,11 +242,11 @@ def test_ab_routing_is_sticky_per_user_and_gives_the_candidate_its_share_of_user
     stack.cli("apply", "-f", str(spec))
     stack.wait(lambda: candidate_routed(stack), what="the candidate routed")
     users = [f"user-{i}" for i in range(10_000)]
-    first = asyncio.run(_versions_by_user(stack, users))
+    first = _versions_by_user(stack, users)
     share = sum(v == "2" for v in first.values()) / len(users)
     print(f"candidate share over {len(users)} users: {share:.4f}")
     assert 0.085 <= share <= 0.115
-    again = asyncio.run(_versions_by_user(stack, users[:500]))
+    again = _versions_by_user(stack, users[:500])
     assert all(again[u] == first[u] for u in again)  # one user, one variant
     stack.cli("rollout", "abort", "clf")
     assert wait_ended(stack)["rollout"]["phase"] == "rolled_back"
@@ -305,18 +305,12 @@ def _gateway_requests(stack: UpStack, version: str) -> float:
     return total
 
 
-async def _versions_by_user(stack: UpStack, users: list[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    queue = list(reversed(users))
+def _versions_by_user(stack: UpStack, users: list[str]) -> dict[str, str]:
+    """The version that answered each user's request (header ``x-user-id``), over keep-alive connections."""
     url = f"{stack.gateway_url}/v2/models/clf/infer"
-    async with httpx.AsyncClient(timeout=30, headers=stack.headers) as client:
-
-        async def worker() -> None:
-            while queue:
-                user = queue.pop()
-                response = await client.post(url, content=LOGREG_BODY, headers={"x-user-id": user})
-                assert response.status_code == 200, response.text
-                found[user] = str(orjson.loads(response.content)["model_version"])
-
-        await asyncio.gather(*(worker() for _ in range(16)))
+    requests = encode_posts(url, LOGREG_BODY, [{**stack.headers, "x-user-id": user} for user in users])
+    found: dict[str, str] = {}
+    for user, answer in zip(users, post_each(url, requests), strict=True):
+        assert answer.status == 200, answer.body
+        found[user] = str(orjson.loads(answer.body)["model_version"])
     return found
