@@ -17,6 +17,10 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import conveyor
+from conveyor.registry.backup import backup
+from conveyor.settings import Settings
+from tests.fixtures.homes import register
 from tests.fixtures.models import build_logreg
 from tests.fixtures.processes import ProcessGroup, conveyor_exe, output_of
 from tests.fixtures.small_fs import SmallFs, small_fs
@@ -87,14 +91,12 @@ def test_register_on_a_full_disk_says_so_and_leaves_no_orphan_blob(
     small_fs: SmallFs, env: dict[str, str], tmp_path: Path
 ) -> None:
     home = Path(env["CONVEYOR_HOME"])
-    first = json.loads(
-        run(env, "models", "register", "m", str(build_logreg(tmp_path / "m.onnx")), "--json").stdout
-    )
-    kept = {first["sha256"]}
+    kept = {register(home, "m", build_logreg(tmp_path / "m.onnx")).sha256}
     failures: list[str] = []
-    # From room to spare down to none, in 4 KiB (page) steps: each register stores a new blob, then writes
-    # its row; somewhere the row no longer fits (the blob did), further down the blob does not fit either.
-    for leave in range(56, -1, -8):
+    # From room to spare down to none, in 12 KiB steps (three tmpfs pages): each register stores a new blob,
+    # then writes its row; somewhere the row no longer fits (the blob did: about 20 KiB of free space, so
+    # one step or two land there), further down the blob does not fit either.
+    for leave in range(60, -1, -12):
         small_fs.fill(leave_kib=leave)
         path = build_logreg(tmp_path / f"m{leave}.onnx", seed=leave + 1)
         proc = run(env, "models", "register", "m", str(path), "--json")
@@ -122,19 +124,22 @@ def test_register_on_a_full_disk_says_so_and_leaves_no_orphan_blob(
 def test_restore_on_a_full_disk_leaves_no_blob_and_an_empty_registry(
     small_fs: SmallFs, env: dict[str, str], tmp_path: Path
 ) -> None:
-    source = {**env, "CONVEYOR_HOME": str(tmp_path / "source")}
+    source = tmp_path / "source"  # the registry backed up, built in-process: the restore is the test
     for i in range(3):
-        run(source, "models", "register", f"p{i}", str(padded_model(tmp_path / f"p{i}.onnx", 6, i)))
+        register(source, f"p{i}", padded_model(tmp_path / f"p{i}.onnx", 6, i))
     archive = tmp_path / "registry.tar"
-    assert run(source, "backup", str(archive)).returncode == 0
+    with conveyor.open_registry(Settings(home=source)) as registry:
+        backup(registry, archive)
     home = Path(env["CONVEYOR_HOME"])
-    assert run(env, "models", "list").returncode == 0  # an empty registry on the small disk
+    with conveyor.open_registry(Settings(home=home)):
+        pass  # an empty registry on the small disk
 
-    # From no room up, in 8 KiB steps, until the restore fits: it fails opening the database, then while
-    # storing the blobs (some stored already), then writing the rows (every blob stored); each time the
-    # blobs it stored go again, and the registry stays empty (or the last restore would be refused).
+    # From no room up, in 12 KiB steps, until the restore fits: it fails opening the database, then while
+    # storing the blobs (some stored already: over about 20 KiB of free space, so one step or two land
+    # there), then writing the rows (every blob stored); each time the blobs it stored go again, and the
+    # registry stays empty (or the last restore would be refused).
     failures: list[str] = []
-    for leave in range(0, 400, 8):
+    for leave in range(0, 400, 12):
         small_fs.fill(leave_kib=leave)
         proc = run(env, "restore", str(archive))
         if proc.returncode == 0:
@@ -158,7 +163,7 @@ def test_backup_to_a_full_disk_leaves_no_partial_file_and_the_old_backup_intact(
     target = small_fs.root / "backups" / "registry.tar"
     assert run(env, "backup", str(target)).returncode == 0
     old = target.read_bytes()
-    run(env, "models", "register", "big", str(padded_model(tmp_path / "big.onnx", 256, 0)))
+    register(Path(env["CONVEYOR_HOME"]), "big", padded_model(tmp_path / "big.onnx", 256, 0))
     small_fs.fill(leave_kib=64)
     line = assert_disk_full(run(env, "backup", str(target)))
     assert f"cannot write backup {target}" in line
@@ -198,7 +203,10 @@ def test_a_disk_that_fills_while_up_runs_stops_cleanly(small_fs: SmallFs, stack:
 def test_apply_on_a_full_disk_is_507_and_changes_nothing(
     small_fs: SmallFs, stack: UpStack, tmp_path: Path
 ) -> None:
-    stack.cli("models", "register", "clf", str(build_logreg(tmp_path / "clf.onnx")))
+    register(stack.home, "clf", build_logreg(tmp_path / "clf.onnx"))
+    # A leader that cannot renew its lease on the full disk steps down after about 5 s of the default 6 s
+    # and refuses writes with 503 as a follower: under load the CLI's apply alone took longer than that.
+    stack.env["CONVEYOR_LEADER_LEASE_S"] = "300"
     stack.start()
     spec = tmp_path / "clf.yaml"
     spec.write_text(json.dumps(DEPLOYMENT))
