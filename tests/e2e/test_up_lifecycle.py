@@ -8,13 +8,15 @@ import os
 import signal
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.fixtures.models import build_logreg
-from tests.fixtures.processes import ProcessGroup, children, output_of
+from tests.fixtures.module_stack import own_stack
+from tests.fixtures.processes import ProcessGroup, children, free_port, output_of
 from tests.fixtures.stack import UpStack, kill_recorded_replicas
 
 pytestmark = pytest.mark.timeout(180)
@@ -31,13 +33,44 @@ spec:
 
 
 @pytest.fixture
-def stack(cli_env: dict[str, str], tmp_path: Path, processes: ProcessGroup) -> Iterator[UpStack]:
+def bare(cli_env: dict[str, str], processes: ProcessGroup) -> Iterator[UpStack]:
+    """A stack not started, its registry empty: for the tests that fail before a model is read."""
     up = UpStack(processes, cli_env, Path(cli_env["CONVEYOR_HOME"]))
-    up.cli("models", "register", "clf", str(build_logreg(tmp_path / "clf.onnx")))
     try:
         yield up
     finally:
         up.stop()
+
+
+@pytest.fixture
+def stack(bare: UpStack, tmp_path: Path) -> UpStack:
+    """A stack not started with clf:1 registered."""
+    bare.cli("models", "register", "clf", str(build_logreg(tmp_path / "clf.onnx")))
+    return bare
+
+
+@dataclass(frozen=True)
+class Serving:
+    """One stack for the tests that only read it: clf:1 (two replicas) and examples/tiny.yaml applied by
+    `up -f`, and V2 gRPC on the gateway."""
+
+    stack: UpStack
+    grpc_port: int
+    clf_onnx: Path
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    with own_stack(tmp) as up:
+        clf = build_logreg(tmp / "clf.onnx")
+        up.cli("models", "register", "clf", str(clf))
+        up.cli("models", "register", "tiny", str(build_logreg(tmp / "tiny.onnx", seed=3)))
+        spec = tmp / "serving.yaml"
+        spec.write_text(SPEC.format(model="clf:1") + "---\n" + (EXAMPLES / "tiny.yaml").read_text())
+        grpc_port = free_port()
+        up.start("-f", str(spec), "--grpc-port", str(grpc_port))
+        yield Serving(up, grpc_port, clf)
 
 
 def listening(port: int) -> bool:
@@ -65,7 +98,8 @@ def test_ctrl_c_stops_the_gateway_the_control_plane_and_every_replica(stack: UpS
         assert not Path(r["address"].removeprefix("unix:")).exists()
 
 
-def test_a_bad_spec_file_fails_before_anything_starts(stack: UpStack, tmp_path: Path) -> None:
+def test_a_bad_spec_file_fails_before_anything_starts(bare: UpStack, tmp_path: Path) -> None:
+    stack = bare
     spec = tmp_path / "bad.yaml"
     spec.write_text(SPEC.format(model="clf:1").replace("replicas: 2", "replicas: -2"))
     proc = stack.cli(
@@ -85,14 +119,6 @@ def test_an_unknown_model_stops_what_was_started_and_says_why(stack: UpStack, tm
     assert proc.returncode == 3, proc.stderr
     assert "nosuch" in proc.stderr and "Traceback" not in proc.stderr
     assert not listening(stack.port) and not listening(stack.api_port)
-
-
-def test_one_control_plane_per_home(stack: UpStack) -> None:
-    stack.start()
-    proc = stack.cli("server", "--api-port", "0", check=False)
-    assert proc.returncode == 4
-    assert "another control plane" in proc.stderr
-    assert httpx.get(f"{stack.api_url}/api/v1/health").status_code == 200
 
 
 def test_scale_then_delete_on_the_running_stack(stack: UpStack, tmp_path: Path) -> None:
@@ -119,7 +145,8 @@ def test_scale_then_delete_on_the_running_stack(stack: UpStack, tmp_path: Path) 
     )
 
 
-def test_a_port_in_use_is_named_before_anything_starts(stack: UpStack) -> None:
+def test_a_port_in_use_is_named_before_anything_starts(bare: UpStack) -> None:
+    stack = bare
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -128,59 +155,6 @@ def test_a_port_in_use_is_named_before_anything_starts(stack: UpStack) -> None:
     assert proc.returncode == 7
     assert f"cannot listen on 127.0.0.1:{port} (--port)" in proc.stderr
     assert not listening(stack.api_port)
-
-
-def test_the_smallest_spec_examples_tiny_yaml_serves_with_model_version(
-    stack: UpStack, tmp_path: Path
-) -> None:
-    stack.cli("models", "register", "tiny", str(build_logreg(tmp_path / "tiny.onnx", seed=3)))
-    stack.start("-f", str(EXAMPLES / "tiny.yaml"))
-    assert stack.serving("tiny", "1", 2)
-    body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
-    url = f"{stack.gateway_url}/v2/models/tiny/infer"
-    answer = httpx.post(url, json=body, timeout=10, headers=stack.headers).json()
-    assert answer["model_name"] == "tiny" and answer["model_version"] == "1"
-
-
-def test_tritonclient_grpc_and_http_through_the_up_gateway(stack: UpStack, tmp_path: Path) -> None:
-    """tritonclient's gRPC client, and its HTTP client with binary tensors and with JSON both ways, get
-    ONNX Runtime's answers through `conveyor up` (two replica processes behind the gateway)."""
-    import numpy as np
-    import onnxruntime as ort
-    import tritonclient.grpc as tg
-    import tritonclient.http as th
-
-    from tests.fixtures.processes import free_port
-
-    spec = tmp_path / "clf.yaml"
-    spec.write_text(SPEC.format(model="clf:1"))
-    grpc_port = free_port()
-    stack.start("-f", str(spec), "--grpc-port", str(grpc_port))
-    x = np.array([[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]], dtype=np.float32)
-    session = ort.InferenceSession(str(tmp_path / "clf.onnx"), providers=["CPUExecutionProvider"])
-    want_label, want_proba = session.run(["label", "probabilities"], {"input": x})
-    cases = [(tg, f"127.0.0.1:{grpc_port}", True), (th, f"127.0.0.1:{stack.port}", True)]
-    cases.append((th, f"127.0.0.1:{stack.port}", False))
-    for module, address, binary in cases:
-        client = module.InferenceServerClient(address)
-        try:
-            inp = module.InferInput("input", list(x.shape), "FP32")
-            if module is th:
-                inp.set_data_from_numpy(x, binary_data=binary)
-                outputs = [th.InferRequestedOutput(n, binary_data=binary) for n in ("label", "probabilities")]
-            else:
-                inp.set_data_from_numpy(x)
-                outputs = [tg.InferRequestedOutput(n) for n in ("label", "probabilities")]
-            result = client.infer("clf", [inp], outputs=outputs, headers=stack.headers)
-            case = f"{module.__name__} binary={binary}"
-            np.testing.assert_array_equal(result.as_numpy("label"), want_label, err_msg=case)
-            np.testing.assert_allclose(result.as_numpy("probabilities"), want_proba, rtol=1e-5, err_msg=case)
-            response = result.get_response()
-            version = response["model_version"] if module is th else response.model_version
-            assert version == "1"
-            assert client.is_model_ready("clf", headers=stack.headers)
-        finally:
-            client.close()
 
 
 def _child_pid(parent: int, marker: str) -> int:
@@ -209,3 +183,59 @@ def test_a_killed_gateway_is_restarted_and_serves_again(stack: UpStack, tmp_path
     stack.wait(answers, timeout=30, what="the restarted gateway answering")
     assert _child_pid(stack.proc.pid, " gateway ") != gateway
     assert "the gateway exited" in output_of(stack.proc)
+
+
+# -- on the one stack of the module (read only) ----------------------------------------------------------
+
+
+def test_one_control_plane_per_home(serving: Serving) -> None:
+    stack = serving.stack
+    proc = stack.cli("server", "--api-port", "0", check=False)
+    assert proc.returncode == 4
+    assert "another control plane" in proc.stderr
+    assert httpx.get(f"{stack.api_url}/api/v1/health").status_code == 200
+
+
+def test_the_smallest_spec_examples_tiny_yaml_serves_with_model_version(serving: Serving) -> None:
+    stack = serving.stack
+    assert stack.serving("tiny", "1", 2)
+    body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+    url = f"{stack.gateway_url}/v2/models/tiny/infer"
+    answer = httpx.post(url, json=body, timeout=10, headers=stack.headers).json()
+    assert answer["model_name"] == "tiny" and answer["model_version"] == "1"
+
+
+def test_tritonclient_grpc_and_http_through_the_up_gateway(serving: Serving) -> None:
+    """tritonclient's gRPC client, and its HTTP client with binary tensors and with JSON both ways, get
+    ONNX Runtime's answers through `conveyor up` (two replica processes behind the gateway)."""
+    import numpy as np
+    import onnxruntime as ort
+    import tritonclient.grpc as tg
+    import tritonclient.http as th
+
+    stack, grpc_port = serving.stack, serving.grpc_port
+    x = np.array([[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]], dtype=np.float32)
+    session = ort.InferenceSession(str(serving.clf_onnx), providers=["CPUExecutionProvider"])
+    want_label, want_proba = session.run(["label", "probabilities"], {"input": x})
+    cases = [(tg, f"127.0.0.1:{grpc_port}", True), (th, f"127.0.0.1:{stack.port}", True)]
+    cases.append((th, f"127.0.0.1:{stack.port}", False))
+    for module, address, binary in cases:
+        client = module.InferenceServerClient(address)
+        try:
+            inp = module.InferInput("input", list(x.shape), "FP32")
+            if module is th:
+                inp.set_data_from_numpy(x, binary_data=binary)
+                outputs = [th.InferRequestedOutput(n, binary_data=binary) for n in ("label", "probabilities")]
+            else:
+                inp.set_data_from_numpy(x)
+                outputs = [tg.InferRequestedOutput(n) for n in ("label", "probabilities")]
+            result = client.infer("clf", [inp], outputs=outputs, headers=stack.headers)
+            case = f"{module.__name__} binary={binary}"
+            np.testing.assert_array_equal(result.as_numpy("label"), want_label, err_msg=case)
+            np.testing.assert_allclose(result.as_numpy("probabilities"), want_proba, rtol=1e-5, err_msg=case)
+            response = result.get_response()
+            version = response["model_version"] if module is th else response.model_version
+            assert version == "1"
+            assert client.is_model_ready("clf", headers=stack.headers)
+        finally:
+            client.close()
