@@ -10,14 +10,21 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import CliRunner
+from tests.fixtures.homes import copy_home, home_env, run_cli
 
 DATA_LOSS = 5
 
 
-def _registered(cli: CliRunner, iris_files: dict[str, Path]) -> None:
-    cli("models", "register", "iris", str(iris_files["skops"]), "--alias", "staging")
-    cli("models", "register", "iris", str(iris_files["skops"]))
-    cli("models", "alias", "iris", "2", "production")
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory, logreg_onnx: Path) -> Path:
+    """A home where alice, through the CLI, registered iris:1 (alias staging) and iris:2 and pointed
+    production at 2: three audit records. Each test changes a copy (``copy_home``)."""
+    home = tmp_path_factory.mktemp("audit") / "home"
+    env = home_env(home, CONVEYOR_USER="alice")
+    run_cli(env, "models", "register", "iris", str(logreg_onnx), "--alias", "staging")
+    run_cli(env, "models", "register", "iris", str(logreg_onnx))
+    run_cli(env, "models", "alias", "iris", "2", "production")
+    return home
 
 
 def _db(cli_env: dict[str, str]) -> sqlite3.Connection:
@@ -25,10 +32,9 @@ def _db(cli_env: dict[str, str]) -> sqlite3.Connection:
 
 
 def test_audit_log_shows_each_change_with_who_made_it(
-    cli: CliRunner, cli_env: dict[str, str], iris_files: dict[str, Path]
+    cli: CliRunner, cli_env: dict[str, str], history: Path
 ) -> None:
-    cli_env["CONVEYOR_USER"] = "alice"
-    _registered(cli, iris_files)
+    copy_home(history, cli_env)
     log = json.loads(cli("audit", "log", "--json").stdout)
     assert [(r["seq"], r["action"], r["object"], r["actor"]) for r in log] == [
         (1, "model.register", "iris:1", "alice"),
@@ -62,9 +68,9 @@ def test_audit_log_shows_each_change_with_who_made_it(
     ids=["edited", "deleted", "swapped"],
 )
 def test_audit_verify_fails_naming_the_first_tampered_record(
-    cli: CliRunner, cli_env: dict[str, str], iris_files: dict[str, Path], sql: str, named: str
+    cli: CliRunner, cli_env: dict[str, str], history: Path, sql: str, named: str
 ) -> None:
-    _registered(cli, iris_files)
+    copy_home(history, cli_env)
     with _db(cli_env) as db:
         db.executescript(sql)
     out = cli("audit", "verify", check=False)
