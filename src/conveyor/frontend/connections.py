@@ -43,6 +43,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
     head_timeout_s: float = 10.0  # the server's head_timeout_s (connection_protocol)
     _head_timer: asyncio.TimerHandle | None = None
     _idle = False  # the timer running is the keep-alive one: no byte since the last answer
+    _awaiting_head = False  # bytes of a head came after an idle spell, the head is not complete yet
     _head_grace = False  # the deadline passed with bytes unread: this is the short second look
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -50,9 +51,16 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._arm_head_deadline(self.head_timeout_s)
 
     def data_received(self, data: bytes) -> None:
-        if self._idle:  # the first byte of the next request: its head has head_timeout_s from here
-            self._arm_head_deadline(self.head_timeout_s)
+        if not self._idle:
+            super().data_received(data)
+            return
+        # The first bytes after an answer: no longer idle. The head has head_timeout_s from here, armed only
+        # when this read did not bring all of it (most do: no timer is made for them).
+        self._cancel_head_deadline()
+        self._awaiting_head = True
         super().data_received(data)
+        if self._awaiting_head and self._head_timer is None and not self.transport.is_closing():
+            self._arm_head_deadline(self.head_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
@@ -77,7 +85,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(after_s, self._head_deadline_passed)
 
     def _cancel_head_deadline(self) -> None:
-        self._idle = False
+        self._idle = self._awaiting_head = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
