@@ -19,6 +19,7 @@ from conveyor.security import signing
 from conveyor.settings import Settings
 from tests.e2e.conftest import CliRunner
 from tests.e2e.test_up_under_load import BODY
+from tests.fixtures.homes import copy_home, register
 from tests.fixtures.models import build_logreg
 from tests.fixtures.processes import ProcessGroup
 from tests.fixtures.stack import UpStack
@@ -88,12 +89,19 @@ def test_an_encrypted_artifact_needs_its_key_and_a_changed_byte_is_refused(
     assert "is corrupt: its encrypted bytes do not authenticate" in out.stderr
 
 
-@pytest.fixture
-def signed_stack(cli_env: dict[str, str], tmp_path: Path, processes: ProcessGroup) -> Iterator[UpStack]:
-    env = {**cli_env, "CONVEYOR_ARTIFACT_KEY": KEY, "CONVEYOR_REPLICA_ORPHAN_TIMEOUT_S": "60"}
-    up = UpStack(processes, env, Path(env["CONVEYOR_HOME"]))
+@pytest.fixture(scope="module")
+def encrypted_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with clf:1..3 (seeds 0, 1, 2), unsigned, encrypted with KEY; registered in-process (setup)."""
+    d = tmp_path_factory.mktemp("signed")
     for seed in (0, 1, 2):
-        up.cli("models", "register", "clf", str(build_logreg(tmp_path / f"clf{seed}.onnx", seed=seed)))
+        register(d / "home", "clf", build_logreg(d / f"clf{seed}.onnx", seed=seed), artifact_key=KEY)
+    return d / "home"
+
+
+@pytest.fixture
+def signed_stack(cli_env: dict[str, str], encrypted_home: Path, processes: ProcessGroup) -> Iterator[UpStack]:
+    env = {**cli_env, "CONVEYOR_ARTIFACT_KEY": KEY, "CONVEYOR_REPLICA_ORPHAN_TIMEOUT_S": "60"}
+    up = UpStack(processes, env, copy_home(encrypted_home, env))
     try:
         yield up
     finally:
@@ -111,7 +119,7 @@ def test_require_signed_models_refuses_all_but_a_trusted_signature(
     signed_stack: UpStack, tmp_path: Path
 ) -> None:
     stack = signed_stack
-    stack.cli("keys", "create", "ci")
+    signing.create_keypair(stack.home / "keys", "ci")  # as `conveyor keys create ci` does
     stack.start()
 
     def refused(model: str) -> str:
@@ -136,8 +144,8 @@ def test_require_signed_models_refuses_all_but_a_trusted_signature(
         "(requireSignedModels)"
     )
     # A trusted key's signature of another version, copied onto clf:3: it does not verify for clf:3.
-    stack.cli("models", "sign", "clf:1")
     with conveyor.open_registry(settings) as registry:
+        registry.sign_version(registry.resolve("clf:1"), signing.load_private_key(stack.home / "keys", "ci"))
         [good] = registry.signatures.of_version("clf", 1)
         registry.signatures.add("clf", 3, good.signed)
     assert refused("clf:3").startswith("error: deployment 'clf': model clf:3: the signature by key ci (")
@@ -164,14 +172,26 @@ def test_a_version_deployed_before_the_policy_is_not_loaded_after_and_signing_it
     def described() -> str:
         return stack.cli("describe", "deployment", "clf").stdout
 
-    text = stack.wait(lambda: "is not signed" in described() and described(), what="the problem shown")
+    def problem_shown() -> bool:  # what describe prints, polled through the API (a CLI start costs seconds)
+        d = stack.api("/deployments/clf")
+        kinds = {e["kind"] for e in d["events"]}
+        return "is not signed" in (d.get("problem") or "") and "InvalidDeployment" in kinds
+
+    stack.wait(problem_shown, what="the problem shown")
+    text = described()
     assert "cannot run: model clf:1 is not signed (requireSignedModels" in " ".join(text.split()), text
     assert "InvalidDeployment" in text, text
     assert json.loads(stack.cli("get", "replicas", "--json").stdout)["replicas"] == [], (
         "none of clf:1 started"
     )
 
-    stack.cli("keys", "create", "ci")
+    signing.create_keypair(stack.home / "keys", "ci")
     stack.cli("models", "sign", "clf:1")
-    stack.wait(lambda: "1/1" in stack.cli("get", "deployments").stdout, timeout=60, what="clf:1 running")
+
+    def running() -> bool:  # what `get deployments` shows as 1/1, polled through the API
+        counts = stack.api("/deployments/clf")["replicas"]
+        return bool(counts["ready"] == counts["desired"] == 1)
+
+    stack.wait(running, timeout=60, what="clf:1 running")
+    assert "1/1" in stack.cli("get", "deployments").stdout
     assert "cannot run" not in described()
