@@ -55,13 +55,16 @@ def any_db_stack(
 def _stack(cli_env: dict[str, str], tmp_path: Path, processes: ProcessGroup) -> Iterator[UpStack]:
     env = {**cli_env, "CONVEYOR_REPLICA_ORPHAN_TIMEOUT_S": "60"}
     up = UpStack(processes, env, Path(env["CONVEYOR_HOME"]))
-    for seed in (0, 1):
-        model = build_logreg(tmp_path / f"clf{seed}.onnx", seed=seed)
-        up.cli("models", "register", "clf", str(model))
+    register_version(up, tmp_path, seed=0)
     try:
         yield up
     finally:
         up.stop()
+
+
+def register_version(stack: UpStack, tmp_path: Path, seed: int) -> None:
+    """Register the next version of clf: the logistic regression of ``seed`` (other seeds, other answers)."""
+    stack.cli("models", "register", "clf", str(build_logreg(tmp_path / f"clf{seed}.onnx", seed=seed)))
 
 
 def write_spec(tmp_path: Path, model: str, replicas: int) -> str:
@@ -75,6 +78,7 @@ def infer_version(stack: UpStack) -> str:
 
 
 def test_version_change_and_rollback_under_load_drop_nothing(stack: UpStack, tmp_path: Path) -> None:
+    register_version(stack, tmp_path, seed=1)  # clf:2; the other tests need clf:1 only
     stack.start("-f", write_spec(tmp_path, "clf:1", 2))
     stack.wait(lambda: stack.serving("clf", "1", 2), what="2 replicas of version 1")
     assert infer_version(stack) == "1"
