@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import CliRunner
+from tests.fixtures.homes import copy_home, register
+
+
+@pytest.fixture(scope="module")
+def one_version(tmp_path_factory: pytest.TempPathFactory, iris_files: dict[str, Path]) -> Path:
+    """A home with iris:1 (the skops pipeline), alias production; registered in-process (setup)."""
+    home = tmp_path_factory.mktemp("models") / "home"
+    register(home, "iris", iris_files["skops"], aliases=["production"])
+    return home
+
+
+@pytest.fixture(scope="module")
+def two_versions(
+    tmp_path_factory: pytest.TempPathFactory, one_version: Path, iris_files: dict[str, Path]
+) -> Path:
+    """``one_version`` and iris:2 (the same file), no alias."""
+    home = tmp_path_factory.mktemp("models") / "home"
+    shutil.copytree(one_version, home)
+    register(home, "iris", iris_files["skops"])
+    return home
 
 
 def test_register_with_sample_records_signature_and_parity(
@@ -34,8 +57,10 @@ def test_register_with_sample_records_signature_and_parity(
     assert v["metadata"]["parity"]["max_abs_diff"] <= 1e-4
 
 
-def test_versions_increment_and_lineage_is_kept(cli: CliRunner, iris_files: dict[str, Path]) -> None:
-    cli("models", "register", "iris", str(iris_files["skops"]))
+def test_versions_increment_and_lineage_is_kept(
+    cli: CliRunner, cli_env: dict[str, str], one_version: Path, iris_files: dict[str, Path]
+) -> None:
+    copy_home(one_version, cli_env)
     out = cli("models", "register", "iris", str(iris_files["skops"]), "--parent-version", "1", "--json")
     assert json.loads(out.stdout)["version"] == 2
     assert json.loads(out.stdout)["parent_version"] == 1
@@ -47,9 +72,8 @@ def test_versions_increment_and_lineage_is_kept(cli: CliRunner, iris_files: dict
     assert "iris" in human
 
 
-def test_alias_moves_and_resolves(cli: CliRunner, iris_files: dict[str, Path]) -> None:
-    cli("models", "register", "iris", str(iris_files["skops"]), "--alias", "production")
-    cli("models", "register", "iris", str(iris_files["skops"]))
+def test_alias_moves_and_resolves(cli: CliRunner, cli_env: dict[str, str], two_versions: Path) -> None:
+    copy_home(two_versions, cli_env)
     cli("models", "alias", "iris", "2", "production")
     shown = json.loads(cli("models", "show", "iris@production", "--json").stdout)
     assert shown["version"] == 2 and shown["aliases"] == ["production"]
@@ -57,9 +81,8 @@ def test_alias_moves_and_resolves(cli: CliRunner, iris_files: dict[str, Path]) -
     assert v1["aliases"] == []
 
 
-def test_delete_is_refused_while_aliased(cli: CliRunner, iris_files: dict[str, Path]) -> None:
-    cli("models", "register", "iris", str(iris_files["skops"]), "--alias", "production")
-    cli("models", "register", "iris", str(iris_files["skops"]))
+def test_delete_is_refused_while_aliased(cli: CliRunner, cli_env: dict[str, str], two_versions: Path) -> None:
+    copy_home(two_versions, cli_env)
     refused = cli("models", "delete", "iris:1", check=False)
     assert refused.returncode != 0
     assert "production" in refused.stderr and "Traceback" not in refused.stderr
