@@ -14,6 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tests.e2e.conftest import CliRunner
+from tests.fixtures.homes import copy_home, home_env, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +32,20 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"reg": d / "reg.skops", "lin": d / "lin.skops", "sample": d / "sample.npy"}
 
 
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory: pytest.TempPathFactory, files: dict[str, Path]) -> tuple[Path, str]:
+    """A home where `conveyor models register reg REG --json` (no sample) made reg:1, and what it printed;
+    each test starting from it changes a copy (``copy_home``)."""
+    home = tmp_path_factory.mktemp("registered") / "home"
+    return home, run_cli(home_env(home), "models", "register", "reg", str(files["reg"]), "--json").stdout
+
+
 def test_tree_pipeline_without_sample_registers_with_parity_on_derived_inputs(
-    cli: CliRunner, files: dict[str, Path]
+    cli: CliRunner, cli_env: dict[str, str], registered: tuple[Path, str]
 ) -> None:
-    v = json.loads(cli("models", "register", "reg", str(files["reg"]), "--json").stdout)
+    home, stdout = registered
+    copy_home(home, cli_env)
+    v = json.loads(stdout)
     parity = v["metadata"]["parity"]
     assert parity["checked"] is True and parity["inputs"] == "derived"
     assert parity["max_abs_diff"] <= 1e-4 and parity["conversion"].startswith("exact")
@@ -43,9 +54,11 @@ def test_tree_pipeline_without_sample_registers_with_parity_on_derived_inputs(
 
 
 def test_same_file_twice_is_one_digest_and_says_already_registered(
-    cli: CliRunner, files: dict[str, Path]
+    cli: CliRunner, cli_env: dict[str, str], files: dict[str, Path], registered: tuple[Path, str]
 ) -> None:
-    first = json.loads(cli("models", "register", "reg", str(files["reg"]), "--json").stdout)
+    home, stdout = registered
+    copy_home(home, cli_env)
+    first = json.loads(stdout)
     again = cli("models", "register", "reg", str(files["reg"]))
     assert "already registered as reg:1" in again.stdout
     second = json.loads(cli("models", "show", "reg:2", "--json").stdout)
