@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import CliRunner
+from tests.fixtures.homes import copy_home, register
 from tests.fixtures.processes import REPO, ProcessGroup, conveyor_exe, free_port, wait_http_ok
 
 TINY = """\
@@ -35,13 +36,19 @@ spec:
 """
 
 
+@pytest.fixture(scope="module")
+def tiny_home(tmp_path_factory: pytest.TempPathFactory, logreg_onnx: Path) -> Path:
+    """A home with model tiny (v1 = prod, v2), registered in-process: setup, copied for each test."""
+    home = tmp_path_factory.mktemp("tiny") / "home"
+    register(home, "tiny", logreg_onnx, aliases=["prod"])
+    register(home, "tiny", logreg_onnx)
+    return home
+
+
 @pytest.fixture
-def api(
-    cli: CliRunner, cli_env: dict[str, str], processes: ProcessGroup, logreg_onnx: Path, tmp_path: Path
-) -> str:
+def api(cli_env: dict[str, str], processes: ProcessGroup, tiny_home: Path) -> str:
     """A management API on a free port over CONVEYOR_HOME with model tiny (v1 = prod, v2), at CONVEYOR_URL."""
-    cli("models", "register", "tiny", str(logreg_onnx), "--alias", "prod")
-    cli("models", "register", "tiny", str(logreg_onnx))
+    copy_home(tiny_home, cli_env)
     url = f"http://127.0.0.1:{free_port()}"
     proc = processes.start(
         [sys.executable, "-m", "tests.fixtures.api_server", url.rsplit(":", 1)[1]], env=cli_env, cwd=REPO
