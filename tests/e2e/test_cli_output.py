@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.homes import register
 from tests.fixtures.processes import REPO, ProcessGroup, conveyor_exe, output_of
 from tests.fixtures.stack import UpStack
 
@@ -65,7 +66,7 @@ def test_generated_cli_reference_names_no_python_types() -> None:
 
 def test_piped_tables_are_not_cut_at_80_columns(tmp_path: Path, iris_files: dict[str, Path]) -> None:
     env = piped_env(tmp_path / "home")
-    piped(env, "models", "register", LONG_NAME, str(iris_files["skops"]), "--alias", LONG_ALIAS)
+    register(tmp_path / "home", LONG_NAME, iris_files["skops"], aliases=[LONG_ALIAS])
     out = piped(env, "models", "list")
     assert LONG_NAME in out and f"{LONG_ALIAS}→1" in out, out
     assert "…" not in out, out
@@ -87,7 +88,7 @@ def test_up_and_get_deployments_print_each_url_once_and_whole(
 ) -> None:
     group, home = processes_up
     env = piped_env(home)
-    piped(env, "models", "register", LONG_NAME, str(iris_files["skops"]), "--alias", "production")
+    register(home, LONG_NAME, iris_files["skops"], aliases=["production"])
     spec = tmp_path / "iris.yaml"
     spec.write_text((REPO / "examples" / "iris.yaml").read_text().replace("iris@", f"{LONG_NAME}@"))
     stack = UpStack(group, env, home)
