@@ -51,7 +51,12 @@ def register(
     """
     from conveyor.formats import import_model
     from conveyor.observe.reference import compute_reference, load_reference
+    from conveyor.registry.refs import check_alias, check_name
 
+    # A name or alias the registry would refuse is refused before the conversion, which can take seconds.
+    check_name(name)
+    for alias in aliases or []:
+        check_alias(alias)
     settings = settings or get_settings()
     result = import_model(
         model_or_path,
