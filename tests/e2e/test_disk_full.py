@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,14 +205,18 @@ def test_apply_on_a_full_disk_is_507_and_changes_nothing(
     small_fs: SmallFs, stack: UpStack, tmp_path: Path
 ) -> None:
     register(stack.home, "clf", build_logreg(tmp_path / "clf.onnx"))
-    # A leader that cannot renew its lease on the full disk steps down after about 5 s of the default 6 s
-    # and refuses writes with 503 as a follower: under load the CLI's apply alone took longer than that.
-    stack.env["CONVEYOR_LEADER_LEASE_S"] = "300"
+    stack.env["CONVEYOR_LEADER_LEASE_S"] = "3"
     stack.start()
     spec = tmp_path / "clf.yaml"
     spec.write_text(json.dumps(DEPLOYMENT))
     small_fs.fill(leave_kib=0)
     assert "registry database" in assert_disk_full(stack.cli("apply", "-f", str(spec), check=False))
+    # The leader cannot renew its lease on the full disk: it steps down, and refuses writes with that error,
+    # not with "the leader is nobody yet".
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{stack.api_url}/api/v1/health", timeout=10).json()["election"]["leader"]:
+        assert time.monotonic() < deadline, "the leader never stepped down on the full disk"
+        time.sleep(0.2)
     answer = httpx.post(
         f"{stack.api_url}/api/v1/apply", json={"documents": [DEPLOYMENT]}, timeout=30, headers=stack.headers
     )

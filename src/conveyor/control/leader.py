@@ -1,6 +1,8 @@
 """Leader election among the control planes on one registry: only the holder of the ``control-plane`` lease
 (registry/leases.py) acts — reconciles, runs rollouts, evaluates alerts. The others follow: they answer the
 management API's reads and refuse its writes with 503 naming the leader, and take over when its lease expires.
+One that follows because it could not write the lease itself refuses them with that error (507 on a full
+disk), which is what the caller can act on.
 
 A holder renews every ``ttl/3`` and counts its lease from just before each renewal, less a margin of
 ``ttl/6`` for an action batch under way: the reconciler, the rollout controller and the alert loop ask
@@ -22,6 +24,7 @@ import orjson
 
 from conveyor import errors
 from conveyor.control import API_HEADER
+from conveyor.frontend.http_errors import status_for
 from conveyor.registry.leases import Lease, LeaseStore
 
 log = logging.getLogger("conveyor.control")
@@ -62,6 +65,8 @@ class LeaderElection:
         self._was_leader = False
         self.leader: Lease | None = None
         """The lease as last seen: this process's or another's (None: nobody has held it)."""
+        self.problem: errors.ConveyorError | None = None
+        """Why the last try to take or renew the lease failed (the database refused: disk full, gone)."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -79,7 +84,9 @@ class LeaderElection:
             else:
                 self._valid_until = 0.0
                 self.leader = await asyncio.to_thread(self.leases.current, LEASE)
+            self.problem = None
         except errors.ConveyorError as exc:  # the database is away: what we hold lapses by itself
+            self.problem = exc
             log.warning("leader election: %s", exc.message)
         self._notice()
         return self.is_leader
@@ -161,11 +168,20 @@ class FollowerRefusesWrites:
         ):
             await self.app(scope, receive, send)
             return
-        leader = self.election.leader
+        leader, problem = self.election.leader, self.election.problem
+        if problem is not None:
+            # It follows because the lease could not be written: say why (a full disk is 507, as any write).
+            status = status_for(problem)
+            message = f"{problem.message} (the leader lease could not be renewed, so no changes are taken)"
+        else:
+            status = 503
+            message = (
+                "this control plane is a follower and does not take changes; the leader is "
+                f"{self.election.describe_leader()}"
+            )
         body = orjson.dumps(
             {
-                "error": "this control plane is a follower and does not take changes; the leader is "
-                f"{self.election.describe_leader()}",
+                "error": message,
                 "leader": None
                 if leader is None or leader.expired
                 else {"holder": leader.holder, "address": leader.address},
@@ -175,7 +191,7 @@ class FollowerRefusesWrites:
         await send(
             {
                 "type": "http.response.start",
-                "status": 503,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

@@ -29,10 +29,13 @@ class Leases:
     def __init__(self) -> None:
         self.holder: str | None = None
         self.down = False
+        self.full = False  # every write fails for lack of space
 
     def acquire(self, name: str, holder: str, ttl_s: float, address: str | None = None) -> Lease | None:
         if self.down:
             raise errors.Unavailable("cannot reach the registry database")
+        if self.full:
+            raise errors.DiskFull("disk full: cannot write the registry database (No space left on device)")
         if self.holder not in (None, holder):
             return None
         self.holder = holder
@@ -105,3 +108,26 @@ def test_a_follower_refuses_writes_with_503_naming_the_leader() -> None:
     leases.holder = None
     asyncio.run(election.campaign())
     assert client.post("/api/v1/apply").status_code == 200  # the leader takes writes
+
+
+def test_a_leader_that_lost_its_lease_to_a_full_disk_refuses_writes_507_saying_so() -> None:
+    leases, clock = Leases(), Clock()
+    election = _election(leases, clock)
+    asyncio.run(election.campaign())
+    leases.full = True
+    clock.now += 6.0
+    assert not asyncio.run(election.campaign())
+
+    async def ok(request: Any) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[Route("/api/v1/{rest:path}", ok, methods=["GET", "POST"])])
+    client = TestClient(FollowerRefusesWrites(app, election))
+    refused = client.post("/api/v1/apply")
+    assert refused.status_code == 507, refused.text
+    assert refused.json()["error"] == (
+        "disk full: cannot write the registry database (No space left on device) (the leader lease could "
+        "not be renewed, so no changes are taken)"
+    )
+    leases.full = False  # space freed: it leads again at its next try, and takes writes
+    assert asyncio.run(election.campaign()) and client.post("/api/v1/apply").status_code == 200
