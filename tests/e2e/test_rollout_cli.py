@@ -8,10 +8,13 @@ import json
 from pathlib import Path
 
 from tests.e2e.conftest import CliRunner
-from tests.e2e.test_deployments_cli import TINY, api, write
+from tests.e2e.test_deployments_cli import TINY, api, tiny_home, write
 from tests.unit.cli.test_rollouts import answer as rendered_answer
 
-__all__ = ["api"]  # the management API fixture, shared with the deployments' CLI tests
+__all__ = [
+    "api",
+    "tiny_home",
+]  # the management API fixture and its home, shared with the deployments' CLI tests
 
 
 def test_start_status_and_history_of_a_rollout(cli: CliRunner, api: str, tmp_path: Path) -> None:

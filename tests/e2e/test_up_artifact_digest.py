@@ -21,12 +21,12 @@ import pytest
 import conveyor
 from conveyor.settings import Settings
 from tests.e2e.conftest import CliRunner
-from tests.e2e.test_up_under_load import BODY, stack, write_spec
+from tests.e2e.test_up_under_load import BODY, register_version, stack, write_spec
 from tests.fixtures.models import build_logreg
 from tests.fixtures.processes import free_port
 from tests.fixtures.stack import UpStack
 
-__all__ = ["stack"]  # the fixture: `conveyor up` over clf:1 and clf:2, stopped at teardown
+__all__ = ["stack"]  # the fixture: `conveyor up` over clf:1, stopped at teardown
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -146,6 +146,7 @@ def test_a_truncated_running_blob_is_named_even_when_a_newer_revision_is_broken(
     stack: UpStack, tmp_path: Path
 ) -> None:
     right = start_clf_1(stack, tmp_path)
+    register_version(stack, tmp_path, seed=1)  # clf:2
     sha1, sha2 = sha_of(stack.home, "clf:1"), sha_of(stack.home, "clf:2")
     # A corrupt new version first: its revision cannot run, clf:1 keeps running (this held before).
     overwrite(blob(stack.home, sha2), b"not what was registered")

@@ -255,7 +255,14 @@ def test_ab_routing_is_sticky_per_user_and_gives_the_candidate_its_share_of_user
 def test_the_control_plane_killed_mid_rollout_resumes_it_where_it_was_and_loses_no_request(
     stack: UpStack, tmp_path: Path
 ) -> None:
-    plan = {"strategy": "canary", "steps": [20, 50, 100], "interval": "3s", "analysis": GOOD}
+    # What is judged is the resumption, not latency: the restarted control plane's start takes a core of a
+    # loaded 2-core machine for seconds, and the candidate's p99 reached 3x stable's then (a CI run).
+    plan = {
+        "strategy": "canary",
+        "steps": [20, 50, 100],
+        "interval": "3s",
+        "analysis": {"maxLatencyRatio": 10.0},
+    }
     spec = start(stack, tmp_path, build_good, plan)
     running = load(stack)
     try:
